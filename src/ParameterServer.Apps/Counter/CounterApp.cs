@@ -1,0 +1,133 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+
+namespace ParameterServer.Apps.Counter;
+
+/// <summary>Options of the counter self-check.</summary>
+public sealed record CounterOptions
+{
+    /// <summary>Keys pushed each round, spread evenly over the whole uint64 key space.</summary>
+    public int Keys { get; init; } = 1000;
+
+    public int Rounds { get; init; } = 100;
+
+    /// <summary>Values per key.</summary>
+    public int Width { get; init; } = 1;
+
+    /// <summary>Sleep between rounds, so a run can be made long (for kill tests).</summary>
+    public int PauseMs { get; init; }
+
+    /// <summary>When set, only this rank pauses: the others run ahead as far as the consistency model allows.</summary>
+    public int? SlowRank { get; init; }
+
+    public UpdateMode Mode { get; init; } = UpdateMode.Async;
+
+    public Consistency Consistency { get; init; } = Consistency.BoundedDelay(4);
+
+    public string Table { get; init; } = "counter";
+
+    public void Validate()
+    {
+        if (Keys < 1 || Rounds < 1 || Width < 1 || PauseMs < 0)
+        {
+            throw new ArgumentException($"counter needs --keys >= 1, --rounds >= 1, --width >= 1 and --pause-ms >= 0 (got {Keys}, {Rounds}, {Width}, {PauseMs})");
+        }
+    }
+}
+
+/// <summary>
+/// The self-check users run against any cluster: every worker pushes +1 to every key, R times, asynchronously
+/// under the table's consistency; after a barrier each worker pulls everything and checks that every value
+/// equals workers x R. Any mismatch (a lost or doubled update) fails the run.
+/// </summary>
+public sealed class CounterApp(CounterOptions options) : IPsApp
+{
+    public string Name => "counter";
+
+    public async Task<int> RunAsync(WorkerContext context, CancellationToken cancellationToken)
+    {
+        options.Validate();
+        var client = context.Client;
+        var table = await client.DeclareTableAsync(new TableSpec(options.Table, options.Width) { Mode = options.Mode }, cancellationToken).ConfigureAwait(false);
+        table.Consistency = options.Consistency;
+        ulong[] keys = SpreadKeys(options.Keys);
+        float[] ones = new float[keys.Length * options.Width];
+        Array.Fill(ones, 1f);
+        bool pauses = options.PauseMs > 0 && (options.SlowRank is null || options.SlowRank == context.Rank);
+        context.Log.LogInformation("Counter on rank {Rank}: {Keys} keys x width {Width}, {Rounds} rounds, {Mode} table, {Consistency}",
+            context.Rank, keys.Length, options.Width, options.Rounds, options.Mode.ToString().ToLowerInvariant(), options.Consistency);
+
+        var watch = Stopwatch.StartNew();
+        long[] timestamps = new long[options.Rounds];
+        for (int round = 0; round < options.Rounds; round++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            timestamps[round] = table.Push(keys, ones);
+            if (pauses)
+            {
+                await Task.Delay(options.PauseMs, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        foreach (long t in timestamps)
+        {
+            table.Wait(t); // throws the first failed push
+        }
+        await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
+
+        float[] values = new float[ones.Length];
+        await table.PullAsync(keys, values, cancellationToken).ConfigureAwait(false);
+        float expected = (float)context.WorkerCount * options.Rounds;
+        int mismatches = 0;
+        int firstBad = -1;
+        for (int i = 0; i < values.Length; i++)
+        {
+            if (values[i] != expected)
+            {
+                mismatches++;
+                firstBad = firstBad < 0 ? i : firstBad;
+            }
+        }
+        double seconds = watch.Elapsed.TotalSeconds;
+        if (context.Json)
+        {
+            context.Output.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+            {
+                ["app"] = "counter",
+                ["ok"] = mismatches == 0,
+                ["rank"] = context.Rank,
+                ["keys"] = keys.Length,
+                ["pushes"] = options.Rounds,
+                ["expected"] = expected,
+                ["mismatches"] = mismatches,
+                ["seconds"] = Math.Round(seconds, 3),
+            }));
+        }
+        else if (mismatches == 0)
+        {
+            context.Output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"counter OK: rank {context.Rank}, {keys.Length} keys x width {options.Width}, every value = {expected} ({context.WorkerCount} workers x {options.Rounds} rounds) in {seconds:0.00} s"));
+        }
+        if (mismatches > 0)
+        {
+            int key = firstBad / options.Width;
+            context.Log.LogError("Counter FAILED on rank {Rank}: {Mismatches} of {Total} values differ from {Expected}; first: key {Key} = {Value}",
+                context.Rank, mismatches, values.Length, expected, keys[key], values[firstBad]);
+            return 1;
+        }
+        return 0;
+    }
+
+    /// <summary>N keys spread evenly over the uint64 space (ascending), so every server gets some even without hashing.</summary>
+    public static ulong[] SpreadKeys(int count)
+    {
+        ulong step = ulong.MaxValue / (ulong)count;
+        var keys = new ulong[count];
+        for (int i = 0; i < count; i++)
+        {
+            keys[i] = (ulong)i * step;
+        }
+        return keys;
+    }
+}

@@ -1,0 +1,29 @@
+using System.CommandLine;
+
+namespace ParameterServer.Cli;
+
+/// <summary>Option factories: every option can also come from PS_* variables and the config file (see <see cref="Settings"/>).</summary>
+internal static class Options
+{
+    public static Option<T> Create<T>(string name, T fallback, string description, bool hidden = false)
+    {
+        return new Option<T>(name)
+        {
+            Description = $"{description} [env {Settings.EnvironmentName(name)}]",
+            DefaultValueFactory = _ => Settings.Get(name, fallback),
+            Hidden = hidden,
+        };
+    }
+
+    public static readonly Option<string> Scheduler = Create("--scheduler", "127.0.0.1:9700", "The scheduler as HOST:PORT");
+    public static readonly Option<bool> Json = Create("--json", false, "Print machine-readable JSON lines on standard output");
+    public static readonly Option<string> LogLevel = Create("--log-level", "info", "Log level: trace, debug, info, warning, error");
+    public static readonly Option<string?> Config = Create<string?>("--config", null, "JSON file with option values (keys are option names without dashes)");
+    public static readonly Option<int> HeartbeatMs = Create("--heartbeat-ms", 500, "Heartbeat interval in milliseconds");
+    public static readonly Option<int> HeartbeatTimeoutMs = Create("--heartbeat-timeout-ms", 5000, "Silence after which a node is declared dead, in milliseconds");
+    public static readonly Option<int> RequestTimeoutS = Create("--request-timeout", 30, "Seconds a push or pull may wait for its servers");
+    public static readonly Option<int> VirtualNodes = Create("--virtual-nodes", 256, "Points per server on the consistent-hash ring");
+    public static readonly Option<int> MaxFrameMb = Create("--max-frame-mb", 512, "Largest frame accepted, in MiB");
+
+    public static Transport.TransportOptions Transport(ParseResult p) => new() { MaxFrameBytes = checked(p.GetValue(MaxFrameMb) * (1 << 20)) };
+}

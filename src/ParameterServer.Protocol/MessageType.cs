@@ -1,0 +1,58 @@
+namespace ParameterServer.Protocol;
+
+/// <summary>What a frame carries. Values are part of the wire format: never renumber.</summary>
+internal enum MessageType : byte
+{
+    // Control plane (node <-> scheduler).
+    Register = 1,
+    View = 2,
+    Heartbeat = 3,
+    Barrier = 4,
+    Shutdown = 5,
+    DeclareTable = 6,
+    Finish = 7,
+    Status = 8,
+
+    // Data plane (worker <-> server).
+    Push = 16,
+    Pull = 17,
+    PushPull = 18,
+    ServerStats = 19,
+
+    // The answer to any request: same request id, ErrorCode 0 and a payload, or an error code and a UTF-8 message.
+    Response = 32,
+}
+
+/// <summary>Bit flags in the header. Receivers reject flags they do not understand.</summary>
+[Flags]
+internal enum FrameFlags : ushort
+{
+    None = 0,
+    /// <summary>The key section is [u64 first key][u64 key count] instead of a list: a contiguous range.</summary>
+    KeyRange = 1 << 0,
+    /// <summary>Reserved for value compression (not yet produced).</summary>
+    Compressed = 1 << 1,
+    /// <summary>Reserved for key caching: the key section was sent before and is referenced by a signature.</summary>
+    KeysCached = 1 << 2,
+
+    Known = KeyRange,
+}
+
+/// <summary>Element type of a table's values. Sizes come from <see cref="ElementTypes.SizeOf"/>; the transport never looks inside.</summary>
+internal enum WireElementType : byte
+{
+    Float32 = 1,
+    Float64 = 2,
+    Int32 = 3,
+    Int64 = 4,
+}
+
+internal static class ElementTypes
+{
+    public static int SizeOf(WireElementType type) => type switch
+    {
+        WireElementType.Float32 or WireElementType.Int32 => 4,
+        WireElementType.Float64 or WireElementType.Int64 => 8,
+        _ => 0,
+    };
+}

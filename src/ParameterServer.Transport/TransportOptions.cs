@@ -1,0 +1,32 @@
+namespace ParameterServer.Transport;
+
+/// <summary>Limits and timeouts of one node's connections.</summary>
+public sealed class TransportOptions
+{
+    /// <summary>Largest frame (header + payload) accepted or sent. Defaults to 512 MiB.</summary>
+    public int MaxFrameBytes { get; set; } = 512 << 20;
+
+    /// <summary>Bytes queued on a connection above which senders wait (backpressure). Defaults to 16 MiB.</summary>
+    public int SendQueueHighWaterBytes { get; set; } = 16 << 20;
+
+    /// <summary>How long a sender waits for room in a full send queue before failing. Defaults to 30 s.</summary>
+    public TimeSpan SendTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long to try to open a TCP connection. Defaults to 10 s.</summary>
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Initial receive buffer per connection; it grows to the largest frame seen. Defaults to 256 KiB.</summary>
+    public int ReceiveBufferBytes { get; set; } = 256 << 10;
+
+    internal void Validate()
+    {
+        if (MaxFrameBytes < 1024)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxFrameBytes), MaxFrameBytes, "MaxFrameBytes must be at least 1024");
+        }
+        if (SendQueueHighWaterBytes < 4096)
+        {
+            throw new ArgumentOutOfRangeException(nameof(SendQueueHighWaterBytes), SendQueueHighWaterBytes, "SendQueueHighWaterBytes must be at least 4096");
+        }
+    }
+}

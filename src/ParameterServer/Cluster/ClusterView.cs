@@ -1,0 +1,183 @@
+using System.Collections.Concurrent;
+using ParameterServer.Protocol;
+
+namespace ParameterServer.Cluster;
+
+/// <summary>
+/// The immutable picture of a job that the scheduler publishes on every change: nodes, tables, ring parameters.
+/// Every node caches the latest one; routing is a pure function of it.
+/// </summary>
+internal sealed class ClusterView
+{
+    private readonly ConcurrentDictionary<int, TablePlacement> _placements = new();
+
+    public ClusterView(uint number, bool ready, int virtualNodes, int expectedServers, int expectedWorkers, IReadOnlyList<NodeInfo> nodes, IReadOnlyList<TableInfo> tables)
+    {
+        Number = number;
+        Ready = ready;
+        VirtualNodes = virtualNodes;
+        ExpectedServers = expectedServers;
+        ExpectedWorkers = expectedWorkers;
+        Nodes = nodes;
+        Tables = tables;
+        Servers = nodes.Where(n => n.Role == NodeRole.Server && n.Alive).OrderBy(n => n.Id).ToArray();
+        Workers = nodes.Where(n => n.Role == NodeRole.Worker && n.Alive).OrderBy(n => n.Id).ToArray();
+        Ring = new HashRing(Servers.Select(s => s.Id).ToArray(), virtualNodes);
+    }
+
+    public uint Number { get; }
+
+    /// <summary>True once the expected servers and workers have registered; workers start then.</summary>
+    public bool Ready { get; }
+
+    public int VirtualNodes { get; }
+
+    public int ExpectedServers { get; }
+
+    public int ExpectedWorkers { get; }
+
+    public IReadOnlyList<NodeInfo> Nodes { get; }
+
+    public IReadOnlyList<TableInfo> Tables { get; }
+
+    /// <summary>Live servers ordered by id; a server's index here is its "slot" in routing arrays.</summary>
+    public IReadOnlyList<NodeInfo> Servers { get; }
+
+    public IReadOnlyList<NodeInfo> Workers { get; }
+
+    public HashRing Ring { get; }
+
+    public TableInfo? FindTable(int id)
+    {
+        foreach (var t in Tables)
+        {
+            if (t.Id == id)
+            {
+                return t;
+            }
+        }
+        return null;
+    }
+
+    public TableInfo? FindTable(string name) => Tables.FirstOrDefault(t => t.Name == name);
+
+    public int SlotOfServer(int serverId)
+    {
+        for (int i = 0; i < Servers.Count; i++)
+        {
+            if (Servers[i].Id == serverId)
+            {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    public TablePlacement PlacementOf(TableInfo table) => _placements.GetOrAdd(table.Id, _ => new TablePlacement(table, this));
+
+    public void Write(PayloadWriter w)
+    {
+        w.WriteInt64(Number);
+        w.WriteBool(Ready);
+        w.WriteInt32(VirtualNodes);
+        w.WriteInt32(ExpectedServers);
+        w.WriteInt32(ExpectedWorkers);
+        w.WriteInt32(Nodes.Count);
+        foreach (var n in Nodes)
+        {
+            w.WriteInt32(n.Id);
+            w.WriteByte((byte)n.Role);
+            w.WriteInt32(n.Rank);
+            w.WriteString(n.Host);
+            w.WriteInt32(n.Port);
+            w.WriteBool(n.Alive);
+        }
+        w.WriteInt32(Tables.Count);
+        foreach (var t in Tables)
+        {
+            w.WriteInt32(t.Id);
+            w.WriteString(t.Name);
+            w.WriteInt32(t.Width);
+            w.WriteString(t.Handler);
+            w.WriteByte((byte)t.Mode);
+            w.WriteUInt64(t.DenseSize);
+            w.WriteInt32(t.BlockKeys);
+            w.WriteInt32(t.BlockBits);
+        }
+    }
+
+    public static ClusterView Read(ReadOnlySpan<byte> payload)
+    {
+        var r = new PayloadReader(payload);
+        uint number = (uint)r.ReadInt64();
+        bool ready = r.ReadBool();
+        int vnodes = r.ReadCount(1 << 16);
+        int expectedServers = r.ReadInt32();
+        int expectedWorkers = r.ReadInt32();
+        int nodeCount = r.ReadCount(1 << 20);
+        var nodes = new NodeInfo[nodeCount];
+        for (int i = 0; i < nodeCount; i++)
+        {
+            int id = r.ReadInt32();
+            var role = (NodeRole)r.ReadByte();
+            int rank = r.ReadInt32();
+            string host = r.ReadString(1024);
+            int port = r.ReadInt32();
+            bool alive = r.ReadBool();
+            nodes[i] = new NodeInfo(id, role, rank, host, port, alive);
+        }
+        int tableCount = r.ReadCount(1 << 16);
+        var tables = new TableInfo[tableCount];
+        for (int i = 0; i < tableCount; i++)
+        {
+            int id = r.ReadInt32();
+            string name = r.ReadString(1024);
+            int width = r.ReadInt32();
+            string handler = r.ReadString(4096);
+            var mode = (UpdateMode)r.ReadByte();
+            ulong denseSize = r.ReadUInt64();
+            int blockKeys = r.ReadInt32();
+            int blockBits = r.ReadInt32();
+            tables[i] = new TableInfo(id, name, width, handler, mode, denseSize, blockKeys, blockBits);
+        }
+        return new ClusterView(number, ready, Math.Max(vnodes, 1), expectedServers, expectedWorkers, nodes, tables);
+    }
+}
+
+/// <summary>Where each block of one table lives under one view. Owner lookups are O(1) for tables up to 4M blocks.</summary>
+internal sealed class TablePlacement
+{
+    private const long MaxCachedBlocks = 1 << 22;
+    private readonly int[]? _slotOfBlock;
+    private readonly Dictionary<int, int> _slotOfServer;
+    private readonly HashRing _ring;
+
+    public TablePlacement(TableInfo table, ClusterView view)
+    {
+        Table = table;
+        _ring = view.Ring;
+        _slotOfServer = new Dictionary<int, int>();
+        for (int i = 0; i < view.Servers.Count; i++)
+        {
+            _slotOfServer[view.Servers[i].Id] = i;
+        }
+        ServerCount = view.Servers.Count;
+        if (!_ring.IsEmpty && table.BlockCount <= MaxCachedBlocks)
+        {
+            _slotOfBlock = new int[table.BlockCount];
+            for (long b = 0; b < _slotOfBlock.Length; b++)
+            {
+                _slotOfBlock[b] = _slotOfServer[_ring.OwnerOf(table.RingPositionOf(b))];
+            }
+        }
+    }
+
+    public TableInfo Table { get; }
+
+    public int ServerCount { get; }
+
+    public int SlotOfBlock(long block) => _slotOfBlock is { } cached ? cached[block] : _slotOfServer[_ring.OwnerOf(Table.RingPositionOf(block))];
+
+    /// <summary>Index into <see cref="ClusterView.Servers"/> of the server that owns <paramref name="key"/>.</summary>
+    public int SlotOf(ulong key) => SlotOfBlock(Table.BlockOf(key));
+}

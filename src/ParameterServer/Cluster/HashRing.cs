@@ -1,0 +1,62 @@
+namespace ParameterServer.Cluster;
+
+/// <summary>
+/// Consistent-hash ring: each server owns <c>virtualNodes</c> points at Mix64(serverId, i); a position belongs
+/// to the first point clockwise. Adding a server moves only about 1/(n+1) of the positions.
+/// </summary>
+internal sealed class HashRing
+{
+    private readonly ulong[] _points;
+    private readonly int[] _owners; // server id per point
+
+    public HashRing(IReadOnlyList<int> serverIds, int virtualNodes)
+    {
+        if (virtualNodes < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(virtualNodes), virtualNodes, "need at least one virtual node per server");
+        }
+        var points = new List<(ulong Point, int Server)>(serverIds.Count * virtualNodes);
+        foreach (int id in serverIds)
+        {
+            for (int v = 0; v < virtualNodes; v++)
+            {
+                points.Add((PointOf(id, v), id));
+            }
+        }
+        points.Sort((a, b) => a.Point != b.Point ? a.Point.CompareTo(b.Point) : a.Server.CompareTo(b.Server));
+        _points = points.Select(p => p.Point).ToArray();
+        _owners = points.Select(p => p.Server).ToArray();
+        VirtualNodes = virtualNodes;
+    }
+
+    public int VirtualNodes { get; }
+
+    public bool IsEmpty => _points.Length == 0;
+
+    public static ulong PointOf(int serverId, int virtualNode) => Hashing.Mix64(((ulong)(uint)serverId << 32) | (uint)virtualNode) ;
+
+    /// <summary>The server that owns a ring position.</summary>
+    public int OwnerOf(ulong position)
+    {
+        if (_points.Length == 0)
+        {
+            throw new InvalidOperationException("the ring has no servers");
+        }
+        int index = Array.BinarySearch(_points, position);
+        if (index < 0)
+        {
+            index = ~index;
+        }
+        return _owners[index == _points.Length ? 0 : index];
+    }
+
+    /// <summary>The arcs of the ring as (start exclusive, end inclusive, server), in order; the first arc wraps around zero.</summary>
+    public IEnumerable<(ulong StartExclusive, ulong EndInclusive, int Server)> Arcs()
+    {
+        for (int i = 0; i < _points.Length; i++)
+        {
+            ulong start = i == 0 ? _points[^1] : _points[i - 1];
+            yield return (start, _points[i], _owners[i]);
+        }
+    }
+}

@@ -1,0 +1,30 @@
+using Microsoft.Extensions.Logging;
+
+namespace ParameterServer;
+
+/// <summary>An application that runs on every worker of a job (counter, logistic regression, ...).</summary>
+public interface IPsApp
+{
+    string Name { get; }
+
+    /// <summary>Runs this worker's part of the job; returns the process exit code (0 for success).</summary>
+    Task<int> RunAsync(WorkerContext context, CancellationToken cancellationToken);
+}
+
+/// <summary>What an app gets on a worker: the client, its rank, a logger and where to print results.</summary>
+public sealed class WorkerContext(PsClient client, ILogger log, TextWriter output, bool json)
+{
+    public PsClient Client { get; } = client;
+
+    public int Rank => Client.Rank;
+
+    public int WorkerCount => Client.WorkerCount;
+
+    public ILogger Log { get; } = log;
+
+    /// <summary>Standard output: results and JSON summaries go here, logs go to the logger (standard error).</summary>
+    public TextWriter Output { get; } = output;
+
+    /// <summary>True when the user asked for machine-readable output (one JSON object per line).</summary>
+    public bool Json { get; } = json;
+}

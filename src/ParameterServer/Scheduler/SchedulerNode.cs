@@ -1,0 +1,463 @@
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using ParameterServer.Cluster;
+using ParameterServer.Protocol;
+using ParameterServer.Transport;
+
+namespace ParameterServer;
+
+/// <summary>
+/// The scheduler: registers nodes and gives them ids, declares tables, publishes versioned cluster views,
+/// runs barriers, watches heartbeats and shuts the job down when every worker has finished.
+/// All state sits behind one lock (control plane only); frames are sent after the lock is released.
+/// </summary>
+public sealed class SchedulerNode : IAsyncDisposable
+{
+    private const int SchedulerId = 0;
+
+    private readonly SchedulerOptions _options;
+    private readonly ILogger _log;
+    private readonly Listener _listener;
+    private readonly Lock _lock = new();
+    private readonly Dictionary<int, NodeState> _nodes = new();
+    private readonly List<TableInfo> _tables = new();
+    private readonly List<BarrierWaiter> _barrier = new();
+    private readonly List<PendingDeclare> _declares = new();
+    private readonly TaskCompletionSource<int> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly long _startedAt = Environment.TickCount64;
+    private ClusterView _view;
+    private uint _viewNumber;
+    private int _nextNodeId = 1;
+    private bool _ready;
+    private bool _shuttingDown;
+
+    private SchedulerNode(SchedulerOptions options, ILoggerFactory loggers)
+    {
+        options.Validate();
+        _options = options;
+        _log = loggers.CreateLogger("scheduler");
+        _listener = new Listener(options.Host, options.Port, socket => new Connection(socket, new Handler(this), options.Transport, _log, $"node at {socket.RemoteEndPoint}"), _log);
+        _view = BuildView();
+        var monitor = new Thread(MonitorLoop) { IsBackground = true, Name = "ps-scheduler-monitor" };
+        monitor.Start();
+    }
+
+    /// <summary>Starts listening; throws <see cref="TransportException"/> if the port cannot be bound.</summary>
+    public static SchedulerNode Start(SchedulerOptions options, ILoggerFactory? loggers = null) => new(options, loggers ?? NullLoggerFactory.Instance);
+
+    public int Port => _listener.Port;
+
+    /// <summary>Completes when the job is over: 0 when every worker finished, 1 when the job failed (the log says why).</summary>
+    public Task<int> Completion => _completion.Task;
+
+    internal ClusterView View
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _view;
+            }
+        }
+    }
+
+    private sealed class NodeState(int id, NodeRole role, int rank, string host, int port, Connection connection, string[] handlers)
+    {
+        public int Id { get; } = id;
+        public NodeRole Role { get; } = role;
+        public int Rank { get; } = rank;
+        public string Host { get; } = host;
+        public int Port { get; } = port;
+        public Connection Connection { get; } = connection;
+        public string[] Handlers { get; } = handlers;
+        public long LastSeen { get; set; } = Environment.TickCount64;
+        public bool Alive { get; set; } = true;
+        public bool Finished { get; set; }
+        public uint AckedView { get; set; }
+        public NodeInfo Info => new(Id, Role, Rank, Host, Port, Alive);
+    }
+
+    private sealed record BarrierWaiter(int NodeId, Connection Connection, ulong RequestId);
+
+    private sealed record PendingDeclare(Connection Connection, ulong RequestId, int TableId, uint ViewNumber, long Deadline);
+
+    /// <summary>Frames to send once the lock is released.</summary>
+    private readonly record struct Outgoing(Connection Connection, FrameHeader Header, byte[] Payload);
+
+    private sealed class Handler(SchedulerNode scheduler) : IFrameHandler
+    {
+        public void OnFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload) => scheduler.OnFrame(connection, header, payload);
+
+        public void OnClosed(Connection connection, string reason) => scheduler.OnClosed(connection, reason);
+    }
+
+    private void OnFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        var outbox = new List<Outgoing>();
+        lock (_lock)
+        {
+            if (connection.Tag is NodeState known)
+            {
+                known.LastSeen = Environment.TickCount64;
+            }
+            try
+            {
+                switch (header.Type)
+                {
+                    case MessageType.Register:
+                        OnRegister(connection, header, payload, outbox);
+                        break;
+                    case MessageType.Heartbeat:
+                        break;
+                    case MessageType.Response:
+                        OnViewAck(connection, header, outbox);
+                        break;
+                    case MessageType.DeclareTable:
+                        OnDeclareTable(connection, header, payload, outbox);
+                        break;
+                    case MessageType.Barrier:
+                        OnBarrier(connection, header, outbox);
+                        break;
+                    case MessageType.Finish:
+                        OnFinish(connection, header, outbox);
+                        break;
+                    case MessageType.Status:
+                        var w = new PayloadWriter();
+                        _view.Write(w);
+                        outbox.Add(Reply(connection, header, w.WrittenSpan.ToArray()));
+                        break;
+                    default:
+                        outbox.Add(Error(connection, header, ErrorCode.UnsupportedMessage, $"the scheduler does not handle {header.Type} frames"));
+                        break;
+                }
+            }
+            catch (ProtocolException ex)
+            {
+                outbox.Add(Error(connection, header, ErrorCode.MalformedPayload, ex.Message));
+            }
+            catch (ArgumentException ex)
+            {
+                outbox.Add(Error(connection, header, ErrorCode.InvalidArgument, ex.Message));
+            }
+        }
+        Flush(outbox);
+    }
+
+    private void OnRegister(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload, List<Outgoing> outbox)
+    {
+        var (role, host, port, handlers) = ControlMessages.ReadRegister(payload);
+        if (role == NodeRole.Observer)
+        {
+            outbox.Add(Reply(connection, header, ControlMessages.Ints(-1, -1, (int)_options.HeartbeatInterval.TotalMilliseconds)));
+            return;
+        }
+        if (role is not (NodeRole.Server or NodeRole.Worker))
+        {
+            throw new ArgumentException($"cannot register a node with role {role}");
+        }
+        int expected = role == NodeRole.Server ? _options.Servers : _options.Workers;
+        int registered = _nodes.Values.Count(n => n.Role == role);
+        if (registered >= expected)
+        {
+            outbox.Add(Error(connection, header, ErrorCode.Conflict,
+                $"the job already has its {expected} {role.ToString().ToLowerInvariant()}s; start the scheduler with --{role.ToString().ToLowerInvariant()}s {expected + 1} to add one"));
+            return;
+        }
+        var node = new NodeState(_nextNodeId++, role, registered, host, port, connection, handlers);
+        _nodes[node.Id] = node;
+        connection.Tag = node;
+        connection.Peer = node.Info.Describe();
+        _log.LogInformation("Registered {Node} ({Count}/{Expected} {Role}s)", node.Info.Describe(), registered + 1, expected, role.ToString().ToLowerInvariant());
+        outbox.Add(Reply(connection, header, ControlMessages.Ints(node.Id, node.Rank, (int)_options.HeartbeatInterval.TotalMilliseconds)));
+        if (!_ready && _nodes.Values.Count(n => n.Role == NodeRole.Server) == _options.Servers && _nodes.Values.Count(n => n.Role == NodeRole.Worker) == _options.Workers)
+        {
+            _ready = true;
+            _log.LogInformation("All {Servers} servers and {Workers} workers registered; the job starts", _options.Servers, _options.Workers);
+        }
+        Publish(outbox);
+    }
+
+    private void OnViewAck(Connection connection, in FrameHeader header, List<Outgoing> outbox)
+    {
+        if (connection.Tag is not NodeState node)
+        {
+            return;
+        }
+        node.AckedView = Math.Max(node.AckedView, (uint)header.RequestId);
+        CompleteDeclares(outbox);
+    }
+
+    private void OnDeclareTable(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload, List<Outgoing> outbox)
+    {
+        var spec = ControlMessages.ReadTableSpec(payload);
+        spec.Validate();
+        var existing = _tables.FirstOrDefault(t => t.Name == spec.Name);
+        if (existing is not null)
+        {
+            if (!existing.SameDefinition(spec))
+            {
+                outbox.Add(Error(connection, header, ErrorCode.Conflict,
+                    $"table '{spec.Name}' already exists as {existing.Describe()}, not {TableInfo.From(existing.Id, spec).Describe()}"));
+                return;
+            }
+            _declares.Add(new PendingDeclare(connection, header.RequestId, existing.Id, _viewNumber, DeadlineAfter(_options.ViewAckTimeout)));
+            CompleteDeclares(outbox);
+            return;
+        }
+        string handlerName = spec.Handler.Split(':', 2)[0];
+        var lacking = _nodes.Values.Where(n => n.Role == NodeRole.Server && n.Alive && !n.Handlers.Contains(handlerName)).ToList();
+        if (lacking.Count > 0)
+        {
+            outbox.Add(Error(connection, header, ErrorCode.InvalidArgument,
+                $"update handler '{handlerName}' of table '{spec.Name}' is unknown to {string.Join(", ", lacking.Select(n => n.Info.Describe()))}; they know: {string.Join(", ", lacking[0].Handlers)}"));
+            return;
+        }
+        var table = TableInfo.From(_tables.Count == 0 ? 1 : _tables.Max(t => t.Id) + 1, spec);
+        _tables.Add(table);
+        _log.LogInformation("Declared table {Table} as id {Id}", table.Describe(), table.Id);
+        Publish(outbox);
+        _declares.Add(new PendingDeclare(connection, header.RequestId, table.Id, _viewNumber, DeadlineAfter(_options.ViewAckTimeout)));
+        CompleteDeclares(outbox);
+    }
+
+    /// <summary>A declaration is answered once every live server has accepted a view that contains the table.</summary>
+    private void CompleteDeclares(List<Outgoing> outbox)
+    {
+        for (int i = _declares.Count - 1; i >= 0; i--)
+        {
+            var d = _declares[i];
+            var laggards = _nodes.Values.Where(n => n.Role == NodeRole.Server && n.Alive && n.AckedView < d.ViewNumber).ToList();
+            if (laggards.Count == 0)
+            {
+                var header = new FrameHeader { RequestId = d.RequestId };
+                outbox.Add(Reply(d.Connection, header, ControlMessages.Ints(d.TableId, (int)d.ViewNumber)));
+                _declares.RemoveAt(i);
+            }
+            else if (Environment.TickCount64 > d.Deadline)
+            {
+                var header = new FrameHeader { RequestId = d.RequestId };
+                outbox.Add(Error(d.Connection, header, ErrorCode.NotReady,
+                    $"{string.Join(", ", laggards.Select(n => n.Info.Describe()))} did not accept view {d.ViewNumber} within {_options.ViewAckTimeout.TotalSeconds:0.#} s"));
+                _declares.RemoveAt(i);
+            }
+        }
+    }
+
+    private void OnBarrier(Connection connection, in FrameHeader header, List<Outgoing> outbox)
+    {
+        if (connection.Tag is not NodeState { Role: NodeRole.Worker } node)
+        {
+            outbox.Add(Error(connection, header, ErrorCode.InvalidArgument, "only registered workers take part in barriers"));
+            return;
+        }
+        if (!_barrier.Any(b => b.NodeId == node.Id))
+        {
+            _barrier.Add(new BarrierWaiter(node.Id, connection, header.RequestId));
+        }
+        ReleaseBarrier(outbox);
+    }
+
+    private void ReleaseBarrier(List<Outgoing> outbox)
+    {
+        int needed = _nodes.Values.Count(n => n.Role == NodeRole.Worker && n.Alive && !n.Finished);
+        if (_barrier.Count == 0 || !_ready || _barrier.Count < needed)
+        {
+            return;
+        }
+        foreach (var waiter in _barrier)
+        {
+            outbox.Add(Reply(waiter.Connection, new FrameHeader { RequestId = waiter.RequestId }, ControlMessages.Ints(_barrier.Count)));
+        }
+        _barrier.Clear();
+    }
+
+    private void OnFinish(Connection connection, in FrameHeader header, List<Outgoing> outbox)
+    {
+        if (connection.Tag is NodeState { Role: NodeRole.Worker } node)
+        {
+            node.Finished = true;
+            _log.LogInformation("{Node} finished", node.Info.Describe());
+        }
+        outbox.Add(Reply(connection, header, []));
+        ReleaseBarrier(outbox);
+        MaybeShutDown(outbox);
+    }
+
+    private void MaybeShutDown(List<Outgoing> outbox)
+    {
+        var workers = _nodes.Values.Where(n => n.Role == NodeRole.Worker).ToList();
+        if (_shuttingDown || !_ready || workers.Any(w => w.Alive && !w.Finished))
+        {
+            return;
+        }
+        _shuttingDown = true;
+        var failed = workers.Where(w => !w.Finished).ToList();
+        int exitCode = failed.Count == 0 ? 0 : 1;
+        if (failed.Count > 0)
+        {
+            _log.LogError("The job ends without {Workers}: they died before finishing", string.Join(", ", failed.Select(w => w.Info.Describe())));
+        }
+        else
+        {
+            _log.LogInformation("All workers finished; shutting the job down");
+        }
+        foreach (var n in _nodes.Values.Where(n => n.Alive))
+        {
+            outbox.Add(new Outgoing(n.Connection, new FrameHeader { Type = MessageType.Shutdown, SenderId = SchedulerId }, []));
+        }
+        _ = Task.Delay(300).ContinueWith(_ => _completion.TrySetResult(exitCode), TaskScheduler.Default);
+    }
+
+    private void OnClosed(Connection connection, string reason)
+    {
+        if (connection.Tag is not NodeState node)
+        {
+            return;
+        }
+        var outbox = new List<Outgoing>();
+        lock (_lock)
+        {
+            if (!node.Alive)
+            {
+                return;
+            }
+            MarkDead(node, node.Finished ? "left after finishing" : $"disconnected ({reason})", outbox);
+        }
+        Flush(outbox);
+    }
+
+    private void MarkDead(NodeState node, string why, List<Outgoing> outbox)
+    {
+        node.Alive = false;
+        if (node.Finished || _shuttingDown)
+        {
+            _log.LogInformation("{Node} {Why}", node.Info.Describe(), why);
+        }
+        else
+        {
+            _log.LogWarning("{Node} is dead: {Why}", node.Info.Describe(), why);
+        }
+        if (_shuttingDown)
+        {
+            return;
+        }
+        Publish(outbox);
+        ReleaseBarrier(outbox);
+        CompleteDeclares(outbox);
+        MaybeShutDown(outbox);
+        if (node.Role == NodeRole.Server && !_nodes.Values.Any(n => n.Role == NodeRole.Server && n.Alive))
+        {
+            _log.LogError("No server is alive: the parameters are gone; ending the job");
+            _shuttingDown = true;
+            foreach (var n in _nodes.Values.Where(n => n.Alive))
+            {
+                outbox.Add(new Outgoing(n.Connection, new FrameHeader { Type = MessageType.Shutdown, SenderId = SchedulerId }, []));
+            }
+            _completion.TrySetResult(1);
+        }
+    }
+
+    private void MonitorLoop()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            Thread.Sleep(Math.Max(10, (int)(_options.HeartbeatInterval.TotalMilliseconds / 4)));
+            var outbox = new List<Outgoing>();
+            lock (_lock)
+            {
+                long now = Environment.TickCount64;
+                foreach (var node in _nodes.Values.Where(n => n.Alive).ToList())
+                {
+                    if (now - node.LastSeen > _options.HeartbeatTimeout.TotalMilliseconds)
+                    {
+                        MarkDead(node, $"no heartbeat for {_options.HeartbeatTimeout.TotalSeconds:0.#} s", outbox);
+                        node.Connection.Close("declared dead: no heartbeat");
+                    }
+                }
+                CompleteDeclares(outbox);
+                if (!_ready && now - _startedAt > _options.StartupTimeout.TotalMilliseconds && !_completion.Task.IsCompleted)
+                {
+                    int servers = _nodes.Values.Count(n => n.Role == NodeRole.Server);
+                    int workers = _nodes.Values.Count(n => n.Role == NodeRole.Worker);
+                    _log.LogError("Waited {Seconds:0} s for {Servers} servers and {Workers} workers; only {S} servers and {W} workers registered. Start the missing nodes with --scheduler {Host}:{Port}",
+                        _options.StartupTimeout.TotalSeconds, _options.Servers, _options.Workers, servers, workers, AdvertisedHost, Port);
+                    _shuttingDown = true;
+                    foreach (var n in _nodes.Values.Where(n => n.Alive))
+                    {
+                        outbox.Add(new Outgoing(n.Connection, new FrameHeader { Type = MessageType.Shutdown, SenderId = SchedulerId }, []));
+                    }
+                    _completion.TrySetResult(1);
+                }
+            }
+            Flush(outbox);
+        }
+    }
+
+    private string AdvertisedHost => _options.AdvertisedHost ?? _options.Host;
+
+    private ClusterView BuildView()
+    {
+        var nodes = new List<NodeInfo> { new(SchedulerId, NodeRole.Scheduler, 0, AdvertisedHost, _listener.Port, true) };
+        nodes.AddRange(_nodes.Values.OrderBy(n => n.Id).Select(n => n.Info));
+        return new ClusterView(_viewNumber, _ready, _options.VirtualNodes, _options.Servers, _options.Workers, nodes, _tables.ToArray());
+    }
+
+    /// <summary>Makes a new view and queues it for every live node; nodes acknowledge with the view number as request id.</summary>
+    private void Publish(List<Outgoing> outbox)
+    {
+        _viewNumber++;
+        _view = BuildView();
+        var w = new PayloadWriter();
+        _view.Write(w);
+        byte[] payload = w.WrittenSpan.ToArray();
+        foreach (var n in _nodes.Values.Where(n => n.Alive))
+        {
+            outbox.Add(new Outgoing(n.Connection, new FrameHeader { Type = MessageType.View, SenderId = SchedulerId, RequestId = _viewNumber }, payload));
+        }
+    }
+
+    private static long DeadlineAfter(TimeSpan timeout) => Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+
+    private static Outgoing Reply(Connection connection, in FrameHeader request, byte[] payload) =>
+        new(connection, new FrameHeader { Type = MessageType.Response, SenderId = SchedulerId, RequestId = request.RequestId }, payload);
+
+    private static Outgoing Error(Connection connection, in FrameHeader request, ErrorCode code, string message) =>
+        new(connection, new FrameHeader { Type = MessageType.Response, SenderId = SchedulerId, RequestId = request.RequestId, Error = code }, Encoding.UTF8.GetBytes(message));
+
+    private void Flush(List<Outgoing> outbox)
+    {
+        foreach (var o in outbox)
+        {
+            try
+            {
+                var header = o.Header;
+                header.RowWidth = 1;
+                header.ElementType = WireElementType.Float32;
+                o.Connection.Send(header, o.Payload);
+            }
+            catch (TransportException ex)
+            {
+                _log.LogDebug("Could not send {Type} to {Peer}: {Message}", o.Header.Type, o.Connection.Peer, ex.Message);
+            }
+        }
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        _stop.Cancel();
+        _listener.Dispose();
+        List<NodeState> nodes;
+        lock (_lock)
+        {
+            nodes = _nodes.Values.ToList();
+        }
+        foreach (var n in nodes)
+        {
+            n.Connection.Close("scheduler stopped");
+        }
+        _completion.TrySetResult(1);
+        return ValueTask.CompletedTask;
+    }
+}

@@ -1,0 +1,64 @@
+using ParameterServer.Transport;
+
+namespace ParameterServer;
+
+/// <summary>Settings of the scheduler (the paper's server manager). One per job.</summary>
+public sealed class SchedulerOptions
+{
+    /// <summary>Address to listen on. Defaults to 127.0.0.1; use 0.0.0.0 to accept nodes from other machines.</summary>
+    public string Host { get; set; } = "127.0.0.1";
+
+    /// <summary>Port to listen on; 0 picks a free one. Defaults to 9700.</summary>
+    public int Port { get; set; } = 9700;
+
+    /// <summary>Host name nodes should use to reach this scheduler, published in the view. Defaults to <see cref="Host"/>.</summary>
+    public string? AdvertisedHost { get; set; }
+
+    /// <summary>Servers the job waits for before it starts. Defaults to 1.</summary>
+    public int Servers { get; set; } = 1;
+
+    /// <summary>Workers the job waits for before it starts. Defaults to 1.</summary>
+    public int Workers { get; set; } = 1;
+
+    /// <summary>Points per server on the consistent-hash ring. Defaults to 256 (about 6% load imbalance).</summary>
+    public int VirtualNodes { get; set; } = 256;
+
+    /// <summary>How often nodes send heartbeats (told to them at registration). Defaults to 500 ms.</summary>
+    public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>Silence after which a node is declared dead. Defaults to 5 s.</summary>
+    public TimeSpan HeartbeatTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long to wait for the expected nodes to register. Defaults to 5 minutes.</summary>
+    public TimeSpan StartupTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>How long a table declaration waits for every server to accept the new view. Defaults to 30 s.</summary>
+    public TimeSpan ViewAckTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    public TransportOptions Transport { get; set; } = new();
+
+    internal void Validate()
+    {
+        if (Servers < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(Servers), Servers, "a job needs at least one server");
+        }
+        if (Workers < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(Workers), Workers, "a job needs at least one worker");
+        }
+        if (VirtualNodes is < 1 or > 65536)
+        {
+            throw new ArgumentOutOfRangeException(nameof(VirtualNodes), VirtualNodes, "virtual nodes per server must be in [1, 65536]");
+        }
+        if (Port is < 0 or > 65535)
+        {
+            throw new ArgumentOutOfRangeException(nameof(Port), Port, "port must be in [0, 65535]");
+        }
+        if (HeartbeatTimeout <= HeartbeatInterval)
+        {
+            throw new ArgumentException($"HeartbeatTimeout ({HeartbeatTimeout.TotalMilliseconds} ms) must exceed HeartbeatInterval ({HeartbeatInterval.TotalMilliseconds} ms)");
+        }
+        Transport.Validate();
+    }
+}

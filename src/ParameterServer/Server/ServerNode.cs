@@ -1,0 +1,356 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using ParameterServer.Cluster;
+using ParameterServer.Protocol;
+using ParameterServer.Server;
+using ParameterServer.Transport;
+
+namespace ParameterServer;
+
+/// <summary>
+/// A server node: registers with the scheduler, follows its views, creates the declared tables and serves
+/// push / pull requests from workers. Requests are handled inline on each connection's receive thread; the
+/// stores lock per block, so there is no global lock on the data path.
+/// </summary>
+public sealed class ServerNode : IAsyncDisposable
+{
+    private readonly ServerOptions _options;
+    private readonly ILogger _log;
+    private readonly Listener _listener;
+    private readonly TaskCompletionSource<int> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Lock _tablesLock = new();
+    private readonly Dictionary<int, string> _tableErrors = new();
+    private ControlChannel? _scheduler;
+    private volatile ClusterView? _view;
+    private volatile TableStore?[] _tables = [];
+    private long _requests;
+
+    private ServerNode(ServerOptions options, ILoggerFactory loggers)
+    {
+        options.Validate();
+        _options = options;
+        _log = loggers.CreateLogger("server");
+        _listener = new Listener(options.Host, options.Port, socket => new Connection(socket, new DataHandler(this), options.Transport, _log, $"worker at {socket.RemoteEndPoint}"), _log);
+    }
+
+    /// <summary>Starts listening, registers with the scheduler and returns once it has a node id.</summary>
+    public static async Task<ServerNode> StartAsync(ServerOptions options, ILoggerFactory? loggers = null, CancellationToken cancellationToken = default)
+    {
+        var node = new ServerNode(options, loggers ?? NullLoggerFactory.Instance);
+        try
+        {
+            await node.RegisterAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await node.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        return node;
+    }
+
+    public int Id { get; private set; } = -1;
+
+    public int Port => _listener.Port;
+
+    /// <summary>Completes when the scheduler shuts the job down (0) or the scheduler is lost (1).</summary>
+    public Task<int> Completion => _completion.Task;
+
+    private async Task RegisterAsync(CancellationToken cancellationToken)
+    {
+        _scheduler = ControlChannel.Connect(_options.Scheduler, _options.Transport, _log, OnSchedulerFrame, OnSchedulerLost);
+        var w = new PayloadWriter();
+        ControlMessages.WriteRegister(w, NodeRole.Server, _options.AdvertisedHost ?? _options.Host, Port, _options.HandlerNames);
+        var reply = await _scheduler.CallAsync(MessageType.Register, w.WrittenSpan.ToArray(), "the registration of this server", _options.RegisterTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+        int[] fields = ControlMessages.ReadInts(reply.Payload, 3);
+        Id = fields[0];
+        _scheduler.SenderId = Id;
+        var heartbeat = TimeSpan.FromMilliseconds(fields[2]);
+        _log.LogInformation("Server {Id} listening on {Host}:{Port}", Id, _options.AdvertisedHost ?? _options.Host, Port);
+        _ = Task.Run(async () =>
+        {
+            while (!_completion.Task.IsCompleted && _scheduler is { IsClosed: false } s)
+            {
+                try
+                {
+                    s.Send(MessageType.Heartbeat, []);
+                }
+                catch (PsException)
+                {
+                    break;
+                }
+                await Task.WhenAny(Task.Delay(heartbeat), _completion.Task).ConfigureAwait(false);
+            }
+        }, CancellationToken.None);
+    }
+
+    private void OnSchedulerFrame(FrameHeader header, byte[] payload)
+    {
+        switch (header.Type)
+        {
+            case MessageType.View:
+                ApplyView(ClusterView.Read(payload));
+                _scheduler?.Reply(header, []);
+                break;
+            case MessageType.Shutdown:
+                _log.LogInformation("Server {Id}: the scheduler ends the job", Id);
+                _completion.TrySetResult(0);
+                break;
+        }
+    }
+
+    private void OnSchedulerLost(string reason)
+    {
+        if (!_completion.Task.IsCompleted)
+        {
+            _log.LogError("Server {Id} lost the scheduler at {Address}: {Reason}", Id, _options.Scheduler, reason);
+            _completion.TrySetResult(1);
+        }
+    }
+
+    private void ApplyView(ClusterView view)
+    {
+        lock (_tablesLock)
+        {
+            var tables = _tables;
+            int maxId = view.Tables.Count == 0 ? -1 : view.Tables.Max(t => t.Id);
+            if (maxId >= tables.Length)
+            {
+                Array.Resize(ref tables, maxId + 1);
+            }
+            foreach (var info in view.Tables)
+            {
+                if (tables[info.Id] is null && !_tableErrors.ContainsKey(info.Id))
+                {
+                    try
+                    {
+                        tables[info.Id] = new TableStore(info, _options.CreateHandler(info.Handler));
+                        _log.LogInformation("Server {Id}: created table {Table}", Id, info.Describe());
+                    }
+                    catch (ArgumentException ex)
+                    {
+                        _tableErrors[info.Id] = ex.Message;
+                        _log.LogError("Server {Id}: cannot create table {Table}: {Message}", Id, info.Describe(), ex.Message);
+                    }
+                }
+            }
+            _tables = tables;
+            var previous = _view;
+            _view = view;
+            if (previous is not null && previous.Workers.Count != view.Workers.Count)
+            {
+                foreach (var t in tables)
+                {
+                    if (t?.Aggregator?.OnLiveWorkersChanged(view.Workers.Count) is { } acks)
+                    {
+                        SendAcks(t, acks);
+                    }
+                }
+            }
+        }
+    }
+
+    private sealed class DataHandler(ServerNode server) : IFrameHandler
+    {
+        public void OnFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload) => server.OnDataFrame(connection, header, payload);
+
+        public void OnClosed(Connection connection, string reason) => server._log.LogDebug("Server {Id}: {Peer} disconnected: {Reason}", server.Id, connection.Peer, reason);
+    }
+
+    private void OnDataFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        Interlocked.Increment(ref _requests);
+        switch (header.Type)
+        {
+            case MessageType.Push:
+            case MessageType.Pull:
+            case MessageType.PushPull:
+                HandleData(connection, header, payload);
+                break;
+            case MessageType.ServerStats:
+                var stats = Encoding.UTF8.GetBytes(StatsJson());
+                connection.Send(new FrameHeader { Type = MessageType.Response, SenderId = Id, RequestId = header.RequestId, RowWidth = 1, ElementType = WireElementType.Float32 }, stats);
+                break;
+            case MessageType.Heartbeat:
+                break;
+            default:
+                SendError(connection, header, ErrorCode.UnsupportedMessage, $"server {Id} does not handle {header.Type} frames");
+                break;
+        }
+    }
+
+    private void HandleData(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        var view = _view;
+        var tables = _tables;
+        var table = (uint)header.TableId < (uint)tables.Length ? tables[header.TableId] : null;
+        if (view is null || table is null)
+        {
+            string why = _tableErrors.TryGetValue(header.TableId, out var error) ? error : "declare it first (PsClient.DeclareTableAsync)";
+            SendError(connection, header, ErrorCode.UnknownTable, $"server {Id} has no table {header.TableId}: {why}");
+            return;
+        }
+        if (header.RowWidth != table.Width)
+        {
+            SendError(connection, header, ErrorCode.WrongWidth, $"table '{table.Info.Name}' has rows of width {table.Width}, the request has width {header.RowWidth}");
+            return;
+        }
+        if (header.ElementType != table.Info.ElementType)
+        {
+            SendError(connection, header, ErrorCode.WrongElementType, $"table '{table.Info.Name}' holds {table.Info.ElementType}, the request carries {header.ElementType}");
+            return;
+        }
+        if (DataPayload.Validate(header) is { } malformed)
+        {
+            SendError(connection, header, ErrorCode.MalformedPayload, malformed);
+            return;
+        }
+        var keys = DataPayload.Keys(header, payload);
+        int unsorted = keys.FindUnsorted();
+        if (unsorted >= 0)
+        {
+            SendError(connection, header, ErrorCode.KeysNotSorted, $"keys must be sorted ascending without duplicates: key[{unsorted}] = {keys[unsorted]} follows {keys[unsorted - 1]}");
+            return;
+        }
+        if (table.Info.IsDense && keys.Count > 0 && keys[keys.Count - 1] >= table.Info.DenseSize)
+        {
+            SendError(connection, header, ErrorCode.KeyOutOfRange, $"key {keys[keys.Count - 1]} is outside dense table '{table.Info.Name}' of size {table.Info.DenseSize}");
+            return;
+        }
+        var placement = view.PlacementOf(table.Info);
+        int mySlot = view.SlotOfServer(Id);
+        for (int i = 0; i < keys.Count; i++)
+        {
+            if (placement.SlotOf(keys[i]) != mySlot)
+            {
+                int owner = view.Servers[placement.SlotOf(keys[i])].Id;
+                SendError(connection, header, ErrorCode.WrongOwner, $"key {keys[i]} of table '{table.Info.Name}' belongs to server {owner} under view {view.Number}, not server {Id}");
+                return;
+            }
+        }
+        var values = MemoryMarshal.Cast<byte, float>(DataPayload.Values(header, payload));
+        if (header.Type == MessageType.Pull)
+        {
+            SendValues(connection, header, table, keys);
+            return;
+        }
+        if (table.Aggregator is { } aggregator)
+        {
+            if (aggregator.Add(connection, header, keys, values, view.Workers.Count) is { } acks)
+            {
+                SendAcks(table, acks);
+            }
+            return;
+        }
+        table.Apply(keys, values);
+        if (header.Type == MessageType.PushPull)
+        {
+            SendValues(connection, header, table, keys);
+        }
+        else
+        {
+            SendAck(connection, header);
+        }
+    }
+
+    private void SendAcks(TableStore table, List<SyncAggregator.PendingAck> acks)
+    {
+        foreach (var ack in acks)
+        {
+            try
+            {
+                if (ack.Keys is not null)
+                {
+                    SendValues(ack.Connection, ack.Request, table, KeyList.Of(ack.Keys));
+                }
+                else
+                {
+                    SendAck(ack.Connection, ack.Request);
+                }
+            }
+            catch (TransportException ex)
+            {
+                _log.LogDebug("Server {Id}: could not acknowledge {Peer}: {Message}", Id, ack.Connection.Peer, ex.Message);
+            }
+        }
+    }
+
+    private void SendAck(Connection connection, in FrameHeader request)
+    {
+        var header = ResponseTo(request);
+        using var frame = connection.Reserve(FrameHeader.Size);
+        header.Write(frame.Span);
+        frame.Commit();
+    }
+
+    /// <summary>Writes the pulled rows straight from the store into the connection's send buffer.</summary>
+    private void SendValues(Connection connection, in FrameHeader request, TableStore table, KeyList keys)
+    {
+        var header = ResponseTo(request);
+        header.KeyCount = keys.Count;
+        header.RowWidth = table.Width;
+        header.PayloadLength = checked(keys.Count * table.Width * sizeof(float));
+        using var frame = connection.Reserve(header.FrameLength);
+        header.Write(frame.Span);
+        table.Read(keys, MemoryMarshal.Cast<byte, float>(frame.Span[FrameHeader.Size..]));
+        frame.Commit();
+    }
+
+    private FrameHeader ResponseTo(in FrameHeader request) => new()
+    {
+        Type = MessageType.Response,
+        SenderId = Id,
+        RequestId = request.RequestId,
+        Timestamp = request.Timestamp,
+        ViewNumber = _view?.Number ?? 0,
+        TableId = request.TableId,
+        RowWidth = request.RowWidth > 0 ? request.RowWidth : 1,
+        ElementType = WireElementType.Float32,
+        Round = request.Round,
+    };
+
+    private void SendError(Connection connection, in FrameHeader request, ErrorCode code, string message)
+    {
+        var header = ResponseTo(request);
+        header.Error = code;
+        header.RowWidth = 1;
+        try
+        {
+            connection.Send(header, Encoding.UTF8.GetBytes(message));
+        }
+        catch (TransportException ex)
+        {
+            _log.LogDebug("Server {Id}: could not send an error to {Peer}: {Message}", Id, connection.Peer, ex.Message);
+        }
+    }
+
+    /// <summary>Per table counters as one JSON object: what `pserver server` prints when the job ends, and what ServerStats returns.</summary>
+    public string StatsJson()
+    {
+        var tables = _tables.Where(t => t is not null).Select(t =>
+        {
+            var (keys, bytes) = t!.Usage();
+            return new Dictionary<string, object>
+            {
+                ["table"] = t.Info.Name,
+                ["keys"] = keys,
+                ["bytes"] = bytes,
+                ["mode"] = t.Info.Mode.ToString().ToLowerInvariant(),
+                ["rounds_applied"] = t.Aggregator?.RoundsApplied ?? 0,
+                ["max_lead"] = t.Aggregator?.MaxLead ?? 0,
+            };
+        }).ToArray();
+        return JsonSerializer.Serialize(new Dictionary<string, object> { ["server"] = Id, ["requests"] = Interlocked.Read(ref _requests), ["tables"] = tables });
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        _listener.Dispose();
+        _scheduler?.Dispose();
+        _completion.TrySetResult(1);
+        return ValueTask.CompletedTask;
+    }
+}

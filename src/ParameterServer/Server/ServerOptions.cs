@@ -1,0 +1,59 @@
+using ParameterServer.Transport;
+
+namespace ParameterServer;
+
+/// <summary>Settings of a server node.</summary>
+public sealed class ServerOptions
+{
+    private readonly Dictionary<string, Func<string, IUpdateHandler>> _handlers = new(StringComparer.Ordinal);
+
+    /// <summary>The scheduler as HOST:PORT. Defaults to 127.0.0.1:9700.</summary>
+    public string Scheduler { get; set; } = "127.0.0.1:9700";
+
+    /// <summary>Address to listen on for workers. Defaults to 127.0.0.1.</summary>
+    public string Host { get; set; } = "127.0.0.1";
+
+    /// <summary>Host name workers should use to reach this server. Defaults to <see cref="Host"/>.</summary>
+    public string? AdvertisedHost { get; set; }
+
+    /// <summary>Port to listen on; 0 (the default) picks a free one.</summary>
+    public int Port { get; set; }
+
+    /// <summary>How long to wait for the scheduler to accept the registration. Defaults to 30 s.</summary>
+    public TimeSpan RegisterTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    public TransportOptions Transport { get; set; } = new();
+
+    /// <summary>
+    /// Registers a user-defined update handler under <paramref name="name"/>; tables select it with
+    /// <c>Handler = "name"</c> or <c>"name:param=value,..."</c>. The factory receives that full string.
+    /// </summary>
+    public ServerOptions AddHandler(string name, Func<string, IUpdateHandler> factory)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ArgumentNullException.ThrowIfNull(factory);
+        if (name.Contains(':') || UpdateHandlers.BuiltInNames.Contains(name))
+        {
+            throw new ArgumentException($"handler name '{name}' is reserved or contains ':'", nameof(name));
+        }
+        _handlers[name] = factory;
+        return this;
+    }
+
+    internal IReadOnlyCollection<string> HandlerNames => UpdateHandlers.BuiltInNames.Concat(_handlers.Keys).ToArray();
+
+    internal IUpdateHandler CreateHandler(string spec)
+    {
+        string name = spec.Split(':', 2)[0];
+        return _handlers.TryGetValue(name, out var factory) ? factory(spec) : UpdateHandlers.Parse(spec);
+    }
+
+    internal void Validate()
+    {
+        if (Port is < 0 or > 65535)
+        {
+            throw new ArgumentOutOfRangeException(nameof(Port), Port, "port must be in [0, 65535]");
+        }
+        Transport.Validate();
+    }
+}

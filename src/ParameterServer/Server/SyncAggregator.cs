@@ -1,0 +1,120 @@
+using ParameterServer.Protocol;
+using ParameterServer.Transport;
+
+namespace ParameterServer.Server;
+
+/// <summary>
+/// Sync mode: the pushes of all live workers for one round (the per-table push sequence each worker carries
+/// in <see cref="FrameHeader.Round"/>) are summed here, applied through the handler once, and only then
+/// acknowledged. Holding the acks is what bounds how far a worker can run ahead: with bounded delay tau it
+/// cannot send round r before its round r - tau - 1 was acknowledged, i.e. applied for every worker.
+/// </summary>
+internal sealed class SyncAggregator(TableStore store)
+{
+    private readonly Lock _gate = new();
+    private readonly Dictionary<long, Round> _rounds = new();
+    private readonly Stack<Round> _pool = new();
+    private long _completedRounds;
+    private long _maxLead;
+    private long _roundsApplied;
+
+    /// <summary>An acknowledgement owed to a worker once its round is applied.</summary>
+    internal readonly record struct PendingAck(Connection Connection, FrameHeader Request, ulong[]? Keys, int KeyCount);
+
+    private sealed class Round(int width)
+    {
+        public readonly SparseRowStore Sum = new(width);
+        public readonly HashSet<int> Senders = new();
+        public readonly List<PendingAck> Acks = new();
+    }
+
+    /// <summary>The largest number of rounds still open below a round when it received a push (what bounded delay limits).</summary>
+    public long MaxLead
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _maxLead;
+            }
+        }
+    }
+
+    public long RoundsApplied
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _roundsApplied;
+            }
+        }
+    }
+
+    /// <summary>Adds one worker's push; returns the acks to send if it completed its round (and any later complete rounds).</summary>
+    public List<PendingAck>? Add(Connection connection, in FrameHeader request, KeyList keys, ReadOnlySpan<float> values, int liveWorkers)
+    {
+        lock (_gate)
+        {
+            long round = request.Round;
+            _maxLead = Math.Max(_maxLead, round - _completedRounds);
+            if (!_rounds.TryGetValue(round, out var r))
+            {
+                r = _pool.Count > 0 ? _pool.Pop() : new Round(store.Width);
+                _rounds[round] = r;
+            }
+            int width = store.Width;
+            for (int i = 0; i < keys.Count; i++)
+            {
+                UpdateHandlers.Sum.Apply(r.Sum.GetOrAddRow(keys[i]), values.Slice(i * width, width), width);
+            }
+            r.Senders.Add(request.SenderId);
+            ulong[]? keyCopy = null;
+            if (request.Type == MessageType.PushPull)
+            {
+                keyCopy = new ulong[keys.Count];
+                for (int i = 0; i < keyCopy.Length; i++)
+                {
+                    keyCopy[i] = keys[i];
+                }
+            }
+            r.Acks.Add(new PendingAck(connection, request, keyCopy, keys.Count));
+            return CompleteReady(liveWorkers);
+        }
+    }
+
+    /// <summary>Re-checks open rounds after the number of live workers changed (a worker left or died).</summary>
+    public List<PendingAck>? OnLiveWorkersChanged(int liveWorkers)
+    {
+        lock (_gate)
+        {
+            return CompleteReady(liveWorkers);
+        }
+    }
+
+    private List<PendingAck>? CompleteReady(int liveWorkers)
+    {
+        List<PendingAck>? acks = null;
+        foreach (long round in _rounds.Keys.Order().ToList())
+        {
+            var r = _rounds[round];
+            if (r.Senders.Count < Math.Max(1, liveWorkers))
+            {
+                break; // rounds complete in order
+            }
+            foreach (var entry in r.Sum)
+            {
+                store.ApplyOne(entry.Key, entry.Row);
+            }
+            (acks ??= new List<PendingAck>()).AddRange(r.Acks);
+            _rounds.Remove(round);
+            _completedRounds = Math.Max(_completedRounds, round + 1);
+            _roundsApplied++;
+            r.Sum.Clear();
+            r.Senders.Clear();
+            r.Acks.Clear();
+            _pool.Push(r);
+        }
+        return acks;
+    }
+}

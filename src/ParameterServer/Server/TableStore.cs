@@ -1,0 +1,196 @@
+using ParameterServer.Cluster;
+using ParameterServer.Protocol;
+
+namespace ParameterServer.Server;
+
+/// <summary>
+/// The rows of one table held by this server. A row is [values (width) | handler state]. Dense tables keep
+/// one flat float[] per block (4 bytes per stored float plus state); sparse tables one open-addressing map
+/// per block. Each block has its own lock, so workers updating different blocks never contend.
+/// </summary>
+internal sealed class TableStore
+{
+    private readonly Block?[] _blocks;
+    private readonly Dictionary<long, Block>? _hugeBlocks; // dense tables with more blocks than an array should hold
+    private readonly IRunUpdateHandler? _runHandler;
+
+    public TableStore(TableInfo info, IUpdateHandler handler)
+    {
+        Info = info;
+        Handler = handler;
+        Width = info.Width;
+        RowStride = info.Width + handler.StateLength(info.Width);
+        _runHandler = handler as IRunUpdateHandler;
+        if (info.BlockCount <= 1 << 22)
+        {
+            _blocks = new Block?[info.BlockCount];
+        }
+        else
+        {
+            _blocks = [];
+            _hugeBlocks = new Dictionary<long, Block>();
+        }
+        Aggregator = info.Mode == UpdateMode.Sync ? new SyncAggregator(this) : null;
+    }
+
+    public TableInfo Info { get; }
+
+    public IUpdateHandler Handler { get; }
+
+    public int Width { get; }
+
+    /// <summary>Floats per stored key: values plus handler state.</summary>
+    public int RowStride { get; }
+
+    public SyncAggregator? Aggregator { get; }
+
+    private sealed class Block(long index, TableStore table)
+    {
+        public readonly Lock Gate = new();
+        public readonly long Index = index;
+        public readonly ulong FirstKey = table.Info.IsDense ? (ulong)index * (ulong)table.Info.BlockKeys : 0;
+        public readonly float[]? Dense = table.Info.IsDense ? new float[BlockLength(table, index) * table.RowStride] : null;
+        public readonly SparseRowStore? Sparse = table.Info.IsDense ? null : new SparseRowStore(table.RowStride);
+
+        private static long BlockLength(TableStore table, long index) =>
+            (long)Math.Min((ulong)table.Info.BlockKeys, table.Info.DenseSize - (ulong)index * (ulong)table.Info.BlockKeys);
+
+        public Span<float> Row(ulong key, int stride) =>
+            Dense is not null ? Dense.AsSpan((int)(key - FirstKey) * stride, stride) : Sparse!.GetOrAddRow(key);
+
+        public ReadOnlySpan<float> RowOrEmpty(ulong key, int stride) =>
+            Dense is not null ? Dense.AsSpan((int)(key - FirstKey) * stride, stride) : Sparse!.GetRowOrEmpty(key);
+    }
+
+    private Block GetBlock(long index)
+    {
+        if (_hugeBlocks is not null)
+        {
+            lock (_hugeBlocks)
+            {
+                if (!_hugeBlocks.TryGetValue(index, out var b))
+                {
+                    _hugeBlocks[index] = b = new Block(index, this);
+                }
+                return b;
+            }
+        }
+        var block = Volatile.Read(ref _blocks[index]);
+        if (block is null)
+        {
+            var created = new Block(index, this);
+            block = Interlocked.CompareExchange(ref _blocks[index], created, null) ?? created;
+        }
+        return block;
+    }
+
+    /// <summary>Applies pushed rows (validated, sorted keys) through the handler, one block lock at a time.</summary>
+    public void Apply(KeyList keys, ReadOnlySpan<float> values)
+    {
+        int n = keys.Count;
+        int width = Width;
+        int stride = RowStride;
+        int i = 0;
+        while (i < n)
+        {
+            ulong key = keys[i];
+            long blockIndex = Info.BlockOf(key);
+            var block = GetBlock(blockIndex);
+            lock (block.Gate)
+            {
+                if (block.Dense is not null && _runHandler is not null)
+                {
+                    // Consecutive keys inside one dense block: one vectorised call for the whole run.
+                    ulong blockEnd = block.FirstKey + (ulong)Info.BlockKeys;
+                    while (i < n && keys[i] < blockEnd)
+                    {
+                        int run = 1;
+                        while (i + run < n && keys[i + run] == keys[i] + (ulong)run && keys[i + run] < blockEnd)
+                        {
+                            run++;
+                        }
+                        int offset = (int)(keys[i] - block.FirstKey) * stride;
+                        _runHandler.ApplyRun(block.Dense.AsSpan(offset, run * stride), values.Slice(i * width, run * width), width, run);
+                        i += run;
+                    }
+                }
+                else
+                {
+                    do
+                    {
+                        Handler.Apply(block.Row(keys[i], stride), values.Slice(i * width, width), width);
+                        i++;
+                    }
+                    while (i < n && Info.BlockOf(keys[i]) == blockIndex);
+                }
+            }
+        }
+    }
+
+    /// <summary>Applies one pushed row (sync mode applies the aggregate of a round key by key).</summary>
+    public void ApplyOne(ulong key, ReadOnlySpan<float> pushed)
+    {
+        var block = GetBlock(Info.BlockOf(key));
+        lock (block.Gate)
+        {
+            Handler.Apply(block.Row(key, RowStride), pushed, Width);
+        }
+    }
+
+    /// <summary>Copies the values (not the state) of each key into <paramref name="destination"/>; absent sparse keys read as zeros.</summary>
+    public void Read(KeyList keys, Span<float> destination)
+    {
+        int n = keys.Count;
+        int width = Width;
+        int stride = RowStride;
+        int i = 0;
+        while (i < n)
+        {
+            long blockIndex = Info.BlockOf(keys[i]);
+            var block = GetBlock(blockIndex);
+            lock (block.Gate)
+            {
+                do
+                {
+                    var row = block.RowOrEmpty(keys[i], stride);
+                    var target = destination.Slice(i * width, width);
+                    if (row.IsEmpty)
+                    {
+                        target.Clear();
+                    }
+                    else
+                    {
+                        row[..width].CopyTo(target);
+                    }
+                    i++;
+                }
+                while (i < n && Info.BlockOf(keys[i]) == blockIndex);
+            }
+        }
+    }
+
+    /// <summary>Keys stored and bytes held, for stats.</summary>
+    public (long Keys, long Bytes) Usage()
+    {
+        long keys = 0;
+        long bytes = 0;
+        IEnumerable<Block> blocks = _hugeBlocks is not null ? _hugeBlocks.Values.ToArray() : _blocks.OfType<Block>();
+        foreach (var b in blocks)
+        {
+            lock (b.Gate)
+            {
+                if (b.Dense is not null)
+                {
+                    keys += b.Dense.Length / RowStride;
+                    bytes += (long)b.Dense.Length * sizeof(float);
+                }
+                else
+                {
+                    keys += b.Sparse!.Count;
+                    bytes += b.Sparse.MemoryBytes;
+                }
+            }
+        }
+        return (keys, bytes);
+    }
+}

@@ -1,0 +1,68 @@
+namespace ParameterServer;
+
+/// <summary>How pushes meet the stored values on the servers.</summary>
+public enum UpdateMode : byte
+{
+    /// <summary>Apply each push as it arrives (the paper's eventual / bounded-delay training).</summary>
+    Async = 0,
+
+    /// <summary>Sum the pushes of all live workers for a round, apply once, then acknowledge them all.</summary>
+    Sync = 1,
+}
+
+/// <summary>
+/// A table of parameters: every key holds a row of <see cref="Width"/> float32 values.
+/// Tables are declared by workers (the same name and definition from every worker), created on all servers.
+/// </summary>
+public sealed record TableSpec
+{
+    public TableSpec(string name, int width = 1)
+    {
+        if (string.IsNullOrWhiteSpace(name) || name.Length > 128)
+        {
+            throw new ArgumentException($"table name must be 1..128 characters, got '{name}'", nameof(name));
+        }
+        if (width < 1 || width > 1 << 24)
+        {
+            throw new ArgumentOutOfRangeException(nameof(width), width, "row width must be in [1, 16777216]");
+        }
+        Name = name;
+        Width = width;
+    }
+
+    public string Name { get; }
+
+    /// <summary>Values per key: 1 for a weight vector, d for an embedding row.</summary>
+    public int Width { get; }
+
+    /// <summary>Server-side update: <c>sum</c> (default), <c>sgd</c>, <c>adagrad</c>, <c>ftrl</c>, <c>adam</c> with
+    /// parameters such as <c>ftrl:alpha=0.1,l1=1</c>, or the name of a handler registered on the servers.</summary>
+    public string Handler { get; init; } = "sum";
+
+    public UpdateMode Mode { get; init; } = UpdateMode.Async;
+
+    /// <summary>0 for a sparse table (any uint64 key); otherwise keys are [0, DenseSize) and stored as flat arrays.</summary>
+    public ulong DenseSize { get; init; }
+
+    /// <summary>Dense tables: consecutive keys per block (the unit of placement). Defaults to 1024.</summary>
+    public int BlockKeys { get; init; } = 1024;
+
+    /// <summary>Sparse tables: 2^BlockBits blocks over the hashed key space. Defaults to 12.</summary>
+    public int BlockBits { get; init; } = 12;
+
+    internal void Validate()
+    {
+        if (BlockKeys < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(BlockKeys), BlockKeys, "BlockKeys must be positive");
+        }
+        if (BlockBits is < 1 or > 24)
+        {
+            throw new ArgumentOutOfRangeException(nameof(BlockBits), BlockBits, "BlockBits must be in [1, 24]");
+        }
+        if (string.IsNullOrWhiteSpace(Handler))
+        {
+            throw new ArgumentException("Handler must name an update handler such as 'sum'", nameof(Handler));
+        }
+    }
+}

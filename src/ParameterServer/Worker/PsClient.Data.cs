@@ -1,0 +1,548 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
+using System.Text;
+using ParameterServer.Protocol;
+using ParameterServer.Transport;
+using ParameterServer.Worker;
+
+namespace ParameterServer;
+
+// The data path: slicing calls per server, sending, matching responses, completing timestamps.
+// Steady state allocates nothing: operations and slices are pooled, frames and position lists rented.
+public sealed partial class PsClient
+{
+    internal long Submit(PsTable table, MessageType kind, ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, Memory<float> destination, ReadOnlySpan<long> after)
+    {
+        Validate(table, kind, keys, values, destination, after);
+        bool pushes = kind != MessageType.Pull;
+        Operation op;
+        long round = 0;
+        lock (_gate)
+        {
+            ThrowIfShutDown();
+            // Bounded delay: call k on this table starts only when calls <= k - tau - 1 have completed.
+            long deadline = Environment.TickCount64 + (long)WaitTimeout.TotalMilliseconds;
+            while (table.Window.InFlight > table.Tau)
+            {
+                long left = deadline - Environment.TickCount64;
+                if (left <= 0)
+                {
+                    throw new PsException(PsErrorCode.Timeout,
+                        $"a call on table '{table.Name}' waited {WaitTimeout.TotalSeconds:0.#} s for call #{table.Window.OldestIncomplete} of that table to complete ({table.Consistency})");
+                }
+                Monitor.Wait(_gate, (int)left);
+                ThrowIfShutDown();
+            }
+            op = _operationPool.Count > 0 ? _operationPool.Pop() : new Operation();
+            op.Timestamp = _clock.Take();
+            op.TableSeq = table.Window.Take();
+            op.Table = table;
+            op.Kind = kind;
+            op.Destination = destination;
+            if (pushes)
+            {
+                round = table.NextRound++;
+            }
+            foreach (long t in after)
+            {
+                op.After.Add(t);
+            }
+        }
+        long timestamp = op.Timestamp;
+        try
+        {
+            BuildSlices(op, keys, pushes ? values : default, round);
+        }
+        catch (Exception ex)
+        {
+            op.Error = ex as PsException ?? new PsException(PsErrorCode.InvalidArgument, ex.Message, ex);
+            ReleaseSlices(op);
+            FinishOperation(op);
+            throw;
+        }
+        if (op.After.Count > 0)
+        {
+            lock (_gate)
+            {
+                if (!DependenciesDone(op))
+                {
+                    _parked.Add(op);
+                    return timestamp;
+                }
+            }
+        }
+        Dispatch(op);
+        return timestamp;
+    }
+
+    private void Validate(PsTable table, MessageType kind, ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, Memory<float> destination, ReadOnlySpan<long> after)
+    {
+        int width = table.Width;
+        for (int i = 1; i < keys.Length; i++)
+        {
+            if (keys[i] <= keys[i - 1])
+            {
+                throw new ArgumentException($"keys must be sorted ascending without duplicates: keys[{i}] = {keys[i]} follows keys[{i - 1}] = {keys[i - 1]}", nameof(keys));
+            }
+        }
+        if (table.Info.IsDense && keys.Length > 0 && keys[^1] >= table.Info.DenseSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(keys), keys[^1], $"key is outside dense table '{table.Name}' of size {table.Info.DenseSize}");
+        }
+        if (kind != MessageType.Pull && values.Length != (long)keys.Length * width)
+        {
+            throw new ArgumentException($"table '{table.Name}' has width {width}: {keys.Length} keys need {(long)keys.Length * width} values, got {values.Length}", nameof(values));
+        }
+        if (kind != MessageType.Push && destination.Length < (long)keys.Length * width)
+        {
+            throw new ArgumentException($"table '{table.Name}' has width {width}: {keys.Length} keys need room for {(long)keys.Length * width} values, the destination holds {destination.Length}", nameof(destination));
+        }
+        foreach (long t in after)
+        {
+            if (t < 0 || t >= _clock.Next)
+            {
+                throw new ArgumentOutOfRangeException(nameof(after), t, "a dependency must be the timestamp of an earlier call");
+            }
+        }
+    }
+
+    /// <summary>Cuts the keys by owning server (one frame each) in two passes; contiguous runs are copied wholesale.</summary>
+    private void BuildSlices(Operation op, ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, long round)
+    {
+        var view = View;
+        var table = op.Table;
+        var placement = view.PlacementOf(table.Info);
+        int servers = placement.ServerCount;
+        int n = keys.Length;
+        int width = table.Width;
+        bool withValues = op.Kind != MessageType.Pull;
+        bool everyServer = withValues && table.Info.Mode == UpdateMode.Sync; // every server counts every worker's round
+        int[] slotOf = ArrayPool<int>.Shared.Rent(Math.Max(n, 1));
+        int[] perServer = ArrayPool<int>.Shared.Rent(servers * 4);
+        try
+        {
+            var counts = perServer.AsSpan(0, servers);
+            var first = perServer.AsSpan(servers, servers);
+            var last = perServer.AsSpan(2 * servers, servers);
+            var sliceOfSlot = perServer.AsSpan(3 * servers, servers);
+            counts.Clear();
+            for (int i = 0; i < n; i++)
+            {
+                int s = placement.SlotOf(keys[i]);
+                slotOf[i] = s;
+                if (counts[s]++ == 0)
+                {
+                    first[s] = i;
+                }
+                last[s] = i;
+            }
+            bool scatter = false;
+            for (int s = 0; s < servers; s++)
+            {
+                sliceOfSlot[s] = -1;
+                int c = counts[s];
+                if (c == 0 && !everyServer)
+                {
+                    continue;
+                }
+                bool contiguous = c == 0 || last[s] - first[s] + 1 == c;
+                bool keyRange = contiguous && c > 1 && keys[last[s]] - keys[first[s]] == (ulong)(c - 1);
+                long keyBytes = DataPayload.KeySectionBytes(c, keyRange);
+                long valueBytes = withValues ? (long)c * width * sizeof(float) : 0;
+                long frameLength = FrameHeader.Size + keyBytes + valueBytes;
+                if (frameLength > _options.Transport.MaxFrameBytes)
+                {
+                    throw new PsException(PsErrorCode.InvalidArgument,
+                        $"the part of this call for {view.Servers[s].Describe()} is {frameLength} bytes, over MaxFrameBytes ({_options.Transport.MaxFrameBytes}); split the call");
+                }
+                var slice = RentSlice();
+                slice.Op = op;
+                slice.ServerSlot = s;
+                slice.RequestId = NextRequestId();
+                slice.Count = c;
+                slice.Start = c == 0 ? 0 : first[s];
+                slice.FrameLength = (int)frameLength;
+                slice.Frame = ArrayPool<byte>.Shared.Rent(slice.FrameLength);
+                var header = new FrameHeader
+                {
+                    Type = op.Kind,
+                    Flags = keyRange ? FrameFlags.KeyRange : FrameFlags.None,
+                    PayloadLength = (int)(keyBytes + valueBytes),
+                    SenderId = NodeId,
+                    RequestId = slice.RequestId,
+                    Timestamp = op.Timestamp,
+                    ViewNumber = view.Number,
+                    TableId = table.Info.Id,
+                    KeyCount = c,
+                    RowWidth = width,
+                    ElementType = WireElementType.Float32,
+                    Round = round,
+                };
+                header.Write(slice.Frame);
+                var keySection = slice.Frame.AsSpan(FrameHeader.Size, (int)keyBytes);
+                var valueSection = MemoryMarshal.Cast<byte, float>(slice.Frame.AsSpan(FrameHeader.Size + (int)keyBytes, (int)valueBytes));
+                if (keyRange)
+                {
+                    var pair = MemoryMarshal.Cast<byte, ulong>(keySection);
+                    pair[0] = keys[first[s]];
+                    pair[1] = (ulong)c;
+                }
+                if (contiguous)
+                {
+                    if (!keyRange && c > 0)
+                    {
+                        keys.Slice(first[s], c).CopyTo(MemoryMarshal.Cast<byte, ulong>(keySection));
+                    }
+                    if (withValues && c > 0)
+                    {
+                        values.Slice(first[s] * width, c * width).CopyTo(valueSection);
+                    }
+                }
+                else
+                {
+                    slice.Positions = ArrayPool<int>.Shared.Rent(c);
+                    scatter = true;
+                }
+                sliceOfSlot[s] = op.Slices.Count;
+                op.Slices.Add(slice);
+            }
+            if (scatter)
+            {
+                // Keys of one server interleave with others' (sparse tables): place them one by one.
+                var cursor = counts; // reused as per-server write positions
+                cursor.Clear();
+                for (int i = 0; i < n; i++)
+                {
+                    var slice = op.Slices[sliceOfSlot[slotOf[i]]];
+                    if (slice.Positions is not { } positions)
+                    {
+                        continue;
+                    }
+                    int j = cursor[slice.ServerSlot]++;
+                    positions[j] = i;
+                    MemoryMarshal.Cast<byte, ulong>(slice.Frame.AsSpan(FrameHeader.Size))[j] = keys[i];
+                    if (withValues)
+                    {
+                        int valueOffset = FrameHeader.Size + slice.Count * sizeof(ulong);
+                        values.Slice(i * width, width).CopyTo(MemoryMarshal.Cast<byte, float>(slice.Frame.AsSpan(valueOffset))[(j * width)..]);
+                    }
+                }
+            }
+            op.PendingSlices = op.Slices.Count;
+        }
+        finally
+        {
+            ArrayPool<int>.Shared.Return(slotOf);
+            ArrayPool<int>.Shared.Return(perServer);
+        }
+    }
+
+    private Slice RentSlice()
+    {
+        lock (_sliceLock)
+        {
+            return _slicePool.Count > 0 ? _slicePool.Pop() : new Slice();
+        }
+    }
+
+    private bool DependenciesDone(Operation op)
+    {
+        foreach (long t in op.After)
+        {
+            if (!_clock.IsDone(t))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /// <summary>Sends every slice of an operation whose dependencies are met (or fails it if one of them failed).</summary>
+    private void Dispatch(Operation op)
+    {
+        foreach (long t in op.After)
+        {
+            PsException? failed;
+            lock (_gate)
+            {
+                _failures.TryGetValue(t, out failed);
+            }
+            if (failed is not null)
+            {
+                op.Error = new PsException(PsErrorCode.DependencyFailed, $"call {op.Timestamp} depends on call {t}, which failed: {failed.Message}", failed);
+                ReleaseSlices(op);
+                FinishOperation(op);
+                return;
+            }
+        }
+        if (op.Slices.Count == 0)
+        {
+            FinishOperation(op);
+            return;
+        }
+        long deadline = Environment.TickCount64 + (long)_options.RequestTimeout.TotalMilliseconds;
+        // Copy the list: a fast response may complete and recycle the operation while we are still sending.
+        int count = op.Slices.Count;
+        var rented = ArrayPool<Slice>.Shared.Rent(count);
+        var slices = rented.AsSpan(0, count);
+        op.Slices.CopyTo(rented);
+        lock (_sliceLock)
+        {
+            foreach (var slice in slices)
+            {
+                slice.Deadline = deadline;
+                _inflight[slice.RequestId] = slice;
+            }
+        }
+        try
+        {
+            SendSlices(slices);
+        }
+        finally
+        {
+            slices.Clear();
+            ArrayPool<Slice>.Shared.Return(rented);
+        }
+    }
+
+    private void SendSlices(ReadOnlySpan<Slice> slices)
+    {
+        foreach (var slice in slices)
+        {
+            var link = _links[slice.ServerSlot];
+            try
+            {
+                link.Connection.SendFrame(slice.Frame.AsSpan(0, slice.FrameLength));
+            }
+            catch (TransportException ex)
+            {
+                if (TakeInflight(slice.RequestId) is { } taken)
+                {
+                    CompleteSlice(taken, new PsException(PsErrorCode.ConnectionLost, $"cannot send to {link.Server.Describe()}: {ex.Message}", ex));
+                }
+            }
+        }
+    }
+
+    private Slice? TakeInflight(ulong requestId)
+    {
+        lock (_sliceLock)
+        {
+            return _inflight.Remove(requestId, out var slice) ? slice : null;
+        }
+    }
+
+    internal void OnResponse(ServerLink link, in FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        if (header.Type != MessageType.Response)
+        {
+            return;
+        }
+        if (link.TryCompleteStats(header, payload))
+        {
+            return;
+        }
+        var slice = TakeInflight(header.RequestId);
+        if (slice is null)
+        {
+            return; // timed out or failed already
+        }
+        var op = slice.Op;
+        PsException? error = null;
+        if (header.Error != ErrorCode.None)
+        {
+            error = new PsException((PsErrorCode)header.Error, $"{link.Server.Describe()} refused {op.Kind.ToString().ToLowerInvariant()} on table '{op.Table.Name}': {Encoding.UTF8.GetString(payload)}");
+        }
+        else if (op.Kind != MessageType.Push)
+        {
+            int width = op.Table.Width;
+            if (header.KeyCount != slice.Count || payload.Length != slice.Count * width * sizeof(float))
+            {
+                error = new PsException(PsErrorCode.MalformedPayload, $"{link.Server.Describe()} answered {header.KeyCount} rows in {payload.Length} bytes to a pull of {slice.Count} rows of width {width}");
+            }
+            else
+            {
+                Scatter(slice, MemoryMarshal.Cast<byte, float>(payload), op.Destination.Span, width);
+            }
+        }
+        CompleteSlice(slice, error);
+    }
+
+    private static void Scatter(Slice slice, ReadOnlySpan<float> values, Span<float> destination, int width)
+    {
+        if (slice.Positions is not { } positions)
+        {
+            values.CopyTo(destination.Slice(slice.Start * width, slice.Count * width));
+            return;
+        }
+        if (width == 1)
+        {
+            for (int j = 0; j < slice.Count; j++)
+            {
+                destination[positions[j]] = values[j];
+            }
+            return;
+        }
+        for (int j = 0; j < slice.Count; j++)
+        {
+            values.Slice(j * width, width).CopyTo(destination.Slice(positions[j] * width, width));
+        }
+    }
+
+    private void CompleteSlice(Slice slice, PsException? error)
+    {
+        var op = slice.Op;
+        if (error is not null)
+        {
+            Interlocked.CompareExchange(ref op.Error, error, null);
+        }
+        if (Interlocked.Decrement(ref op.PendingSlices) == 0)
+        {
+            ReleaseSlices(op);
+            FinishOperation(op);
+        }
+    }
+
+    private void ReleaseSlices(Operation op)
+    {
+        lock (_sliceLock)
+        {
+            foreach (var slice in op.Slices)
+            {
+                if (slice.Frame.Length > 0)
+                {
+                    ArrayPool<byte>.Shared.Return(slice.Frame);
+                }
+                if (slice.Positions is not null)
+                {
+                    ArrayPool<int>.Shared.Return(slice.Positions);
+                }
+                slice.Frame = [];
+                slice.Positions = null;
+                slice.Op = null!;
+                _slicePool.Push(slice);
+            }
+            op.Slices.Clear();
+        }
+    }
+
+    /// <summary>Marks the operation's timestamp done, wakes waiters and releases operations that depended on it.</summary>
+    private void FinishOperation(Operation op)
+    {
+        List<Operation>? ready = null;
+        TaskCompletionSource? waiter;
+        var error = op.Error;
+        long timestamp = op.Timestamp;
+        lock (_gate)
+        {
+            _clock.Complete(timestamp);
+            op.Table.Window.Complete(op.TableSeq);
+            if (error is not null)
+            {
+                _failures[timestamp] = error;
+                _log.LogDebugFailure(NodeId, timestamp, error.Message);
+            }
+            _waiters.Remove(timestamp, out waiter);
+            for (int i = _parked.Count - 1; i >= 0; i--)
+            {
+                if (DependenciesDone(_parked[i]))
+                {
+                    (ready ??= new List<Operation>()).Add(_parked[i]);
+                    _parked.RemoveAt(i);
+                }
+            }
+            op.Reset();
+            _operationPool.Push(op);
+            Monitor.PulseAll(_gate);
+        }
+        if (waiter is not null)
+        {
+            if (error is null)
+            {
+                waiter.TrySetResult();
+            }
+            else
+            {
+                waiter.TrySetException(new PsException(error.Code, error.Message, error));
+            }
+        }
+        if (ready is not null)
+        {
+            for (int i = ready.Count - 1; i >= 0; i--)
+            {
+                Dispatch(ready[i]);
+            }
+        }
+    }
+
+    internal void OnLinkClosed(ServerLink link, string reason)
+    {
+        link.FailStats(reason);
+        List<Slice> lost = new();
+        lock (_sliceLock)
+        {
+            foreach (var (id, slice) in _inflight)
+            {
+                if (slice.ServerSlot == link.Slot)
+                {
+                    lost.Add(slice);
+                }
+            }
+            foreach (var slice in lost)
+            {
+                _inflight.Remove(slice.RequestId);
+            }
+        }
+        if (_shutdownReason is null)
+        {
+            _log.LogWarningLinkLost(NodeId, link.Server.Describe(), reason);
+        }
+        foreach (var slice in lost)
+        {
+            CompleteSlice(slice, new PsException(PsErrorCode.ConnectionLost, $"{link.Server.Describe()} closed the connection while call {slice.Op.Timestamp} was outstanding: {reason}"));
+        }
+    }
+
+    private void ScanTimeouts()
+    {
+        var expired = new List<Slice>();
+        while (!_shutdown.IsCancellationRequested)
+        {
+            Thread.Sleep(100);
+            long now = Environment.TickCount64;
+            lock (_sliceLock)
+            {
+                foreach (var (_, slice) in _inflight)
+                {
+                    if (slice.Deadline < now)
+                    {
+                        expired.Add(slice);
+                    }
+                }
+                foreach (var slice in expired)
+                {
+                    _inflight.Remove(slice.RequestId);
+                }
+            }
+            foreach (var slice in expired)
+            {
+                var server = _links[slice.ServerSlot].Server;
+                CompleteSlice(slice, new PsException(PsErrorCode.Timeout,
+                    $"no answer from {server.Describe()} to {slice.Op.Kind.ToString().ToLowerInvariant()} (call {slice.Op.Timestamp}, table '{slice.Op.Table.Name}') within {_options.RequestTimeout.TotalSeconds:0.#} s"));
+            }
+            expired.Clear();
+        }
+    }
+}
+
+public sealed partial class PsClient
+{
+    internal void SetTau(PsTable table, int tau)
+    {
+        lock (_gate)
+        {
+            table.SetTauUnderLock(tau);
+            Monitor.PulseAll(_gate); // a larger tau may release callers waiting on the old bound
+        }
+    }
+}

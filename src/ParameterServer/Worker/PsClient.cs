@@ -1,0 +1,379 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using ParameterServer.Cluster;
+using ParameterServer.Protocol;
+using ParameterServer.Transport;
+using ParameterServer.Worker;
+
+namespace ParameterServer;
+
+/// <summary>
+/// A worker's handle on a running job: registers with the scheduler, connects to every server, declares
+/// tables and runs barriers. Pushes and pulls go through <see cref="PsTable"/>; every call returns a
+/// timestamp at once, <see cref="Wait(long)"/> blocks until it is done.
+/// </summary>
+/// <example>
+/// <code>
+/// await using var ps = await PsClient.ConnectAsync(new WorkerOptions { Scheduler = "127.0.0.1:9700" });
+/// var w = await ps.DeclareTableAsync(new TableSpec("weights") { Handler = "sgd:lr=0.1" });
+/// long t = w.Push(keys, gradients);
+/// w.Pull(keys, values, after: [t]);
+/// </code>
+/// </example>
+public sealed partial class PsClient : IAsyncDisposable
+{
+    private readonly WorkerOptions _options;
+    private readonly ILogger _log;
+    private readonly object _gate = new(); // clocks, consistency, parked operations; Monitor.Wait/PulseAll
+    private readonly CompletionWindow _clock = new();
+    private readonly Dictionary<long, PsException> _failures = new();
+    private readonly Dictionary<long, TaskCompletionSource> _waiters = new();
+    private readonly List<Operation> _parked = new();
+    private readonly Stack<Operation> _operationPool = new();
+    private readonly Lock _sliceLock = new();
+    private readonly Dictionary<ulong, Slice> _inflight = new();
+    private readonly Stack<Slice> _slicePool = new();
+    private readonly Dictionary<string, PsTable> _tables = new();
+    private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly CancellationTokenSource _shutdown = new();
+    private ControlChannel _scheduler = null!;
+    private ServerLink[] _links = [];
+    private volatile ClusterView? _view;
+    private long _nextRequestId;
+    private long _barrierSequence;
+    private string? _shutdownReason;
+
+    private PsClient(WorkerOptions options, ILoggerFactory loggers)
+    {
+        options.Validate();
+        _options = options;
+        _log = loggers.CreateLogger("worker");
+    }
+
+    /// <summary>This worker's node id (unique in the job).</summary>
+    public int NodeId { get; private set; } = -1;
+
+    /// <summary>This worker's rank among the workers: 0 .. <see cref="WorkerCount"/> - 1.</summary>
+    public int Rank { get; private set; } = -1;
+
+    /// <summary>Workers in the job when it started.</summary>
+    public int WorkerCount { get; private set; }
+
+    /// <summary>Live servers in the current view.</summary>
+    public int ServerCount => _view?.Servers.Count ?? 0;
+
+    /// <summary>Cancelled when the scheduler ends the job (or is lost); long-running apps should stop then.</summary>
+    public CancellationToken ShutdownRequested => _shutdown.Token;
+
+    /// <summary>Bytes this worker sent to and received from servers.</summary>
+    public (long Sent, long Received) Traffic => (_links.Sum(l => l.Connection.BytesSent), _links.Sum(l => l.Connection.BytesReceived));
+
+    internal ClusterView View => _view ?? throw new InvalidOperationException("not connected");
+
+    /// <summary>
+    /// Registers with the scheduler, waits until the job has all its servers and workers, and connects to
+    /// the servers. Throws <see cref="PsException"/> (Unreachable, Timeout, Conflict) with the cause.
+    /// </summary>
+    public static async Task<PsClient> ConnectAsync(WorkerOptions options, ILoggerFactory? loggers = null, CancellationToken cancellationToken = default)
+    {
+        var client = new PsClient(options, loggers ?? NullLoggerFactory.Instance);
+        try
+        {
+            await client.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await client.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        return client;
+    }
+
+    private async Task StartAsync(CancellationToken cancellationToken)
+    {
+        _scheduler = ControlChannel.Connect(_options.Scheduler, _options.Transport, _log, OnSchedulerFrame, OnSchedulerLost);
+        var w = new PayloadWriter();
+        ControlMessages.WriteRegister(w, NodeRole.Worker, "", 0, []);
+        var reply = await _scheduler.CallAsync(MessageType.Register, w.WrittenSpan.ToArray(), "the registration of this worker", _options.StartupTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+        int[] fields = ControlMessages.ReadInts(reply.Payload, 3);
+        NodeId = fields[0];
+        Rank = fields[1];
+        _scheduler.SenderId = NodeId;
+        var heartbeat = TimeSpan.FromMilliseconds(fields[2]);
+        StartHeartbeats(heartbeat);
+        try
+        {
+            await _ready.Task.WaitAsync(_options.StartupTimeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            var v = _view;
+            throw new PsException(PsErrorCode.Timeout,
+                $"the job did not start within {_options.StartupTimeout.TotalSeconds:0} s: the scheduler at {_options.Scheduler} expects {v?.ExpectedServers} servers and {v?.ExpectedWorkers} workers, {v?.Servers.Count} servers and {v?.Workers.Count} workers have registered");
+        }
+        var view = View;
+        WorkerCount = view.Workers.Count;
+        var links = new ServerLink[view.Servers.Count];
+        for (int slot = 0; slot < links.Length; slot++)
+        {
+            var server = view.Servers[slot];
+            var link = new ServerLink(this, slot, server);
+            try
+            {
+                link.Connection = Connection.Connect(server.Host, server.Port, link, _options.Transport, _log, server.Describe());
+            }
+            catch (TransportException ex)
+            {
+                foreach (var l in links.Take(slot))
+                {
+                    l.Connection.Close("startup failed");
+                }
+                throw new PsException(PsErrorCode.Unreachable, $"worker {NodeId}: {ex.Message}", ex);
+            }
+            links[slot] = link;
+        }
+        _links = links;
+        var scanner = new Thread(ScanTimeouts) { IsBackground = true, Name = "ps-timeouts" };
+        scanner.Start();
+        _log.LogInformation("Worker {Id} (rank {Rank} of {Workers}) connected to {Servers} servers", NodeId, Rank, WorkerCount, links.Length);
+    }
+
+    private void StartHeartbeats(TimeSpan interval) => _ = Task.Run(async () =>
+    {
+        while (!_shutdown.IsCancellationRequested && !_scheduler.IsClosed)
+        {
+            try
+            {
+                _scheduler.Send(MessageType.Heartbeat, []);
+                await Task.Delay(interval, _shutdown.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is PsException or OperationCanceledException)
+            {
+                break;
+            }
+        }
+    });
+
+    private void OnSchedulerFrame(FrameHeader header, byte[] payload)
+    {
+        switch (header.Type)
+        {
+            case MessageType.View:
+                var view = ClusterView.Read(payload);
+                lock (_gate)
+                {
+                    if (_view is null || view.Number > _view.Number)
+                    {
+                        _view = view;
+                    }
+                    Monitor.PulseAll(_gate);
+                }
+                _scheduler.Reply(header, []);
+                if (view.Ready)
+                {
+                    _ready.TrySetResult();
+                }
+                break;
+            case MessageType.Shutdown:
+                EnterShutdown("the scheduler ended the job");
+                break;
+        }
+    }
+
+    private void OnSchedulerLost(string reason) => EnterShutdown($"lost the scheduler at {_options.Scheduler}: {reason}");
+
+    private void EnterShutdown(string reason)
+    {
+        lock (_gate)
+        {
+            _shutdownReason ??= reason;
+            Monitor.PulseAll(_gate);
+        }
+        _ready.TrySetException(new PsException(PsErrorCode.ShuttingDown, reason));
+        try
+        {
+            _shutdown.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    /// <summary>
+    /// Declares a table (or gets the one already declared under this name, which must match). Returns once
+    /// every server has created it.
+    /// </summary>
+    public async Task<PsTable> DeclareTableAsync(TableSpec spec, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        spec.Validate();
+        if (UpdateHandlers.BuiltInNames.Contains(spec.Handler.Split(':', 2)[0]))
+        {
+            UpdateHandlers.Parse(spec.Handler); // a bad built-in spec fails here, with the parser's message
+        }
+        lock (_tables)
+        {
+            if (_tables.TryGetValue(spec.Name, out var known))
+            {
+                return known.Info.SameDefinition(spec) ? known : throw new PsException(PsErrorCode.Conflict, $"table '{spec.Name}' was declared before as {known.Info.Describe()}");
+            }
+        }
+        var w = new PayloadWriter();
+        ControlMessages.WriteTableSpec(w, spec);
+        var reply = await _scheduler.CallAsync(MessageType.DeclareTable, w.WrittenSpan.ToArray(), $"the declaration of table '{spec.Name}'", _options.RequestTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+        int[] fields = ControlMessages.ReadInts(reply.Payload, 2);
+        var info = WaitForView(v => v.Number >= (uint)fields[1], $"view {fields[1]} with table '{spec.Name}'").FindTable(fields[0])
+            ?? throw new PsException(PsErrorCode.Internal, $"the scheduler declared table '{spec.Name}' as id {fields[0]} but the view lacks it");
+        lock (_tables)
+        {
+            if (!_tables.TryGetValue(spec.Name, out var table))
+            {
+                _tables[spec.Name] = table = new PsTable(this, info);
+            }
+            return table;
+        }
+    }
+
+    private ClusterView WaitForView(Func<ClusterView, bool> condition, string what)
+    {
+        long deadline = Environment.TickCount64 + (long)_options.RequestTimeout.TotalMilliseconds;
+        lock (_gate)
+        {
+            while (_view is null || !condition(_view))
+            {
+                ThrowIfShutDown();
+                long left = deadline - Environment.TickCount64;
+                if (left <= 0)
+                {
+                    throw new PsException(PsErrorCode.Timeout, $"worker {NodeId} waited {_options.RequestTimeout.TotalSeconds:0.#} s for {what}");
+                }
+                Monitor.Wait(_gate, (int)left);
+            }
+            return _view;
+        }
+    }
+
+    /// <summary>Waits until every live worker has called BarrierAsync the same number of times.</summary>
+    public async Task BarrierAsync(CancellationToken cancellationToken = default)
+    {
+        long sequence = Interlocked.Increment(ref _barrierSequence);
+        await _scheduler.CallAsync(MessageType.Barrier, ReadOnlyMemory<byte>.Empty, $"barrier #{sequence} (waiting for all workers)", _options.BarrierTimeout, round: sequence, cancellationToken: cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Tells the scheduler this worker is done; the job ends when all workers are.</summary>
+    public async Task FinishAsync(CancellationToken cancellationToken = default)
+    {
+        WaitAll();
+        if (!_scheduler.IsClosed && _shutdownReason is null)
+        {
+            await _scheduler.CallAsync(MessageType.Finish, ReadOnlyMemory<byte>.Empty, "the end of this worker", _options.RequestTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Blocks until the call with this timestamp has completed; throws its error if it failed.</summary>
+    public void Wait(long timestamp) => Wait(timestamp, WaitTimeout);
+
+    /// <inheritdoc cref="Wait(long)"/>
+    public void Wait(long timestamp, TimeSpan timeout)
+    {
+        long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
+        lock (_gate)
+        {
+            if (timestamp < 0 || timestamp >= _clock.Next)
+            {
+                throw new ArgumentOutOfRangeException(nameof(timestamp), timestamp, $"no call with timestamp {timestamp} was issued (next is {_clock.Next})");
+            }
+            while (!_clock.IsDone(timestamp))
+            {
+                long left = deadline - Environment.TickCount64;
+                if (left <= 0)
+                {
+                    throw new PsException(PsErrorCode.Timeout, $"worker {NodeId}: call {timestamp} did not complete within {timeout.TotalSeconds:0.#} s");
+                }
+                Monitor.Wait(_gate, (int)Math.Min(left, int.MaxValue));
+            }
+            if (_failures.TryGetValue(timestamp, out var error))
+            {
+                throw new PsException(error.Code, error.Message, error);
+            }
+        }
+    }
+
+    /// <summary>Completes when the call with this timestamp has completed; faults with its error if it failed.</summary>
+    public Task WaitAsync(long timestamp, CancellationToken cancellationToken = default)
+    {
+        lock (_gate)
+        {
+            if (timestamp < 0 || timestamp >= _clock.Next)
+            {
+                throw new ArgumentOutOfRangeException(nameof(timestamp), timestamp, $"no call with timestamp {timestamp} was issued (next is {_clock.Next})");
+            }
+            if (_clock.IsDone(timestamp))
+            {
+                return _failures.TryGetValue(timestamp, out var error) ? Task.FromException(new PsException(error.Code, error.Message, error)) : Task.CompletedTask;
+            }
+            if (!_waiters.TryGetValue(timestamp, out var tcs))
+            {
+                _waiters[timestamp] = tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            }
+            return tcs.Task.WaitAsync(WaitTimeout, cancellationToken);
+        }
+    }
+
+    /// <summary>Blocks until every call issued so far has completed (errors are reported by Wait on their timestamps).</summary>
+    public void WaitAll()
+    {
+        long last;
+        lock (_gate)
+        {
+            last = _clock.Next - 1;
+        }
+        long deadline = Environment.TickCount64 + (long)WaitTimeout.TotalMilliseconds;
+        lock (_gate)
+        {
+            while (_clock.OldestIncomplete <= last)
+            {
+                long left = deadline - Environment.TickCount64;
+                if (left <= 0)
+                {
+                    throw new PsException(PsErrorCode.Timeout, $"worker {NodeId}: call {_clock.OldestIncomplete} did not complete within {WaitTimeout.TotalSeconds:0.#} s");
+                }
+                Monitor.Wait(_gate, (int)left);
+            }
+        }
+    }
+
+    private TimeSpan WaitTimeout => _options.RequestTimeout * 3;
+
+    private void ThrowIfShutDown()
+    {
+        if (_shutdownReason is { } reason)
+        {
+            throw new PsException(PsErrorCode.ShuttingDown, $"worker {NodeId}: {reason}");
+        }
+    }
+
+    /// <summary>Asks every server for its counters (JSON objects, one per server).</summary>
+    public async Task<string[]> GetServerStatsAsync(CancellationToken cancellationToken = default)
+    {
+        var results = new string[_links.Length];
+        for (int i = 0; i < _links.Length; i++)
+        {
+            results[i] = await _links[i].CallStatsAsync(NextRequestId(), _options.RequestTimeout, cancellationToken).ConfigureAwait(false);
+        }
+        return results;
+    }
+
+    internal ulong NextRequestId() => (ulong)Interlocked.Increment(ref _nextRequestId);
+
+    public async ValueTask DisposeAsync()
+    {
+        EnterShutdown("the worker closed its client");
+        foreach (var link in _links)
+        {
+            link.Connection.Close("worker closed its client");
+        }
+        _scheduler?.Dispose();
+        await Task.CompletedTask.ConfigureAwait(false);
+    }
+}

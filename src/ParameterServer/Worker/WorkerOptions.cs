@@ -1,0 +1,30 @@
+using ParameterServer.Transport;
+
+namespace ParameterServer;
+
+/// <summary>Settings of a worker's connection to the job.</summary>
+public sealed class WorkerOptions
+{
+    /// <summary>The scheduler as HOST:PORT. Defaults to 127.0.0.1:9700.</summary>
+    public string Scheduler { get; set; } = "127.0.0.1:9700";
+
+    /// <summary>How long a push or pull may wait for its servers before it fails. Defaults to 30 s.</summary>
+    public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long to wait for the job to start (all servers and workers registered). Defaults to 5 minutes.</summary>
+    public TimeSpan StartupTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>How long a barrier may wait for the other workers. Defaults to 10 minutes.</summary>
+    public TimeSpan BarrierTimeout { get; set; } = TimeSpan.FromMinutes(10);
+
+    public TransportOptions Transport { get; set; } = new();
+
+    internal void Validate()
+    {
+        if (RequestTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(RequestTimeout), RequestTimeout, "RequestTimeout must be positive");
+        }
+        Transport.Validate();
+    }
+}

@@ -1,0 +1,112 @@
+using ParameterServer.Cluster;
+using ParameterServer.Protocol;
+using ParameterServer.Server;
+
+namespace ParameterServer.Tests;
+
+public class TableStoreTests
+{
+    private static TableStore Store(TableSpec spec, IUpdateHandler? handler = null) =>
+        new(TableInfo.From(1, spec), handler ?? UpdateHandlers.Sum);
+
+    [Theory]
+    [InlineData(0UL)]
+    [InlineData(5000UL)]
+    public void Sparse_and_dense_tables_sum_pushes_and_read_them_back(ulong denseSize)
+    {
+        var store = Store(new TableSpec("t", 3) { DenseSize = denseSize, BlockKeys = 100 });
+        ulong[] keys = [1, 2, 99, 100, 101, 4999];
+        float[] values = Enumerable.Range(0, keys.Length * 3).Select(i => (float)i).ToArray();
+        store.Apply(KeyList.Of(keys), values);
+        store.Apply(KeyList.Of(keys), values);
+        var read = new float[values.Length];
+        store.Read(KeyList.Of(keys), read);
+        Assert.Equal(values.Select(v => 2 * v), read);
+    }
+
+    [Fact]
+    public void Unknown_sparse_keys_read_as_zero_without_being_stored()
+    {
+        var store = Store(new TableSpec("t", 2));
+        var read = new float[] { 7, 7, 7, 7 };
+        store.Read(KeyList.Of([10, 20]), read);
+        Assert.All(read, v => Assert.Equal(0f, v));
+        Assert.Equal(0, store.Usage().Keys);
+    }
+
+    [Fact]
+    public void Contiguous_runs_in_dense_blocks_match_key_by_key_application()
+    {
+        // Sum takes the vectorised run path; a wrapper that hides IRunUpdateHandler takes the per-key path.
+        var fast = Store(new TableSpec("t", 2) { DenseSize = 1000, BlockKeys = 64 });
+        var slow = Store(new TableSpec("t", 2) { DenseSize = 1000, BlockKeys = 64 }, new PerKeyOnly(UpdateHandlers.Sum));
+        var random = new Random(1);
+        for (int round = 0; round < 50; round++)
+        {
+            var keys = Enumerable.Range(0, 1000).Where(_ => random.Next(3) > 0).Select(k => (ulong)k).ToArray();
+            var values = keys.SelectMany(_ => new[] { (float)random.NextDouble(), (float)random.NextDouble() }).ToArray();
+            fast.Apply(KeyList.Range(0, 0), []);
+            fast.Apply(KeyList.Of(keys), values);
+            slow.Apply(KeyList.Of(keys), values);
+        }
+        var all = Enumerable.Range(0, 1000).Select(k => (ulong)k).ToArray();
+        var a = new float[2000];
+        var b = new float[2000];
+        fast.Read(KeyList.Of(all), a);
+        slow.Read(KeyList.Range(0, 1000), b);
+        Assert.Equal(b, a);
+    }
+
+    [Fact]
+    public void Dense_tables_hold_about_four_bytes_per_float()
+    {
+        var store = Store(new TableSpec("t", 1) { DenseSize = 1 << 20, BlockKeys = 4096 });
+        var values = new float[1 << 20];
+        store.Apply(KeyList.Range(0, 1 << 20), values);
+        var (keys, bytes) = store.Usage();
+        Assert.Equal(1 << 20, keys);
+        Assert.InRange(bytes / (double)keys, 4.0, 4.1);
+    }
+
+    [Fact]
+    public void Handler_state_lives_next_to_values_and_is_not_pulled()
+    {
+        var store = Store(new TableSpec("t", 2) { Handler = "adagrad:lr=1" }, UpdateHandlers.Parse("adagrad:lr=1"));
+        Assert.Equal(4, store.RowStride);
+        store.Apply(KeyList.Of([42]), [2f, -2f]);
+        var read = new float[2];
+        store.Read(KeyList.Of([42]), read);
+        Assert.Equal(-1f, read[0], 3); // w -= 1 * 2 / sqrt(4)
+        Assert.Equal(1f, read[1], 3);
+    }
+
+    [Fact]
+    public void Sync_aggregator_applies_a_round_once_when_every_worker_pushed()
+    {
+        var store = Store(new TableSpec("t") { Mode = UpdateMode.Sync }, UpdateHandlers.Sgd(1));
+        var aggregator = store.Aggregator!;
+        FrameHeader Push(int sender, long round) => new() { Type = MessageType.Push, SenderId = sender, Round = round, RequestId = (ulong)(sender * 100 + round) };
+        Assert.Null(aggregator.Add(null!, Push(1, 0), KeyList.Of([5]), [1f], liveWorkers: 2));
+        var read = new float[1];
+        store.Read(KeyList.Of([5]), read);
+        Assert.Equal(0f, read[0]); // not applied until worker 2 pushed round 0
+        Assert.Null(aggregator.Add(null!, Push(1, 1), KeyList.Of([5]), [10f], liveWorkers: 2));
+        var acks = aggregator.Add(null!, Push(2, 0), KeyList.Of([5]), [2f], liveWorkers: 2);
+        Assert.Equal(2, acks!.Count);
+        store.Read(KeyList.Of([5]), read);
+        Assert.Equal(-3f, read[0]); // sgd applied the sum 1 + 2 once
+        Assert.Equal(1, aggregator.MaxLead); // worker 1 pushed round 1 while round 0 was open
+        Assert.Equal(1, aggregator.RoundsApplied);
+        // Worker 2 leaves: round 1 completes with the one worker still alive.
+        Assert.Single(aggregator.OnLiveWorkersChanged(1)!);
+        store.Read(KeyList.Of([5]), read);
+        Assert.Equal(-13f, read[0]);
+    }
+
+    private sealed class PerKeyOnly(IUpdateHandler inner) : IUpdateHandler
+    {
+        public int StateLength(int width) => inner.StateLength(width);
+
+        public void Apply(Span<float> row, ReadOnlySpan<float> pushed, int width) => inner.Apply(row, pushed, width);
+    }
+}

@@ -64,11 +64,18 @@ internal sealed class Connection
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         try
         {
-            using var cts = new CancellationTokenSource(options.ConnectTimeout);
             var address = IPAddress.TryParse(host, out var ip) ? ip : Dns.GetHostAddresses(host).First(a => a.AddressFamily == AddressFamily.InterNetwork);
-            socket.ConnectAsync(new IPEndPoint(address, port), cts.Token).AsTask().GetAwaiter().GetResult();
+            // A blocking connect on a helper thread, not ConnectAsync: on Linux a socket that was used
+            // asynchronously stays non-blocking, and every later synchronous Send/Receive then allocates.
+            var connect = Task.Run(() => socket.Connect(new IPEndPoint(address, port)));
+            if (!((IAsyncResult)connect).AsyncWaitHandle.WaitOne(options.ConnectTimeout))
+            {
+                socket.Dispose();
+                throw new OperationCanceledException();
+            }
+            connect.GetAwaiter().GetResult(); // rethrows the SocketException itself
         }
-        catch (Exception ex) when (ex is SocketException or OperationCanceledException or InvalidOperationException)
+        catch (Exception ex) when (ex is SocketException or OperationCanceledException or InvalidOperationException or ObjectDisposedException)
         {
             socket.Dispose();
             string cause = ex switch

@@ -73,7 +73,8 @@ internal sealed class ClusterView
         return -1;
     }
 
-    public TablePlacement PlacementOf(TableInfo table) => _placements.GetOrAdd(table.Id, _ => new TablePlacement(table, this));
+    public TablePlacement PlacementOf(TableInfo table) =>
+        _placements.TryGetValue(table.Id, out var placement) ? placement : _placements.GetOrAdd(table.Id, static (_, state) => new TablePlacement(state.table, state.view), (table, view: this));
 
     public void Write(PayloadWriter w)
     {

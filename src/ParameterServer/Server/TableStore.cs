@@ -50,7 +50,7 @@ internal sealed class TableStore
         public readonly long Index = index;
         public readonly ulong FirstKey = table.Info.IsDense ? (ulong)index * (ulong)table.Info.BlockKeys : 0;
         public readonly float[]? Dense = table.Info.IsDense ? new float[BlockLength(table, index) * table.RowStride] : null;
-        public readonly SparseRowStore? Sparse = table.Info.IsDense ? null : new SparseRowStore(table.RowStride);
+        public readonly SparseRowStore? Sparse = table.Info.IsDense ? null : new SparseRowStore(table.RowStride, initialCapacity: 4);
 
         private static long BlockLength(TableStore table, long index) =>
             (long)Math.Min((ulong)table.Info.BlockKeys, table.Info.DenseSize - (ulong)index * (ulong)table.Info.BlockKeys);

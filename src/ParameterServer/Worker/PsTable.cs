@@ -42,7 +42,7 @@ public sealed class PsTable
     /// <summary>Bounded delay of this worker's calls on this table; may be changed while the job runs. Defaults to bounded:4.</summary>
     public Consistency Consistency
     {
-        get => Consistency.BoundedDelay(_tau) is var c && _tau == int.MaxValue ? Consistency.Eventual : c;
+        get => _tau == int.MaxValue ? Consistency.Eventual : Consistency.BoundedDelay(_tau);
         set => _client.SetTau(this, value.Tau);
     }
 

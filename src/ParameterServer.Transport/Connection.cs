@@ -323,6 +323,12 @@ internal sealed class Connection
         {
             Close(_closeReason ?? $"receive failed: {ex.Message}");
         }
+        catch (TransportException ex)
+        {
+            // The handler could not answer on some connection (this one or another): that one is gone.
+            _logger?.LogDebug("Closing connection from {Peer}: {Message}", Peer, ex.Message);
+            Close(_closeReason ?? ex.Message);
+        }
         catch (Exception ex)
         {
             _logger?.LogError(ex, "Handler failed on a frame from {Peer}; closing the connection", Peer);

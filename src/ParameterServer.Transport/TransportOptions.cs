@@ -24,6 +24,10 @@ public sealed class TransportOptions
         {
             throw new ArgumentOutOfRangeException(nameof(MaxFrameBytes), MaxFrameBytes, "MaxFrameBytes must be at least 1024");
         }
+        if (ReceiveBufferBytes < 4096)
+        {
+            throw new ArgumentOutOfRangeException(nameof(ReceiveBufferBytes), ReceiveBufferBytes, "ReceiveBufferBytes must be at least 4096");
+        }
         if (SendQueueHighWaterBytes < 4096)
         {
             throw new ArgumentOutOfRangeException(nameof(SendQueueHighWaterBytes), SendQueueHighWaterBytes, "SendQueueHighWaterBytes must be at least 4096");

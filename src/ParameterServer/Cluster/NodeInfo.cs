@@ -1,7 +1,7 @@
 namespace ParameterServer.Cluster;
 
 /// <summary>Role of a node in a job. Wire values: never renumber.</summary>
-public enum NodeRole : byte
+internal enum NodeRole : byte
 {
     Scheduler = 0,
     Server = 1,

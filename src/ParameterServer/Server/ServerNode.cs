@@ -231,6 +231,12 @@ public sealed class ServerNode : IAsyncDisposable
                 return;
             }
         }
+        long answerLength = FrameHeader.Size + (header.Type == MessageType.Push ? 0 : (long)keys.Count * table.Width * sizeof(float));
+        if (answerLength > connection.MaxFrameBytes)
+        {
+            SendError(connection, header, ErrorCode.InvalidArgument, $"the answer would be {answerLength} bytes, over MaxFrameBytes ({connection.MaxFrameBytes}); pull fewer keys per call");
+            return;
+        }
         var values = MemoryMarshal.Cast<byte, float>(DataPayload.Values(header, payload));
         if (header.Type == MessageType.Pull)
         {

@@ -150,10 +150,11 @@ public sealed partial class PsClient
                 long keyBytes = DataPayload.KeySectionBytes(c, keyRange);
                 long valueBytes = withValues ? (long)c * width * sizeof(float) : 0;
                 long frameLength = FrameHeader.Size + keyBytes + valueBytes;
-                if (frameLength > _options.Transport.MaxFrameBytes)
+                long answerLength = FrameHeader.Size + (op.Kind == MessageType.Push ? 0 : (long)c * width * sizeof(float));
+                if (Math.Max(frameLength, answerLength) > _options.Transport.MaxFrameBytes)
                 {
                     throw new PsException(PsErrorCode.InvalidArgument,
-                        $"the part of this call for {view.Servers[s].Describe()} is {frameLength} bytes, over MaxFrameBytes ({_options.Transport.MaxFrameBytes}); split the call");
+                        $"the part of this call for {view.Servers[s].Describe()} needs a {Math.Max(frameLength, answerLength)}-byte frame, over MaxFrameBytes ({_options.Transport.MaxFrameBytes}); split the call");
                 }
                 var slice = RentSlice();
                 slice.Op = op;

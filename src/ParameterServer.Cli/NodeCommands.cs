@@ -96,7 +96,8 @@ internal static class NodeCommands
                 StartupTimeout = TimeSpan.FromSeconds(p.GetValue(StartupTimeoutS)),
                 Transport = Options.Transport(p),
             };
-            return await WorkerHost.RunAsync(options, app, loggers, Console.Out, p.GetValue(Options.Json), ct);
+            IProgress<JobProgress> progress = Environment.GetEnvironmentVariable(ProgressEvents.Variable) == "1" ? new ProgressEvents() : new ConsoleProgress();
+            return await WorkerHost.RunAsync(options, app, loggers, Console.Out, p.GetValue(Options.Json), progress, ct);
         }));
         return command;
     }

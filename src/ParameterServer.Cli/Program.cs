@@ -19,6 +19,9 @@ var root = new RootCommand("pserver: ParameterServer.NET, a parameter server for
     NodeCommands.Worker(),
     LocalCluster.Command(),
     StatusCommand.Create(),
+    TrainCommand.Create(),
+    PredictCommand.Create(),
+    DataCommand.Create(),
 };
 root.Options.Add(Options.Config);
 root.Options.Add(Options.LogLevel);

@@ -18,6 +18,8 @@ internal enum MessageType : byte
     Pull = 17,
     PushPull = 18,
     ServerStats = 19,
+    /// <summary>Read every row a server holds for a table, a few blocks per request (Round = first block).</summary>
+    Scan = 20,
 
     // The answer to any request: same request id, ErrorCode 0 and a payload, or an error code and a UTF-8 message.
     Response = 32,

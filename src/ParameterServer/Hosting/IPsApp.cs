@@ -11,8 +11,11 @@ public interface IPsApp
     Task<int> RunAsync(WorkerContext context, CancellationToken cancellationToken);
 }
 
-/// <summary>What an app gets on a worker: the client, its rank, a logger and where to print results.</summary>
-public sealed class WorkerContext(PsClient client, ILogger log, TextWriter output, bool json)
+/// <summary>How far a phase of an app has come (0..1), for progress bars.</summary>
+public readonly record struct JobProgress(string Phase, double Fraction);
+
+/// <summary>What an app gets on a worker: the client, its rank, a logger, where to print results, where to report progress.</summary>
+public sealed class WorkerContext(PsClient client, ILogger log, TextWriter output, bool json, IProgress<JobProgress>? progress = null)
 {
     public PsClient Client { get; } = client;
 
@@ -27,4 +30,7 @@ public sealed class WorkerContext(PsClient client, ILogger log, TextWriter outpu
 
     /// <summary>True when the user asked for machine-readable output (one JSON object per line).</summary>
     public bool Json { get; } = json;
+
+    /// <summary>Progress of this worker (apps usually report from rank 0 only).</summary>
+    public IProgress<JobProgress> Progress { get; } = progress ?? new Progress<JobProgress>();
 }

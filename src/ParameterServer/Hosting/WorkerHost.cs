@@ -5,12 +5,12 @@ namespace ParameterServer;
 /// <summary>Runs an app on one worker: connect, run, tell the scheduler the worker finished, disconnect.</summary>
 public static class WorkerHost
 {
-    public static async Task<int> RunAsync(WorkerOptions options, IPsApp app, ILoggerFactory loggers, TextWriter output, bool json, CancellationToken cancellationToken = default)
+    public static async Task<int> RunAsync(WorkerOptions options, IPsApp app, ILoggerFactory loggers, TextWriter output, bool json, IProgress<JobProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         var log = loggers.CreateLogger(app.Name);
         await using var client = await PsClient.ConnectAsync(options, loggers, cancellationToken).ConfigureAwait(false);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, client.ShutdownRequested);
-        int exitCode = await app.RunAsync(new WorkerContext(client, log, output, json), linked.Token).ConfigureAwait(false);
+        int exitCode = await app.RunAsync(new WorkerContext(client, log, output, json, progress), linked.Token).ConfigureAwait(false);
         await client.FinishAsync(cancellationToken).ConfigureAwait(false);
         return exitCode;
     }

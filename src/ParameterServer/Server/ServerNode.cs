@@ -26,6 +26,7 @@ public sealed class ServerNode : IAsyncDisposable
     private ControlChannel? _scheduler;
     private volatile ClusterView? _view;
     private volatile TableStore?[] _tables = [];
+    private readonly List<Connection> _connections = new();
     private long _requests;
 
     private ServerNode(ServerOptions options, ILoggerFactory loggers)
@@ -33,7 +34,15 @@ public sealed class ServerNode : IAsyncDisposable
         options.Validate();
         _options = options;
         _log = loggers.CreateLogger("server");
-        _listener = new Listener(options.Host, options.Port, socket => new Connection(socket, new DataHandler(this), options.Transport, _log, $"worker at {socket.RemoteEndPoint}"), _log);
+        _listener = new Listener(options.Host, options.Port, socket =>
+        {
+            var connection = new Connection(socket, new DataHandler(this), options.Transport, _log, $"worker at {socket.RemoteEndPoint}");
+            lock (_connections)
+            {
+                _connections.Add(connection);
+            }
+            return connection;
+        }, _log);
     }
 
     /// <summary>Starts listening, registers with the scheduler and returns once it has a node id.</summary>
@@ -170,6 +179,9 @@ public sealed class ServerNode : IAsyncDisposable
             case MessageType.PushPull:
                 HandleData(connection, header, payload);
                 break;
+            case MessageType.Scan:
+                HandleScan(connection, header);
+                break;
             case MessageType.ServerStats:
                 var stats = Encoding.UTF8.GetBytes(StatsJson());
                 connection.Send(new FrameHeader { Type = MessageType.Response, SenderId = Id, RequestId = header.RequestId, RowWidth = 1, ElementType = WireElementType.Float32 }, stats);
@@ -262,6 +274,35 @@ public sealed class ServerNode : IAsyncDisposable
         }
     }
 
+    private void HandleScan(Connection connection, in FrameHeader header)
+    {
+        var tables = _tables;
+        var table = (uint)header.TableId < (uint)tables.Length ? tables[header.TableId] : null;
+        if (table is null)
+        {
+            SendError(connection, header, ErrorCode.UnknownTable, $"server {Id} has no table {header.TableId}");
+            return;
+        }
+        int rowBytes = sizeof(ulong) + table.Width * sizeof(float);
+        int maxRows = (int)Math.Clamp((Math.Min(connection.MaxFrameBytes, 64 << 20) - FrameHeader.Size) / rowBytes, 1, 1 << 22);
+        var keys = new List<ulong>();
+        var values = new List<float>();
+        var (rows, next) = table.Scan(Math.Max(0, header.Round), maxRows, keys, values);
+        if ((long)rows * rowBytes + FrameHeader.Size > connection.MaxFrameBytes)
+        {
+            SendError(connection, header, ErrorCode.InvalidArgument, $"one block of table '{table.Info.Name}' holds {rows} rows, more than a frame can carry (MaxFrameBytes {connection.MaxFrameBytes})");
+            return;
+        }
+        var response = ResponseTo(header);
+        response.KeyCount = rows;
+        response.RowWidth = table.Width;
+        response.Round = next;
+        var payload = new byte[(long)rows * rowBytes];
+        MemoryMarshal.AsBytes(CollectionsMarshal.AsSpan(keys)).CopyTo(payload);
+        MemoryMarshal.AsBytes(CollectionsMarshal.AsSpan(values)).CopyTo(payload.AsSpan(rows * sizeof(ulong)));
+        connection.Send(response, payload);
+    }
+
     private void SendAcks(TableStore table, List<SyncAggregator.PendingAck> acks)
     {
         foreach (var ack in acks)
@@ -349,7 +390,21 @@ public sealed class ServerNode : IAsyncDisposable
                 ["max_lead"] = t.Aggregator?.MaxLead ?? 0,
             };
         }).ToArray();
-        return JsonSerializer.Serialize(new Dictionary<string, object> { ["server"] = Id, ["requests"] = Interlocked.Read(ref _requests), ["tables"] = tables });
+        long sent;
+        long received;
+        lock (_connections)
+        {
+            sent = _connections.Sum(c => c.BytesSent);
+            received = _connections.Sum(c => c.BytesReceived);
+        }
+        return JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["server"] = Id,
+            ["requests"] = Interlocked.Read(ref _requests),
+            ["bytes_sent"] = sent,
+            ["bytes_received"] = received,
+            ["tables"] = tables,
+        });
     }
 
     public ValueTask DisposeAsync()

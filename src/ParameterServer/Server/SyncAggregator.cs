@@ -1,3 +1,4 @@
+using System.Buffers;
 using ParameterServer.Protocol;
 using ParameterServer.Transport;
 
@@ -21,11 +22,15 @@ internal sealed class SyncAggregator(TableStore store)
     /// <summary>An acknowledgement owed to a worker once its round is applied.</summary>
     internal readonly record struct PendingAck(Connection Connection, FrameHeader Request, ulong[]? Keys, int KeyCount);
 
+    /// <summary>One worker's push of a round, copied out of the receive buffer (pooled arrays).</summary>
+    private readonly record struct Contribution(int Sender, ulong[] Keys, float[] Values, int KeyCount);
+
     private sealed class Round(int width)
     {
         public readonly SparseRowStore Sum = new(width);
         public readonly HashSet<int> Senders = new();
         public readonly List<PendingAck> Acks = new();
+        public readonly List<Contribution> Contributions = new();
     }
 
     /// <summary>The largest number of rounds still open below a round when it received a push (what bounded delay limits).</summary>
@@ -63,22 +68,19 @@ internal sealed class SyncAggregator(TableStore store)
                 r = _pool.Count > 0 ? _pool.Pop() : new Round(store.Width);
                 _rounds[round] = r;
             }
+            // Keep each worker's push apart and sum them in sender order when the round completes, so the
+            // result does not depend on arrival order (float addition is not associative).
             int width = store.Width;
+            var keyCopy = ArrayPool<ulong>.Shared.Rent(Math.Max(keys.Count, 1));
             for (int i = 0; i < keys.Count; i++)
             {
-                UpdateHandlers.Sum.Apply(r.Sum.GetOrAddRow(keys[i]), values.Slice(i * width, width), width);
+                keyCopy[i] = keys[i];
             }
+            var valueCopy = ArrayPool<float>.Shared.Rent(Math.Max(values.Length, 1));
+            values.CopyTo(valueCopy);
+            r.Contributions.Add(new Contribution(request.SenderId, keyCopy, valueCopy, keys.Count));
             r.Senders.Add(request.SenderId);
-            ulong[]? keyCopy = null;
-            if (request.Type == MessageType.PushPull)
-            {
-                keyCopy = new ulong[keys.Count];
-                for (int i = 0; i < keyCopy.Length; i++)
-                {
-                    keyCopy[i] = keys[i];
-                }
-            }
-            r.Acks.Add(new PendingAck(connection, request, keyCopy, keys.Count));
+            r.Acks.Add(new PendingAck(connection, request, request.Type == MessageType.PushPull ? keyCopy[..keys.Count] : null, keys.Count));
             return CompleteReady(liveWorkers);
         }
     }
@@ -102,6 +104,18 @@ internal sealed class SyncAggregator(TableStore store)
             {
                 break; // rounds complete in order
             }
+            r.Contributions.Sort((a, b) => a.Sender.CompareTo(b.Sender));
+            int width = store.Width;
+            foreach (var c in r.Contributions)
+            {
+                for (int i = 0; i < c.KeyCount; i++)
+                {
+                    UpdateHandlers.Sum.Apply(r.Sum.GetOrAddRow(c.Keys[i]), c.Values.AsSpan(i * width, width), width);
+                }
+                ArrayPool<ulong>.Shared.Return(c.Keys);
+                ArrayPool<float>.Shared.Return(c.Values);
+            }
+            r.Contributions.Clear();
             foreach (var entry in r.Sum)
             {
                 store.ApplyOne(entry.Key, entry.Row);

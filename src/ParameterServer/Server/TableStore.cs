@@ -84,6 +84,10 @@ internal sealed class TableStore
         return block;
     }
 
+    public void Apply(ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values) => Apply(KeyList.Of(keys), values);
+
+    public void Read(ReadOnlySpan<ulong> keys, Span<float> destination) => Read(KeyList.Of(keys), destination);
+
     /// <summary>Applies pushed rows (validated, sorted keys) through the handler, one block lock at a time.</summary>
     public void Apply(KeyList keys, ReadOnlySpan<float> values)
     {
@@ -166,6 +170,68 @@ internal sealed class TableStore
                 }
                 while (i < n && Info.BlockOf(keys[i]) == blockIndex);
             }
+        }
+    }
+
+    /// <summary>
+    /// Copies whole blocks from <paramref name="firstBlock"/> on, in block order, while they fit in
+    /// <paramref name="maxRows"/> rows (always at least one non-empty block). Keys come out sorted within a
+    /// block. Returns the rows written and the block to continue from (-1 when done).
+    /// </summary>
+    public (int Rows, long NextBlock) Scan(long firstBlock, int maxRows, List<ulong> keys, List<float> values)
+    {
+        int rows = 0;
+        long blockCount = _hugeBlocks is not null ? long.MaxValue : _blocks.Length;
+        long[] huge = _hugeBlocks is null ? [] : HugeBlockIndexes();
+        for (long i = firstBlock; _hugeBlocks is null ? i < blockCount : i < huge.Length; i++)
+        {
+            var block = _hugeBlocks is null ? Volatile.Read(ref _blocks[i]) : _hugeBlocks[huge[i]];
+            if (block is null)
+            {
+                continue;
+            }
+            lock (block.Gate)
+            {
+                int count = block.Dense is not null ? block.Dense.Length / RowStride : block.Sparse!.Count;
+                if (rows > 0 && rows + count > maxRows)
+                {
+                    return (rows, i);
+                }
+                if (block.Dense is not null)
+                {
+                    for (int k = 0; k < count; k++)
+                    {
+                        keys.Add(block.FirstKey + (ulong)k);
+                        values.AddRange(block.Dense.AsSpan(k * RowStride, Width));
+                    }
+                }
+                else
+                {
+                    int start = keys.Count;
+                    foreach (var entry in block.Sparse!)
+                    {
+                        keys.Add(entry.Key);
+                    }
+                    var blockKeys = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(keys)[start..];
+                    blockKeys.Sort();
+                    foreach (ulong key in blockKeys)
+                    {
+                        values.AddRange(block.Sparse.GetRowOrEmpty(key)[..Width]);
+                    }
+                }
+                rows += count;
+            }
+        }
+        return (rows, -1);
+    }
+
+    private long[] HugeBlockIndexes()
+    {
+        lock (_hugeBlocks!)
+        {
+            var indexes = _hugeBlocks.Keys.ToArray();
+            Array.Sort(indexes);
+            return indexes;
         }
     }
 

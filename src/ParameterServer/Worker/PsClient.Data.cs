@@ -22,6 +22,7 @@ public sealed partial class PsClient
             ThrowIfShutDown();
             // Bounded delay: call k on this table starts only when calls <= k - tau - 1 have completed.
             long deadline = Environment.TickCount64 + (long)WaitTimeout.TotalMilliseconds;
+            long started = System.Diagnostics.Stopwatch.GetTimestamp();
             while (table.Window.InFlight > table.Tau)
             {
                 long left = deadline - Environment.TickCount64;
@@ -33,6 +34,7 @@ public sealed partial class PsClient
                 Monitor.Wait(_gate, (int)left);
                 ThrowIfShutDown();
             }
+            AddWaitTime(started);
             op = _operationPool.Count > 0 ? _operationPool.Pop() : new Operation();
             op.Timestamp = _clock.Take();
             op.TableSeq = table.Window.Take();
@@ -339,7 +341,7 @@ public sealed partial class PsClient
         {
             return;
         }
-        if (link.TryCompleteStats(header, payload))
+        if (link.TryCompleteCall(header, payload))
         {
             return;
         }
@@ -478,7 +480,7 @@ public sealed partial class PsClient
 
     internal void OnLinkClosed(ServerLink link, string reason)
     {
-        link.FailStats(reason);
+        link.FailCalls(reason);
         List<Slice> lost = new();
         lock (_sliceLock)
         {

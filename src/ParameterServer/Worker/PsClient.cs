@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+using System.Text;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using ParameterServer.Cluster;
@@ -41,6 +43,7 @@ public sealed partial class PsClient : IAsyncDisposable
     private volatile ClusterView? _view;
     private long _nextRequestId;
     private long _barrierSequence;
+    private long _waitTicks;
     private string? _shutdownReason;
 
     private PsClient(WorkerOptions options, ILoggerFactory loggers)
@@ -67,6 +70,12 @@ public sealed partial class PsClient : IAsyncDisposable
 
     /// <summary>Bytes this worker sent to and received from servers.</summary>
     public (long Sent, long Received) Traffic => (_links.Sum(l => l.Connection.BytesSent), _links.Sum(l => l.Connection.BytesReceived));
+
+    /// <summary>Time callers spent blocked: in Wait, and in calls held back by their table's consistency.</summary>
+    public TimeSpan WaitTime => TimeSpan.FromTicks(Interlocked.Read(ref _waitTicks));
+
+    internal void AddWaitTime(long startTimestamp) =>
+        Interlocked.Add(ref _waitTicks, System.Diagnostics.Stopwatch.GetElapsedTime(startTimestamp).Ticks);
 
     internal ClusterView View => _view ?? throw new InvalidOperationException("not connected");
 
@@ -283,6 +292,7 @@ public sealed partial class PsClient : IAsyncDisposable
             {
                 throw new ArgumentOutOfRangeException(nameof(timestamp), timestamp, $"no call with timestamp {timestamp} was issued (next is {_clock.Next})");
             }
+            long started = System.Diagnostics.Stopwatch.GetTimestamp();
             while (!_clock.IsDone(timestamp))
             {
                 long left = deadline - Environment.TickCount64;
@@ -292,6 +302,7 @@ public sealed partial class PsClient : IAsyncDisposable
                 }
                 Monitor.Wait(_gate, (int)Math.Min(left, int.MaxValue));
             }
+            AddWaitTime(started);
             if (_failures.TryGetValue(timestamp, out var error))
             {
                 throw new PsException(error.Code, error.Message, error);
@@ -359,9 +370,49 @@ public sealed partial class PsClient : IAsyncDisposable
         var results = new string[_links.Length];
         for (int i = 0; i < _links.Length; i++)
         {
-            results[i] = await _links[i].CallStatsAsync(NextRequestId(), _options.RequestTimeout, cancellationToken).ConfigureAwait(false);
+            var request = new FrameHeader { Type = MessageType.ServerStats, SenderId = NodeId, RequestId = NextRequestId(), RowWidth = 1, ElementType = WireElementType.Float32 };
+            var (_, payload) = await _links[i].CallAsync(request, "a stats request", _options.RequestTimeout, cancellationToken).ConfigureAwait(false);
+            results[i] = Encoding.UTF8.GetString(payload);
         }
         return results;
+    }
+
+    /// <summary>Every row the servers hold for a table, sorted by key (a bulk read: model export, checks).</summary>
+    internal async Task<(ulong[] Keys, float[] Values)> ReadAllAsync(PsTable table, CancellationToken cancellationToken)
+    {
+        var keys = new List<ulong>();
+        var values = new List<float>();
+        int width = table.Width;
+        foreach (var link in _links)
+        {
+            long cursor = 0;
+            while (cursor >= 0)
+            {
+                var request = new FrameHeader
+                {
+                    Type = MessageType.Scan, SenderId = NodeId, RequestId = NextRequestId(), TableId = table.Info.Id,
+                    RowWidth = width, ElementType = WireElementType.Float32, Round = cursor, ViewNumber = View.Number,
+                };
+                var (header, payload) = await link.CallAsync(request, $"a scan of table '{table.Name}'", _options.RequestTimeout, cancellationToken).ConfigureAwait(false);
+                int rows = header.KeyCount;
+                if (payload.Length != rows * (sizeof(ulong) + width * sizeof(float)))
+                {
+                    throw new PsException(PsErrorCode.MalformedPayload, $"{link.Server.Describe()} answered a scan with {payload.Length} bytes for {rows} rows");
+                }
+                keys.AddRange(MemoryMarshal.Cast<byte, ulong>(payload.AsSpan(0, rows * sizeof(ulong))));
+                values.AddRange(MemoryMarshal.Cast<byte, float>(payload.AsSpan(rows * sizeof(ulong))));
+                cursor = header.Round;
+            }
+        }
+        var keyArray = keys.ToArray();
+        var order = Enumerable.Range(0, keyArray.Length).ToArray();
+        Array.Sort(keyArray, order);
+        var sorted = new float[values.Count];
+        for (int i = 0; i < order.Length; i++)
+        {
+            values.CopyTo(order[i] * width, sorted, i * width, width);
+        }
+        return (keyArray, sorted);
     }
 
     internal ulong NextRequestId() => (ulong)Interlocked.Increment(ref _nextRequestId);

@@ -117,6 +117,9 @@ public sealed class PsTable
     public Task PushPullAsync(ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, Memory<float> destination, CancellationToken cancellationToken = default) =>
         _client.WaitAsync(PushPull(keys, values, destination), cancellationToken);
 
+    /// <summary>Every row the servers hold for this table, sorted by key (for exporting a model). Bulk: it allocates.</summary>
+    public Task<(ulong[] Keys, float[] Values)> ReadAllAsync(CancellationToken cancellationToken = default) => _client.ReadAllAsync(this, cancellationToken);
+
     /// <summary>Blocks until the call with this timestamp is done; throws its error if it failed.</summary>
     public void Wait(long timestamp) => _client.Wait(timestamp);
 

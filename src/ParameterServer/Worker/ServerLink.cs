@@ -8,8 +8,8 @@ namespace ParameterServer.Worker;
 /// <summary>A worker's connection to one server; responses are handled on its receive thread.</summary>
 internal sealed class ServerLink(PsClient client, int slot, NodeInfo server) : IFrameHandler
 {
-    private readonly Lock _statsLock = new();
-    private (ulong RequestId, TaskCompletionSource<string> Result)? _stats;
+    private readonly Lock _callsLock = new();
+    private readonly Dictionary<ulong, TaskCompletionSource<(FrameHeader Header, byte[] Payload)>> _calls = new();
 
     public int Slot { get; } = slot;
 
@@ -21,44 +21,69 @@ internal sealed class ServerLink(PsClient client, int slot, NodeInfo server) : I
 
     public void OnClosed(Connection connection, string reason) => client.OnLinkClosed(this, reason);
 
-    public async Task<string> CallStatsAsync(ulong requestId, TimeSpan timeout, CancellationToken cancellationToken)
+    /// <summary>A request outside the push/pull machinery (stats, scans): bulk and rare, so it may allocate.</summary>
+    public async Task<(FrameHeader Header, byte[] Payload)> CallAsync(FrameHeader request, string what, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var tcs = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
-        lock (_statsLock)
+        var tcs = new TaskCompletionSource<(FrameHeader, byte[])>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_callsLock)
         {
-            _stats = (requestId, tcs);
+            _calls[request.RequestId] = tcs;
         }
-        Connection.Send(new FrameHeader { Type = MessageType.ServerStats, RequestId = requestId, RowWidth = 1, ElementType = WireElementType.Float32 }, []);
         try
         {
-            return await tcs.Task.WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                Connection.Send(request, []);
+            }
+            catch (TransportException ex)
+            {
+                throw new PsException(PsErrorCode.ConnectionLost, $"cannot send {what} to {Server.Describe()}: {ex.Message}", ex);
+            }
+            var (header, payload) = await tcs.Task.WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
+            if (header.Error != ErrorCode.None)
+            {
+                throw new PsException((PsErrorCode)header.Error, $"{Server.Describe()} refused {what}: {Encoding.UTF8.GetString(payload)}");
+            }
+            return (header, payload);
         }
         catch (TimeoutException)
         {
-            throw new PsException(PsErrorCode.Timeout, $"no stats from {Server.Describe()} within {timeout.TotalSeconds:0.#} s");
+            throw new PsException(PsErrorCode.Timeout, $"no answer from {Server.Describe()} to {what} within {timeout.TotalSeconds:0.#} s");
+        }
+        finally
+        {
+            lock (_callsLock)
+            {
+                _calls.Remove(request.RequestId);
+            }
         }
     }
 
-    public bool TryCompleteStats(in FrameHeader header, ReadOnlySpan<byte> payload)
+    public bool TryCompleteCall(in FrameHeader header, ReadOnlySpan<byte> payload)
     {
-        lock (_statsLock)
+        TaskCompletionSource<(FrameHeader, byte[])>? tcs;
+        lock (_callsLock)
         {
-            if (_stats is not { } pending || pending.RequestId != header.RequestId)
+            if (_calls.Count == 0 || !_calls.Remove(header.RequestId, out tcs))
             {
                 return false;
             }
-            _stats = null;
-            pending.Result.TrySetResult(Encoding.UTF8.GetString(payload));
-            return true;
         }
+        tcs.TrySetResult((header, payload.ToArray()));
+        return true;
     }
 
-    public void FailStats(string reason)
+    public void FailCalls(string reason)
     {
-        lock (_statsLock)
+        List<TaskCompletionSource<(FrameHeader, byte[])>> pending;
+        lock (_callsLock)
         {
-            _stats?.Result.TrySetException(new PsException(PsErrorCode.ConnectionLost, $"{Server.Describe()} closed the connection: {reason}"));
-            _stats = null;
+            pending = _calls.Values.ToList();
+            _calls.Clear();
+        }
+        foreach (var tcs in pending)
+        {
+            tcs.TrySetException(new PsException(PsErrorCode.ConnectionLost, $"{Server.Describe()} closed the connection: {reason}"));
         }
     }
 }

@@ -8,7 +8,7 @@ internal static class ExitCodes
     public const int Ok = 0;
     /// <summary>The job ran but failed: a check mismatched, a node failed.</summary>
     public const int Failed = 1;
-    /// <summary>Bad arguments or configuration.</summary>
+    /// <summary>Bad arguments, configuration or input data.</summary>
     public const int Usage = 2;
     /// <summary>A peer could not be reached, a connection broke, or a wait timed out.</summary>
     public const int Network = 3;
@@ -30,6 +30,11 @@ internal static class ExitCodes
         {
             await Console.Error.WriteLineAsync($"error: {ex.Message}");
             return Network;
+        }
+        catch (Apps.Data.DataFormatException ex)
+        {
+            await Console.Error.WriteLineAsync($"error: {ex.Message}");
+            return Usage;
         }
         catch (ArgumentException ex)
         {

@@ -51,7 +51,8 @@ public sealed class LogRegApp(LogRegOptions options) : IPsApp
             using (var reader = new LibSvmReader(options.Data, context.Rank, context.WorkerCount, readerOptions))
             {
                 int e = epoch;
-                result = trainer.Train(reader, rounds, f => context.Progress.Report(new JobProgress($"epoch {e}/{options.Epochs}", f)), cancellationToken);
+                Action<double>? progress = context.Rank == 0 ? f => context.Progress.Report(new JobProgress($"epoch {e}/{options.Epochs}", f)) : null;
+                result = trainer.Train(reader, rounds, progress, cancellationToken);
                 if (epoch == 1 && result.Rows == 0)
                 {
                     context.Log.LogWarning("Worker rank {Rank} has no training rows: its shard of {Data} is empty (fewer lines than workers?)", context.Rank, options.Data);

@@ -1,0 +1,113 @@
+using System.Text.Json;
+
+namespace ParameterServer.IntegrationTests;
+
+/// <summary>`pserver train logreg` on real data through real local clusters.</summary>
+[Collection("processes")]
+public sealed class LogRegClusterTests : IDisposable
+{
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(180);
+    private readonly string _dir = Directory.CreateTempSubdirectory("ps-logreg-it-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static JsonElement Final(Pserver run)
+    {
+        var line = run.StdoutLines.LastOrDefault(l => l.StartsWith("{\"app\":\"logreg\"", StringComparison.Ordinal) && !l.Contains("\"epoch\"", StringComparison.Ordinal))
+            ?? throw new Xunit.Sdk.XunitException($"no final summary; {run.Describe()}");
+        return JsonDocument.Parse(line).RootElement;
+    }
+
+    [Fact]
+    public async Task Default_settings_on_a9a_match_liblinear_and_the_model_predicts_the_same()
+    {
+        string model = System.IO.Path.Combine(_dir, "a9a.model");
+        using var run = await Pserver.RunAsync(Limit, "train", "logreg", "--data", SharedData.A9a, "--test", SharedData.A9aTest,
+            "--servers", "2", "--workers", "2", "--model-out", model, "--json");
+        Assert.True(run.ExitCode == 0, run.Describe());
+        var epochs = run.StdoutLines.Where(l => l.Contains("\"epoch\"", StringComparison.Ordinal)).ToList();
+        Assert.Equal(10, epochs.Count);
+        var final = Final(run);
+        Assert.True(final.GetProperty("test_accuracy").GetDouble() >= 0.849, run.Stdout);
+        Assert.True(final.GetProperty("test_auc").GetDouble() >= 0.900, run.Stdout);
+        Assert.True(final.GetProperty("nonzero_weights").GetInt32() is > 50 and <= 124);
+        Assert.True(final.GetProperty("bytes_sent").GetInt64() > 1_000_000);
+        Assert.True(final.GetProperty("examples_per_sec").GetDouble() > 0);
+
+        using var predict = await Pserver.RunAsync(Limit, "predict", "--model", model, "--data", SharedData.A9aTest, "--json");
+        Assert.True(predict.ExitCode == 0, predict.Describe());
+        var scored = JsonDocument.Parse(predict.StdoutLines.Single()).RootElement;
+        Assert.Equal(16281, scored.GetProperty("rows").GetInt32());
+        Assert.Equal(final.GetProperty("test_accuracy").GetDouble(), scored.GetProperty("test_accuracy").GetDouble(), 4);
+        Assert.Equal(final.GetProperty("test_auc").GetDouble(), scored.GetProperty("test_auc").GetDouble(), 3);
+    }
+
+    [Fact]
+    public async Task Sequential_training_is_deterministic()
+    {
+        var finals = new List<string>();
+        var models = new List<byte[]>();
+        for (int run = 0; run < 2; run++)
+        {
+            string model = System.IO.Path.Combine(_dir, $"seq{run}.model");
+            using var p = await Pserver.RunAsync(Limit, "train", "logreg", "--data", SharedData.A9a, "--test", SharedData.A9aTest,
+                "--servers", "2", "--workers", "3", "--epochs", "2", "--consistency", "sequential", "--model-out", model, "--json");
+            Assert.True(p.ExitCode == 0, p.Describe());
+            var final = Final(p);
+            finals.Add($"{final.GetProperty("test_accuracy")} {final.GetProperty("test_auc")} {final.GetProperty("test_logloss")}");
+            models.Add(await File.ReadAllBytesAsync(model));
+        }
+        Assert.Equal(finals[0], finals[1]);
+        Assert.Equal(models[0], models[1]);
+    }
+
+    private string Write(string name, string text)
+    {
+        string path = System.IO.Path.Combine(_dir, name);
+        File.WriteAllText(path, text);
+        return path;
+    }
+
+    [Fact]
+    public async Task A_malformed_line_stops_training_naming_file_and_line_unless_skipped()
+    {
+        string good = string.Concat(Enumerable.Range(0, 200).Select(i => $"{(i % 2 == 0 ? "+1" : "-1")} {1 + i % 7}:1 {10 + i % 3}:1\n"));
+        string path = Write("bad.libsvm", good + "+1 5:1 0:1\n" + good);
+        using var run = await Pserver.RunAsync(Limit, "train", "logreg", "--data", path, "--servers", "1", "--workers", "2", "--epochs", "1");
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains($"{path}:201: feature index 0 is not allowed", run.Stderr);
+
+        using var skipped = await Pserver.RunAsync(Limit, "train", "logreg", "--data", path, "--servers", "1", "--workers", "2", "--epochs", "1", "--skip-bad-lines", "--json");
+        Assert.True(skipped.ExitCode == 0, skipped.Describe());
+        Assert.Contains("Skipped 1 malformed lines", skipped.Stderr);
+    }
+
+    [Fact]
+    public async Task Missing_or_empty_data_fails_before_starting_a_cluster()
+    {
+        using var missing = await Pserver.RunAsync(Limit, "train", "logreg", "--data", System.IO.Path.Combine(_dir, "nope.libsvm"));
+        Assert.Equal(2, missing.ExitCode);
+        Assert.Contains("does not exist", missing.Stderr);
+        using var empty = await Pserver.RunAsync(Limit, "train", "logreg", "--data", Write("empty.libsvm", ""));
+        Assert.Equal(2, empty.ExitCode);
+        Assert.Contains("is empty", empty.Stderr);
+        using var noData = await Pserver.RunAsync(Limit, "train", "logreg");
+        Assert.Equal(2, noData.ExitCode);
+        Assert.Contains("--data", noData.Stderr);
+    }
+
+    [Fact]
+    public async Task An_empty_shard_and_unseen_test_features_are_handled()
+    {
+        string train = Write("one.libsvm", "+1 1:1 2:1\n");
+        string test = Write("unseen.libsvm", "+1 1:1 99:1\n-1 98:1\n");
+        foreach (string consistency in new[] { "bounded:4", "sequential" })
+        {
+            using var run = await Pserver.RunAsync(Limit, "train", "logreg", "--data", train, "--test", test,
+                "--servers", "1", "--workers", "2", "--epochs", "2", "--consistency", consistency, "--json");
+            Assert.True(run.ExitCode == 0, run.Describe());
+            Assert.Contains("has no training rows", run.Stderr);
+            Assert.Equal(2, Final(run).GetProperty("epochs").GetInt32());
+        }
+    }
+}

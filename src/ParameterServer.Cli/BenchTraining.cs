@@ -22,7 +22,7 @@ internal static class BenchTraining
             string data = p.GetValue(AppOptions.Data) ?? throw new ArgumentException("bench logreg needs --data FILE (e.g. ../shared/data/a9a/a9a)");
             int epochs = Math.Max(2, p.GetResult(AppOptions.Epochs) is { Implicit: false } ? p.GetValue(AppOptions.Epochs) : 3);
             int batch = p.GetResult(AppOptions.Batch) is { Implicit: false } ? p.GetValue(AppOptions.Batch) : 1000;
-            var options = new LogRegOptions { Data = data, Batch = batch, Epochs = epochs, Optimizer = p.GetValue(AppOptions.Optimizer)!, Consistency = Consistency.Parse(p.GetValue(AppOptions.Consistency)!) };
+            var options = new LogRegOptions { Data = data, Batch = batch, Epochs = epochs, Optimizer = p.GetValue(AppOptions.Optimizer)!, Consistency = ParameterServer.Consistency.Parse(p.GetValue(AppOptions.Consistency)!) };
             options.Validate();
             string file = RepeatFile(data, p.GetValue(Repeat));
             try
@@ -87,6 +87,115 @@ internal static class BenchTraining
                     File.Delete(file);
                 }
             }
+        }));
+        return command;
+    }
+
+    private static readonly Option<string> Taus = Options.Create("--taus", "0,1,2,4,8,16,inf", "Bounded delays to compare (0 = sequential, inf = eventual)");
+    private static readonly Option<double?> Target = Options.Create<double?>("--target-logloss", null, "Test log loss to reach (default: 0.2% above the best final loss of all runs)");
+
+    public static Command Consistency()
+    {
+        var command = new Command("consistency", "The paper's Fig. 13: time to reach a test log loss, and time spent waiting, for each bounded delay tau")
+        {
+            AppOptions.Data, AppOptions.Test, AppOptions.Epochs, AppOptions.Batch, AppOptions.Optimizer, LocalCluster.Servers, LocalCluster.Workers, Taus, Target, Repeat, Options.Json,
+        };
+        command.SetAction((p, ct) => ExitCodes.Guard(async () =>
+        {
+            string data = p.GetValue(AppOptions.Data) ?? throw new ArgumentException("bench consistency needs --data FILE and --test FILE");
+            string test = p.GetValue(AppOptions.Test) ?? throw new ArgumentException("bench consistency needs --test FILE");
+            var taus = p.GetValue(Taus)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(t => t == "inf" ? ParameterServer.Consistency.Eventual : ParameterServer.Consistency.BoundedDelay(int.Parse(t, CultureInfo.InvariantCulture)))
+                .ToList();
+            int repeat = p.GetResult(Repeat) is { Implicit: false } ? p.GetValue(Repeat) : 1;
+            string file = RepeatFile(data, repeat);
+            var runs = new List<(Consistency Tau, List<JsonElement> Epochs)>();
+            try
+            {
+                foreach (var tau in taus)
+                {
+                    Console.Error.WriteLine($"bench consistency: training with {tau}...");
+                    var job = new LocalJobSpec
+                    {
+                        Servers = p.GetValue(LocalCluster.Servers),
+                        Workers = p.GetValue(LocalCluster.Workers),
+                        LogLevel = "warning",
+                        ResultsOnly = true,
+                        ShowProgress = false,
+                        WorkerArguments = ["--json", "--app", "logreg", "--data", Path.GetFullPath(file), "--test", Path.GetFullPath(test),
+                            "--epochs", LocalJob.Inv(p.GetValue(AppOptions.Epochs)), "--batch", LocalJob.Inv(p.GetValue(AppOptions.Batch)),
+                            "--optimizer", p.GetValue(AppOptions.Optimizer)!, "--consistency", tau.ToString()],
+                    };
+                    var quiet = Console.Out;
+                    Console.SetOut(TextWriter.Null);
+                    LocalJobResult run;
+                    try
+                    {
+                        run = await LocalJob.RunAsync(job, ct);
+                    }
+                    finally
+                    {
+                        Console.SetOut(quiet);
+                    }
+                    if (run.Failure is not null)
+                    {
+                        throw new PsException(PsErrorCode.Internal, $"training with {tau} failed: {run.Failure}");
+                    }
+                    runs.Add((tau, run.WorkerLines.Select(l => JsonDocument.Parse(l).RootElement).Where(e => e.TryGetProperty("epoch", out _)).ToList()));
+                }
+            }
+            finally
+            {
+                if (file != data)
+                {
+                    File.Delete(file);
+                }
+            }
+            double best = runs.Min(r => r.Epochs[^1].GetProperty("test_logloss").GetDouble());
+            double target = p.GetValue(Target) ?? best * 1.002;
+            bool json = p.GetValue(Options.Json);
+            if (!json)
+            {
+                Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"target test logloss {target:0.0000}"));
+                Console.Out.WriteLine($"{"tau",-11} {"epochs",7} {"seconds",8} {"waiting",8} {"final logloss",14} {"accuracy",9}");
+            }
+            foreach (var (tau, epochs) in runs)
+            {
+                double seconds = 0;
+                int reached = -1;
+                for (int i = 0; i < epochs.Count && reached < 0; i++)
+                {
+                    seconds += epochs[i].GetProperty("seconds").GetDouble();
+                    if (epochs[i].GetProperty("test_logloss").GetDouble() <= target)
+                    {
+                        reached = i + 1;
+                    }
+                }
+                double wait = epochs.Average(e => e.GetProperty("wait_fraction").GetDouble());
+                double final = epochs[^1].GetProperty("test_logloss").GetDouble();
+                double accuracy = epochs[^1].GetProperty("test_accuracy").GetDouble();
+                string name = tau.Tau switch { 0 => "0 (seq)", int.MaxValue => "inf (ev)", _ => tau.Tau.ToString(CultureInfo.InvariantCulture) };
+                if (json)
+                {
+                    Console.Out.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
+                    {
+                        ["bench"] = "consistency",
+                        ["tau"] = tau.Tau == int.MaxValue ? "inf" : tau.Tau,
+                        ["target_logloss"] = Math.Round(target, 6),
+                        ["epochs_to_target"] = reached > 0 ? reached : null,
+                        ["seconds_to_target"] = reached > 0 ? Math.Round(seconds, 3) : null,
+                        ["wait_fraction"] = Math.Round(wait, 4),
+                        ["final_test_logloss"] = final,
+                        ["final_test_accuracy"] = accuracy,
+                    }));
+                }
+                else
+                {
+                    Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"{name,-11} {(reached > 0 ? reached.ToString(CultureInfo.InvariantCulture) : "-"),7} {(reached > 0 ? seconds.ToString("0.00", CultureInfo.InvariantCulture) : "not reached"),8} {wait * 100,7:0.0}% {final,14:0.0000} {accuracy * 100,8:0.00}%"));
+                }
+            }
+            return ExitCodes.Ok;
         }));
         return command;
     }

@@ -10,7 +10,7 @@ namespace ParameterServer.Cli;
 internal static class TrainCommand
 {
     private static readonly Option<bool> Synthetic = Options.Create("--synthetic", false, "Generate a sample with known true weights (no --data needed) and report how close training got");
-    private static readonly Option<long> SyntheticRows = Options.Create("--synthetic-rows", 200_000L, "Rows of the generated training sample");
+    private static readonly Option<long> SyntheticRows = Options.Create("--synthetic-rows", 100_000L, "Rows of the generated training sample");
 
     public static Command Create()
     {
@@ -41,7 +41,7 @@ internal static class TrainCommand
                 throw new ArgumentException("use either --synthetic or --data, not both");
             }
             sampleDir = Directory.CreateTempSubdirectory("pserver-synthetic-").FullName;
-            synthetic = new SparseDataSpec { Rows = p.GetValue(SyntheticRows), Features = 20_000, Zipf = 1.1, FeaturesPerRow = 20, Seed = 7 };
+            synthetic = new SparseDataSpec { Rows = p.GetValue(SyntheticRows), Features = 5_000, Zipf = 1.1, FeaturesPerRow = 20, Seed = 7 };
             string train = Path.Combine(sampleDir, "train.libsvm");
             string test = Path.Combine(sampleDir, "test.libsvm");
             await Console.Error.WriteLineAsync($"train: generating {synthetic.Rows:N0} training and {synthetic.Rows / 4:N0} test rows ({synthetic.Features:N0} features, Zipf {synthetic.Zipf}) in {sampleDir}");

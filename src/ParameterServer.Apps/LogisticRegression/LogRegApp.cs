@@ -119,8 +119,9 @@ public sealed class LogRegApp(LogRegOptions options) : IPsApp
                 }
                 else
                 {
+                    string testPart = options.Test is null ? "" : string.Create(CultureInfo.InvariantCulture, $"  test logloss {job.LogLoss:0.0000}  accuracy {job.Accuracy * 100:0.00}%  AUC {job.Auc:0.0000}");
                     context.Output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"epoch {epoch}/{options.Epochs}  train logloss {all[x] / Math.Max(1, rows):0.0000}  test logloss {job.LogLoss:0.0000}  accuracy {job.Accuracy * 100:0.00}%  AUC {job.Auc:0.0000}  {rows / Math.Max(seconds, 1e-9):N0} examples/s  sent {Megabytes((long)line["bytes_sent"]!)}  received {Megabytes((long)line["bytes_received"]!)}"));
+                        $"epoch {epoch}/{options.Epochs}  train logloss {all[x] / Math.Max(1, rows):0.0000}{testPart}  {rows / Math.Max(seconds, 1e-9):N0} examples/s  sent {Megabytes((long)line["bytes_sent"]!)}  received {Megabytes((long)line["bytes_received"]!)}"));
                 }
                 context.Output.Flush();
             }

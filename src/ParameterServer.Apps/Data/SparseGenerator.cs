@@ -110,30 +110,49 @@ public static class SparseGenerator
         ModelFile.Write(path, hashBits: 0, keys, weights);
     }
 
-    /// <summary>Samples 1..n with P(k) proportional to 1/k^s, by inverting a cumulative table (binary search).</summary>
+    /// <summary>Samples 1..n with P(k) proportional to 1/k^s in O(1): Vose's alias method.</summary>
     private sealed class ZipfSampler
     {
-        private readonly double[] _cumulative;
+        private readonly double[] _keep;
+        private readonly int[] _alias;
 
         public ZipfSampler(int n, double s)
         {
-            _cumulative = new double[n];
+            var weight = new double[n];
             double sum = 0;
-            for (int k = 1; k <= n; k++)
-            {
-                sum += 1 / Math.Pow(k, s);
-                _cumulative[k - 1] = sum;
-            }
             for (int k = 0; k < n; k++)
             {
-                _cumulative[k] /= sum;
+                weight[k] = 1 / Math.Pow(k + 1, s);
+                sum += weight[k];
+            }
+            _keep = new double[n];
+            _alias = new int[n];
+            var small = new Stack<int>();
+            var large = new Stack<int>();
+            for (int k = 0; k < n; k++)
+            {
+                weight[k] = weight[k] * n / sum; // mean 1
+                (weight[k] < 1 ? small : large).Push(k);
+            }
+            while (small.Count > 0 && large.Count > 0)
+            {
+                int less = small.Pop();
+                int more = large.Pop();
+                _keep[less] = weight[less];
+                _alias[less] = more;
+                weight[more] += weight[less] - 1;
+                (weight[more] < 1 ? small : large).Push(more);
+            }
+            foreach (int k in small.Concat(large))
+            {
+                _keep[k] = 1; // rounding leftovers
             }
         }
 
         public int Sample(Random random)
         {
-            int index = Array.BinarySearch(_cumulative, random.NextDouble());
-            return (index < 0 ? ~index : index) + 1;
+            int k = random.Next(_keep.Length);
+            return (random.NextDouble() < _keep[k] ? k : _alias[k]) + 1;
         }
     }
 }

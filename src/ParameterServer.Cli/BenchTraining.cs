@@ -38,26 +38,11 @@ internal static class BenchTraining
                     LogLevel = "warning",
                     ResultsOnly = true,
                     ShowProgress = false,
+                    Echo = false,
                     WorkerArguments = ["--json", "--app", "logreg", "--data", file, "--epochs", LocalJob.Inv(epochs), "--batch", LocalJob.Inv(batch),
                         "--optimizer", options.Optimizer, "--consistency", options.Consistency.ToString()],
                 };
-                var quiet = Console.Out;
-                Console.SetOut(TextWriter.Null);
-                LocalJobResult run;
-                try
-                {
-                    run = await LocalJob.RunAsync(job, ct);
-                }
-                finally
-                {
-                    Console.SetOut(quiet);
-                }
-                if (run.Failure is not null)
-                {
-                    throw new PsException(PsErrorCode.Internal, $"the 1x1 cluster failed: {run.Failure}");
-                }
-                var clusterRates = run.WorkerLines.Select(l => JsonDocument.Parse(l).RootElement)
-                    .Where(e => e.TryGetProperty("epoch", out _)).Select(e => e.GetProperty("examples_per_sec").GetDouble()).ToList();
+                var clusterRates = (await EpochsAsync(job, "the 1x1 cluster", ct)).Select(e => e.GetProperty("examples_per_sec").GetDouble()).ToList();
                 double cluster = SteadyState(clusterRates);
                 long rows = LibSvmReader.CountRows(file, 0, 1, new LibSvmOptions());
                 if (p.GetValue(Options.Json))
@@ -122,26 +107,12 @@ internal static class BenchTraining
                         LogLevel = "warning",
                         ResultsOnly = true,
                         ShowProgress = false,
+                        Echo = false,
                         WorkerArguments = ["--json", "--app", "logreg", "--data", Path.GetFullPath(file), "--test", Path.GetFullPath(test),
                             "--epochs", LocalJob.Inv(p.GetValue(AppOptions.Epochs)), "--batch", LocalJob.Inv(p.GetValue(AppOptions.Batch)),
                             "--optimizer", p.GetValue(AppOptions.Optimizer)!, "--consistency", tau.ToString()],
                     };
-                    var quiet = Console.Out;
-                    Console.SetOut(TextWriter.Null);
-                    LocalJobResult run;
-                    try
-                    {
-                        run = await LocalJob.RunAsync(job, ct);
-                    }
-                    finally
-                    {
-                        Console.SetOut(quiet);
-                    }
-                    if (run.Failure is not null)
-                    {
-                        throw new PsException(PsErrorCode.Internal, $"training with {tau} failed: {run.Failure}");
-                    }
-                    runs.Add((tau, run.WorkerLines.Select(l => JsonDocument.Parse(l).RootElement).Where(e => e.TryGetProperty("epoch", out _)).ToList()));
+                    runs.Add((tau, await EpochsAsync(job, $"training with {tau}", ct)));
                 }
             }
             finally
@@ -198,6 +169,17 @@ internal static class BenchTraining
             return ExitCodes.Ok;
         }));
         return command;
+    }
+
+    /// <summary>Runs a logreg job without echoing it and returns rank 0's per-epoch JSON objects.</summary>
+    private static async Task<List<JsonElement>> EpochsAsync(LocalJobSpec job, string what, CancellationToken ct)
+    {
+        var run = await LocalJob.RunAsync(job, ct);
+        if (run.Failure is not null)
+        {
+            throw new PsException(PsErrorCode.Internal, $"{what} failed: {run.Failure}");
+        }
+        return run.WorkerLines.Select(l => JsonDocument.Parse(l).RootElement).Where(e => e.TryGetProperty("epoch", out _)).ToList();
     }
 
     /// <summary>Median of the epochs after the first (which pays for JIT and cold caches).</summary>

@@ -26,6 +26,9 @@ internal sealed record LocalJobSpec
     /// </summary>
     public bool ResultsOnly { get; init; }
 
+    /// <summary>Print what the nodes write on standard output (false: only collect the workers' result lines).</summary>
+    public bool Echo { get; init; } = true;
+
     /// <summary>Draw the workers' progress events (otherwise they are dropped).</summary>
     public bool ShowProgress { get; init; } = true;
 }
@@ -67,7 +70,7 @@ internal static partial class LocalJob
                     }
                     return;
                 }
-                if (showStdout)
+                if (showStdout && spec.Echo)
                 {
                     lock (output)
                     {

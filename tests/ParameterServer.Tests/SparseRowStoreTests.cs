@@ -309,37 +309,37 @@ public class SparseRowStoreTests
             switch (op.Kind)
             {
                 case OpKind.Upsert:
-                {
-                    Span<float> row = store.GetOrAddRow(op.Key, out bool added);
-                    Assert.Equal(!model.ContainsKey(op.Key), added);
-                    float[] expected = model.TryGetValue(op.Key, out float[]? existing) ? existing : (model[op.Key] = new float[rowLength]);
-                    Assert.Equal(expected, row.ToArray());
-                    for (int j = 0; j < rowLength; j++)
                     {
-                        row[j] += op.Value + j;
-                        expected[j] += op.Value + j;
-                    }
+                        Span<float> row = store.GetOrAddRow(op.Key, out bool added);
+                        Assert.Equal(!model.ContainsKey(op.Key), added);
+                        float[] expected = model.TryGetValue(op.Key, out float[]? existing) ? existing : (model[op.Key] = new float[rowLength]);
+                        Assert.Equal(expected, row.ToArray());
+                        for (int j = 0; j < rowLength; j++)
+                        {
+                            row[j] += op.Value + j;
+                            expected[j] += op.Value + j;
+                        }
 
-                    break;
-                }
+                        break;
+                    }
 
                 case OpKind.Remove:
                     Assert.Equal(model.Remove(op.Key), store.Remove(op.Key));
                     break;
                 case OpKind.Lookup:
-                {
-                    ReadOnlySpan<float> row = store.GetRowOrEmpty(op.Key);
-                    if (model.TryGetValue(op.Key, out float[]? expected))
                     {
-                        Assert.Equal(expected, row.ToArray());
-                    }
-                    else
-                    {
-                        Assert.True(row.IsEmpty);
-                    }
+                        ReadOnlySpan<float> row = store.GetRowOrEmpty(op.Key);
+                        if (model.TryGetValue(op.Key, out float[]? expected))
+                        {
+                            Assert.Equal(expected, row.ToArray());
+                        }
+                        else
+                        {
+                            Assert.True(row.IsEmpty);
+                        }
 
-                    break;
-                }
+                        break;
+                    }
 
                 case OpKind.Clear:
                     store.Clear();

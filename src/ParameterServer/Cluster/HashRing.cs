@@ -33,7 +33,7 @@ internal sealed class HashRing
 
     public bool IsEmpty => _points.Length == 0;
 
-    public static ulong PointOf(int serverId, int virtualNode) => Hashing.Mix64(((ulong)(uint)serverId << 32) | (uint)virtualNode) ;
+    public static ulong PointOf(int serverId, int virtualNode) => Hashing.Mix64(((ulong)(uint)serverId << 32) | (uint)virtualNode);
 
     /// <summary>The server that owns a ring position.</summary>
     public int OwnerOf(ulong position)

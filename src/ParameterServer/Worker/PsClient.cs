@@ -390,8 +390,14 @@ public sealed partial class PsClient : IAsyncDisposable
             {
                 var request = new FrameHeader
                 {
-                    Type = MessageType.Scan, SenderId = NodeId, RequestId = NextRequestId(), TableId = table.Info.Id,
-                    RowWidth = width, ElementType = WireElementType.Float32, Round = cursor, ViewNumber = View.Number,
+                    Type = MessageType.Scan,
+                    SenderId = NodeId,
+                    RequestId = NextRequestId(),
+                    TableId = table.Info.Id,
+                    RowWidth = width,
+                    ElementType = WireElementType.Float32,
+                    Round = cursor,
+                    ViewNumber = View.Number,
                 };
                 var (header, payload) = await link.CallAsync(request, $"a scan of table '{table.Name}'", _options.RequestTimeout, cancellationToken).ConfigureAwait(false);
                 int rows = header.KeyCount;

@@ -8,44 +8,44 @@ internal readonly record struct EpochResult(long Rows, double LossSum, int Pushe
 /// <summary>
 /// The minibatch loop, identical for the cluster and the single-process baseline: pull the weights of the
 /// keys a batch touches, compute the logistic loss gradient, push it (the servers' handler does the update).
-/// With bounded delay > 0 the next batch is parsed and its pull issued before the current gradient is
-/// computed, so parsing and the network overlap the math.
+/// Batches are parsed on a background thread (<see cref="BatchSource"/>); with bounded delay > 0 the next
+/// batch's pull is issued before the current gradient is computed, so the network overlaps the math.
 /// </summary>
 internal sealed class LogRegTrainer(IWeightStore weights, int batchSize, bool prefetch)
 {
-    private readonly MiniBatch[] _batches = [new(), new()];
     private float[][] _weights = [new float[256], new float[256]];
     private float[] _gradient = new float[256];
 
     public EpochResult Train(LibSvmReader reader, int roundsAtLeast, Action<double>? progress, CancellationToken cancellationToken)
     {
+        using var source = new BatchSource(reader, batchSize);
         int current = 0;
-        bool have = reader.ReadBatch(_batches[0], batchSize);
-        long ticket = have ? Pull(0) : -1;
+        var batch = source.Next();
+        long ticket = batch is null ? -1 : Pull(batch, 0);
         long rows = 0;
         double loss = 0;
         int pushes = 0;
-        while (have)
+        while (batch is not null)
         {
             cancellationToken.ThrowIfCancellationRequested();
             int other = 1 - current;
-            bool haveNext = false;
+            MiniBatch? next = null;
             long nextTicket = -1;
             if (prefetch)
             {
-                haveNext = reader.ReadBatch(_batches[other], batchSize);
-                nextTicket = haveNext ? Pull(other) : -1;
+                next = source.Next();
+                nextTicket = next is null ? -1 : Pull(next, other);
             }
             weights.Wait(ticket);
-            var batch = _batches[current];
             loss += Gradient(batch, _weights[current]);
             weights.Push(batch.UniqueKeys, _gradient.AsSpan(0, batch.UniqueCount));
             pushes++;
             rows += batch.Rows;
+            source.Recycle(batch);
             if (!prefetch)
             {
-                haveNext = reader.ReadBatch(_batches[other], batchSize);
-                nextTicket = haveNext ? Pull(other) : -1;
+                next = source.Next();
+                nextTicket = next is null ? -1 : Pull(next, other);
             }
             if ((pushes & 15) == 0)
             {
@@ -53,7 +53,7 @@ internal sealed class LogRegTrainer(IWeightStore weights, int batchSize, bool pr
             }
             current = other;
             ticket = nextTicket;
-            have = haveNext;
+            batch = next;
         }
         // Sync tables need every worker's push each round: a worker that ran out of data sends empty ones.
         for (; pushes < roundsAtLeast; pushes++)
@@ -66,11 +66,11 @@ internal sealed class LogRegTrainer(IWeightStore weights, int batchSize, bool pr
 
     public void Evaluate(LibSvmReader reader, BinaryMetrics metrics, CancellationToken cancellationToken)
     {
-        var batch = _batches[0];
-        while (reader.ReadBatch(batch, batchSize))
+        using var source = new BatchSource(reader, batchSize);
+        while (source.Next() is { } batch)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            weights.Wait(Pull(0));
+            weights.Wait(Pull(batch, 0));
             var w = _weights[0];
             var starts = batch.RowStarts;
             var slots = batch.Slots;
@@ -85,12 +85,12 @@ internal sealed class LogRegTrainer(IWeightStore weights, int batchSize, bool pr
                 }
                 metrics.Add(labels[r], Sigmoid(z));
             }
+            source.Recycle(batch);
         }
     }
 
-    private long Pull(int which)
+    private long Pull(MiniBatch batch, int which)
     {
-        var batch = _batches[which];
         if (_weights[which].Length < batch.UniqueCount)
         {
             _weights[which] = new float[batch.UniqueCount * 2];

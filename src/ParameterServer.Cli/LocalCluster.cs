@@ -1,7 +1,5 @@
 using System.CommandLine;
-using System.Diagnostics;
 using System.Globalization;
-using System.Reflection;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 
@@ -30,8 +28,6 @@ internal static partial class LocalCluster
         return command;
     }
 
-    private sealed record Child(string Name, Process Process);
-
     private static async Task<int> RunAsync(ParseResult p, CancellationToken ct)
     {
         int servers = p.GetValue(Servers);
@@ -43,110 +39,80 @@ internal static partial class LocalCluster
         AppOptions.Create(p); // validate the app options here, not in every worker
         bool json = p.GetValue(Options.Json);
         string logLevel = p.GetValue(Options.LogLevel)!;
-        var children = new List<Child>();
-        var pumps = new List<Task>();
         var results = new List<JsonElement>();
-        var output = new Lock();
-        using var failed = new CancellationTokenSource();
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, failed.Token);
-        string? failure = null;
-        int failureCode = ExitCodes.Ok;
-
-        Child Start(string name, IEnumerable<string> arguments, Action<string>? onLine = null)
-        {
-            var process = Spawn(arguments);
-            var child = new Child(name, process);
-            children.Add(child);
-            pumps.Add(Pump(process.StandardOutput, name, Console.Out, onLine, output));
-            pumps.Add(Pump(process.StandardError, name, Console.Error, null, output));
-            return child;
-        }
-
+        (string Failure, int Code)? failure;
+        using var children = new ProcessGroup();
         try
         {
-            var listening = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
-            var scheduler = Start("scheduler",
-                ["scheduler", "--port", "0", "--servers", Inv(servers), "--workers", Inv(workers),
-                 "--virtual-nodes", Inv(p.GetValue(Options.VirtualNodes)), "--heartbeat-ms", Inv(p.GetValue(Options.HeartbeatMs)),
-                 "--heartbeat-timeout-ms", Inv(p.GetValue(Options.HeartbeatTimeoutMs)), "--log-level", logLevel],
-                line =>
-                {
-                    if (ListeningLine().Match(line) is { Success: true } m)
-                    {
-                        listening.TrySetResult(m.Groups[1].Value);
-                    }
-                });
-            string address;
-            try
-            {
-                address = await listening.Task.WaitAsync(TimeSpan.FromSeconds(30), ct);
-            }
-            catch (TimeoutException)
-            {
-                throw new PsException(PsErrorCode.Timeout, "the scheduler did not report its port within 30 s");
-            }
+            string address = await StartSchedulerAsync(children, servers, workers, p, logLevel, echo: true, ct);
             for (int i = 0; i < servers; i++)
             {
-                Start($"server {i}", ["server", "--scheduler", address, "--log-level", logLevel, .. (json ? new[] { "--json" } : [])]);
+                children.Start($"server {i}", ["server", "--scheduler", address, "--log-level", logLevel, .. (json ? new[] { "--json" } : [])]);
             }
             for (int i = 0; i < workers; i++)
             {
-                Start($"worker {i}",
+                children.Start($"worker {i}",
                     ["worker", "--scheduler", address, "--log-level", logLevel, "--request-timeout", Inv(p.GetValue(Options.RequestTimeoutS)),
                      .. (json ? new[] { "--json" } : []), .. AppOptions.Forward(p)],
                     line =>
                     {
                         if (line.StartsWith("{\"app\"", StringComparison.Ordinal))
                         {
-                            lock (output)
+                            lock (children.Output)
                             {
                                 results.Add(JsonDocument.Parse(line).RootElement.Clone());
                             }
                         }
+                        return true;
                     });
             }
 
             // Wait for every child; the first failure stops the rest.
-            var exits = children.Select(async child =>
-            {
-                await child.Process.WaitForExitAsync(CancellationToken.None);
-                if (child.Process.ExitCode != 0 && !linked.IsCancellationRequested)
-                {
-                    lock (output)
-                    {
-                        failure ??= $"{child.Name} exited with code {child.Process.ExitCode}";
-                        failureCode = child.Process.ExitCode == ExitCodes.Network ? ExitCodes.Network : ExitCodes.Failed;
-                    }
-                    await failed.CancelAsync();
-                }
-            }).ToList();
-            var all = Task.WhenAll(exits);
-            await Task.WhenAny(all, Task.Delay(Timeout.Infinite, linked.Token));
-            if (linked.IsCancellationRequested)
-            {
-                Kill(children);
-                await all.WaitAsync(TimeSpan.FromSeconds(10), CancellationToken.None);
-            }
+            failure = await children.WaitAllAsync(ct);
         }
         finally
         {
-            Kill(children);
+            children.Kill();
         }
 
-        // Let the pumps drain what the children printed last (their result lines).
-        await Task.WhenAny(Task.WhenAll(pumps), Task.Delay(TimeSpan.FromSeconds(5), CancellationToken.None));
-        await Console.Out.FlushAsync(CancellationToken.None);
+        await children.DrainAsync();
         if (ct.IsCancellationRequested)
         {
             await Console.Error.WriteLineAsync("local: interrupted; all nodes stopped");
             return ExitCodes.Interrupted;
         }
-        if (failure is not null)
+        if (failure is { } f)
         {
-            await Console.Error.WriteLineAsync($"local: {failure}; stopped the other nodes");
-            return failureCode;
+            await Console.Error.WriteLineAsync($"local: {f.Failure}; stopped the other nodes");
+            return f.Code;
         }
         return Summarize(p.GetValue(AppOptions.App)!, results, workers, json);
+    }
+
+    /// <summary>Starts `pserver scheduler` on a free port and returns its address once it printed it; <paramref name="echo"/> passes its standard output on.</summary>
+    internal static async Task<string> StartSchedulerAsync(ProcessGroup children, int servers, int workers, ParseResult p, string logLevel, bool echo, CancellationToken ct)
+    {
+        var listening = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        children.Start("scheduler",
+            ["scheduler", "--port", "0", "--servers", Inv(servers), "--workers", Inv(workers),
+             "--virtual-nodes", Inv(p.GetValue(Options.VirtualNodes)), "--heartbeat-ms", Inv(p.GetValue(Options.HeartbeatMs)),
+             "--heartbeat-timeout-ms", Inv(p.GetValue(Options.HeartbeatTimeoutMs)), "--log-level", logLevel],
+            line =>
+            {
+                if (ListeningLine().Match(line) is { Success: true } m)
+                {
+                    listening.TrySetResult(m.Groups[1].Value);
+                }
+                return echo;
+            });
+        try
+        {
+            return await listening.Task.WaitAsync(TimeSpan.FromSeconds(30), ct);
+        }
+        catch (TimeoutException)
+        {
+            throw new PsException(PsErrorCode.Timeout, "the scheduler did not report its port within 30 s");
+        }
     }
 
     /// <summary>One more line that sums the workers' JSON results up, the same way each worker reports.</summary>
@@ -175,67 +141,7 @@ internal static partial class LocalCluster
         return ok ? ExitCodes.Ok : ExitCodes.Failed;
     }
 
-    private static Process Spawn(IEnumerable<string> arguments)
-    {
-        var (file, prefix) = Self();
-        var info = new ProcessStartInfo(file)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true, // closed when we die: the child exits (ParentWatch)
-            UseShellExecute = false,
-        };
-        foreach (var a in prefix.Concat(arguments))
-        {
-            info.ArgumentList.Add(a);
-        }
-        info.Environment[ParentWatch.Variable] = "1";
-        return Process.Start(info) ?? throw new InvalidOperationException($"could not start {file}");
-    }
-
-    /// <summary>How to run this same pserver again: the apphost, or `dotnet pserver.dll`.</summary>
-    private static (string File, string[] Prefix) Self()
-    {
-        string process = Environment.ProcessPath ?? "dotnet";
-        string name = Path.GetFileNameWithoutExtension(process);
-        if (name.Equals("dotnet", StringComparison.OrdinalIgnoreCase))
-        {
-            return (process, [Assembly.GetEntryAssembly()!.Location]);
-        }
-        return (process, []);
-    }
-
-    private static async Task Pump(StreamReader reader, string name, TextWriter target, Action<string>? onLine, Lock gate)
-    {
-        string prefix = $"[{name}] ";
-        while (await reader.ReadLineAsync() is { } line)
-        {
-            onLine?.Invoke(line);
-            lock (gate)
-            {
-                target.WriteLine(prefix + line);
-            }
-        }
-    }
-
-    private static void Kill(List<Child> children)
-    {
-        foreach (var child in children)
-        {
-            try
-            {
-                if (!child.Process.HasExited)
-                {
-                    child.Process.Kill(entireProcessTree: true);
-                }
-            }
-            catch (InvalidOperationException)
-            {
-            }
-        }
-    }
-
-    private static string Inv(int value) => value.ToString(CultureInfo.InvariantCulture);
+    internal static string Inv(int value) => value.ToString(CultureInfo.InvariantCulture);
 
     [GeneratedRegex(@"^scheduler listening on (\S+:\d+)$")]
     private static partial Regex ListeningLine();

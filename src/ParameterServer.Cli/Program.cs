@@ -19,6 +19,7 @@ var root = new RootCommand("pserver: ParameterServer.NET, a parameter server for
     NodeCommands.Worker(),
     LocalCluster.Command(),
     StatusCommand.Create(),
+    BenchCommand.Create(),
 };
 root.Options.Add(Options.Config);
 root.Options.Add(Options.LogLevel);

@@ -39,6 +39,7 @@ public sealed partial class PsClient
             op.Table = table;
             op.Kind = kind;
             op.Destination = destination;
+            Observer?.OnIssued(op.Timestamp);
             if (pushes)
             {
                 round = table.NextRound++;
@@ -456,6 +457,7 @@ public sealed partial class PsClient
             _operationPool.Push(op);
             Monitor.PulseAll(_gate);
         }
+        Observer?.OnCompleted(timestamp, error);
         if (waiter is not null)
         {
             if (error is null)

@@ -68,6 +68,9 @@ public sealed partial class PsClient : IAsyncDisposable
     /// <summary>Bytes this worker sent to and received from servers.</summary>
     public (long Sent, long Received) Traffic => (_links.Sum(l => l.Connection.BytesSent), _links.Sum(l => l.Connection.BytesReceived));
 
+    /// <summary>Sees every call get its timestamp and complete (benchmarks measure latency with it); null on the normal path.</summary>
+    internal ICallObserver? Observer { get; set; }
+
     internal ClusterView View => _view ?? throw new InvalidOperationException("not connected");
 
     /// <summary>

@@ -50,9 +50,12 @@ public sealed partial class PsClient
             }
         }
         long timestamp = op.Timestamp;
+        // Without dependencies the call is sent before this method returns: large value sections can then go to the
+        // socket straight from the caller's memory instead of through the frame.
+        bool inline = op.After.Count == 0;
         try
         {
-            BuildSlices(op, keys, pushes ? values : default, round);
+            BuildSlices(op, keys, pushes ? values : default, round, deferLargeValues: inline);
         }
         catch (Exception ex)
         {
@@ -72,7 +75,7 @@ public sealed partial class PsClient
                 }
             }
         }
-        Dispatch(op);
+        Dispatch(op, pushes ? values : default);
         return timestamp;
     }
 
@@ -108,7 +111,7 @@ public sealed partial class PsClient
     }
 
     /// <summary>Cuts the keys by owning server (one frame each) in two passes; contiguous runs are copied wholesale.</summary>
-    private void BuildSlices(Operation op, ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, long round)
+    private void BuildSlices(Operation op, ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, long round, bool deferLargeValues)
     {
         var view = View;
         var table = op.Table;
@@ -164,6 +167,9 @@ public sealed partial class PsClient
                 slice.Count = c;
                 slice.Start = c == 0 ? 0 : first[s];
                 slice.FrameLength = (int)frameLength;
+                slice.HeadLength = FrameHeader.Size + (int)keyBytes;
+                slice.ValueStart = -1;
+                slice.ValueCount = withValues ? c * width : 0;
                 slice.Frame = ArrayPool<byte>.Shared.Rent(slice.FrameLength);
                 var header = new FrameHeader
                 {
@@ -197,7 +203,14 @@ public sealed partial class PsClient
                     }
                     if (withValues && c > 0)
                     {
-                        values.Slice(first[s] * width, c * width).CopyTo(valueSection);
+                        if (deferLargeValues && valueBytes >= Connection.LargeFrameBytes)
+                        {
+                            slice.ValueStart = first[s] * width; // sent from the caller's values by Dispatch
+                        }
+                        else
+                        {
+                            values.Slice(first[s] * width, c * width).CopyTo(valueSection);
+                        }
                     }
                 }
                 else
@@ -259,8 +272,11 @@ public sealed partial class PsClient
         return true;
     }
 
-    /// <summary>Sends every slice of an operation whose dependencies are met (or fails it if one of them failed).</summary>
-    private void Dispatch(Operation op)
+    /// <summary>
+    /// Sends every slice of an operation whose dependencies are met (or fails it if one of them failed).
+    /// <paramref name="values"/> are the caller's values when it is still in the call (slices may send from them).
+    /// </summary>
+    private void Dispatch(Operation op, ReadOnlySpan<float> values = default)
     {
         foreach (long t in op.After)
         {
@@ -293,12 +309,13 @@ public sealed partial class PsClient
             foreach (var slice in slices)
             {
                 slice.Deadline = deadline;
+                slice.SendState = Slice.SendInProgress; // its frame stays ours until sent, even if the call fails meanwhile
                 _inflight[slice.RequestId] = slice;
             }
         }
         try
         {
-            SendSlices(slices);
+            SendSlices(slices, values);
         }
         finally
         {
@@ -307,14 +324,21 @@ public sealed partial class PsClient
         }
     }
 
-    private void SendSlices(ReadOnlySpan<Slice> slices)
+    private void SendSlices(ReadOnlySpan<Slice> slices, ReadOnlySpan<float> values)
     {
         foreach (var slice in slices)
         {
             var link = _links[slice.ServerSlot];
             try
             {
-                link.Connection.SendFrame(slice.Frame.AsSpan(0, slice.FrameLength));
+                if (slice.ValueStart >= 0)
+                {
+                    SendWithCallerValues(link.Connection, slice, MemoryMarshal.AsBytes(values.Slice(slice.ValueStart, slice.ValueCount)));
+                }
+                else
+                {
+                    link.Connection.SendFrame(slice.Frame, slice.FrameLength); // large frames go out from slice.Frame itself
+                }
             }
             catch (TransportException ex)
             {
@@ -323,7 +347,38 @@ public sealed partial class PsClient
                     CompleteSlice(taken, new PsException(PsErrorCode.ConnectionLost, $"cannot send to {link.Server.Describe()}: {ex.Message}", ex));
                 }
             }
+            finally
+            {
+                if (Interlocked.CompareExchange(ref slice.SendState, Slice.SendIdle, Slice.SendInProgress) == Slice.SendReleased)
+                {
+                    lock (_sliceLock)
+                    {
+                        Recycle(slice); // the call completed (failed) while its frame was being sent
+                    }
+                }
+            }
         }
+    }
+
+    /// <summary>The frame's head, then the values from the caller's memory; when another thread is sending, the frame is completed and queued.</summary>
+    private static void SendWithCallerValues(Connection connection, Slice slice, ReadOnlySpan<byte> values)
+    {
+        if (connection.TryBeginExclusiveSend())
+        {
+            try
+            {
+                connection.SendExclusive(slice.Frame.AsSpan(0, slice.HeadLength), more: true);
+                connection.SendExclusive(values);
+            }
+            finally
+            {
+                connection.EndExclusiveSend();
+            }
+            return;
+        }
+        values.CopyTo(slice.Frame.AsSpan(slice.HeadLength));
+        slice.ValueStart = -1;
+        connection.SendFrame(slice.Frame.AsSpan(0, slice.FrameLength));
     }
 
     private Slice? TakeInflight(ulong requestId)
@@ -370,6 +425,41 @@ public sealed partial class PsClient
         CompleteSlice(slice, error);
     }
 
+    /// <summary>
+    /// A large pull answer whose rows go to one contiguous run of the caller's destination is received straight
+    /// into it (no copy through the receive buffer). The slice leaves the in-flight table now, so no timeout can
+    /// complete it while its rows are arriving.
+    /// </summary>
+    internal bool TryBeginDirect(ServerLink link, in FrameHeader header, out Span<byte> target)
+    {
+        target = default;
+        if (header.Type != MessageType.Response || header.Error != ErrorCode.None)
+        {
+            return false;
+        }
+        Slice? slice;
+        lock (_sliceLock)
+        {
+            if (!_inflight.TryGetValue(header.RequestId, out slice) || slice.Op.Kind == MessageType.Push || slice.Positions is not null
+                || header.KeyCount != slice.Count || header.PayloadLength != (long)slice.Count * slice.Op.Table.Width * sizeof(float))
+            {
+                return false;
+            }
+            _inflight.Remove(header.RequestId);
+        }
+        int width = slice.Op.Table.Width;
+        link.DirectSlice = slice;
+        target = MemoryMarshal.AsBytes(slice.Op.Destination.Span.Slice(slice.Start * width, slice.Count * width));
+        return true;
+    }
+
+    internal void EndDirect(ServerLink link, bool received)
+    {
+        var slice = link.DirectSlice!;
+        link.DirectSlice = null;
+        CompleteSlice(slice, received ? null : new PsException(PsErrorCode.ConnectionLost, $"{link.Server.Describe()} closed the connection while answering call {slice.Op.Timestamp}"));
+    }
+
     private static void Scatter(Slice slice, ReadOnlySpan<float> values, Span<float> destination, int width)
     {
         if (slice.Positions is not { } positions)
@@ -411,21 +501,32 @@ public sealed partial class PsClient
         {
             foreach (var slice in op.Slices)
             {
-                if (slice.Frame.Length > 0)
+                if (Interlocked.CompareExchange(ref slice.SendState, Slice.SendReleased, Slice.SendInProgress) != Slice.SendInProgress)
                 {
-                    ArrayPool<byte>.Shared.Return(slice.Frame);
+                    Recycle(slice);
                 }
-                if (slice.Positions is not null)
-                {
-                    ArrayPool<int>.Shared.Return(slice.Positions);
-                }
-                slice.Frame = [];
-                slice.Positions = null;
-                slice.Op = null!;
-                _slicePool.Push(slice);
             }
             op.Slices.Clear();
         }
+    }
+
+    /// <summary>Returns a slice's buffers and the slice to their pools. Under <see cref="_sliceLock"/>.</summary>
+    private void Recycle(Slice slice)
+    {
+        if (slice.Frame.Length > 0)
+        {
+            ArrayPool<byte>.Shared.Return(slice.Frame);
+        }
+        if (slice.Positions is not null)
+        {
+            ArrayPool<int>.Shared.Return(slice.Positions);
+        }
+        slice.Frame = [];
+        slice.Positions = null;
+        slice.Op = null!;
+        slice.ValueStart = -1;
+        slice.SendState = Slice.SendIdle;
+        _slicePool.Push(slice);
     }
 
     /// <summary>Marks the operation's timestamp done, wakes waiters and releases operations that depended on it.</summary>

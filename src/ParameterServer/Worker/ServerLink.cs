@@ -21,6 +21,13 @@ internal sealed class ServerLink(PsClient client, int slot, NodeInfo server) : I
 
     public void OnClosed(Connection connection, string reason) => client.OnLinkClosed(this, reason);
 
+    /// <summary>The pull whose answer the receive thread is writing straight into the caller's memory.</summary>
+    public Slice? DirectSlice { get; set; }
+
+    public bool TryBeginDirect(Connection connection, in FrameHeader header, out Span<byte> target) => client.TryBeginDirect(this, header, out target);
+
+    public void EndDirect(Connection connection, in FrameHeader header, bool received) => client.EndDirect(this, received);
+
     public async Task<string> CallStatsAsync(ulong requestId, TimeSpan timeout, CancellationToken cancellationToken)
     {
         var tcs = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);

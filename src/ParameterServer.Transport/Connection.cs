@@ -308,6 +308,29 @@ internal sealed class Connection
         }
     }
 
+    /// <summary>
+    /// Sends, waiting for socket buffer room at most until <paramref name="deadline"/> (a Stopwatch timestamp), so a
+    /// caller holding a lock is never held up by a slow reader for longer than it chose. Returns the bytes sent.
+    /// </summary>
+    public int SendExclusiveUntil(ReadOnlySpan<byte> data, long deadline)
+    {
+        if (!NativeSend.IsSupported)
+        {
+            return 0;
+        }
+        try
+        {
+            int sent = NativeSend.SendUntil(_socket, data, deadline);
+            Interlocked.Add(ref _bytesSent, sent);
+            return sent;
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            Close($"send failed: {ex.Message}");
+            throw new TransportException($"connection to {Peer} is closed: {CloseReason}", ex);
+        }
+    }
+
     /// <summary>Ends exclusive sending: sends what other threads queued meanwhile, then lets them send again.</summary>
     public void EndExclusiveSend() => Flush();
 
@@ -459,7 +482,9 @@ internal sealed class Connection
                     end -= start;
                     start = 0;
                 }
-                int read = _socket.Receive(buffer, end, buffer.Length - end, SocketFlags.None);
+                // Read ahead at most the initial buffer size: a large frame then starts near the front, and the rest
+                // of it is read in place (ReceiveLarge) instead of being moved there after a deep read-ahead.
+                int read = _socket.Receive(buffer, end, Math.Min(buffer.Length - end, _options.ReceiveBufferBytes), SocketFlags.None);
                 if (read == 0)
                 {
                     Close("the peer closed the connection");

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
@@ -334,13 +335,15 @@ public sealed class ServerNode : IAsyncDisposable
     }
 
     /// <summary>
-    /// Rows to the socket without a copy: each large run goes out with a non-blocking send while its block lock is
-    /// held (a slow reader never holds a lock up), and what the kernel does not take at once is copied aside and sent
-    /// after the locks are released. Small rows are copied aside too (a system call each would cost more).
+    /// Rows to the socket without a copy: each large run is sent while its block lock is held, waiting for socket
+    /// buffer room no longer than copying the run would have taken (so a slow reader holds a lock no longer than the
+    /// copying path would); what is left then is copied aside and sent after the locks are released. Small rows are
+    /// copied aside too (a system call each would cost more).
     /// </summary>
     private ref struct SocketSink(Connection connection, int payloadLength) : IRowSink
     {
         private const int MinDirectBytes = 16 << 10;
+        private const double CopyBytesPerSecond = 4e9; // a memory copy on a slow machine (docs/PERFORMANCE.md)
         private readonly Connection _connection = connection;
         private int _remaining = payloadLength;
         private byte[]? _spill;
@@ -353,7 +356,8 @@ public sealed class ServerNode : IAsyncDisposable
             var bytes = MemoryMarshal.AsBytes(values);
             if (bytes.Length >= MinDirectBytes && !_socketFull && DrainSpill())
             {
-                int sent = _connection.TrySendExclusiveNow(bytes);
+                long deadline = Stopwatch.GetTimestamp() + (long)(bytes.Length / CopyBytesPerSecond * Stopwatch.Frequency);
+                int sent = _connection.SendExclusiveUntil(bytes, deadline);
                 _remaining -= sent;
                 _socketFull = sent < bytes.Length;
                 bytes = bytes[sent..];

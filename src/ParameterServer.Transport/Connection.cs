@@ -14,6 +14,8 @@ namespace ParameterServer.Transport;
 /// When more than <see cref="TransportOptions.SendQueueHighWaterBytes"/> are queued, callers wait (backpressure).
 /// While the receive thread handles a batch of frames, frames queued by anyone are left for it to flush once at the
 /// end of the batch: pipelined requests and their answers then cost one <c>send</c> per batch, not one per frame.
+/// Likewise a small frame queued while more than <see cref="InlineSendDepth"/> answers are awaited (a deep pipeline,
+/// see <see cref="ExpectAnswer"/>) is left for the receive thread to flush after the batch those answers arrive in.
 /// Frames of <see cref="LargeFrameBytes"/> or more skip the batch buffer: they are sent from the caller's array and
 /// received in place (or straight into the handler's memory, see <see cref="IFrameHandler.TryBeginDirect"/>).
 /// </summary>
@@ -21,6 +23,12 @@ internal sealed class Connection
 {
     /// <summary>From this size on a frame is not copied into the batch buffer, and the receiver reads no further than its end.</summary>
     public const int LargeFrameBytes = 64 << 10;
+
+    /// <summary>
+    /// With at most this many answers awaited a frame is sent at once (latency); deeper, the peer is busy with those
+    /// anyway and the frame joins the receive thread's next flush (fewer packets, fewer wake-ups on both sides).
+    /// </summary>
+    public const int InlineSendDepth = 2;
 
     private readonly Socket _socket;
     private readonly IFrameHandler _handler;
@@ -33,6 +41,7 @@ internal sealed class Connection
     private bool _flushing;
     private int _reservedLength = -1; // >= 0 while a FrameReservation holds _sendLock
     private bool _receiving; // the receive thread is handling a batch of frames and will flush what is queued after it
+    private int _awaited; // answers the handler still awaits on this connection (see ExpectAnswer)
     private string? _closeReason;
     private long _bytesSent;
     private long _bytesReceived;
@@ -342,8 +351,9 @@ internal sealed class Connection
         }
         _pendingLength += _reservedLength;
         _reservedLength = -1;
-        // A receive thread mid-batch flushes after the batch (it checks under this lock before it blocks again).
-        bool becomeFlusher = !_flushing && !_receiving;
+        // A receive thread mid-batch, or one that awaits answers, flushes after its (next) batch: it checks under this
+        // lock before it blocks again, and every awaited answer ends in a batch.
+        bool becomeFlusher = !_flushing && !_receiving && Volatile.Read(ref _awaited) <= InlineSendDepth;
         _flushing |= becomeFlusher;
         Monitor.Exit(_sendLock);
         if (becomeFlusher)
@@ -424,6 +434,16 @@ internal sealed class Connection
         }
     }
 
+    /// <summary>
+    /// The handler sends a request whose answer will come back on this connection: call before sending it. Pair every
+    /// call with <see cref="AnswerArrived"/> on the receive thread (in <see cref="IFrameHandler.OnFrame"/> or
+    /// <see cref="IFrameHandler.EndDirect"/>); only requests the peer always answers may be counted.
+    /// </summary>
+    public void ExpectAnswer() => Interlocked.Increment(ref _awaited);
+
+    /// <summary>An awaited answer arrived (receive thread only).</summary>
+    public void AnswerArrived() => Interlocked.Decrement(ref _awaited);
+
     /// <summary>The receive thread starts handling a batch: frames queued meanwhile wait for <see cref="EndBatch"/>.</summary>
     private void BeginBatch()
     {
@@ -436,6 +456,7 @@ internal sealed class Connection
     /// <summary>Ends a batch: flushes what was queued during it, unless another thread is already flushing.</summary>
     private void EndBatch()
     {
+        _handler.OnBatchEnd(this);
         bool becomeFlusher;
         lock (_sendLock)
         {

@@ -25,6 +25,11 @@ internal interface IFrameHandler
         return false;
     }
 
+    /// <summary>The receive thread handled the frames of one read (before it flushes what they queued and blocks again).</summary>
+    void OnBatchEnd(Connection connection)
+    {
+    }
+
     /// <summary>The payload promised by <see cref="TryBeginDirect"/> has arrived (or never will).</summary>
     void EndDirect(Connection connection, in FrameHeader header, bool received)
     {

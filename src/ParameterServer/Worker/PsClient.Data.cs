@@ -331,6 +331,7 @@ public sealed partial class PsClient
             var link = _links[slice.ServerSlot];
             try
             {
+                link.Connection.ExpectAnswer(); // every data request is answered, even if only with an error
                 if (slice.ValueStart >= 0)
                 {
                     SendWithCallerValues(link.Connection, slice, MemoryMarshal.AsBytes(values.Slice(slice.ValueStart, slice.ValueCount)));
@@ -395,6 +396,7 @@ public sealed partial class PsClient
         {
             return;
         }
+        t_inReceiveBatch = true;
         if (link.TryCompleteStats(header, payload))
         {
             return;
@@ -556,7 +558,14 @@ public sealed partial class PsClient
             }
             op.Reset();
             _operationPool.Push(op);
-            Monitor.PulseAll(_gate);
+            if (t_inReceiveBatch)
+            {
+                t_pulseAtBatchEnd = true; // one wake-up per batch of answers (OnBatchEnd), not one per call
+            }
+            else
+            {
+                Monitor.PulseAll(_gate);
+            }
         }
         Observer?.OnCompleted(timestamp, error);
         if (waiter is not null)
@@ -575,6 +584,27 @@ public sealed partial class PsClient
             for (int i = ready.Count - 1; i >= 0; i--)
             {
                 Dispatch(ready[i]);
+            }
+        }
+    }
+
+    /// <summary>A receive thread is handling a batch of answers (set in <see cref="OnResponse"/>, cleared in <see cref="OnBatchEnd"/>).</summary>
+    [ThreadStatic]
+    private static bool t_inReceiveBatch;
+
+    [ThreadStatic]
+    private static bool t_pulseAtBatchEnd;
+
+    /// <summary>Wakes the callers waiting on calls completed during the batch that just ended, once.</summary>
+    internal void OnBatchEnd()
+    {
+        t_inReceiveBatch = false;
+        if (t_pulseAtBatchEnd)
+        {
+            t_pulseAtBatchEnd = false;
+            lock (_gate)
+            {
+                Monitor.PulseAll(_gate);
             }
         }
     }

@@ -17,7 +17,16 @@ internal sealed class ServerLink(PsClient client, int slot, NodeInfo server) : I
 
     public Connection Connection { get; set; } = null!;
 
-    public void OnFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload) => client.OnResponse(this, header, payload);
+    public void OnFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        if (header.Type == MessageType.Response)
+        {
+            connection.AnswerArrived();
+        }
+        client.OnResponse(this, header, payload);
+    }
+
+    public void OnBatchEnd(Connection connection) => client.OnBatchEnd();
 
     public void OnClosed(Connection connection, string reason) => client.OnLinkClosed(this, reason);
 
@@ -26,7 +35,11 @@ internal sealed class ServerLink(PsClient client, int slot, NodeInfo server) : I
 
     public bool TryBeginDirect(Connection connection, in FrameHeader header, out Span<byte> target) => client.TryBeginDirect(this, header, out target);
 
-    public void EndDirect(Connection connection, in FrameHeader header, bool received) => client.EndDirect(this, received);
+    public void EndDirect(Connection connection, in FrameHeader header, bool received)
+    {
+        connection.AnswerArrived();
+        client.EndDirect(this, received);
+    }
 
     public async Task<string> CallStatsAsync(ulong requestId, TimeSpan timeout, CancellationToken cancellationToken)
     {
@@ -35,6 +48,7 @@ internal sealed class ServerLink(PsClient client, int slot, NodeInfo server) : I
         {
             _stats = (requestId, tcs);
         }
+        Connection.ExpectAnswer();
         Connection.Send(new FrameHeader { Type = MessageType.ServerStats, RequestId = requestId, RowWidth = 1, ElementType = WireElementType.Float32 }, []);
         try
         {

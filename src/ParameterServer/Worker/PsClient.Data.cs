@@ -110,147 +110,35 @@ public sealed partial class PsClient
         }
     }
 
-    /// <summary>Cuts the keys by owning server (one frame each) in two passes; contiguous runs are copied wholesale.</summary>
+    /// <summary>Cuts the keys by owning server, one frame each (<see cref="KeySlicer"/>).</summary>
     private void BuildSlices(Operation op, ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, long round, bool deferLargeValues)
     {
         var view = View;
         var table = op.Table;
-        var placement = view.PlacementOf(table.Info);
-        int servers = placement.ServerCount;
-        int n = keys.Length;
-        int width = table.Width;
-        bool withValues = op.Kind != MessageType.Pull;
-        bool everyServer = withValues && table.Info.Mode == UpdateMode.Sync; // every server counts every worker's round
-        int[] slotOf = ArrayPool<int>.Shared.Rent(Math.Max(n, 1));
-        int[] perServer = ArrayPool<int>.Shared.Rent(servers * 4);
-        try
-        {
-            var counts = perServer.AsSpan(0, servers);
-            var first = perServer.AsSpan(servers, servers);
-            var last = perServer.AsSpan(2 * servers, servers);
-            var sliceOfSlot = perServer.AsSpan(3 * servers, servers);
-            counts.Clear();
-            for (int i = 0; i < n; i++)
+        var request = new SliceRequest(
+            view,
+            view.PlacementOf(table.Info),
+            table.Width,
+            EveryServer: op.Kind != MessageType.Pull && table.Info.Mode == UpdateMode.Sync, // every server counts every worker's round
+            deferLargeValues,
+            _options.Transport.MaxFrameBytes,
+            new FrameHeader
             {
-                int s = placement.SlotOf(keys[i]);
-                slotOf[i] = s;
-                if (counts[s]++ == 0)
-                {
-                    first[s] = i;
-                }
-                last[s] = i;
-            }
-            bool scatter = false;
-            for (int s = 0; s < servers; s++)
-            {
-                sliceOfSlot[s] = -1;
-                int c = counts[s];
-                if (c == 0 && !everyServer)
-                {
-                    continue;
-                }
-                bool contiguous = c == 0 || last[s] - first[s] + 1 == c;
-                bool keyRange = contiguous && c > 1 && keys[last[s]] - keys[first[s]] == (ulong)(c - 1);
-                long keyBytes = DataPayload.KeySectionBytes(c, keyRange);
-                long valueBytes = withValues ? (long)c * width * sizeof(float) : 0;
-                long frameLength = FrameHeader.Size + keyBytes + valueBytes;
-                long answerLength = FrameHeader.Size + (op.Kind == MessageType.Push ? 0 : (long)c * width * sizeof(float));
-                if (Math.Max(frameLength, answerLength) > _options.Transport.MaxFrameBytes)
-                {
-                    throw new PsException(PsErrorCode.InvalidArgument,
-                        $"the part of this call for {view.Servers[s].Describe()} needs a {Math.Max(frameLength, answerLength)}-byte frame, over MaxFrameBytes ({_options.Transport.MaxFrameBytes}); split the call");
-                }
-                var slice = RentSlice();
-                slice.Op = op;
-                slice.ServerSlot = s;
-                slice.RequestId = NextRequestId();
-                slice.Count = c;
-                slice.Start = c == 0 ? 0 : first[s];
-                slice.FrameLength = (int)frameLength;
-                slice.HeadLength = FrameHeader.Size + (int)keyBytes;
-                slice.ValueStart = -1;
-                slice.ValueCount = withValues ? c * width : 0;
-                slice.Frame = ArrayPool<byte>.Shared.Rent(slice.FrameLength);
-                var header = new FrameHeader
-                {
-                    Type = op.Kind,
-                    Flags = keyRange ? FrameFlags.KeyRange : FrameFlags.None,
-                    PayloadLength = (int)(keyBytes + valueBytes),
-                    SenderId = NodeId,
-                    RequestId = slice.RequestId,
-                    Timestamp = op.Timestamp,
-                    ViewNumber = view.Number,
-                    TableId = table.Info.Id,
-                    KeyCount = c,
-                    RowWidth = width,
-                    ElementType = WireElementType.Float32,
-                    Round = round,
-                };
-                header.Write(slice.Frame);
-                var keySection = slice.Frame.AsSpan(FrameHeader.Size, (int)keyBytes);
-                var valueSection = MemoryMarshal.Cast<byte, float>(slice.Frame.AsSpan(FrameHeader.Size + (int)keyBytes, (int)valueBytes));
-                if (keyRange)
-                {
-                    var pair = MemoryMarshal.Cast<byte, ulong>(keySection);
-                    pair[0] = keys[first[s]];
-                    pair[1] = (ulong)c;
-                }
-                if (contiguous)
-                {
-                    if (!keyRange && c > 0)
-                    {
-                        keys.Slice(first[s], c).CopyTo(MemoryMarshal.Cast<byte, ulong>(keySection));
-                    }
-                    if (withValues && c > 0)
-                    {
-                        if (deferLargeValues && valueBytes >= Connection.LargeFrameBytes)
-                        {
-                            slice.ValueStart = first[s] * width; // sent from the caller's values by Dispatch
-                        }
-                        else
-                        {
-                            values.Slice(first[s] * width, c * width).CopyTo(valueSection);
-                        }
-                    }
-                }
-                else
-                {
-                    slice.Positions = ArrayPool<int>.Shared.Rent(c);
-                    scatter = true;
-                }
-                sliceOfSlot[s] = op.Slices.Count;
-                op.Slices.Add(slice);
-            }
-            if (scatter)
-            {
-                // Keys of one server interleave with others' (sparse tables): place them one by one.
-                var cursor = counts; // reused as per-server write positions
-                cursor.Clear();
-                for (int i = 0; i < n; i++)
-                {
-                    var slice = op.Slices[sliceOfSlot[slotOf[i]]];
-                    if (slice.Positions is not { } positions)
-                    {
-                        continue;
-                    }
-                    int j = cursor[slice.ServerSlot]++;
-                    positions[j] = i;
-                    MemoryMarshal.Cast<byte, ulong>(slice.Frame.AsSpan(FrameHeader.Size))[j] = keys[i];
-                    if (withValues)
-                    {
-                        int valueOffset = FrameHeader.Size + slice.Count * sizeof(ulong);
-                        values.Slice(i * width, width).CopyTo(MemoryMarshal.Cast<byte, float>(slice.Frame.AsSpan(valueOffset))[(j * width)..]);
-                    }
-                }
-            }
-            op.PendingSlices = op.Slices.Count;
-        }
-        finally
-        {
-            ArrayPool<int>.Shared.Return(slotOf);
-            ArrayPool<int>.Shared.Return(perServer);
-        }
+                Type = op.Kind,
+                SenderId = NodeId,
+                Timestamp = op.Timestamp,
+                ViewNumber = view.Number,
+                TableId = table.Info.Id,
+                ElementType = WireElementType.Float32,
+                Round = round,
+            });
+        KeySlicer.Slice(request, op, keys, values, this);
+        op.PendingSlices = op.Slices.Count;
     }
+
+    Slice ISliceSource.RentSlice() => RentSlice();
+
+    ulong ISliceSource.NextRequestId() => NextRequestId();
 
     private Slice RentSlice()
     {
@@ -315,7 +203,7 @@ public sealed partial class PsClient
         }
         try
         {
-            SendSlices(slices, values);
+            SendSlices(slices, values, AnswersPromptly(op.Table.Info.Id));
         }
         finally
         {
@@ -324,14 +212,18 @@ public sealed partial class PsClient
         }
     }
 
-    private void SendSlices(ReadOnlySpan<Slice> slices, ReadOnlySpan<float> values)
+    /// <summary>Sends the slices; <paramref name="prompt"/>: the servers answer them on arrival (counted for send batching).</summary>
+    private void SendSlices(ReadOnlySpan<Slice> slices, ReadOnlySpan<float> values, bool prompt)
     {
         foreach (var slice in slices)
         {
             var link = _links[slice.ServerSlot];
             try
             {
-                link.Connection.ExpectAnswer(); // every data request is answered, even if only with an error
+                if (prompt)
+                {
+                    link.Connection.ExpectAnswer(); // answered on arrival, even if only with an error
+                }
                 if (slice.ValueStart >= 0)
                 {
                     SendWithCallerValues(link.Connection, slice, MemoryMarshal.AsBytes(values.Slice(slice.ValueStart, slice.ValueCount)));
@@ -397,10 +289,6 @@ public sealed partial class PsClient
             return;
         }
         t_inReceiveBatch = true;
-        if (link.TryCompleteStats(header, payload))
-        {
-            return;
-        }
         var slice = TakeInflight(header.RequestId);
         if (slice is null)
         {
@@ -421,7 +309,7 @@ public sealed partial class PsClient
             }
             else
             {
-                Scatter(slice, MemoryMarshal.Cast<byte, float>(payload), op.Destination.Span, width);
+                KeySlicer.Scatter(slice, MemoryMarshal.Cast<byte, float>(payload), op.Destination.Span, width);
             }
         }
         CompleteSlice(slice, error);
@@ -460,27 +348,6 @@ public sealed partial class PsClient
         var slice = link.DirectSlice!;
         link.DirectSlice = null;
         CompleteSlice(slice, received ? null : new PsException(PsErrorCode.ConnectionLost, $"{link.Server.Describe()} closed the connection while answering call {slice.Op.Timestamp}"));
-    }
-
-    private static void Scatter(Slice slice, ReadOnlySpan<float> values, Span<float> destination, int width)
-    {
-        if (slice.Positions is not { } positions)
-        {
-            values.CopyTo(destination.Slice(slice.Start * width, slice.Count * width));
-            return;
-        }
-        if (width == 1)
-        {
-            for (int j = 0; j < slice.Count; j++)
-            {
-                destination[positions[j]] = values[j];
-            }
-            return;
-        }
-        for (int j = 0; j < slice.Count; j++)
-        {
-            values.Slice(j * width, width).CopyTo(destination.Slice(positions[j] * width, width));
-        }
     }
 
     private void CompleteSlice(Slice slice, PsException? error)

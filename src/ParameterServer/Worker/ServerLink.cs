@@ -19,7 +19,11 @@ internal sealed class ServerLink(PsClient client, int slot, NodeInfo server) : I
 
     public void OnFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload)
     {
-        if (header.Type == MessageType.Response)
+        if (header.Type != MessageType.Response || TryCompleteStats(header, payload))
+        {
+            return;
+        }
+        if (client.AnswersPromptly(header.TableId))
         {
             connection.AnswerArrived();
         }
@@ -37,7 +41,10 @@ internal sealed class ServerLink(PsClient client, int slot, NodeInfo server) : I
 
     public void EndDirect(Connection connection, in FrameHeader header, bool received)
     {
-        connection.AnswerArrived();
+        if (client.AnswersPromptly(header.TableId))
+        {
+            connection.AnswerArrived();
+        }
         client.EndDirect(this, received);
     }
 
@@ -48,7 +55,6 @@ internal sealed class ServerLink(PsClient client, int slot, NodeInfo server) : I
         {
             _stats = (requestId, tcs);
         }
-        Connection.ExpectAnswer();
         Connection.Send(new FrameHeader { Type = MessageType.ServerStats, RequestId = requestId, RowWidth = 1, ElementType = WireElementType.Float32 }, []);
         try
         {

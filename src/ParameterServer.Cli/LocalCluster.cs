@@ -38,6 +38,18 @@ internal static class LocalCluster
         return command;
     }
 
+    /// <summary>Starts `pserver scheduler` with the launcher options on a free port; returns its address.</summary>
+    internal static Task<string> StartSchedulerAsync(ProcessGroup children, int servers, int workers, ParseResult p, string logLevel, bool echo, CancellationToken ct) =>
+        LocalJob.StartSchedulerAsync(children, servers, workers, SchedulerArguments(p), logLevel, echo, ct);
+
+    internal static string Inv(int value) => LocalJob.Inv(value);
+
+    private static string[] SchedulerArguments(ParseResult p) =>
+    [
+        "--virtual-nodes", LocalJob.Inv(p.GetValue(Options.VirtualNodes)), "--heartbeat-ms", LocalJob.Inv(p.GetValue(Options.HeartbeatMs)),
+        "--heartbeat-timeout-ms", LocalJob.Inv(p.GetValue(Options.HeartbeatTimeoutMs)),
+    ];
+
     /// <summary>The job spec from the launcher options shared by `local`, `train` and the benchmarks.</summary>
     public static LocalJobSpec Spec(ParseResult p, IReadOnlyList<string> appArguments, bool json, bool resultsOnly = false, string? logLevel = null)
     {
@@ -53,11 +65,7 @@ internal static class LocalCluster
             Workers = workers,
             LogLevel = logLevel ?? p.GetValue(Options.LogLevel)!,
             ResultsOnly = resultsOnly,
-            SchedulerArguments =
-            [
-                "--virtual-nodes", LocalJob.Inv(p.GetValue(Options.VirtualNodes)), "--heartbeat-ms", LocalJob.Inv(p.GetValue(Options.HeartbeatMs)),
-                "--heartbeat-timeout-ms", LocalJob.Inv(p.GetValue(Options.HeartbeatTimeoutMs)),
-            ],
+            SchedulerArguments = SchedulerArguments(p),
             ServerArguments = json && !resultsOnly ? ["--json"] : [],
             WorkerArguments = ["--request-timeout", LocalJob.Inv(p.GetValue(Options.RequestTimeoutS)), .. (json ? new[] { "--json" } : []), .. appArguments],
         };

@@ -22,7 +22,7 @@ var root = new RootCommand("pserver: ParameterServer.NET, a parameter server for
     TrainCommand.Create(),
     PredictCommand.Create(),
     DataCommand.Create(),
-    new Command("bench", "Benchmarks") { BenchTraining.LogReg(), BenchTraining.Consistency() },
+    BenchCommand.Create(),
 };
 root.Options.Add(Options.Config);
 root.Options.Add(Options.LogLevel);

@@ -12,9 +12,24 @@ namespace ParameterServer.Transport;
 /// callers reserve room in a pooled batch buffer; the first caller that finds no send in progress becomes the
 /// flusher and writes everything queued meanwhile in one <c>Send</c> (write coalescing without a send thread).
 /// When more than <see cref="TransportOptions.SendQueueHighWaterBytes"/> are queued, callers wait (backpressure).
+/// While the receive thread handles a batch of frames, frames queued by anyone are left for it to flush once at the
+/// end of the batch: pipelined requests and their answers then cost one <c>send</c> per batch, not one per frame.
+/// Likewise a small frame queued while more than <see cref="InlineSendDepth"/> answers are awaited (a deep pipeline,
+/// see <see cref="ExpectAnswer"/>) is left for the receive thread to flush after the batch those answers arrive in.
+/// Frames of <see cref="LargeFrameBytes"/> or more skip the batch buffer: they are sent from the caller's array and
+/// received in place (or straight into the handler's memory, see <see cref="IFrameHandler.TryBeginDirect"/>).
 /// </summary>
 internal sealed class Connection
 {
+    /// <summary>From this size on a frame is not copied into the batch buffer, and the receiver reads no further than its end.</summary>
+    public const int LargeFrameBytes = 64 << 10;
+
+    /// <summary>
+    /// With at most this many answers awaited a frame is sent at once (latency); deeper, the peer is busy with those
+    /// anyway and the frame joins the receive thread's next flush (fewer packets, fewer wake-ups on both sides).
+    /// </summary>
+    public const int InlineSendDepth = 2;
+
     private readonly Socket _socket;
     private readonly IFrameHandler _handler;
     private readonly TransportOptions _options;
@@ -25,6 +40,8 @@ internal sealed class Connection
     private byte[]? _spare;
     private bool _flushing;
     private int _reservedLength = -1; // >= 0 while a FrameReservation holds _sendLock
+    private bool _receiving; // the receive thread is handling a batch of frames and will flush what is queued after it
+    private int _awaited; // answers the handler still awaits on this connection (see ExpectAnswer)
     private string? _closeReason;
     private long _bytesSent;
     private long _bytesReceived;
@@ -118,6 +135,21 @@ internal sealed class Connection
                 {
                     throw new TransportException($"send queue to {Peer} stayed full ({_pendingLength} bytes) for {_options.SendTimeout.TotalSeconds:0.#} s: the peer is not reading");
                 }
+                if (!_flushing)
+                {
+                    // The queue was left for a receive thread to flush after its batch (maybe this one): flush it now.
+                    _flushing = true;
+                    Monitor.Exit(_sendLock);
+                    try
+                    {
+                        Flush();
+                    }
+                    finally
+                    {
+                        Monitor.Enter(_sendLock);
+                    }
+                    continue;
+                }
                 Monitor.Wait(_sendLock, (int)Math.Min(left, int.MaxValue));
             }
             if (_closeReason is { } reason)
@@ -174,6 +206,143 @@ internal sealed class Connection
         }
     }
 
+    /// <summary>
+    /// Sends one complete, already encoded frame of <paramref name="length"/> bytes. A large frame is sent from
+    /// <paramref name="frame"/> itself on the calling thread, after what was queued before it, and the call returns
+    /// when the kernel has taken all of it; a small one (or any, while another thread is sending) is copied into the batch.
+    /// </summary>
+    public void SendFrame(byte[] frame, int length)
+    {
+        if (length >= LargeFrameBytes && length <= _options.MaxFrameBytes && TryBeginExclusiveSend())
+        {
+            try
+            {
+                SendExclusive(frame.AsSpan(0, length));
+            }
+            finally
+            {
+                EndExclusiveSend();
+            }
+            return;
+        }
+        SendFrame(frame.AsSpan(0, length));
+    }
+
+    /// <summary>
+    /// Makes the calling thread the connection's only sender, after sending (blocking) what was queued before.
+    /// Returns false when another thread is sending: queue a copy instead (never wait for it). After true, send with
+    /// <see cref="SendExclusive"/> / <see cref="TrySendExclusiveNow"/> and always call <see cref="EndExclusiveSend"/>.
+    /// </summary>
+    public bool TryBeginExclusiveSend()
+    {
+        byte[]? queued = null;
+        int queuedLength = 0;
+        lock (_sendLock)
+        {
+            if (_closeReason is { } reason)
+            {
+                throw new TransportException($"connection to {Peer} is closed: {reason}");
+            }
+            if (_flushing)
+            {
+                return false;
+            }
+            _flushing = true;
+            if (_pendingLength > 0)
+            {
+                queued = _pending;
+                queuedLength = _pendingLength;
+                _pending = _spare ?? ArrayPool<byte>.Shared.Rent(64 << 10);
+                _spare = null;
+                _pendingLength = 0;
+                Monitor.PulseAll(_sendLock);
+            }
+        }
+        if (queued is not null)
+        {
+            bool sent = SendAll(queued, queuedLength);
+            Recycle(queued);
+            if (!sent)
+            {
+                EndExclusiveSend();
+                throw new TransportException($"connection to {Peer} is closed: {CloseReason}");
+            }
+        }
+        return true;
+    }
+
+    /// <summary>Sends all bytes (blocking). <paramref name="more"/>: more of the same frame follows at once (one packet, not two).</summary>
+    public void SendExclusive(ReadOnlySpan<byte> data, bool more = false)
+    {
+        int length = data.Length;
+        try
+        {
+            if (NativeSend.IsSupported)
+            {
+                NativeSend.SendAll(_socket, data, more);
+            }
+            else
+            {
+                while (!data.IsEmpty)
+                {
+                    data = data[_socket.Send(data, SocketFlags.None)..];
+                }
+            }
+            Interlocked.Add(ref _bytesSent, length);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            Close($"send failed: {ex.Message}");
+            throw new TransportException($"connection to {Peer} is closed: {CloseReason}", ex);
+        }
+    }
+
+    /// <summary>Sends what the kernel takes without blocking (for callers holding a lock); 0 when it takes nothing or the platform cannot.</summary>
+    public int TrySendExclusiveNow(ReadOnlySpan<byte> data)
+    {
+        if (!NativeSend.IsSupported)
+        {
+            return 0;
+        }
+        try
+        {
+            int sent = NativeSend.TrySendNow(_socket, data);
+            Interlocked.Add(ref _bytesSent, sent);
+            return sent;
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            Close($"send failed: {ex.Message}");
+            throw new TransportException($"connection to {Peer} is closed: {CloseReason}", ex);
+        }
+    }
+
+    /// <summary>
+    /// Sends, waiting for socket buffer room at most until <paramref name="deadline"/> (a Stopwatch timestamp), so a
+    /// caller holding a lock is never held up by a slow reader for longer than it chose. Returns the bytes sent.
+    /// </summary>
+    public int SendExclusiveUntil(ReadOnlySpan<byte> data, long deadline)
+    {
+        if (!NativeSend.IsSupported)
+        {
+            return 0;
+        }
+        try
+        {
+            int sent = NativeSend.SendUntil(_socket, data, deadline);
+            Interlocked.Add(ref _bytesSent, sent);
+            return sent;
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            Close($"send failed: {ex.Message}");
+            throw new TransportException($"connection to {Peer} is closed: {CloseReason}", ex);
+        }
+    }
+
+    /// <summary>Ends exclusive sending: sends what other threads queued meanwhile, then lets them send again.</summary>
+    public void EndExclusiveSend() => Flush();
+
     internal void CommitReservation()
     {
         if (_reservedLength < 0)
@@ -182,8 +351,10 @@ internal sealed class Connection
         }
         _pendingLength += _reservedLength;
         _reservedLength = -1;
-        bool becomeFlusher = !_flushing;
-        _flushing = true;
+        // A receive thread mid-batch, or one that awaits answers, flushes after its (next) batch: it checks under this
+        // lock before it blocks again, and every awaited answer ends in a batch.
+        bool becomeFlusher = !_flushing && !_receiving && Volatile.Read(ref _awaited) <= InlineSendDepth;
+        _flushing |= becomeFlusher;
         Monitor.Exit(_sendLock);
         if (becomeFlusher)
         {
@@ -223,31 +394,97 @@ internal sealed class Connection
                 _pendingLength = 0;
                 Monitor.PulseAll(_sendLock); // room for waiting senders
             }
-            try
+            SendAll(batch, length);
+            Recycle(batch);
+        }
+    }
+
+    /// <summary>Writes all bytes or closes the connection; returns false when it failed.</summary>
+    private bool SendAll(byte[] buffer, int length)
+    {
+        try
+        {
+            int sent = 0;
+            while (sent < length)
             {
-                int sent = 0;
-                while (sent < length)
-                {
-                    sent += _socket.Send(batch, sent, length - sent, SocketFlags.None);
-                }
-                Interlocked.Add(ref _bytesSent, length);
+                sent += _socket.Send(buffer, sent, length - sent, SocketFlags.None);
             }
-            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            Interlocked.Add(ref _bytesSent, length);
+            return true;
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            Close($"send failed: {ex.Message}");
+            return false;
+        }
+    }
+
+    private void Recycle(byte[] batch)
+    {
+        lock (_sendLock)
+        {
+            if (_spare is null)
             {
-                Close($"send failed: {ex.Message}");
+                _spare = batch;
             }
-            lock (_sendLock)
+            else
             {
-                if (_spare is null)
-                {
-                    _spare = batch;
-                }
-                else
-                {
-                    ArrayPool<byte>.Shared.Return(batch);
-                }
+                ArrayPool<byte>.Shared.Return(batch);
             }
         }
+    }
+
+    /// <summary>
+    /// The handler sends a request whose answer will come back on this connection: call before sending it. Pair every
+    /// call with <see cref="AnswerArrived"/> on the receive thread (in <see cref="IFrameHandler.OnFrame"/> or
+    /// <see cref="IFrameHandler.EndDirect"/>); only requests the peer always answers may be counted.
+    /// </summary>
+    public void ExpectAnswer() => Interlocked.Increment(ref _awaited);
+
+    /// <summary>An awaited answer arrived (receive thread only).</summary>
+    public void AnswerArrived() => Interlocked.Decrement(ref _awaited);
+
+    /// <summary>The receive thread starts handling a batch: frames queued meanwhile wait for <see cref="EndBatch"/>.</summary>
+    private void BeginBatch()
+    {
+        lock (_sendLock)
+        {
+            _receiving = true;
+        }
+    }
+
+    /// <summary>Ends a batch: flushes what was queued during it, unless another thread is already flushing.</summary>
+    private void EndBatch()
+    {
+        _handler.OnBatchEnd(this);
+        bool becomeFlusher;
+        lock (_sendLock)
+        {
+            _receiving = false;
+            becomeFlusher = !_flushing && _pendingLength > 0;
+            _flushing |= becomeFlusher;
+            Monitor.PulseAll(_sendLock); // a large frame may be waiting for the batch to end
+        }
+        if (becomeFlusher)
+        {
+            Flush();
+        }
+    }
+
+    /// <summary>Receives exactly target.Length bytes; false when the peer closed the connection first.</summary>
+    private bool ReceiveExactly(Span<byte> target)
+    {
+        while (!target.IsEmpty)
+        {
+            int read = _socket.Receive(target, SocketFlags.None);
+            if (read == 0)
+            {
+                return false;
+            }
+            Interlocked.Add(ref _bytesReceived, read);
+            target = target[read..];
+        }
+        return true;
     }
 
     private void ReceiveLoop()
@@ -266,7 +503,9 @@ internal sealed class Connection
                     end -= start;
                     start = 0;
                 }
-                int read = _socket.Receive(buffer, end, buffer.Length - end, SocketFlags.None);
+                // Read ahead at most the initial buffer size: a large frame then starts near the front, and the rest
+                // of it is read in place (ReceiveLarge) instead of being moved there after a deep read-ahead.
+                int read = _socket.Receive(buffer, end, Math.Min(buffer.Length - end, _options.ReceiveBufferBytes), SocketFlags.None);
                 if (read == 0)
                 {
                     Close("the peer closed the connection");
@@ -274,39 +513,17 @@ internal sealed class Connection
                 }
                 end += read;
                 Interlocked.Add(ref _bytesReceived, read);
-                while (true)
+                BeginBatch();
+                try
                 {
-                    var status = FrameHeader.TryRead(buffer.AsSpan(start, end - start), _options.MaxFrameBytes, out var header, out var problem);
-                    if (status == HeaderStatus.Incomplete)
+                    if (!HandleFrames(ref buffer, ref start, ref end))
                     {
-                        break;
-                    }
-                    if (status == HeaderStatus.Corrupt)
-                    {
-                        _logger?.LogWarning("Closing connection from {Peer}: {Problem}", Peer, problem);
-                        Close($"protocol error: {problem}");
                         return;
                     }
-                    int frameLength = header.FrameLength;
-                    if (end - start < frameLength)
-                    {
-                        if (frameLength > buffer.Length - start)
-                        {
-                            // Grow (or compact) so the whole frame fits; sizes were checked against MaxFrameBytes above.
-                            var target = frameLength > buffer.Length ? ArrayPool<byte>.Shared.Rent(frameLength) : buffer;
-                            buffer.AsSpan(start, end - start).CopyTo(target);
-                            if (!ReferenceEquals(target, buffer))
-                            {
-                                ArrayPool<byte>.Shared.Return(buffer);
-                                buffer = target;
-                            }
-                            end -= start;
-                            start = 0;
-                        }
-                        break;
-                    }
-                    _handler.OnFrame(this, header, buffer.AsSpan(start + FrameHeader.Size, header.PayloadLength));
-                    start += frameLength;
+                }
+                finally
+                {
+                    EndBatch();
                 }
                 if (start == end)
                 {
@@ -334,6 +551,108 @@ internal sealed class Connection
             _logger?.LogError(ex, "Handler failed on a frame from {Peer}; closing the connection", Peer);
             Close($"internal error: {ex.Message}");
         }
+    }
+
+    /// <summary>Hands every whole frame in buffer[start, end) to the handler; false when the connection was closed.</summary>
+    private bool HandleFrames(ref byte[] buffer, ref int start, ref int end)
+    {
+        while (true)
+        {
+            var status = FrameHeader.TryRead(buffer.AsSpan(start, end - start), _options.MaxFrameBytes, out var header, out var problem);
+            if (status == HeaderStatus.Incomplete)
+            {
+                return true;
+            }
+            if (status == HeaderStatus.Corrupt)
+            {
+                _logger?.LogWarning("Closing connection from {Peer}: {Problem}", Peer, problem);
+                Close($"protocol error: {problem}");
+                return false;
+            }
+            int frameLength = header.FrameLength;
+            if (end - start < frameLength)
+            {
+                if (frameLength >= LargeFrameBytes)
+                {
+                    return ReceiveLarge(ref buffer, ref start, ref end, header);
+                }
+                if (frameLength > buffer.Length - start)
+                {
+                    // Grow (or compact) so the whole frame fits; sizes were checked against MaxFrameBytes above.
+                    MakeRoom(ref buffer, ref start, ref end, frameLength);
+                }
+                return true;
+            }
+            _handler.OnFrame(this, header, buffer.AsSpan(start + FrameHeader.Size, header.PayloadLength));
+            start += frameLength;
+        }
+    }
+
+    private static void MakeRoom(ref byte[] buffer, ref int start, ref int end, int frameLength)
+    {
+        var target = frameLength > buffer.Length ? ArrayPool<byte>.Shared.Rent(frameLength) : buffer;
+        buffer.AsSpan(start, end - start).CopyTo(target);
+        if (!ReferenceEquals(target, buffer))
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            buffer = target;
+        }
+        end -= start;
+        start = 0;
+    }
+
+    /// <summary>
+    /// The rest of a large frame: read exactly up to its end (no read-ahead that would have to be moved later), into
+    /// the handler's own memory when it offers some, else into the receive buffer. Leaves the buffer empty.
+    /// </summary>
+    private bool ReceiveLarge(ref byte[] buffer, ref int start, ref int end, in FrameHeader header)
+    {
+        EndBatch(); // what earlier frames of the batch queued goes out before this thread blocks again
+        try
+        {
+            return ReceiveLargeFrame(ref buffer, ref start, ref end, header);
+        }
+        finally
+        {
+            BeginBatch();
+        }
+    }
+
+    private bool ReceiveLargeFrame(ref byte[] buffer, ref int start, ref int end, in FrameHeader header)
+    {
+        int have = end - start - FrameHeader.Size; // payload bytes already here
+        if (_handler.TryBeginDirect(this, header, out var target))
+        {
+            bool received = false;
+            try
+            {
+                buffer.AsSpan(start + FrameHeader.Size, have).CopyTo(target);
+                received = ReceiveExactly(target[have..]);
+            }
+            finally
+            {
+                _handler.EndDirect(this, header, received);
+            }
+            start = end = 0;
+            if (!received)
+            {
+                Close("the peer closed the connection");
+            }
+            return received;
+        }
+        int frameLength = header.FrameLength;
+        if (frameLength > buffer.Length - start)
+        {
+            MakeRoom(ref buffer, ref start, ref end, frameLength);
+        }
+        if (!ReceiveExactly(buffer.AsSpan(end, frameLength - (end - start))))
+        {
+            Close("the peer closed the connection");
+            return false;
+        }
+        _handler.OnFrame(this, header, buffer.AsSpan(start + FrameHeader.Size, header.PayloadLength));
+        start = end = 0;
+        return true;
     }
 
     /// <summary>Closes the connection once; the handler's <see cref="IFrameHandler.OnClosed"/> runs with the first reason.</summary>

@@ -160,6 +160,27 @@ public class UpdateHandlerTests
         }
     }
 
+    [Fact]
+    public void A_value_gets_the_same_bits_in_the_vector_body_and_in_the_scalar_tail()
+    {
+        // Width 17: lanes 0..15 (or 0..7, 8..15) run vectorised, lane 16 in the scalar tail. Same inputs, same bits.
+        const int width = 17;
+        var random = new Random(17);
+        foreach (var handler in new[] { UpdateHandlers.Sum, UpdateHandlers.Sgd(0.05f, 0.01f), UpdateHandlers.AdaGrad(0.2f, 1e-4f), UpdateHandlers.Ftrl(0.3f, 1f, 0.05f, 0.5f), UpdateHandlers.Adam(0.01f) })
+        {
+            float[] row = new float[width + handler.StateLength(width)];
+            for (int step = 0; step < 20; step++)
+            {
+                float g = (float)(random.NextDouble() - 0.5) * (step % 3 == 0 ? 0.01f : 2f); // some steps stay inside FTRL's L1 ball
+                handler.Apply(row, Enumerable.Repeat(g, width).ToArray(), width);
+                for (int i = 1; i < width; i++)
+                {
+                    Assert.True(BitConverter.SingleToInt32Bits(row[0]) == BitConverter.SingleToInt32Bits(row[i]), $"{handler} step {step}: lane {i} = {row[i]}, lane 0 = {row[0]}");
+                }
+            }
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Widths))]
     public void ApplyRun_equals_Apply_per_row(int width)

@@ -134,8 +134,33 @@ internal sealed class FtrlHandler(float alpha, float beta, float l1, float l2) :
         Span<float> z = row.Slice(width, width);
         Span<float> n = row.Slice(2 * width, width);
 
-        // Scalar: the L1 branch and sign make this branchy, and FTRL tables are typically narrow.
-        for (int i = 0; i < width; i++)
+        // The L1 test becomes a lane mask and CopySign a sign-bit select; same operations, same order as the tail.
+        int vectorEnd = Simd.VectorizedLength(width);
+        Span<Vector<float>> wv = Simd.AsVectors(w, vectorEnd);
+        Span<Vector<float>> zv = Simd.AsVectors(z, vectorEnd);
+        Span<Vector<float>> nv = Simd.AsVectors(n, vectorEnd);
+        ReadOnlySpan<Vector<float>> gv = Simd.AsVectors(pushed, vectorEnd);
+        var alphaV = new Vector<float>(alpha);
+        var betaV = new Vector<float>(beta);
+        var l1V = new Vector<float>(l1);
+        var l2V = new Vector<float>(l2);
+        var signBit = Vector.AsVectorSingle(new Vector<int>(int.MinValue));
+        for (int k = 0; k < wv.Length; k++)
+        {
+            Vector<float> g = gv[k];
+            Vector<float> nOld = nv[k];
+            Vector<float> nNew = nOld + (g * g);
+            Vector<float> sqrtNew = Vector.SquareRoot(nNew);
+            Vector<float> sigma = (sqrtNew - Vector.SquareRoot(nOld)) / alphaV;
+            Vector<float> zk = zv[k] + (g - (sigma * wv[k]));
+            zv[k] = zk;
+            nv[k] = nNew;
+            Vector<float> signedL1 = Vector.ConditionalSelect(signBit, zk, l1V); // MathF.CopySign(l1, z), l1 >= 0
+            Vector<float> outside = -(zk - signedL1) / (((betaV + sqrtNew) / alphaV) + l2V);
+            wv[k] = Vector.ConditionalSelect(Vector.LessThanOrEqual(Vector.Abs(zk), l1V), Vector<float>.Zero, outside);
+        }
+
+        for (int i = vectorEnd; i < width; i++)
         {
             float g = pushed[i];
             float nOld = n[i];

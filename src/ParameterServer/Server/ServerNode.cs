@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
@@ -333,17 +335,130 @@ public sealed class ServerNode : IAsyncDisposable
         frame.Commit();
     }
 
-    /// <summary>Writes the pulled rows straight from the store into the connection's send buffer.</summary>
+    /// <summary>
+    /// Writes the pulled rows straight from the store into the connection's send buffer, or, for a large answer
+    /// from a dense table when this thread can send exclusively, straight from the store to the socket.
+    /// </summary>
     private void SendValues(Connection connection, in FrameHeader request, TableStore table, KeyList keys)
     {
         var header = ResponseTo(request);
         header.KeyCount = keys.Count;
         header.RowWidth = table.Width;
         header.PayloadLength = checked(keys.Count * table.Width * sizeof(float));
+        if (header.PayloadLength >= Connection.LargeFrameBytes && table.Info.IsDense && NativeSend.IsSupported && connection.TryBeginExclusiveSend())
+        {
+            try
+            {
+                Span<byte> head = stackalloc byte[FrameHeader.Size];
+                header.Write(head);
+                connection.SendExclusive(head, more: true);
+                var sink = new SocketSink(connection, header.PayloadLength);
+                try
+                {
+                    table.Read(keys, ref sink);
+                    sink.Finish();
+                }
+                finally
+                {
+                    sink.Dispose();
+                }
+            }
+            finally
+            {
+                connection.EndExclusiveSend();
+            }
+            return;
+        }
         using var frame = connection.Reserve(header.FrameLength);
         header.Write(frame.Span);
         table.Read(keys, MemoryMarshal.Cast<byte, float>(frame.Span[FrameHeader.Size..]));
         frame.Commit();
+    }
+
+    /// <summary>
+    /// Rows to the socket without a copy: each large run is sent while its block lock is held, waiting for socket
+    /// buffer room no longer than copying the run would have taken (so a slow reader holds a lock no longer than the
+    /// copying path would); what is left then is copied aside and sent after the locks are released. Small rows are
+    /// copied aside too (a system call each would cost more).
+    /// </summary>
+    private ref struct SocketSink(Connection connection, int payloadLength) : IRowSink
+    {
+        private const int MinDirectBytes = 16 << 10;
+        private const double CopyBytesPerSecond = 4e9; // a memory copy on a slow machine (docs/PERFORMANCE.md)
+        private readonly Connection _connection = connection;
+        private int _remaining = payloadLength;
+        private byte[]? _spill;
+        private int _spillStart;
+        private int _spillEnd;
+        private bool _socketFull;
+
+        public void Write(ReadOnlySpan<float> values)
+        {
+            var bytes = MemoryMarshal.AsBytes(values);
+            if (bytes.Length >= MinDirectBytes && !_socketFull && DrainSpill())
+            {
+                long deadline = Stopwatch.GetTimestamp() + (long)(bytes.Length / CopyBytesPerSecond * Stopwatch.Frequency);
+                int sent = _connection.SendExclusiveUntil(bytes, deadline);
+                _remaining -= sent;
+                _socketFull = sent < bytes.Length;
+                bytes = bytes[sent..];
+            }
+            if (!bytes.IsEmpty)
+            {
+                bytes.CopyTo(Append(bytes.Length));
+            }
+        }
+
+        public void WriteZeros(int count) => Append(count * sizeof(float)).Clear();
+
+        /// <summary>Sends the copied-aside bytes if the socket takes them all now; false when some are still waiting.</summary>
+        private bool DrainSpill()
+        {
+            if (_spillEnd == _spillStart)
+            {
+                return true;
+            }
+            if (_socketFull)
+            {
+                return false;
+            }
+            int sent = _connection.TrySendExclusiveNow(_spill.AsSpan(_spillStart, _spillEnd - _spillStart));
+            _spillStart += sent;
+            _remaining -= sent;
+            if (_spillStart < _spillEnd)
+            {
+                _socketFull = true;
+                return false;
+            }
+            _spillStart = _spillEnd = 0;
+            return true;
+        }
+
+        private Span<byte> Append(int count)
+        {
+            _spill ??= ArrayPool<byte>.Shared.Rent(_remaining); // all that is still unsent fits
+            var span = _spill.AsSpan(_spillEnd, count);
+            _spillEnd += count;
+            return span;
+        }
+
+        /// <summary>Sends what was copied aside (blocking, no lock held any more).</summary>
+        public readonly void Finish()
+        {
+            if (_spillEnd > _spillStart)
+            {
+                _connection.SendExclusive(_spill.AsSpan(_spillStart, _spillEnd - _spillStart));
+            }
+        }
+
+        public void Dispose()
+        {
+            if (_spill is not null)
+            {
+                ArrayPool<byte>.Shared.Return(_spill);
+                _spill = null;
+            }
+        }
     }
 
     private FrameHeader ResponseTo(in FrameHeader request) => new()

@@ -3,6 +3,14 @@ using ParameterServer.Protocol;
 
 namespace ParameterServer.Server;
 
+/// <summary>Receives the values a <see cref="TableStore.Read{TSink}"/> produces, in key order, while the block lock is held.</summary>
+internal interface IRowSink
+{
+    void Write(ReadOnlySpan<float> values);
+
+    void WriteZeros(int count);
+}
+
 /// <summary>
 /// The rows of one table held by this server. A row is [values (width) | handler state]. Dense tables keep
 /// one flat float[] per block (4 bytes per stored float plus state); sparse tables one open-addressing map
@@ -144,6 +152,16 @@ internal sealed class TableStore
     /// <summary>Copies the values (not the state) of each key into <paramref name="destination"/>; absent sparse keys read as zeros.</summary>
     public void Read(KeyList keys, Span<float> destination)
     {
+        var sink = new SpanSink(destination);
+        Read(keys, ref sink);
+    }
+
+    /// <summary>
+    /// Hands the values (not the state) of each key to <paramref name="sink"/> in key order, under each block's lock,
+    /// so every block is read as one snapshot. Consecutive keys of a dense block without handler state come as one span.
+    /// </summary>
+    public void Read<TSink>(KeyList keys, ref TSink sink) where TSink : IRowSink, allows ref struct
+    {
         int n = keys.Count;
         int width = Width;
         int stride = RowStride;
@@ -154,21 +172,42 @@ internal sealed class TableStore
             var block = GetBlock(blockIndex);
             lock (block.Gate)
             {
-                do
+                if (block.Dense is { } dense)
                 {
-                    var row = block.RowOrEmpty(keys[i], stride);
-                    var target = destination.Slice(i * width, width);
-                    if (row.IsEmpty)
+                    ulong blockEnd = block.FirstKey + (ulong)Info.BlockKeys;
+                    do
                     {
-                        target.Clear();
+                        int offset = (int)(keys[i] - block.FirstKey) * stride;
+                        int run = 1;
+                        if (stride == width)
+                        {
+                            while (i + run < n && keys[i + run] == keys[i] + (ulong)run && keys[i + run] < blockEnd)
+                            {
+                                run++;
+                            }
+                        }
+                        sink.Write(dense.AsSpan(offset, ((run - 1) * stride) + width));
+                        i += run;
                     }
-                    else
-                    {
-                        row[..width].CopyTo(target);
-                    }
-                    i++;
+                    while (i < n && keys[i] < blockEnd);
                 }
-                while (i < n && Info.BlockOf(keys[i]) == blockIndex);
+                else
+                {
+                    do
+                    {
+                        var row = block.Sparse!.GetRowOrEmpty(keys[i]);
+                        if (row.IsEmpty)
+                        {
+                            sink.WriteZeros(width);
+                        }
+                        else
+                        {
+                            sink.Write(row[..width]);
+                        }
+                        i++;
+                    }
+                    while (i < n && Info.BlockOf(keys[i]) == blockIndex);
+                }
             }
         }
     }
@@ -232,6 +271,25 @@ internal sealed class TableStore
             var indexes = _hugeBlocks.Keys.ToArray();
             Array.Sort(indexes);
             return indexes;
+        }
+    }
+
+    /// <summary>Copies into a span: the plain pull answer.</summary>
+    private ref struct SpanSink(Span<float> destination) : IRowSink
+    {
+        private readonly Span<float> _destination = destination;
+        private int _position;
+
+        public void Write(ReadOnlySpan<float> values)
+        {
+            values.CopyTo(_destination[_position..]);
+            _position += values.Length;
+        }
+
+        public void WriteZeros(int count)
+        {
+            _destination.Slice(_position, count).Clear();
+            _position += count;
         }
     }
 

@@ -27,8 +27,10 @@ internal sealed class Operation
 }
 
 /// <summary>
-/// The part of an operation sent to one server: an encoded frame (kept until answered, so it can be resent)
-/// and, for pulls whose keys are not one contiguous run, the positions to scatter the answer to. Pooled.
+/// The part of an operation sent to one server: an encoded frame (kept until answered) and, for pulls whose keys
+/// are not one contiguous run, the positions to scatter the answer to. Pooled. A large contiguous value section of
+/// a call dispatched while its caller waits is not copied into the frame but sent from the caller's values
+/// (<see cref="ValueStart"/> >= 0); a resend of such a slice would have to copy them first.
 /// </summary>
 internal sealed class Slice
 {
@@ -37,9 +39,20 @@ internal sealed class Slice
     public ulong RequestId;
     public byte[] Frame = [];
     public int FrameLength;
+    /// <summary>Header and key section bytes: where the values start in <see cref="Frame"/>.</summary>
+    public int HeadLength;
+    /// <summary>Index in the caller's values of this slice's value section when it is not in the frame yet; -1 when the frame is complete.</summary>
+    public int ValueStart = -1;
+    public int ValueCount;
     /// <summary>Positions in the caller's key list, or null when the slice is the run [Start, Start + Count).</summary>
     public int[]? Positions;
     public int Start;
     public int Count;
     public long Deadline;
+    /// <summary><see cref="SendIdle"/>, <see cref="SendInProgress"/>, or <see cref="SendReleased"/> (completed while sending: the sender recycles it).</summary>
+    public int SendState;
+
+    public const int SendIdle = 0;
+    public const int SendInProgress = 1;
+    public const int SendReleased = 2;
 }

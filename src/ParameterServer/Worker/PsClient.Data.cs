@@ -41,6 +41,7 @@ public sealed partial class PsClient
             op.Table = table;
             op.Kind = kind;
             op.Destination = destination;
+            Observer?.OnIssued(op.Timestamp);
             if (pushes)
             {
                 round = table.NextRound++;
@@ -51,9 +52,12 @@ public sealed partial class PsClient
             }
         }
         long timestamp = op.Timestamp;
+        // Without dependencies the call is sent before this method returns: large value sections can then go to the
+        // socket straight from the caller's memory instead of through the frame.
+        bool inline = op.After.Count == 0;
         try
         {
-            BuildSlices(op, keys, pushes ? values : default, round);
+            BuildSlices(op, keys, pushes ? values : default, round, deferLargeValues: inline);
         }
         catch (Exception ex)
         {
@@ -73,7 +77,7 @@ public sealed partial class PsClient
                 }
             }
         }
-        Dispatch(op);
+        Dispatch(op, pushes ? values : default);
         return timestamp;
     }
 
@@ -108,137 +112,35 @@ public sealed partial class PsClient
         }
     }
 
-    /// <summary>Cuts the keys by owning server (one frame each) in two passes; contiguous runs are copied wholesale.</summary>
-    private void BuildSlices(Operation op, ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, long round)
+    /// <summary>Cuts the keys by owning server, one frame each (<see cref="KeySlicer"/>).</summary>
+    private void BuildSlices(Operation op, ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, long round, bool deferLargeValues)
     {
         var view = View;
         var table = op.Table;
-        var placement = view.PlacementOf(table.Info);
-        int servers = placement.ServerCount;
-        int n = keys.Length;
-        int width = table.Width;
-        bool withValues = op.Kind != MessageType.Pull;
-        bool everyServer = withValues && table.Info.Mode == UpdateMode.Sync; // every server counts every worker's round
-        int[] slotOf = ArrayPool<int>.Shared.Rent(Math.Max(n, 1));
-        int[] perServer = ArrayPool<int>.Shared.Rent(servers * 4);
-        try
-        {
-            var counts = perServer.AsSpan(0, servers);
-            var first = perServer.AsSpan(servers, servers);
-            var last = perServer.AsSpan(2 * servers, servers);
-            var sliceOfSlot = perServer.AsSpan(3 * servers, servers);
-            counts.Clear();
-            for (int i = 0; i < n; i++)
+        var request = new SliceRequest(
+            view,
+            view.PlacementOf(table.Info),
+            table.Width,
+            EveryServer: op.Kind != MessageType.Pull && table.Info.Mode == UpdateMode.Sync, // every server counts every worker's round
+            deferLargeValues,
+            _options.Transport.MaxFrameBytes,
+            new FrameHeader
             {
-                int s = placement.SlotOf(keys[i]);
-                slotOf[i] = s;
-                if (counts[s]++ == 0)
-                {
-                    first[s] = i;
-                }
-                last[s] = i;
-            }
-            bool scatter = false;
-            for (int s = 0; s < servers; s++)
-            {
-                sliceOfSlot[s] = -1;
-                int c = counts[s];
-                if (c == 0 && !everyServer)
-                {
-                    continue;
-                }
-                bool contiguous = c == 0 || last[s] - first[s] + 1 == c;
-                bool keyRange = contiguous && c > 1 && keys[last[s]] - keys[first[s]] == (ulong)(c - 1);
-                long keyBytes = DataPayload.KeySectionBytes(c, keyRange);
-                long valueBytes = withValues ? (long)c * width * sizeof(float) : 0;
-                long frameLength = FrameHeader.Size + keyBytes + valueBytes;
-                long answerLength = FrameHeader.Size + (op.Kind == MessageType.Push ? 0 : (long)c * width * sizeof(float));
-                if (Math.Max(frameLength, answerLength) > _options.Transport.MaxFrameBytes)
-                {
-                    throw new PsException(PsErrorCode.InvalidArgument,
-                        $"the part of this call for {view.Servers[s].Describe()} needs a {Math.Max(frameLength, answerLength)}-byte frame, over MaxFrameBytes ({_options.Transport.MaxFrameBytes}); split the call");
-                }
-                var slice = RentSlice();
-                slice.Op = op;
-                slice.ServerSlot = s;
-                slice.RequestId = NextRequestId();
-                slice.Count = c;
-                slice.Start = c == 0 ? 0 : first[s];
-                slice.FrameLength = (int)frameLength;
-                slice.Frame = ArrayPool<byte>.Shared.Rent(slice.FrameLength);
-                var header = new FrameHeader
-                {
-                    Type = op.Kind,
-                    Flags = keyRange ? FrameFlags.KeyRange : FrameFlags.None,
-                    PayloadLength = (int)(keyBytes + valueBytes),
-                    SenderId = NodeId,
-                    RequestId = slice.RequestId,
-                    Timestamp = op.Timestamp,
-                    ViewNumber = view.Number,
-                    TableId = table.Info.Id,
-                    KeyCount = c,
-                    RowWidth = width,
-                    ElementType = WireElementType.Float32,
-                    Round = round,
-                };
-                header.Write(slice.Frame);
-                var keySection = slice.Frame.AsSpan(FrameHeader.Size, (int)keyBytes);
-                var valueSection = MemoryMarshal.Cast<byte, float>(slice.Frame.AsSpan(FrameHeader.Size + (int)keyBytes, (int)valueBytes));
-                if (keyRange)
-                {
-                    var pair = MemoryMarshal.Cast<byte, ulong>(keySection);
-                    pair[0] = keys[first[s]];
-                    pair[1] = (ulong)c;
-                }
-                if (contiguous)
-                {
-                    if (!keyRange && c > 0)
-                    {
-                        keys.Slice(first[s], c).CopyTo(MemoryMarshal.Cast<byte, ulong>(keySection));
-                    }
-                    if (withValues && c > 0)
-                    {
-                        values.Slice(first[s] * width, c * width).CopyTo(valueSection);
-                    }
-                }
-                else
-                {
-                    slice.Positions = ArrayPool<int>.Shared.Rent(c);
-                    scatter = true;
-                }
-                sliceOfSlot[s] = op.Slices.Count;
-                op.Slices.Add(slice);
-            }
-            if (scatter)
-            {
-                // Keys of one server interleave with others' (sparse tables): place them one by one.
-                var cursor = counts; // reused as per-server write positions
-                cursor.Clear();
-                for (int i = 0; i < n; i++)
-                {
-                    var slice = op.Slices[sliceOfSlot[slotOf[i]]];
-                    if (slice.Positions is not { } positions)
-                    {
-                        continue;
-                    }
-                    int j = cursor[slice.ServerSlot]++;
-                    positions[j] = i;
-                    MemoryMarshal.Cast<byte, ulong>(slice.Frame.AsSpan(FrameHeader.Size))[j] = keys[i];
-                    if (withValues)
-                    {
-                        int valueOffset = FrameHeader.Size + slice.Count * sizeof(ulong);
-                        values.Slice(i * width, width).CopyTo(MemoryMarshal.Cast<byte, float>(slice.Frame.AsSpan(valueOffset))[(j * width)..]);
-                    }
-                }
-            }
-            op.PendingSlices = op.Slices.Count;
-        }
-        finally
-        {
-            ArrayPool<int>.Shared.Return(slotOf);
-            ArrayPool<int>.Shared.Return(perServer);
-        }
+                Type = op.Kind,
+                SenderId = NodeId,
+                Timestamp = op.Timestamp,
+                ViewNumber = view.Number,
+                TableId = table.Info.Id,
+                ElementType = WireElementType.Float32,
+                Round = round,
+            });
+        KeySlicer.Slice(request, op, keys, values, this);
+        op.PendingSlices = op.Slices.Count;
     }
+
+    Slice ISliceSource.RentSlice() => RentSlice();
+
+    ulong ISliceSource.NextRequestId() => NextRequestId();
 
     private Slice RentSlice()
     {
@@ -260,8 +162,11 @@ public sealed partial class PsClient
         return true;
     }
 
-    /// <summary>Sends every slice of an operation whose dependencies are met (or fails it if one of them failed).</summary>
-    private void Dispatch(Operation op)
+    /// <summary>
+    /// Sends every slice of an operation whose dependencies are met (or fails it if one of them failed).
+    /// <paramref name="values"/> are the caller's values when it is still in the call (slices may send from them).
+    /// </summary>
+    private void Dispatch(Operation op, ReadOnlySpan<float> values = default)
     {
         foreach (long t in op.After)
         {
@@ -294,12 +199,13 @@ public sealed partial class PsClient
             foreach (var slice in slices)
             {
                 slice.Deadline = deadline;
+                slice.SendState = Slice.SendInProgress; // its frame stays ours until sent, even if the call fails meanwhile
                 _inflight[slice.RequestId] = slice;
             }
         }
         try
         {
-            SendSlices(slices);
+            SendSlices(slices, values, AnswersPromptly(op.Table.Info.Id));
         }
         finally
         {
@@ -308,14 +214,26 @@ public sealed partial class PsClient
         }
     }
 
-    private void SendSlices(ReadOnlySpan<Slice> slices)
+    /// <summary>Sends the slices; <paramref name="prompt"/>: the servers answer them on arrival (counted for send batching).</summary>
+    private void SendSlices(ReadOnlySpan<Slice> slices, ReadOnlySpan<float> values, bool prompt)
     {
         foreach (var slice in slices)
         {
             var link = _links[slice.ServerSlot];
             try
             {
-                link.Connection.SendFrame(slice.Frame.AsSpan(0, slice.FrameLength));
+                if (prompt)
+                {
+                    link.Connection.ExpectAnswer(); // answered on arrival, even if only with an error
+                }
+                if (slice.ValueStart >= 0)
+                {
+                    SendWithCallerValues(link.Connection, slice, MemoryMarshal.AsBytes(values.Slice(slice.ValueStart, slice.ValueCount)));
+                }
+                else
+                {
+                    link.Connection.SendFrame(slice.Frame, slice.FrameLength); // large frames go out from slice.Frame itself
+                }
             }
             catch (TransportException ex)
             {
@@ -324,7 +242,38 @@ public sealed partial class PsClient
                     CompleteSlice(taken, new PsException(PsErrorCode.ConnectionLost, $"cannot send to {link.Server.Describe()}: {ex.Message}", ex));
                 }
             }
+            finally
+            {
+                if (Interlocked.CompareExchange(ref slice.SendState, Slice.SendIdle, Slice.SendInProgress) == Slice.SendReleased)
+                {
+                    lock (_sliceLock)
+                    {
+                        Recycle(slice); // the call completed (failed) while its frame was being sent
+                    }
+                }
+            }
         }
+    }
+
+    /// <summary>The frame's head, then the values from the caller's memory; when another thread is sending, the frame is completed and queued.</summary>
+    private static void SendWithCallerValues(Connection connection, Slice slice, ReadOnlySpan<byte> values)
+    {
+        if (connection.TryBeginExclusiveSend())
+        {
+            try
+            {
+                connection.SendExclusive(slice.Frame.AsSpan(0, slice.HeadLength), more: true);
+                connection.SendExclusive(values);
+            }
+            finally
+            {
+                connection.EndExclusiveSend();
+            }
+            return;
+        }
+        values.CopyTo(slice.Frame.AsSpan(slice.HeadLength));
+        slice.ValueStart = -1;
+        connection.SendFrame(slice.Frame.AsSpan(0, slice.FrameLength));
     }
 
     private Slice? TakeInflight(ulong requestId)
@@ -341,10 +290,7 @@ public sealed partial class PsClient
         {
             return;
         }
-        if (link.TryCompleteCall(header, payload))
-        {
-            return;
-        }
+        t_inReceiveBatch = true;
         var slice = TakeInflight(header.RequestId);
         if (slice is null)
         {
@@ -365,31 +311,45 @@ public sealed partial class PsClient
             }
             else
             {
-                Scatter(slice, MemoryMarshal.Cast<byte, float>(payload), op.Destination.Span, width);
+                KeySlicer.Scatter(slice, MemoryMarshal.Cast<byte, float>(payload), op.Destination.Span, width);
             }
         }
         CompleteSlice(slice, error);
     }
 
-    private static void Scatter(Slice slice, ReadOnlySpan<float> values, Span<float> destination, int width)
+    /// <summary>
+    /// A large pull answer whose rows go to one contiguous run of the caller's destination is received straight
+    /// into it (no copy through the receive buffer). The slice leaves the in-flight table now, so no timeout can
+    /// complete it while its rows are arriving.
+    /// </summary>
+    internal bool TryBeginDirect(ServerLink link, in FrameHeader header, out Span<byte> target)
     {
-        if (slice.Positions is not { } positions)
+        target = default;
+        if (header.Type != MessageType.Response || header.Error != ErrorCode.None)
         {
-            values.CopyTo(destination.Slice(slice.Start * width, slice.Count * width));
-            return;
+            return false;
         }
-        if (width == 1)
+        Slice? slice;
+        lock (_sliceLock)
         {
-            for (int j = 0; j < slice.Count; j++)
+            if (!_inflight.TryGetValue(header.RequestId, out slice) || slice.Op.Kind == MessageType.Push || slice.Positions is not null
+                || header.KeyCount != slice.Count || header.PayloadLength != (long)slice.Count * slice.Op.Table.Width * sizeof(float))
             {
-                destination[positions[j]] = values[j];
+                return false;
             }
-            return;
+            _inflight.Remove(header.RequestId);
         }
-        for (int j = 0; j < slice.Count; j++)
-        {
-            values.Slice(j * width, width).CopyTo(destination.Slice(positions[j] * width, width));
-        }
+        int width = slice.Op.Table.Width;
+        link.DirectSlice = slice;
+        target = MemoryMarshal.AsBytes(slice.Op.Destination.Span.Slice(slice.Start * width, slice.Count * width));
+        return true;
+    }
+
+    internal void EndDirect(ServerLink link, bool received)
+    {
+        var slice = link.DirectSlice!;
+        link.DirectSlice = null;
+        CompleteSlice(slice, received ? null : new PsException(PsErrorCode.ConnectionLost, $"{link.Server.Describe()} closed the connection while answering call {slice.Op.Timestamp}"));
     }
 
     private void CompleteSlice(Slice slice, PsException? error)
@@ -412,21 +372,32 @@ public sealed partial class PsClient
         {
             foreach (var slice in op.Slices)
             {
-                if (slice.Frame.Length > 0)
+                if (Interlocked.CompareExchange(ref slice.SendState, Slice.SendReleased, Slice.SendInProgress) != Slice.SendInProgress)
                 {
-                    ArrayPool<byte>.Shared.Return(slice.Frame);
+                    Recycle(slice);
                 }
-                if (slice.Positions is not null)
-                {
-                    ArrayPool<int>.Shared.Return(slice.Positions);
-                }
-                slice.Frame = [];
-                slice.Positions = null;
-                slice.Op = null!;
-                _slicePool.Push(slice);
             }
             op.Slices.Clear();
         }
+    }
+
+    /// <summary>Returns a slice's buffers and the slice to their pools. Under <see cref="_sliceLock"/>.</summary>
+    private void Recycle(Slice slice)
+    {
+        if (slice.Frame.Length > 0)
+        {
+            ArrayPool<byte>.Shared.Return(slice.Frame);
+        }
+        if (slice.Positions is not null)
+        {
+            ArrayPool<int>.Shared.Return(slice.Positions);
+        }
+        slice.Frame = [];
+        slice.Positions = null;
+        slice.Op = null!;
+        slice.ValueStart = -1;
+        slice.SendState = Slice.SendIdle;
+        _slicePool.Push(slice);
     }
 
     /// <summary>Marks the operation's timestamp done, wakes waiters and releases operations that depended on it.</summary>
@@ -456,8 +427,16 @@ public sealed partial class PsClient
             }
             op.Reset();
             _operationPool.Push(op);
-            Monitor.PulseAll(_gate);
+            if (t_inReceiveBatch)
+            {
+                t_pulseAtBatchEnd = true; // one wake-up per batch of answers (OnBatchEnd), not one per call
+            }
+            else
+            {
+                Monitor.PulseAll(_gate);
+            }
         }
+        Observer?.OnCompleted(timestamp, error);
         if (waiter is not null)
         {
             if (error is null)
@@ -474,6 +453,27 @@ public sealed partial class PsClient
             for (int i = ready.Count - 1; i >= 0; i--)
             {
                 Dispatch(ready[i]);
+            }
+        }
+    }
+
+    /// <summary>A receive thread is handling a batch of answers (set in <see cref="OnResponse"/>, cleared in <see cref="OnBatchEnd"/>).</summary>
+    [ThreadStatic]
+    private static bool t_inReceiveBatch;
+
+    [ThreadStatic]
+    private static bool t_pulseAtBatchEnd;
+
+    /// <summary>Wakes the callers waiting on calls completed during the batch that just ended, once.</summary>
+    internal void OnBatchEnd()
+    {
+        t_inReceiveBatch = false;
+        if (t_pulseAtBatchEnd)
+        {
+            t_pulseAtBatchEnd = false;
+            lock (_gate)
+            {
+                Monitor.PulseAll(_gate);
             }
         }
     }

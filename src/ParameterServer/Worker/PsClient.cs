@@ -22,7 +22,7 @@ namespace ParameterServer;
 /// w.Pull(keys, values, after: [t]);
 /// </code>
 /// </example>
-public sealed partial class PsClient : IAsyncDisposable
+public sealed partial class PsClient : IAsyncDisposable, ISliceSource
 {
     private readonly WorkerOptions _options;
     private readonly ILogger _log;
@@ -76,6 +76,19 @@ public sealed partial class PsClient : IAsyncDisposable
 
     internal void AddWaitTime(long startTimestamp) =>
         Interlocked.Add(ref _waitTicks, System.Diagnostics.Stopwatch.GetElapsedTime(startTimestamp).Ticks);
+
+    /// <summary>Sees every call get its timestamp and complete (benchmarks measure latency with it); null on the normal path.</summary>
+    internal ICallObserver? Observer { get; set; }
+
+    /// <summary>
+    /// True when the servers answer requests on this table as soon as they arrive (async tables). Answers to sync
+    /// pushes wait for the other workers, so they are not counted as awaited answers (Connection.ExpectAnswer): a frame
+    /// queued behind them would wait for the slowest worker. Every answer echoes its request's table id.
+    /// </summary>
+    internal bool AnswersPromptly(int tableId) =>
+        (uint)tableId < (uint)_promptTables.Length && _promptTables[tableId];
+
+    private volatile bool[] _promptTables = [];
 
     internal ClusterView View => _view ?? throw new InvalidOperationException("not connected");
 
@@ -238,6 +251,13 @@ public sealed partial class PsClient : IAsyncDisposable
             if (!_tables.TryGetValue(spec.Name, out var table))
             {
                 _tables[spec.Name] = table = new PsTable(this, info);
+                var prompt = _promptTables;
+                if (info.Id >= prompt.Length)
+                {
+                    Array.Resize(ref prompt, info.Id + 1); // a new array: readers see the old one or the new one, both consistent
+                }
+                prompt[info.Id] = info.Mode == UpdateMode.Async;
+                _promptTables = prompt;
             }
             return table;
         }

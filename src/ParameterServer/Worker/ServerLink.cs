@@ -17,9 +17,36 @@ internal sealed class ServerLink(PsClient client, int slot, NodeInfo server) : I
 
     public Connection Connection { get; set; } = null!;
 
-    public void OnFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload) => client.OnResponse(this, header, payload);
+    public void OnFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        if (header.Type != MessageType.Response || TryCompleteCall(header, payload))
+        {
+            return;
+        }
+        if (client.AnswersPromptly(header.TableId))
+        {
+            connection.AnswerArrived();
+        }
+        client.OnResponse(this, header, payload);
+    }
+
+    public void OnBatchEnd(Connection connection) => client.OnBatchEnd();
 
     public void OnClosed(Connection connection, string reason) => client.OnLinkClosed(this, reason);
+
+    /// <summary>The pull whose answer the receive thread is writing straight into the caller's memory.</summary>
+    public Slice? DirectSlice { get; set; }
+
+    public bool TryBeginDirect(Connection connection, in FrameHeader header, out Span<byte> target) => client.TryBeginDirect(this, header, out target);
+
+    public void EndDirect(Connection connection, in FrameHeader header, bool received)
+    {
+        if (client.AnswersPromptly(header.TableId))
+        {
+            connection.AnswerArrived();
+        }
+        client.EndDirect(this, received);
+    }
 
     /// <summary>A request outside the push/pull machinery (stats, scans): bulk and rare, so it may allocate.</summary>
     public async Task<(FrameHeader Header, byte[] Payload)> CallAsync(FrameHeader request, string what, TimeSpan timeout, CancellationToken cancellationToken)

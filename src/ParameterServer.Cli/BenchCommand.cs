@@ -22,6 +22,11 @@ internal static partial class BenchCommand
     private static readonly Option<string> RttSizes = Options.Create("--rtt-sizes", "4B,1KB", "Value sizes of the small-message round trips (one key, push-pull); empty to skip");
     private static readonly Option<string> RttWindows = Options.Create("--rtt-window", "1,32", "Round trips each worker keeps in flight");
     private static readonly Option<double> Duration = Options.Create("--duration", 2.0, "Measured seconds per case (each after a warm-up of a quarter of it, at most 0.5 s)");
+    private static readonly Option<int> Span = Options.Create("--span", 0, "Loopback limit: bytes of the buffer the calls cycle through (0: one chunk)", hidden: true);
+
+    /// <summary>Values from this size on are also judged against the loopback limit over value-sized buffers (cold memory).</summary>
+    private const int BufferLimitFromBytes = 4 << 20;
+
     private static readonly Option<int> Chunk = Options.Create("--chunk", LoopbackLimit.DefaultChunk, "Loopback limit: bytes per send and receive call", hidden: true);
     private static readonly Option<int> SinkPort = Options.Create("--port", 0, "Port to listen on", hidden: true);
     private static readonly Option<string> Target = Options.Create("--target", "127.0.0.1:0", "Where the sink listens", hidden: true);
@@ -134,6 +139,12 @@ internal static partial class BenchCommand
         }
         double limitAfter = await LoopbackGbpsAsync(plan.Duration, chunk, ct);
         double limit = Math.Max(limitBefore, limitAfter);
+        // Large values live in memory no cache holds: the same loop over value-sized buffers shows what memory allows.
+        var bufferLimits = new Dictionary<int, double>();
+        foreach (int size in cases.Select(c => c.SizeBytes).Where(s => s >= BufferLimitFromBytes).Distinct())
+        {
+            bufferLimits[size] = await LoopbackGbpsAsync(plan.Duration, chunk, ct, span: size);
+        }
 
         var results = cases.Select(report.Result).ToList();
         if (results.Any(r => r is null))
@@ -149,14 +160,18 @@ internal static partial class BenchCommand
             await Console.Error.WriteLineAsync($"bench: {limitLine}");
             foreach (var r in results)
             {
-                Console.Out.WriteLine(KvBenchReport.JsonLine(r!, limit));
+                Console.Out.WriteLine(KvBenchReport.JsonLine(r!, limit, bufferLimits.GetValueOrDefault(r!.Case.SizeBytes)));
             }
         }
         else
         {
             Console.Out.WriteLine($"{servers} server(s) x {workers} worker(s), {plan.Duration.ToString(CultureInfo.InvariantCulture)} s per case, GB/s = 1e9 value bytes per second (push-pull and rtt count both directions)");
             Console.Out.WriteLine(limitLine);
-            KvBenchReport.WriteTable(Console.Out, results!, limit);
+            foreach (var (size, gbps) in bufferLimits)
+            {
+                Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"buffer limit for {ByteSizes.Format(size)}: the same loop cycling through {ByteSizes.Format(size)} buffers on both sides: {gbps:0.000} GB/s"));
+            }
+            KvBenchReport.WriteTable(Console.Out, results!, limit, bufferLimits);
         }
         return ExitCodes.Ok;
     }
@@ -176,12 +191,12 @@ internal static partial class BenchCommand
     }
 
     /// <summary>The raw loopback limit in GB/s: a hidden sink and source pair of processes, one TCP stream.</summary>
-    private static async Task<double> LoopbackGbpsAsync(double seconds, int chunk, CancellationToken ct)
+    private static async Task<double> LoopbackGbpsAsync(double seconds, int chunk, CancellationToken ct, int span = 0)
     {
         using var pair = new ProcessGroup();
         var port = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
         double? gbps = null;
-        pair.Start("loopback sink", ["bench", "loopback-sink", "--port", "0", "--chunk", LocalCluster.Inv(chunk)], line =>
+        pair.Start("loopback sink", ["bench", "loopback-sink", "--port", "0", "--chunk", LocalCluster.Inv(chunk), "--span", LocalCluster.Inv(span)], line =>
         {
             if (SinkListening().Match(line) is { Success: true } m)
             {
@@ -196,7 +211,7 @@ internal static partial class BenchCommand
         });
         string sinkPort = await port.Task.WaitAsync(TimeSpan.FromSeconds(30), ct);
         pair.Start("loopback source",
-            ["bench", "loopback-source", "--target", $"127.0.0.1:{sinkPort}", "--duration", seconds.ToString(CultureInfo.InvariantCulture), "--chunk", LocalCluster.Inv(chunk)]);
+            ["bench", "loopback-source", "--target", $"127.0.0.1:{sinkPort}", "--duration", seconds.ToString(CultureInfo.InvariantCulture), "--chunk", LocalCluster.Inv(chunk), "--span", LocalCluster.Inv(span)]);
         if (await pair.WaitAllAsync(ct) is { } failure)
         {
             throw new PsException(PsErrorCode.Internal, $"the loopback limit could not be measured: {failure.Failure}");
@@ -229,14 +244,14 @@ internal static partial class BenchCommand
 
     private static Command LoopbackSink()
     {
-        var command = new Command("loopback-sink", "Reads one TCP stream to its end as fast as possible (started by `bench kv`)") { SinkPort, Chunk };
+        var command = new Command("loopback-sink", "Reads one TCP stream to its end as fast as possible (started by `bench kv`)") { SinkPort, Chunk, Span };
         command.Hidden = true;
         command.SetAction(p =>
         {
             using var listener = LoopbackLimit.Listen(p.GetValue(SinkPort));
             Console.Out.WriteLine($"loopback sink listening on {((System.Net.IPEndPoint)listener.LocalEndPoint!).Port}");
             Console.Out.Flush();
-            var (bytes, seconds) = LoopbackLimit.RunSink(listener, p.GetValue(Chunk));
+            var (bytes, seconds) = LoopbackLimit.RunSink(listener, p.GetValue(Chunk), p.GetValue(Span));
             Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{{\"loopback_bytes\":{bytes},\"seconds\":{seconds}}}"));
             return ExitCodes.Ok;
         });
@@ -245,13 +260,13 @@ internal static partial class BenchCommand
 
     private static Command LoopbackSource()
     {
-        var command = new Command("loopback-source", "Writes one TCP stream as fast as possible (started by `bench kv`)") { Target, Duration, Chunk };
+        var command = new Command("loopback-source", "Writes one TCP stream as fast as possible (started by `bench kv`)") { Target, Duration, Chunk, Span };
         command.Hidden = true;
         command.SetAction(p =>
         {
             string target = p.GetValue(Target)!;
             int colon = target.LastIndexOf(':');
-            LoopbackLimit.RunSource(target[..colon], int.Parse(target[(colon + 1)..], CultureInfo.InvariantCulture), p.GetValue(Duration), p.GetValue(Chunk));
+            LoopbackLimit.RunSource(target[..colon], int.Parse(target[(colon + 1)..], CultureInfo.InvariantCulture), p.GetValue(Duration), p.GetValue(Chunk), p.GetValue(Span));
             return ExitCodes.Ok;
         });
         return command;

@@ -30,6 +30,12 @@ internal sealed class Connection
     /// </summary>
     public const int InlineSendDepth = 2;
 
+    /// <summary>Payload bytes a handler sees in <see cref="IFrameHandler.TryBeginChunks"/> (enough for the keys of a large push).</summary>
+    public const int ChunkedPrefixBytes = 4096;
+
+    /// <summary>Bytes per piece of a chunked frame: small enough to stay in a core's cache between the kernel's copy and the handler's use.</summary>
+    public const int ChunkBytes = 128 << 10;
+
     private readonly Socket _socket;
     private readonly IFrameHandler _handler;
     private readonly TransportOptions _options;
@@ -620,7 +626,24 @@ internal sealed class Connection
 
     private bool ReceiveLargeFrame(ref byte[] buffer, ref int start, ref int end, in FrameHeader header)
     {
-        int have = end - start - FrameHeader.Size; // payload bytes already here
+        if (start > 0)
+        {
+            buffer.AsSpan(start, end - start).CopyTo(buffer); // at most one read-ahead: cheap, and leaves room for a prefix
+            end -= start;
+            start = 0;
+        }
+        int prefix = Math.Min(header.PayloadLength, ChunkedPrefixBytes);
+        if (end - FrameHeader.Size < prefix && !ReceiveExactly(buffer.AsSpan(end, prefix - (end - FrameHeader.Size))))
+        {
+            Close("the peer closed the connection");
+            return false;
+        }
+        end = Math.Max(end, FrameHeader.Size + prefix);
+        int have = end - FrameHeader.Size; // payload bytes already here
+        if (have < header.PayloadLength && _handler.TryBeginChunks(this, header, buffer.AsSpan(FrameHeader.Size, have)))
+        {
+            return ReceiveChunks(buffer, header, header.PayloadLength - have, ref start, ref end);
+        }
         if (_handler.TryBeginDirect(this, header, out var target))
         {
             bool received = false;
@@ -653,6 +676,38 @@ internal sealed class Connection
         _handler.OnFrame(this, header, buffer.AsSpan(start + FrameHeader.Size, header.PayloadLength));
         start = end = 0;
         return true;
+    }
+
+    /// <summary>Receives the rest of a chunked frame piece by piece into the front of the buffer, handing each piece over.</summary>
+    private bool ReceiveChunks(byte[] buffer, in FrameHeader header, int remaining, ref int start, ref int end)
+    {
+        bool received = false;
+        try
+        {
+            int chunk = Math.Min(buffer.Length, ChunkBytes);
+            while (remaining > 0)
+            {
+                int read = _socket.Receive(buffer, 0, Math.Min(chunk, remaining), SocketFlags.None);
+                if (read == 0)
+                {
+                    break;
+                }
+                Interlocked.Add(ref _bytesReceived, read);
+                remaining -= read;
+                _handler.OnChunk(this, header, buffer.AsSpan(0, read));
+            }
+            received = remaining == 0;
+        }
+        finally
+        {
+            _handler.EndChunks(this, header, received);
+        }
+        start = end = 0;
+        if (!received)
+        {
+            Close("the peer closed the connection");
+        }
+        return received;
     }
 
     /// <summary>Closes the connection once; the handler's <see cref="IFrameHandler.OnClosed"/> runs with the first reason.</summary>

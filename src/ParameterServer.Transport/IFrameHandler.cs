@@ -30,6 +30,25 @@ internal interface IFrameHandler
     {
     }
 
+    /// <summary>
+    /// For a large frame whose payload has not fully arrived: take the payload piece by piece as it arrives instead of
+    /// whole (a server applies a large push while the rest is still on the wire, from a chunk that stays in cache).
+    /// <paramref name="first"/> holds the payload's first bytes (at least <see cref="Connection.ChunkedPrefixBytes"/> of
+    /// it, or all of it if it is shorter). When this returns true the handler has taken <paramref name="first"/>; the
+    /// connection then calls <see cref="OnChunk"/> for each further piece, in order, and <see cref="EndChunks"/> once.
+    /// </summary>
+    bool TryBeginChunks(Connection connection, in FrameHeader header, ReadOnlySpan<byte> first) => false;
+
+    /// <summary>The next piece of the payload of a frame accepted by <see cref="TryBeginChunks"/>; valid only during the call.</summary>
+    void OnChunk(Connection connection, in FrameHeader header, ReadOnlySpan<byte> chunk)
+    {
+    }
+
+    /// <summary>The last piece of a chunked frame was handed over (<paramref name="received"/>), or the connection failed first.</summary>
+    void EndChunks(Connection connection, in FrameHeader header, bool received)
+    {
+    }
+
     /// <summary>The payload promised by <see cref="TryBeginDirect"/> has arrived (or never will).</summary>
     void EndDirect(Connection connection, in FrameHeader header, bool received)
     {

@@ -43,7 +43,11 @@ internal sealed class RawPeer : IDisposable
 {
     private readonly TcpClient _client = new();
 
-    public RawPeer(int port) => _client.Connect(IPAddress.Loopback, port);
+    public RawPeer(int port)
+    {
+        _client.NoDelay = true; // each Write leaves as written: tests control how a frame is split
+        _client.Connect(IPAddress.Loopback, port);
+    }
 
     public void Write(ReadOnlySpan<byte> bytes) => _client.GetStream().Write(bytes);
 

@@ -1,3 +1,6 @@
+using System.Runtime.InteropServices;
+using ParameterServer.Protocol;
+
 namespace ParameterServer.IntegrationTests;
 
 /// <summary>
@@ -73,6 +76,57 @@ public class LargeValueTests
             var pulled = new float[values.Length];
             table.Wait(table.Pull(keys, pulled));
             Assert.Equal(values, pulled);
+        }
+    }
+
+    /// <summary>
+    /// A large push to a sum table is applied piece by piece as it arrives; pieces that split a float, a key section
+    /// that arrives alone and a frame that stops halfway must not change what a complete push adds.
+    /// </summary>
+    [Fact]
+    public async Task A_large_push_arriving_in_odd_pieces_is_applied_exactly()
+    {
+        var (cluster, clients) = await InProcessCluster.StartAsync(servers: 1, workers: 1);
+        await using (cluster)
+        {
+            await using var client = clients[0];
+            const int width = 3 * 8192; // 96 KiB rows: applied in slices
+            var table = await client.DeclareTableAsync(new TableSpec("pieces", width) { DenseSize = 16, BlockKeys = 4 });
+            ulong[] keys = [5, 6];
+            var values = Enumerable.Range(0, keys.Length * width).Select(i => (i % 977) * 0.5f).ToArray();
+            var frame = new byte[FrameHeader.Size + (keys.Length * 8) + (values.Length * 4)];
+            new FrameHeader
+            {
+                Type = MessageType.Push, SenderId = 99, RequestId = 7, TableId = client.View.FindTable("pieces")!.Id,
+                KeyCount = keys.Length, RowWidth = width, ElementType = WireElementType.Float32, PayloadLength = frame.Length - FrameHeader.Size,
+            }.Write(frame);
+            MemoryMarshal.AsBytes(keys.AsSpan()).CopyTo(frame.AsSpan(FrameHeader.Size));
+            MemoryMarshal.AsBytes(values.AsSpan()).CopyTo(frame.AsSpan(FrameHeader.Size + (keys.Length * 8)));
+
+            using (var peer = new RawPeer(cluster.Servers[0].Port))
+            {
+                int[] pieces = [FrameHeader.Size + 9, 4093, 3, 1, 70001, 6, 12345];
+                int sent = 0;
+                for (int i = 0; sent < frame.Length; i++)
+                {
+                    int n = Math.Min(pieces[i % pieces.Length], frame.Length - sent);
+                    peer.Write(frame.AsSpan(sent, n));
+                    sent += n;
+                    Thread.Sleep(1); // let each piece arrive on its own
+                }
+                var ack = peer.ReadFrame(TimeSpan.FromSeconds(10)) ?? throw new Xunit.Sdk.XunitException("the server closed the connection instead of acknowledging");
+                Assert.Equal(ErrorCode.None, ack.Header.Error);
+                Assert.Equal(7UL, ack.Header.RequestId);
+            }
+            using (var broken = new RawPeer(cluster.Servers[0].Port))
+            {
+                broken.Write(frame.AsSpan(0, FrameHeader.Size + 16)); // the keys, then the peer goes away
+            }
+
+            var pulled = new float[values.Length];
+            table.Wait(table.Push(keys, values));
+            table.Wait(table.Pull(keys, pulled));
+            Assert.Equal(values.Select(v => v * 2), pulled);
         }
     }
 }

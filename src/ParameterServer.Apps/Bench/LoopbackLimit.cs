@@ -25,37 +25,46 @@ public static class LoopbackLimit
         return listener;
     }
 
-    /// <summary>Accepts one connection and reads it to the end. Returns the bytes and the seconds from first byte to end.</summary>
-    public static (long Bytes, double Seconds) RunSink(Socket listener, int chunk)
+    /// <summary>
+    /// Accepts one connection and reads it to the end, <paramref name="chunk"/> bytes per call, cycling through a buffer
+    /// of <paramref name="span"/> bytes (the chunk itself by default; a value's size to model values in cold memory).
+    /// Returns the bytes and the seconds from first byte to end.
+    /// </summary>
+    public static (long Bytes, double Seconds) RunSink(Socket listener, int chunk, int span = 0)
     {
         using var socket = listener.Accept();
-        var buffer = GC.AllocateUninitializedArray<byte>(chunk, pinned: true);
-        long bytes = socket.Receive(buffer);
+        var buffer = GC.AllocateUninitializedArray<byte>(Math.Max(chunk, span), pinned: true);
+        long bytes = socket.Receive(buffer, 0, chunk, SocketFlags.None);
         long start = Stopwatch.GetTimestamp();
+        int offset = 0;
         while (true)
         {
-            int read = socket.Receive(buffer);
+            int read = socket.Receive(buffer, offset, Math.Min(chunk, buffer.Length - offset), SocketFlags.None);
             if (read == 0)
             {
                 break;
             }
             bytes += read;
+            offset = offset + read == buffer.Length ? 0 : offset + read;
         }
         return (bytes, Stopwatch.GetElapsedTime(start).TotalSeconds);
     }
 
-    /// <summary>Connects and sends for <paramref name="seconds"/>, then closes the stream. Returns the bytes sent.</summary>
-    public static long RunSource(string host, int port, double seconds, int chunk)
+    /// <summary>Connects and sends for <paramref name="seconds"/> (cycling through a buffer as the sink does), then closes the stream. Returns the bytes sent.</summary>
+    public static long RunSource(string host, int port, double seconds, int chunk, int span = 0)
     {
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         socket.Connect(new IPEndPoint(IPAddress.Parse(host), port));
-        var buffer = GC.AllocateUninitializedArray<byte>(chunk, pinned: true);
+        var buffer = GC.AllocateUninitializedArray<byte>(Math.Max(chunk, span), pinned: true);
         Random.Shared.NextBytes(buffer);
         long end = Stopwatch.GetTimestamp() + (long)(seconds * Stopwatch.Frequency);
         long bytes = 0;
+        int offset = 0;
         while (Stopwatch.GetTimestamp() < end)
         {
-            bytes += socket.Send(buffer);
+            int sent = socket.Send(buffer, offset, Math.Min(chunk, buffer.Length - offset), SocketFlags.None);
+            bytes += sent;
+            offset = offset + sent == buffer.Length ? 0 : offset + sent;
         }
         socket.Shutdown(SocketShutdown.Send);
         return bytes;

@@ -11,7 +11,7 @@ namespace ParameterServer;
 // result does not depend on whether it landed in the vector body or the tail.
 
 /// <summary>values += pushed.</summary>
-internal sealed class SumHandler : IRunUpdateHandler
+internal sealed class SumHandler : IRunUpdateHandler, IElementwiseUpdateHandler
 {
     public int StateLength(int width)
     {
@@ -32,11 +32,13 @@ internal sealed class SumHandler : IRunUpdateHandler
         Simd.Add(rows, pushed);
     }
 
+    public void ApplyElements(Span<float> values, ReadOnlySpan<float> pushed) => Simd.Add(values, pushed);
+
     public override string ToString() => "sum";
 }
 
 /// <summary>w -= lr * (g + l2 * w).</summary>
-internal sealed class SgdHandler(float learningRate, float l2) : IRunUpdateHandler
+internal sealed class SgdHandler(float learningRate, float l2) : IRunUpdateHandler, IElementwiseUpdateHandler
 {
     public int StateLength(int width)
     {
@@ -54,6 +56,15 @@ internal sealed class SgdHandler(float learningRate, float l2) : IRunUpdateHandl
     {
         HandlerChecks.Run(rows, pushed, width, count, 0);
         Update(rows, pushed);
+    }
+
+    public void ApplyElements(Span<float> values, ReadOnlySpan<float> pushed)
+    {
+        if (values.Length != pushed.Length)
+        {
+            throw new ArgumentException($"pushed slice has {pushed.Length} floats, the stored slice {values.Length}.", nameof(pushed));
+        }
+        Update(values, pushed);
     }
 
     private void Update(Span<float> w, ReadOnlySpan<float> g)

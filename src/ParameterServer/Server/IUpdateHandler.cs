@@ -24,3 +24,13 @@ internal interface IRunUpdateHandler : IUpdateHandler
     /// </summary>
     void ApplyRun(Span<float> rows, ReadOnlySpan<float> pushed, int width, int count);
 }
+
+/// <summary>
+/// A stateless handler whose every value is updated from its own pushed value alone, so any contiguous slice of a row
+/// can be applied on its own (a large push is then applied piece by piece as it arrives).
+/// </summary>
+internal interface IElementwiseUpdateHandler : IUpdateHandler
+{
+    /// <summary>Applies <paramref name="pushed"/> to the equally long slice <paramref name="values"/> of one row.</summary>
+    void ApplyElements(Span<float> values, ReadOnlySpan<float> pushed);
+}

@@ -17,7 +17,7 @@ namespace ParameterServer;
 /// push / pull requests from workers. Requests are handled inline on each connection's receive thread; the
 /// stores lock per block, so there is no global lock on the data path.
 /// </summary>
-public sealed class ServerNode : IAsyncDisposable
+public sealed partial class ServerNode : IAsyncDisposable
 {
     private readonly ServerOptions _options;
     private readonly ILogger _log;
@@ -166,7 +166,15 @@ public sealed class ServerNode : IAsyncDisposable
 
     private sealed class DataHandler(ServerNode server) : IFrameHandler
     {
+        private readonly ChunkedPush _chunks = new(server);
+
         public void OnFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload) => server.OnDataFrame(connection, header, payload);
+
+        public bool TryBeginChunks(Connection connection, in FrameHeader header, ReadOnlySpan<byte> first) => _chunks.TryBegin(connection, header, first);
+
+        public void OnChunk(Connection connection, in FrameHeader header, ReadOnlySpan<byte> chunk) => _chunks.Add(chunk);
+
+        public void EndChunks(Connection connection, in FrameHeader header, bool received) => _chunks.End(connection, header, received);
 
         public void OnClosed(Connection connection, string reason) => server._log.LogDebug("Server {Id}: {Peer} disconnected: {Reason}", server.Id, connection.Peer, reason);
     }
@@ -196,43 +204,42 @@ public sealed class ServerNode : IAsyncDisposable
         }
     }
 
-    private void HandleData(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload)
+    /// <summary>
+    /// Checks a data request against the view and the table (the payload needs only its key section). Returns what is
+    /// wrong, or null with the view, table and keys to serve it.
+    /// </summary>
+    private (ErrorCode Code, string Message)? Check(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload, out ClusterView view, out TableStore table, out KeyList keys)
     {
-        var view = _view;
+        view = _view!;
         var tables = _tables;
-        var table = (uint)header.TableId < (uint)tables.Length ? tables[header.TableId] : null;
+        table = ((uint)header.TableId < (uint)tables.Length ? tables[header.TableId] : null)!;
+        keys = default;
         if (view is null || table is null)
         {
             string why = _tableErrors.TryGetValue(header.TableId, out var error) ? error : "declare it first (PsClient.DeclareTableAsync)";
-            SendError(connection, header, ErrorCode.UnknownTable, $"server {Id} has no table {header.TableId}: {why}");
-            return;
+            return (ErrorCode.UnknownTable, $"server {Id} has no table {header.TableId}: {why}");
         }
         if (header.RowWidth != table.Width)
         {
-            SendError(connection, header, ErrorCode.WrongWidth, $"table '{table.Info.Name}' has rows of width {table.Width}, the request has width {header.RowWidth}");
-            return;
+            return (ErrorCode.WrongWidth, $"table '{table.Info.Name}' has rows of width {table.Width}, the request has width {header.RowWidth}");
         }
         if (header.ElementType != table.Info.ElementType)
         {
-            SendError(connection, header, ErrorCode.WrongElementType, $"table '{table.Info.Name}' holds {table.Info.ElementType}, the request carries {header.ElementType}");
-            return;
+            return (ErrorCode.WrongElementType, $"table '{table.Info.Name}' holds {table.Info.ElementType}, the request carries {header.ElementType}");
         }
         if (DataPayload.Validate(header) is { } malformed)
         {
-            SendError(connection, header, ErrorCode.MalformedPayload, malformed);
-            return;
+            return (ErrorCode.MalformedPayload, malformed);
         }
-        var keys = DataPayload.Keys(header, payload);
+        keys = DataPayload.Keys(header, payload);
         int unsorted = keys.FindUnsorted();
         if (unsorted >= 0)
         {
-            SendError(connection, header, ErrorCode.KeysNotSorted, $"keys must be sorted ascending without duplicates: key[{unsorted}] = {keys[unsorted]} follows {keys[unsorted - 1]}");
-            return;
+            return (ErrorCode.KeysNotSorted, $"keys must be sorted ascending without duplicates: key[{unsorted}] = {keys[unsorted]} follows {keys[unsorted - 1]}");
         }
         if (table.Info.IsDense && keys.Count > 0 && keys[keys.Count - 1] >= table.Info.DenseSize)
         {
-            SendError(connection, header, ErrorCode.KeyOutOfRange, $"key {keys[keys.Count - 1]} is outside dense table '{table.Info.Name}' of size {table.Info.DenseSize}");
-            return;
+            return (ErrorCode.KeyOutOfRange, $"key {keys[keys.Count - 1]} is outside dense table '{table.Info.Name}' of size {table.Info.DenseSize}");
         }
         var placement = view.PlacementOf(table.Info);
         int mySlot = view.SlotOfServer(Id);
@@ -241,14 +248,22 @@ public sealed class ServerNode : IAsyncDisposable
             if (placement.SlotOf(keys[i]) != mySlot)
             {
                 int owner = view.Servers[placement.SlotOf(keys[i])].Id;
-                SendError(connection, header, ErrorCode.WrongOwner, $"key {keys[i]} of table '{table.Info.Name}' belongs to server {owner} under view {view.Number}, not server {Id}");
-                return;
+                return (ErrorCode.WrongOwner, $"key {keys[i]} of table '{table.Info.Name}' belongs to server {owner} under view {view.Number}, not server {Id}");
             }
         }
         long answerLength = FrameHeader.Size + (header.Type == MessageType.Push ? 0 : (long)keys.Count * table.Width * sizeof(float));
         if (answerLength > connection.MaxFrameBytes)
         {
-            SendError(connection, header, ErrorCode.InvalidArgument, $"the answer would be {answerLength} bytes, over MaxFrameBytes ({connection.MaxFrameBytes}); pull fewer keys per call");
+            return (ErrorCode.InvalidArgument, $"the answer would be {answerLength} bytes, over MaxFrameBytes ({connection.MaxFrameBytes}); pull fewer keys per call");
+        }
+        return null;
+    }
+
+    private void HandleData(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        if (Check(connection, header, payload, out var view, out var table, out var keys) is { } problem)
+        {
+            SendError(connection, header, problem.Code, problem.Message);
             return;
         }
         var values = MemoryMarshal.Cast<byte, float>(DataPayload.Values(header, payload));
@@ -384,7 +399,7 @@ public sealed class ServerNode : IAsyncDisposable
     private ref struct SocketSink(Connection connection, int payloadLength) : IRowSink
     {
         private const int MinDirectBytes = 16 << 10;
-        private const double CopyBytesPerSecond = 4e9; // a memory copy on a slow machine (docs/PERFORMANCE.md)
+        private const double CopyBytesPerSecond = 1e9; // a memory copy on a slow machine (docs/PERFORMANCE.md)
         private readonly Connection _connection = connection;
         private int _remaining = payloadLength;
         private byte[]? _spill;

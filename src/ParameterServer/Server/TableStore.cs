@@ -139,6 +139,19 @@ internal sealed class TableStore
         }
     }
 
+    /// <summary>Whether <see cref="ApplySlice"/> may be used: the handler updates each value from its pushed value alone.</summary>
+    public bool AppliesSlices => Handler is IElementwiseUpdateHandler;
+
+    /// <summary>Applies <paramref name="pushed"/> to values [offset, offset + pushed.Length) of one key's row (see <see cref="AppliesSlices"/>).</summary>
+    public void ApplySlice(ulong key, int offset, ReadOnlySpan<float> pushed)
+    {
+        var block = GetBlock(Info.BlockOf(key));
+        lock (block.Gate)
+        {
+            ((IElementwiseUpdateHandler)Handler).ApplyElements(block.Row(key, RowStride).Slice(offset, pushed.Length), pushed);
+        }
+    }
+
     /// <summary>Applies one pushed row (sync mode applies the aggregate of a round key by key).</summary>
     public void ApplyOne(ulong key, ReadOnlySpan<float> pushed)
     {

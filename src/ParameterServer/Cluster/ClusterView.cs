@@ -11,8 +11,9 @@ internal sealed class ClusterView
 {
     private readonly ConcurrentDictionary<int, TablePlacement> _placements = new();
 
-    public ClusterView(uint number, bool ready, int virtualNodes, int expectedServers, int expectedWorkers, IReadOnlyList<NodeInfo> nodes, IReadOnlyList<TableInfo> tables)
+    public ClusterView(uint number, bool ready, int virtualNodes, int expectedServers, int expectedWorkers, IReadOnlyList<NodeInfo> nodes, IReadOnlyList<TableInfo> tables, int replication = 1)
     {
+        Replication = Math.Max(1, replication);
         Number = number;
         Ready = ready;
         VirtualNodes = virtualNodes;
@@ -35,6 +36,12 @@ internal sealed class ClusterView
     public int ExpectedServers { get; }
 
     public int ExpectedWorkers { get; }
+
+    /// <summary>Copies of each block the job keeps (primary plus replicas), as configured.</summary>
+    public int Replication { get; }
+
+    /// <summary>Copies of each block under this view: <see cref="Replication"/>, or fewer while fewer servers are alive.</summary>
+    public int ChainLength => Math.Min(Replication, Servers.Count);
 
     public IReadOnlyList<NodeInfo> Nodes { get; }
 
@@ -105,6 +112,7 @@ internal sealed class ClusterView
             w.WriteInt32(t.BlockKeys);
             w.WriteInt32(t.BlockBits);
         }
+        w.WriteInt32(Replication);
     }
 
     public static ClusterView Read(ReadOnlySpan<byte> payload)
@@ -141,7 +149,8 @@ internal sealed class ClusterView
             int blockBits = r.ReadInt32();
             tables[i] = new TableInfo(id, name, width, handler, mode, denseSize, blockKeys, blockBits);
         }
-        return new ClusterView(number, ready, Math.Max(vnodes, 1), expectedServers, expectedWorkers, nodes, tables);
+        int replication = r.ReadInt32();
+        return new ClusterView(number, ready, Math.Max(vnodes, 1), expectedServers, expectedWorkers, nodes, tables, replication);
     }
 }
 
@@ -150,6 +159,8 @@ internal sealed class TablePlacement
 {
     private const long MaxCachedBlocks = 1 << 22;
     private readonly int[]? _slotOfBlock;
+    private readonly int[]? _chainSlots; // ChainLength slots per block, primary first
+    private readonly Dictionary<int, int> _slotOfServerId;
     private readonly Dictionary<int, int> _slotOfServer;
     private readonly HashRing _ring;
 
@@ -162,15 +173,57 @@ internal sealed class TablePlacement
         {
             _slotOfServer[view.Servers[i].Id] = i;
         }
+        _slotOfServerId = _slotOfServer;
         ServerCount = view.Servers.Count;
+        ChainLength = view.ChainLength;
         if (!_ring.IsEmpty && table.BlockCount <= MaxCachedBlocks)
         {
             _slotOfBlock = new int[table.BlockCount];
+            if (ChainLength > 1)
+            {
+                _chainSlots = new int[table.BlockCount * ChainLength];
+            }
+            Span<int> chain = stackalloc int[Math.Max(ChainLength, 1)];
             for (long b = 0; b < _slotOfBlock.Length; b++)
             {
-                _slotOfBlock[b] = _slotOfServer[_ring.OwnerOf(table.RingPositionOf(b))];
+                if (_chainSlots is null)
+                {
+                    _slotOfBlock[b] = _slotOfServer[_ring.OwnerOf(table.RingPositionOf(b))];
+                    continue;
+                }
+                _ring.ChainOf(table.RingPositionOf(b), chain);
+                for (int i = 0; i < ChainLength; i++)
+                {
+                    _chainSlots[(b * ChainLength) + i] = _slotOfServer[chain[i]];
+                }
+                _slotOfBlock[b] = _chainSlots[b * ChainLength];
             }
         }
+    }
+
+    /// <summary>Copies of each block under this view (see <see cref="ClusterView.ChainLength"/>).</summary>
+    public int ChainLength { get; }
+
+    /// <summary>Slots of the servers holding a block, primary first; <paramref name="slots"/> needs <see cref="ChainLength"/> room. Returns the count.</summary>
+    public int ChainOfBlock(long block, Span<int> slots)
+    {
+        if (_chainSlots is { } cached)
+        {
+            cached.AsSpan((int)(block * ChainLength), ChainLength).CopyTo(slots);
+            return ChainLength;
+        }
+        if (ChainLength <= 1)
+        {
+            slots[0] = SlotOfBlock(block);
+            return 1;
+        }
+        Span<int> ids = stackalloc int[ChainLength];
+        int n = _ring.ChainOf(Table.RingPositionOf(block), ids);
+        for (int i = 0; i < n; i++)
+        {
+            slots[i] = _slotOfServerId[ids[i]];
+        }
+        return n;
     }
 
     public TableInfo Table { get; }

@@ -50,6 +50,34 @@ internal sealed class HashRing
         return _owners[index == _points.Length ? 0 : index];
     }
 
+    /// <summary>
+    /// The replication chain of a ring position: its owner, then the next distinct servers clockwise, at most
+    /// <paramref name="chain"/>.Length of them. When a server leaves, every chain it headed is headed by its successor in
+    /// that chain, which already holds the data: that is why replicas are the ring successors. Returns the chain length.
+    /// </summary>
+    public int ChainOf(ulong position, Span<int> chain)
+    {
+        if (_points.Length == 0)
+        {
+            throw new InvalidOperationException("the ring has no servers");
+        }
+        int index = Array.BinarySearch(_points, position);
+        if (index < 0)
+        {
+            index = ~index;
+        }
+        int length = 0;
+        for (int step = 0; step < _points.Length && length < chain.Length; step++)
+        {
+            int owner = _owners[(index + step) % _points.Length];
+            if (!chain[..length].Contains(owner))
+            {
+                chain[length++] = owner;
+            }
+        }
+        return length;
+    }
+
     /// <summary>The arcs of the ring as (start exclusive, end inclusive, server), in order; the first arc wraps around zero.</summary>
     public IEnumerable<(ulong StartExclusive, ulong EndInclusive, int Server)> Arcs()
     {

@@ -401,7 +401,7 @@ public sealed class SchedulerNode : IAsyncDisposable
     {
         var nodes = new List<NodeInfo> { new(SchedulerId, NodeRole.Scheduler, 0, AdvertisedHost, _listener.Port, true) };
         nodes.AddRange(_nodes.Values.OrderBy(n => n.Id).Select(n => n.Info));
-        return new ClusterView(_viewNumber, _ready, _options.VirtualNodes, _options.Servers, _options.Workers, nodes, _tables.ToArray());
+        return new ClusterView(_viewNumber, _ready, _options.VirtualNodes, _options.Servers, _options.Workers, nodes, _tables.ToArray(), _options.EffectiveReplication);
     }
 
     /// <summary>Makes a new view and queues it for every live node; nodes acknowledge with the view number as request id.</summary>

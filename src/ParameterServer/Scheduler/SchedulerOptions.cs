@@ -23,6 +23,14 @@ public sealed class SchedulerOptions
     /// <summary>Points per server on the consistent-hash ring. Defaults to 256 (about 6% load imbalance).</summary>
     public int VirtualNodes { get; set; } = 256;
 
+    /// <summary>
+    /// Copies of every key range: a primary and its successors on the ring. 0 (the default) means 2 when the job has
+    /// at least 2 servers, else 1. A push is acknowledged once every copy has it.
+    /// </summary>
+    public int Replication { get; set; }
+
+    internal int EffectiveReplication => Replication > 0 ? Math.Min(Replication, Servers) : Math.Min(2, Servers);
+
     /// <summary>How often nodes send heartbeats (told to them at registration). Defaults to 500 ms.</summary>
     public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromMilliseconds(500);
 
@@ -50,6 +58,14 @@ public sealed class SchedulerOptions
         if (VirtualNodes is < 1 or > 65536)
         {
             throw new ArgumentOutOfRangeException(nameof(VirtualNodes), VirtualNodes, "virtual nodes per server must be in [1, 65536]");
+        }
+        if (Replication is < 0 or > 16)
+        {
+            throw new ArgumentOutOfRangeException(nameof(Replication), Replication, "replication must be in [1, 16] (0: the default)");
+        }
+        if (Replication > Servers)
+        {
+            throw new ArgumentOutOfRangeException(nameof(Replication), Replication, $"replication {Replication} needs at least {Replication} servers, the job has {Servers}");
         }
         if (Port is < 0 or > 65535)
         {

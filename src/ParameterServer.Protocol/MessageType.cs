@@ -21,6 +21,13 @@ internal enum MessageType : byte
     /// <summary>Read every row a server holds for a table, a few blocks per request (Round = first block).</summary>
     Scan = 20,
 
+    // Server <-> server.
+    /// <summary>
+    /// A primary forwards an applied push to a replica of its keys (chain replication). Payload as a push; Aux = the
+    /// worker's node id, Round = the push's dedup id (see <see cref="FrameFlags.Resend"/>). Answered once applied.
+    /// </summary>
+    Replicate = 24,
+
     // The answer to any request: same request id, ErrorCode 0 and a payload, or an error code and a UTF-8 message.
     Response = 32,
 }
@@ -36,8 +43,13 @@ internal enum FrameFlags : ushort
     Compressed = 1 << 1,
     /// <summary>Reserved for key caching: the key section was sent before and is referenced by a signature.</summary>
     KeysCached = 1 << 2,
+    /// <summary>
+    /// A worker sends a push again after a failover. Round then holds the request id the push was first sent with, and a
+    /// server that has applied that (sender, id) already, as primary or as replica, only acknowledges it.
+    /// </summary>
+    Resend = 1 << 3,
 
-    Known = KeyRange,
+    Known = KeyRange | Resend,
 }
 
 /// <summary>Element type of a table's values. Sizes come from <see cref="ElementTypes.SizeOf"/>; the transport never looks inside.</summary>

@@ -41,7 +41,8 @@ public sealed partial class ServerNode
                 return false;
             }
             // Anything wrong is answered by the whole-frame path, which reports it.
-            if (server.Check(connection, header, first, out _, out var table, out var keys) is not null || table.Aggregator is not null || !table.AppliesSlices)
+            if (server.Check(connection, header, first, out var view, out var table, out var keys) is not null || table.Aggregator is not null || !table.AppliesSlices
+                || view.ChainLength > 1) // replicated pushes are applied whole, once per (sender, id)
             {
                 return false;
             }

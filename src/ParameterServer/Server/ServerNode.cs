@@ -65,6 +65,9 @@ public sealed partial class ServerNode : IAsyncDisposable
 
     public int Id { get; private set; } = -1;
 
+    /// <summary>The rows this server holds for a table (tests and tools).</summary>
+    internal TableStore? TableStoreOf(int tableId) => (uint)tableId < (uint)_tables.Length ? _tables[tableId] : null;
+
     public int Port => _listener.Port;
 
     /// <summary>Completes when the scheduler shuts the job down (0) or the scheduler is lost (1).</summary>
@@ -189,6 +192,9 @@ public sealed partial class ServerNode : IAsyncDisposable
             case MessageType.PushPull:
                 HandleData(connection, header, payload);
                 break;
+            case MessageType.Replicate:
+                HandleReplicate(connection, header, payload);
+                break;
             case MessageType.Scan:
                 HandleScan(connection, header);
                 break;
@@ -280,7 +286,17 @@ public sealed partial class ServerNode : IAsyncDisposable
             }
             return;
         }
-        table.Apply(keys, values);
+        if (view.ChainLength > 1)
+        {
+            if (ApplyReplicated(connection, header, view, table, keys, values))
+            {
+                return; // acknowledged when the replicas have it
+            }
+        }
+        else
+        {
+            table.Apply(keys, values);
+        }
         if (header.Type == MessageType.PushPull)
         {
             SendValues(connection, header, table, keys);
@@ -304,7 +320,16 @@ public sealed partial class ServerNode : IAsyncDisposable
         int maxRows = (int)Math.Clamp((Math.Min(connection.MaxFrameBytes, 64 << 20) - FrameHeader.Size) / rowBytes, 1, 1 << 22);
         var keys = new List<ulong>();
         var values = new List<float>();
-        var (rows, next) = table.Scan(Math.Max(0, header.Round), maxRows, keys, values);
+        // Only the blocks this server is primary for: replicas would list every row once per copy.
+        var view = _view;
+        Func<long, bool>? primary = null;
+        if (view is not null && view.ChainLength > 1)
+        {
+            var placement = view.PlacementOf(table.Info);
+            int mySlot = view.SlotOfServer(Id);
+            primary = block => placement.SlotOfBlock(block) == mySlot;
+        }
+        var (rows, next) = table.Scan(Math.Max(0, header.Round), maxRows, keys, values, primary);
         if ((long)rows * rowBytes + FrameHeader.Size > connection.MaxFrameBytes)
         {
             SendError(connection, header, ErrorCode.InvalidArgument, $"one block of table '{table.Info.Name}' holds {rows} rows, more than a frame can carry (MaxFrameBytes {connection.MaxFrameBytes})");
@@ -531,6 +556,7 @@ public sealed partial class ServerNode : IAsyncDisposable
         {
             ["server"] = Id,
             ["requests"] = Interlocked.Read(ref _requests),
+            ["replicated"] = Interlocked.Read(ref _replicated),
             ["bytes_sent"] = sent,
             ["bytes_received"] = received,
             ["tables"] = tables,
@@ -541,6 +567,7 @@ public sealed partial class ServerNode : IAsyncDisposable
     {
         _listener.Dispose();
         _scheduler?.Dispose();
+        ClosePeers();
         _completion.TrySetResult(1);
         return ValueTask.CompletedTask;
     }

@@ -230,7 +230,7 @@ internal sealed class TableStore
     /// <paramref name="maxRows"/> rows (always at least one non-empty block). Keys come out sorted within a
     /// block. Returns the rows written and the block to continue from (-1 when done).
     /// </summary>
-    public (int Rows, long NextBlock) Scan(long firstBlock, int maxRows, List<ulong> keys, List<float> values)
+    public (int Rows, long NextBlock) Scan(long firstBlock, int maxRows, List<ulong> keys, List<float> values, Func<long, bool>? include = null)
     {
         int rows = 0;
         long blockCount = _hugeBlocks is not null ? long.MaxValue : _blocks.Length;
@@ -238,7 +238,7 @@ internal sealed class TableStore
         for (long i = firstBlock; _hugeBlocks is null ? i < blockCount : i < huge.Length; i++)
         {
             var block = _hugeBlocks is null ? Volatile.Read(ref _blocks[i]) : _hugeBlocks[huge[i]];
-            if (block is null)
+            if (block is null || (include is not null && !include(block.Index)))
             {
                 continue;
             }

@@ -71,7 +71,7 @@ internal static partial class BenchCommand
     {
         var command = new Command("kv", "Push / pull throughput and latency on a local cluster of real processes, against the raw loopback limit")
         {
-            Servers, Workers, Options.Json, Options.VirtualNodes, Options.HeartbeatMs, Options.HeartbeatTimeoutMs, Options.RequestTimeoutS, Chunk,
+            Servers, Workers, Options.Json, Options.VirtualNodes, Options.Replication, Options.HeartbeatMs, Options.HeartbeatTimeoutMs, Options.RequestTimeoutS, Chunk,
         };
         foreach (var option in PlanOptions)
         {

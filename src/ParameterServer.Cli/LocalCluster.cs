@@ -16,7 +16,7 @@ internal static class LocalCluster
     {
         var command = new Command("local", "Start a local cluster (scheduler, servers, workers as child processes on 127.0.0.1) and run an app")
         {
-            Servers, Workers, Options.Json, Options.VirtualNodes, Options.HeartbeatMs, Options.HeartbeatTimeoutMs, Options.RequestTimeoutS,
+            Servers, Workers, Options.Json, Options.VirtualNodes, Options.Replication, Options.HeartbeatMs, Options.HeartbeatTimeoutMs, Options.RequestTimeoutS,
         };
         foreach (var option in AppOptions.All)
         {
@@ -39,14 +39,27 @@ internal static class LocalCluster
     }
 
     /// <summary>Starts `pserver scheduler` with the launcher options on a free port; returns its address.</summary>
-    internal static Task<string> StartSchedulerAsync(ProcessGroup children, int servers, int workers, ParseResult p, string logLevel, bool echo, CancellationToken ct) =>
-        LocalJob.StartSchedulerAsync(children, servers, workers, SchedulerArguments(p), logLevel, echo, ct);
+    internal static Task<string> StartSchedulerAsync(ProcessGroup children, int servers, int workers, ParseResult p, string logLevel, bool echo, CancellationToken ct)
+    {
+        CheckReplication(p, servers);
+        return LocalJob.StartSchedulerAsync(children, servers, workers, SchedulerArguments(p), logLevel, echo, ct);
+    }
 
     internal static string Inv(int value) => LocalJob.Inv(value);
 
+    /// <summary>Refuses a replication factor the cluster cannot hold before any process starts.</summary>
+    internal static void CheckReplication(ParseResult p, int servers)
+    {
+        int replication = p.GetValue(Options.Replication);
+        if (replication < 0 || replication > servers)
+        {
+            throw new ArgumentException($"--replication {replication} needs at least {replication} servers; this cluster has {servers} (use --servers {Math.Max(replication, 1)} or a smaller --replication)");
+        }
+    }
+
     private static string[] SchedulerArguments(ParseResult p) =>
     [
-        "--virtual-nodes", LocalJob.Inv(p.GetValue(Options.VirtualNodes)), "--heartbeat-ms", LocalJob.Inv(p.GetValue(Options.HeartbeatMs)),
+        "--virtual-nodes", LocalJob.Inv(p.GetValue(Options.VirtualNodes)), "--replication", LocalJob.Inv(p.GetValue(Options.Replication)), "--heartbeat-ms", LocalJob.Inv(p.GetValue(Options.HeartbeatMs)),
         "--heartbeat-timeout-ms", LocalJob.Inv(p.GetValue(Options.HeartbeatTimeoutMs)),
     ];
 
@@ -59,6 +72,7 @@ internal static class LocalCluster
         {
             throw new ArgumentException($"--servers and --workers must be at least 1 (got {servers} and {workers})");
         }
+        CheckReplication(p, servers);
         return new LocalJobSpec
         {
             Servers = servers,

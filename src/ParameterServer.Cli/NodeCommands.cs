@@ -17,7 +17,7 @@ internal static class NodeCommands
     {
         var command = new Command("scheduler", "Run the scheduler: membership, key ranges (consistent hashing), views, barriers, shutdown")
         {
-            Host, Port, Advertise, ExpectedServers, ExpectedWorkers, Options.VirtualNodes, Options.HeartbeatMs, Options.HeartbeatTimeoutMs, StartupTimeoutS, Options.MaxFrameMb,
+            Host, Port, Advertise, ExpectedServers, ExpectedWorkers, Options.VirtualNodes, Options.Replication, Options.HeartbeatMs, Options.HeartbeatTimeoutMs, StartupTimeoutS, Options.MaxFrameMb,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
@@ -30,6 +30,7 @@ internal static class NodeCommands
                 Servers = p.GetValue(ExpectedServers),
                 Workers = p.GetValue(ExpectedWorkers),
                 VirtualNodes = p.GetValue(Options.VirtualNodes),
+                Replication = p.GetValue(Options.Replication),
                 HeartbeatInterval = TimeSpan.FromMilliseconds(p.GetValue(Options.HeartbeatMs)),
                 HeartbeatTimeout = TimeSpan.FromMilliseconds(p.GetValue(Options.HeartbeatTimeoutMs)),
                 StartupTimeout = TimeSpan.FromSeconds(p.GetValue(StartupTimeoutS)),

@@ -23,6 +23,8 @@ internal static class Options
     public static readonly Option<int> HeartbeatTimeoutMs = Create("--heartbeat-timeout-ms", 5000, "Silence after which a node is declared dead, in milliseconds");
     public static readonly Option<int> RequestTimeoutS = Create("--request-timeout", 30, "Seconds a push or pull may wait for its servers");
     public static readonly Option<int> VirtualNodes = Create("--virtual-nodes", 256, "Points per server on the consistent-hash ring");
+
+    public static readonly Option<int> Replication = Create("--replication", 0, "Copies of each key range: a primary and its successors on the ring; a push is acknowledged once all have it (0: 2 with at least 2 servers, else 1)");
     public static readonly Option<int> MaxFrameMb = Create("--max-frame-mb", 512, "Largest frame accepted, in MiB");
 
     public static Transport.TransportOptions Transport(ParseResult p) => new() { MaxFrameBytes = checked(p.GetValue(MaxFrameMb) * (1 << 20)) };

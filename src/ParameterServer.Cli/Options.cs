@@ -19,8 +19,8 @@ internal static class Options
     public static readonly Option<bool> Json = Create("--json", false, "Print machine-readable JSON lines on standard output");
     public static readonly Option<string> LogLevel = Create("--log-level", "info", "Log level: trace, debug, info, warning, error");
     public static readonly Option<string?> Config = Create<string?>("--config", null, "JSON file with option values (keys are option names without dashes)");
-    public static readonly Option<int> HeartbeatMs = Create("--heartbeat-ms", 500, "Heartbeat interval in milliseconds");
-    public static readonly Option<int> HeartbeatTimeoutMs = Create("--heartbeat-timeout-ms", 5000, "Silence after which a node is declared dead, in milliseconds");
+    public static readonly Option<int> HeartbeatMs = Create("--heartbeat-ms", 100, "Heartbeat interval in milliseconds");
+    public static readonly Option<int> HeartbeatTimeoutMs = Create("--heartbeat-timeout-ms", 800, "Silence after which a node is declared dead, in milliseconds");
     public static readonly Option<int> RequestTimeoutS = Create("--request-timeout", 30, "Seconds a push or pull may wait for its servers");
     public static readonly Option<int> VirtualNodes = Create("--virtual-nodes", 256, "Points per server on the consistent-hash ring");
 

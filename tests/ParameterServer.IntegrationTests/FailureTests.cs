@@ -47,9 +47,9 @@ public class FailureTests
     }
 
     [Fact]
-    public async Task A_server_killed_mid_request_fails_the_calls_that_needed_it_within_the_timeout()
+    public async Task Without_replication_a_server_killed_mid_request_fails_the_calls_that_needed_it_within_the_timeout()
     {
-        using var scheduler = Pserver.Start("scheduler", "--port", "0", "--servers", "2", "--workers", "1", "--heartbeat-ms", "100", "--heartbeat-timeout-ms", "1000");
+        using var scheduler = Pserver.Start("scheduler", "--port", "0", "--servers", "2", "--workers", "1", "--replication", "1", "--heartbeat-ms", "100", "--heartbeat-timeout-ms", "1000");
         string line = await scheduler.WaitForLineAsync(l => l.StartsWith("scheduler listening on ", StringComparison.Ordinal), Limit);
         string address = line["scheduler listening on ".Length..];
         using var server1 = Pserver.Start("server", "--scheduler", address);

@@ -117,7 +117,7 @@ internal sealed class Pserver : IDisposable
 
     public int ExitCode => Process.ExitCode;
 
-    public string Describe() => $"exit code {Process.ExitCode}\nstdout:\n{Stdout}\nstderr:\n{Stderr}";
+    public string Describe() => $"{(Process.HasExited ? $"exit code {Process.ExitCode}" : "still running")}\nstdout:\n{Stdout}\nstderr:\n{Stderr}";
 
     public void Kill()
     {

@@ -53,6 +53,8 @@ public class ReplicationTests
             var primary = cluster.Servers.Single(s => s.Id == client.View.Servers[0].Id);
             var replica = cluster.Servers.Single(s => s.Id != primary.Id);
 
+            uint view = client.View.Number;
+
             byte[] Push(ulong requestId, FrameFlags flags, long round)
             {
                 var payload = new byte[8 + 8];
@@ -60,7 +62,7 @@ public class ReplicationTests
                 MemoryMarshal.Cast<byte, float>(payload.AsSpan(8)).Fill(1.5f);
                 var header = new FrameHeader
                 {
-                    Type = MessageType.Push, Flags = flags, SenderId = 77, RequestId = requestId, Round = round, TableId = info.Id,
+                    Type = MessageType.Push, Flags = flags, SenderId = 77, RequestId = requestId, Round = round, Aux = view, TableId = info.Id,
                     KeyCount = 1, RowWidth = 2, ElementType = WireElementType.Float32, PayloadLength = payload.Length,
                 };
                 var frame = new byte[FrameHeader.Size + payload.Length];
@@ -73,7 +75,7 @@ public class ReplicationTests
             {
                 peer.Write(Push(500, FrameFlags.None, 0));
                 Assert.Equal(ErrorCode.None, peer.ReadFrame(TimeSpan.FromSeconds(10))!.Value.Header.Error);
-                peer.Write(Push(501, FrameFlags.Resend, 500)); // the same push again, as after a failover
+                peer.Write(Push(501, FrameFlags.Resend, 500)); // the same push again as frame 501, naming frame 500 (as after a failover)
                 Assert.Equal(ErrorCode.None, peer.ReadFrame(TimeSpan.FromSeconds(10))!.Value.Header.Error);
             }
             using (var peer = new RawPeer(replica.Port))

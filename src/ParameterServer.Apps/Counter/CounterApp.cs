@@ -102,6 +102,9 @@ public sealed class CounterApp(CounterOptions options) : IPsApp
                 ["expected"] = expected,
                 ["mismatches"] = mismatches,
                 ["seconds"] = Math.Round(seconds, 3),
+                ["resent_slices"] = client.Failovers,
+                ["failover_ms"] = client.LastFailover is { } f ? Math.Round(f.TotalMilliseconds, 1) : -1,
+                ["failover_answered_unix_ms"] = client.LastFailoverAnsweredUnixMs,
             }));
         }
         else if (mismatches == 0)

@@ -92,6 +92,31 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
         }
     }
 
+    /// <summary>
+    /// Sends a heartbeat every <paramref name="interval"/> until the channel closes or <paramref name="stopped"/> says so,
+    /// from its own thread: a busy thread pool must not make a live node look dead.
+    /// </summary>
+    public void StartHeartbeats(TimeSpan interval, Func<bool> stopped)
+    {
+        var thread = new Thread(() =>
+        {
+            while (!stopped() && !IsClosed)
+            {
+                try
+                {
+                    Send(MessageType.Heartbeat, []);
+                }
+                catch (PsException)
+                {
+                    break;
+                }
+                Thread.Sleep(interval);
+            }
+        })
+        { IsBackground = true, Name = "ps-heartbeat" };
+        thread.Start();
+    }
+
     /// <summary>Sends a frame that needs no answer (heartbeat, view acknowledgement).</summary>
     public void Send(MessageType type, ReadOnlySpan<byte> payload, ulong requestId = 0, int tableId = 0, long round = 0, uint aux = 0)
     {

@@ -9,10 +9,13 @@ namespace ParameterServer;
 
 /// <summary>
 /// Chain replication of asynchronous tables: the primary of a block applies a push, forwards it to the block's other
-/// copies (its successors on the ring) and acknowledges the worker only when every one of them has applied it. Every
-/// copy records the push's (sender, dedup id), so a push a worker sends again after a failover is applied at most
-/// once wherever it lands. Replicas apply the same operation (for the sum handler the copies are then identical; for
-/// stateful optimizers concurrent pushes to different blocks may reach a replica in another order).
+/// copies (its successors on the ring) and acknowledges the worker only when every one of them has applied it.
+/// Every copy records each frame by (worker, request id). A worker that lost a primary sends the frame's keys again,
+/// cut by the new view, naming the frame they replace and the view it was cut by (FrameFlags.Resend): a copy skips
+/// the keys it held under that view if it has that frame recorded (it was a replica of the lost primary and got the
+/// push), and applies the rest. So a push is applied once on every copy whichever way the failover went. Replicas
+/// apply the same operation (exact for the sum handler; for stateful optimizers concurrent pushes to different
+/// blocks may reach a replica in another order).
 /// </summary>
 public sealed partial class ServerNode
 {
@@ -51,20 +54,79 @@ public sealed partial class ServerNode
         public void OnClosed(Connection connection, string reason) => server.OnPeerLost(peerId, reason);
     }
 
-    /// <summary>The dedup id of a push: its request id, or for a resend the id it was first sent with.</summary>
-    private static ulong DedupId(in FrameHeader header) => (header.Flags & FrameFlags.Resend) != 0 ? (ulong)header.Round : header.RequestId;
+    /// <summary>The last views this server saw, by number: a resend names the view its keys were first cut by.</summary>
+    private readonly Dictionary<uint, ClusterView> _recentViews = new();
+
+    private void RememberView(ClusterView view)
+    {
+        lock (_recentViews)
+        {
+            _recentViews[view.Number] = view;
+            if (_recentViews.Count > 64)
+            {
+                _recentViews.Remove(_recentViews.Keys.Min());
+            }
+        }
+    }
 
     /// <summary>
-    /// Applies an asynchronous push under replication: once per (sender, dedup id), then forwarded to the other copies of
-    /// its blocks. Returns true when the acknowledgement is deferred until the replicas answer.
+    /// Applies a frame once: false when this frame (sender, request id) was applied before. A resend names the frame it
+    /// replaces (<paramref name="predecessor"/>, cut by view <paramref name="predecessorView"/>): keys this server held
+    /// under that view are skipped when it has that frame recorded, since it applied them then.
+    /// </summary>
+    private bool ApplyOnce(int sender, ulong requestId, bool resend, ulong predecessor, uint predecessorView, TableStore table, KeyList keys, ReadOnlySpan<float> values)
+    {
+        if (!_applied.TryRecord(sender, requestId))
+        {
+            return false;
+        }
+        ClusterView? old = null;
+        if (resend && _applied.Contains(sender, predecessor))
+        {
+            lock (_recentViews)
+            {
+                _recentViews.TryGetValue(predecessorView, out old);
+            }
+        }
+        int oldSlot = old?.SlotOfServer(Id) ?? -1;
+        if (old is null || oldSlot < 0 || old.FindTable(table.Info.Id) is null)
+        {
+            table.Apply(keys, values); // nothing of it applied here before
+            return true;
+        }
+        // The rare path (a failover): apply only the keys this server did not hold under the predecessor's view.
+        var placement = old.PlacementOf(table.Info);
+        Span<int> chain = stackalloc int[Math.Max(1, placement.ChainLength)];
+        int width = table.Width;
+        var keep = new List<ulong>();
+        var keepValues = new List<float>();
+        for (int i = 0; i < keys.Count; i++)
+        {
+            int n = placement.ChainOfBlock(table.Info.BlockOf(keys[i]), chain);
+            if (!chain[..n].Contains(oldSlot))
+            {
+                keep.Add(keys[i]);
+                keepValues.AddRange(values.Slice(i * width, width));
+            }
+        }
+        Interlocked.Add(ref _resendRowsSkipped, keys.Count - keep.Count);
+        table.Apply(KeyList.Of(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(keep)), System.Runtime.InteropServices.CollectionsMarshal.AsSpan(keepValues));
+        return true;
+    }
+
+    private long _resendRowsSkipped;
+
+    /// <summary>
+    /// Applies an asynchronous push under replication (once, see <see cref="ApplyOnce"/>) and forwards it to the other
+    /// copies of its blocks. Returns true when the acknowledgement is deferred until the replicas answer.
     /// </summary>
     private bool ApplyReplicated(Connection connection, in FrameHeader header, ClusterView view, TableStore table, KeyList keys, ReadOnlySpan<float> values)
     {
-        if (!_applied.TryRecord(header.SenderId, DedupId(header)))
+        bool resend = (header.Flags & FrameFlags.Resend) != 0;
+        if (!ApplyOnce(header.SenderId, header.RequestId, resend, (ulong)header.Round, header.Aux, table, keys, values))
         {
-            return false; // applied before (as primary or as a replica of the failed primary): acknowledge only
+            return false; // this very frame was applied before: acknowledge only
         }
-        table.Apply(keys, values);
         var placement = view.PlacementOf(table.Info);
         int copies = placement.ChainLength - 1;
         // Successor slots per key (copies per key, -1 where a chain is shorter) and the distinct successors, in
@@ -96,15 +158,20 @@ public sealed partial class ServerNode
         {
             var successor = view.Servers[slot];
             ulong id = (ulong)Interlocked.Increment(ref _nextReplicaRequestId);
+            lock (_pendingLock)
+            {
+                _pendingReplicas[id] = (pending, successor.Id); // before connecting: a failed connect must count it as answered
+            }
             try
             {
                 var peer = GetPeer(successor);
-                lock (_pendingLock)
-                {
-                    _pendingReplicas[id] = (pending, successor.Id);
-                }
                 SendReplicate(peer.Connection, id, header, table, keys, values, successors.AsSpan(0, needed), copies, slot);
                 Interlocked.Increment(ref _replicated);
+                if (peer.Connection.IsClosed)
+                {
+                    // Closed while we registered: its loss handler may have run before our entry existed.
+                    throw new TransportException($"{successor.Describe()} closed the connection");
+                }
             }
             catch (TransportException ex)
             {
@@ -184,19 +251,23 @@ public sealed partial class ServerNode
             count += successors.Slice(i * copies, copies).Contains(slot) ? 1 : 0;
         }
         int width = table.Width;
+        // Aux: the worker; Round: the worker's request id. A resend also carries what it replaces: Timestamp holds the
+        // predecessor's request id and ViewNumber the view it was cut by (a replica does not route, so needs no view).
+        bool resend = (request.Flags & FrameFlags.Resend) != 0;
         var header = new FrameHeader
         {
             Type = MessageType.Replicate,
+            Flags = resend ? FrameFlags.Resend : FrameFlags.None,
             SenderId = Id,
             RequestId = id,
-            Timestamp = request.Timestamp,
-            ViewNumber = _view?.Number ?? 0,
+            Timestamp = resend ? request.Round : request.Timestamp,
+            ViewNumber = resend ? request.Aux : _view?.Number ?? 0,
             TableId = request.TableId,
             KeyCount = count,
             RowWidth = width,
             ElementType = request.ElementType,
             Aux = (uint)request.SenderId,
-            Round = (long)DedupId(request),
+            Round = (long)request.RequestId,
             PayloadLength = checked(count * (sizeof(ulong) + (width * sizeof(float)))),
         };
         using var frame = peer.Reserve(header.FrameLength);
@@ -232,10 +303,8 @@ public sealed partial class ServerNode
             SendError(connection, header, ErrorCode.KeysNotSorted, "replicated keys must be sorted");
             return;
         }
-        if (_applied.TryRecord((int)header.Aux, (ulong)header.Round))
-        {
-            table.Apply(keys, MemoryMarshal.Cast<byte, float>(DataPayload.Values(header, payload)));
-        }
+        ApplyOnce((int)header.Aux, (ulong)header.Round, (header.Flags & FrameFlags.Resend) != 0, (ulong)header.Timestamp, header.ViewNumber,
+            table, keys, MemoryMarshal.Cast<byte, float>(DataPayload.Values(header, payload)));
         SendAck(connection, header);
     }
 
@@ -313,18 +382,36 @@ public sealed partial class ServerNode
 
     private PeerLink GetPeer(NodeInfo server)
     {
+        uint view = _view?.Number ?? 0;
         lock (_peersLock)
         {
             if (_peers.TryGetValue(server.Id, out var existing) && !existing.Connection.IsClosed)
             {
                 return existing;
             }
+            // A server that could not be reached is not tried again under the same view: the scheduler is about to
+            // publish one without it, and every push would otherwise wait for a connect attempt.
+            if (_unreachablePeers.TryGetValue(server.Id, out uint failedUnder) && failedUnder == view)
+            {
+                throw new TransportException($"{server.Describe()} was unreachable under view {view}");
+            }
             var link = new PeerLink(this, server.Id);
-            link.Connection = Connection.Connect(server.Host, server.Port, link, _options.Transport, _log, server.Describe());
+            try
+            {
+                link.Connection = Connection.Connect(server.Host, server.Port, link, _options.Transport, _log, server.Describe());
+            }
+            catch (TransportException)
+            {
+                _unreachablePeers[server.Id] = view;
+                throw;
+            }
+            _unreachablePeers.Remove(server.Id);
             _peers[server.Id] = link;
             return link;
         }
     }
+
+    private readonly Dictionary<int, uint> _unreachablePeers = new(); // under _peersLock
 
     private void ClosePeers()
     {

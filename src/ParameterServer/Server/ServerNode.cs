@@ -84,21 +84,7 @@ public sealed partial class ServerNode : IAsyncDisposable
         _scheduler.SenderId = Id;
         var heartbeat = TimeSpan.FromMilliseconds(fields[2]);
         _log.LogInformation("Server {Id} listening on {Host}:{Port}", Id, _options.AdvertisedHost ?? _options.Host, Port);
-        _ = Task.Run(async () =>
-        {
-            while (!_completion.Task.IsCompleted && _scheduler is { IsClosed: false } s)
-            {
-                try
-                {
-                    s.Send(MessageType.Heartbeat, []);
-                }
-                catch (PsException)
-                {
-                    break;
-                }
-                await Task.WhenAny(Task.Delay(heartbeat), _completion.Task).ConfigureAwait(false);
-            }
-        }, CancellationToken.None);
+        _scheduler.StartHeartbeats(heartbeat, () => _completion.Task.IsCompleted);
     }
 
     private void OnSchedulerFrame(FrameHeader header, byte[] payload)
@@ -154,6 +140,7 @@ public sealed partial class ServerNode : IAsyncDisposable
             _tables = tables;
             var previous = _view;
             _view = view;
+            RememberView(view);
             if (previous is not null && previous.Workers.Count != view.Workers.Count)
             {
                 foreach (var t in tables)
@@ -557,6 +544,7 @@ public sealed partial class ServerNode : IAsyncDisposable
             ["server"] = Id,
             ["requests"] = Interlocked.Read(ref _requests),
             ["replicated"] = Interlocked.Read(ref _replicated),
+            ["resend_rows_skipped"] = Interlocked.Read(ref _resendRowsSkipped),
             ["bytes_sent"] = sent,
             ["bytes_received"] = received,
             ["tables"] = tables,

@@ -35,7 +35,21 @@ internal sealed class Operation
 internal sealed class Slice
 {
     public Operation Op = null!;
+    /// <summary>Index of the server in the view the slice was cut by (<see cref="ViewNumber"/>).</summary>
     public int ServerSlot;
+    /// <summary>The connection the slice goes out on; after a failover, the new owner's.</summary>
+    public ServerLink Link = null!;
+    public uint ViewNumber;
+    /// <summary>
+    /// For a resend: the earlier frame with these keys that a server may have applied (its request id and the view it
+    /// was cut by). Servers skip the keys they held under that view and have that frame recorded for.
+    /// </summary>
+    public ulong PredecessorId;
+    public uint PredecessorView;
+    /// <summary>Sent again after a failover (for the failover time).</summary>
+    public bool Resent;
+    /// <summary>When a slice waiting for a failover may be sent again (Environment.TickCount64); 0: when a newer view arrives.</summary>
+    public long RetryAt;
     public ulong RequestId;
     public byte[] Frame = [];
     public int FrameLength;

@@ -57,7 +57,8 @@ public sealed partial class PsClient
         bool inline = op.After.Count == 0;
         try
         {
-            BuildSlices(op, keys, pushes ? values : default, round, deferLargeValues: inline);
+            // Under replication a slice may be sent again to a new primary, so its frame must hold its values.
+            BuildSlices(op, keys, pushes ? values : default, round, deferLargeValues: inline && Routes.View.ChainLength <= 1);
         }
         catch (Exception ex)
         {
@@ -115,7 +116,8 @@ public sealed partial class PsClient
     /// <summary>Cuts the keys by owning server, one frame each (<see cref="KeySlicer"/>).</summary>
     private void BuildSlices(Operation op, ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, long round, bool deferLargeValues)
     {
-        var view = View;
+        var routes = Routes;
+        var view = routes.View;
         var table = op.Table;
         var request = new SliceRequest(
             view,
@@ -135,6 +137,11 @@ public sealed partial class PsClient
                 Round = round,
             });
         KeySlicer.Slice(request, op, keys, values, this);
+        foreach (var slice in op.Slices)
+        {
+            slice.Link = routes.BySlot[slice.ServerSlot];
+            slice.ViewNumber = view.Number;
+        }
         op.PendingSlices = op.Slices.Count;
     }
 
@@ -219,7 +226,7 @@ public sealed partial class PsClient
     {
         foreach (var slice in slices)
         {
-            var link = _links[slice.ServerSlot];
+            var link = slice.Link;
             try
             {
                 if (prompt)
@@ -237,7 +244,7 @@ public sealed partial class PsClient
             }
             catch (TransportException ex)
             {
-                if (TakeInflight(slice.RequestId) is { } taken)
+                if (TakeInflight(slice.RequestId) is { } taken && !TryFailOver(taken, retryAt: 0, mayBeApplied: true))
                 {
                     CompleteSlice(taken, new PsException(PsErrorCode.ConnectionLost, $"cannot send to {link.Server.Describe()}: {ex.Message}", ex));
                 }
@@ -298,6 +305,10 @@ public sealed partial class PsClient
         }
         var op = slice.Op;
         PsException? error = null;
+        if (header.Error == ErrorCode.WrongOwner && TryFailOver(slice, RetryAfterWrongOwner(slice, header), mayBeApplied: false))
+        {
+            return; // the views disagree: sent again when they agree
+        }
         if (header.Error != ErrorCode.None)
         {
             error = new PsException((PsErrorCode)header.Error, $"{link.Server.Describe()} refused {op.Kind.ToString().ToLowerInvariant()} on table '{op.Table.Name}': {Encoding.UTF8.GetString(payload)}");
@@ -349,12 +360,20 @@ public sealed partial class PsClient
     {
         var slice = link.DirectSlice!;
         link.DirectSlice = null;
+        if (!received && TryFailOver(slice, retryAt: 0, mayBeApplied: true))
+        {
+            return;
+        }
         CompleteSlice(slice, received ? null : new PsException(PsErrorCode.ConnectionLost, $"{link.Server.Describe()} closed the connection while answering call {slice.Op.Timestamp}"));
     }
 
     private void CompleteSlice(Slice slice, PsException? error)
     {
         var op = slice.Op;
+        if (slice.Resent && error is null)
+        {
+            NoteResentAnswered();
+        }
         if (error is not null)
         {
             Interlocked.CompareExchange(ref op.Error, error, null);
@@ -395,6 +414,11 @@ public sealed partial class PsClient
         slice.Frame = [];
         slice.Positions = null;
         slice.Op = null!;
+        slice.Link = null!;
+        slice.PredecessorId = 0;
+        slice.PredecessorView = 0;
+        slice.Resent = false;
+        slice.RetryAt = 0;
         slice.ValueStart = -1;
         slice.SendState = Slice.SendIdle;
         _slicePool.Push(slice);
@@ -486,7 +510,7 @@ public sealed partial class PsClient
         {
             foreach (var (id, slice) in _inflight)
             {
-                if (slice.ServerSlot == link.Slot)
+                if (slice.Link == link)
                 {
                     lost.Add(slice);
                 }
@@ -502,7 +526,14 @@ public sealed partial class PsClient
         }
         foreach (var slice in lost)
         {
-            CompleteSlice(slice, new PsException(PsErrorCode.ConnectionLost, $"{link.Server.Describe()} closed the connection while call {slice.Op.Timestamp} was outstanding: {reason}"));
+            if (!TryFailOver(slice, retryAt: 0, mayBeApplied: true))
+            {
+                CompleteSlice(slice, new PsException(PsErrorCode.ConnectionLost, $"{link.Server.Describe()} closed the connection while call {slice.Op.Timestamp} was outstanding: {reason}"));
+            }
+        }
+        if (lost.Count > 0)
+        {
+            ResendOrphans();
         }
     }
 
@@ -511,7 +542,7 @@ public sealed partial class PsClient
         var expired = new List<Slice>();
         while (!_shutdown.IsCancellationRequested)
         {
-            Thread.Sleep(100);
+            Thread.Sleep(OrphanRetryMs);
             long now = Environment.TickCount64;
             lock (_sliceLock)
             {
@@ -529,11 +560,11 @@ public sealed partial class PsClient
             }
             foreach (var slice in expired)
             {
-                var server = _links[slice.ServerSlot].Server;
                 CompleteSlice(slice, new PsException(PsErrorCode.Timeout,
-                    $"no answer from {server.Describe()} to {slice.Op.Kind.ToString().ToLowerInvariant()} (call {slice.Op.Timestamp}, table '{slice.Op.Table.Name}') within {_options.RequestTimeout.TotalSeconds:0.#} s"));
+                    $"no answer from {slice.Link.Server.Describe()} to {slice.Op.Kind.ToString().ToLowerInvariant()} (call {slice.Op.Timestamp}, table '{slice.Op.Table.Name}') within {_options.RequestTimeout.TotalSeconds:0.#} s"));
             }
             expired.Clear();
+            ResendOrphans();
         }
     }
 }

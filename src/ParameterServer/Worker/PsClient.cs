@@ -39,7 +39,7 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _shutdown = new();
     private ControlChannel _scheduler = null!;
-    private ServerLink[] _links = [];
+    private volatile Routing _routes = Routing.None;
     private volatile ClusterView? _view;
     private long _nextRequestId;
     private long _barrierSequence;
@@ -69,7 +69,16 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
     public CancellationToken ShutdownRequested => _shutdown.Token;
 
     /// <summary>Bytes this worker sent to and received from servers.</summary>
-    public (long Sent, long Received) Traffic => (_links.Sum(l => l.Connection.BytesSent), _links.Sum(l => l.Connection.BytesReceived));
+    public (long Sent, long Received) Traffic
+    {
+        get
+        {
+            lock (_everyLink)
+            {
+                return (_everyLink.Sum(l => l.Connection.BytesSent), _everyLink.Sum(l => l.Connection.BytesReceived));
+            }
+        }
+    }
 
     /// <summary>Time callers spent blocked: in Wait, and in calls held back by their table's consistency.</summary>
     public TimeSpan WaitTime => TimeSpan.FromTicks(Interlocked.Read(ref _waitTicks));
@@ -135,46 +144,21 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
         }
         var view = View;
         WorkerCount = view.Workers.Count;
-        var links = new ServerLink[view.Servers.Count];
-        for (int slot = 0; slot < links.Length; slot++)
+        try
         {
-            var server = view.Servers[slot];
-            var link = new ServerLink(this, slot, server);
-            try
-            {
-                link.Connection = Connection.Connect(server.Host, server.Port, link, _options.Transport, _log, server.Describe());
-            }
-            catch (TransportException ex)
-            {
-                foreach (var l in links.Take(slot))
-                {
-                    l.Connection.Close("startup failed");
-                }
-                throw new PsException(PsErrorCode.Unreachable, $"worker {NodeId}: {ex.Message}", ex);
-            }
-            links[slot] = link;
+            UpdateRoutes(view, startup: true);
         }
-        _links = links;
+        catch (TransportException ex)
+        {
+            CloseLinks("startup failed");
+            throw new PsException(PsErrorCode.Unreachable, $"worker {NodeId}: {ex.Message}", ex);
+        }
         var scanner = new Thread(ScanTimeouts) { IsBackground = true, Name = "ps-timeouts" };
         scanner.Start();
-        _log.LogInformation("Worker {Id} (rank {Rank} of {Workers}) connected to {Servers} servers", NodeId, Rank, WorkerCount, links.Length);
+        _log.LogInformation("Worker {Id} (rank {Rank} of {Workers}) connected to {Servers} servers", NodeId, Rank, WorkerCount, view.Servers.Count);
     }
 
-    private void StartHeartbeats(TimeSpan interval) => _ = Task.Run(async () =>
-    {
-        while (!_shutdown.IsCancellationRequested && !_scheduler.IsClosed)
-        {
-            try
-            {
-                _scheduler.Send(MessageType.Heartbeat, []);
-                await Task.Delay(interval, _shutdown.Token).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is PsException or OperationCanceledException)
-            {
-                break;
-            }
-        }
-    });
+    private void StartHeartbeats(TimeSpan interval) => _scheduler.StartHeartbeats(interval, () => _shutdown.IsCancellationRequested);
 
     private void OnSchedulerFrame(FrameHeader header, byte[] payload)
     {
@@ -182,15 +166,21 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
         {
             case MessageType.View:
                 var view = ClusterView.Read(payload);
+                bool newer;
                 lock (_gate)
                 {
-                    if (_view is null || view.Number > _view.Number)
+                    newer = _view is null || view.Number > _view.Number;
+                    if (newer)
                     {
                         _view = view;
                     }
                     Monitor.PulseAll(_gate);
                 }
                 _scheduler.Reply(header, []);
+                if (newer && _routes != Routing.None)
+                {
+                    OnNewView(); // off the scheduler's receive thread: it may connect and resend
+                }
                 if (view.Ready)
                 {
                     _ready.TrySetResult();
@@ -387,11 +377,12 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
     /// <summary>Asks every server for its counters (JSON objects, one per server).</summary>
     public async Task<string[]> GetServerStatsAsync(CancellationToken cancellationToken = default)
     {
-        var results = new string[_links.Length];
-        for (int i = 0; i < _links.Length; i++)
+        var links = Routes.BySlot;
+        var results = new string[links.Length];
+        for (int i = 0; i < links.Length; i++)
         {
             var request = new FrameHeader { Type = MessageType.ServerStats, SenderId = NodeId, RequestId = NextRequestId(), RowWidth = 1, ElementType = WireElementType.Float32 };
-            var (_, payload) = await _links[i].CallAsync(request, "a stats request", _options.RequestTimeout, cancellationToken).ConfigureAwait(false);
+            var (_, payload) = await links[i].CallAsync(request, "a stats request", _options.RequestTimeout, cancellationToken).ConfigureAwait(false);
             results[i] = Encoding.UTF8.GetString(payload);
         }
         return results;
@@ -403,7 +394,8 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
         var keys = new List<ulong>();
         var values = new List<float>();
         int width = table.Width;
-        foreach (var link in _links)
+        var routes = Routes;
+        foreach (var link in routes.BySlot)
         {
             long cursor = 0;
             while (cursor >= 0)
@@ -417,7 +409,7 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
                     RowWidth = width,
                     ElementType = WireElementType.Float32,
                     Round = cursor,
-                    ViewNumber = View.Number,
+                    ViewNumber = routes.View.Number,
                 };
                 var (header, payload) = await link.CallAsync(request, $"a scan of table '{table.Name}'", _options.RequestTimeout, cancellationToken).ConfigureAwait(false);
                 int rows = header.KeyCount;
@@ -446,10 +438,7 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
     public async ValueTask DisposeAsync()
     {
         EnterShutdown("the worker closed its client");
-        foreach (var link in _links)
-        {
-            link.Connection.Close("worker closed its client");
-        }
+        CloseLinks("worker closed its client");
         _scheduler?.Dispose();
         await Task.CompletedTask.ConfigureAwait(false);
     }

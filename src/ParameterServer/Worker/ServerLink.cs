@@ -6,12 +6,10 @@ using ParameterServer.Transport;
 namespace ParameterServer.Worker;
 
 /// <summary>A worker's connection to one server; responses are handled on its receive thread.</summary>
-internal sealed class ServerLink(PsClient client, int slot, NodeInfo server) : IFrameHandler
+internal sealed class ServerLink(PsClient client, NodeInfo server) : IFrameHandler
 {
     private readonly Lock _callsLock = new();
     private readonly Dictionary<ulong, TaskCompletionSource<(FrameHeader Header, byte[] Payload)>> _calls = new();
-
-    public int Slot { get; } = slot;
 
     public NodeInfo Server { get; } = server;
 

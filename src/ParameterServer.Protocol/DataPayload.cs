@@ -14,9 +14,9 @@ internal static class DataPayload
 
     public static long ValueSectionBytes(int keyCount, int rowWidth, WireElementType type) => (long)keyCount * rowWidth * ElementTypes.SizeOf(type);
 
-    public static bool CarriesKeys(MessageType type) => type is MessageType.Push or MessageType.Pull or MessageType.PushPull or MessageType.Replicate;
+    public static bool CarriesKeys(MessageType type) => type is MessageType.Push or MessageType.Pull or MessageType.PushPull or MessageType.Replicate or MessageType.Refill;
 
-    public static bool CarriesValues(MessageType type) => type is MessageType.Push or MessageType.PushPull or MessageType.Replicate;
+    public static bool CarriesValues(MessageType type) => type is MessageType.Push or MessageType.PushPull or MessageType.Replicate or MessageType.Refill;
 
     /// <summary>Checks that the header's counts match the payload length, with no overflow. Returns a reason or null.</summary>
     public static string? Validate(in FrameHeader header)

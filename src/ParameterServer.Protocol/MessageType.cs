@@ -24,9 +24,16 @@ internal enum MessageType : byte
     // Server <-> server.
     /// <summary>
     /// A primary forwards an applied push to a replica of its keys (chain replication). Payload as a push; Aux = the
-    /// worker's node id, Round = the push's dedup id (see <see cref="FrameFlags.Resend"/>). Answered once applied.
+    /// worker's node id, Round = the worker's request id. With <see cref="FrameFlags.Resend"/>, Timestamp = the
+    /// request id of the frame the push replaces and ViewNumber = the view that frame was cut by. Answered once applied.
     /// </summary>
     Replicate = 24,
+    /// <summary>
+    /// A primary copies one block of a table to a server that has just joined the block's chain. Payload: keys, then
+    /// whole stored rows (RowWidth = values + handler state). Round = block index; Timestamp = 1 on the first frame of
+    /// the block (the replica clears the block first). Not answered: frames on one connection arrive in order.
+    /// </summary>
+    Refill = 25,
 
     // The answer to any request: same request id, ErrorCode 0 and a payload, or an error code and a UTF-8 message.
     Response = 32,
@@ -44,8 +51,9 @@ internal enum FrameFlags : ushort
     /// <summary>Reserved for key caching: the key section was sent before and is referenced by a signature.</summary>
     KeysCached = 1 << 2,
     /// <summary>
-    /// A worker sends a push again after a failover. Round then holds the request id the push was first sent with, and a
-    /// server that has applied that (sender, id) already, as primary or as replica, only acknowledges it.
+    /// A worker sends a push again after a failover, cut by a newer view. Round holds the request id of the frame it
+    /// replaces and Aux the view that frame was cut by: a server that held a key under that view and has recorded that
+    /// frame (as primary or replica) skips the key, so the push is applied once on every copy.
     /// </summary>
     Resend = 1 << 3,
 

@@ -72,16 +72,24 @@ public class FailoverTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData(0, 150)]
-    [InlineData(1, 600)]
-    [InlineData(2, 1200)]
-    public async Task A_server_killed_during_pushes_loses_nothing_and_applies_nothing_twice(int victim, int killAfterMs)
+    [InlineData(3, 0, 150, -1, 0)]
+    [InlineData(3, 1, 600, -1, 0)]
+    [InlineData(3, 2, 1200, -1, 0)]
+    [InlineData(4, 1, 300, 3, 1500)] // the second kill needs the copies refilled after the first
+    public async Task Servers_killed_during_pushes_lose_nothing_and_apply_nothing_twice(int servers, int victim, int killAfterMs, int secondVictim, int secondKillAfterMs)
     {
-        using var job = await Job.StartAsync(3, 2, 2, "--app", "counter", "--json", "--keys", "3000", "--width", "4", "--rounds", "200", "--pause-ms", "8");
+        string rounds = secondVictim < 0 ? "200" : "400";
+        using var job = await Job.StartAsync(servers, 2, 2, "--app", "counter", "--json", "--keys", "3000", "--width", "4", "--rounds", rounds, "--pause-ms", "8");
         await job.WaitUntilPushingAsync();
         await Task.Delay(killAfterMs);
         var killedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
         job.Servers[victim].Process.Kill(); // SIGKILL: no goodbye to anyone
+        if (secondVictim >= 0)
+        {
+            await Task.Delay(secondKillAfterMs - killAfterMs);
+            Assert.True(job.Workers.All(w => !w.Process.HasExited), "the pushes ended before the second kill: make the run longer");
+            job.Servers[secondVictim].Process.Kill();
+        }
         foreach (var worker in job.Workers)
         {
             await worker.WaitForExitAsync(Limit);
@@ -92,6 +100,11 @@ public class FailoverTests(ITestOutputHelper output)
             Assert.True(worker.ExitCode == 0, job.Describe());
             Assert.True(summary.GetProperty("ok").GetBoolean(), job.Describe());
             Assert.Equal(0, summary.GetProperty("mismatches").GetInt32());
+        }
+        if (secondVictim >= 0)
+        {
+            Assert.Contains("copied", string.Join("\n", job.Servers.Select(s => s.Stderr)), StringComparison.Ordinal); // refills ran
+            return;
         }
         // Kill to the first resent call answered by a new primary, per worker that had to fail over (wall clock: one machine).
         var recoveries = summaries.Select(s => s.GetProperty("failover_answered_unix_ms").GetInt64()).Where(t => t > 0).Select(t => t - killedAt).ToList();

@@ -20,6 +20,7 @@ namespace ParameterServer;
 public sealed partial class ServerNode
 {
     private readonly AppliedRequests _applied = new();
+    private readonly ReaderWriterLockSlim _forwardOrder = new(LockRecursionPolicy.NoRecursion);
     private readonly Lock _peersLock = new();
     private readonly Dictionary<int, PeerLink> _peers = new();
     private readonly Lock _pendingLock = new();
@@ -120,13 +121,29 @@ public sealed partial class ServerNode
     /// Applies an asynchronous push under replication (once, see <see cref="ApplyOnce"/>) and forwards it to the other
     /// copies of its blocks. Returns true when the acknowledgement is deferred until the replicas answer.
     /// </summary>
-    private bool ApplyReplicated(Connection connection, in FrameHeader header, ClusterView view, TableStore table, KeyList keys, ReadOnlySpan<float> values)
+    private bool ApplyReplicated(Connection connection, in FrameHeader header, TableStore table, KeyList keys, ReadOnlySpan<float> values)
+    {
+        // Applying and forwarding happen as one step with respect to refills (see Refill): a new replica gets every
+        // push either inside its copy of a block or as a forward queued after that copy, never both, never neither.
+        _forwardOrder.EnterReadLock();
+        try
+        {
+            return ApplyAndForward(connection, header, table, keys, values);
+        }
+        finally
+        {
+            _forwardOrder.ExitReadLock();
+        }
+    }
+
+    private bool ApplyAndForward(Connection connection, in FrameHeader header, TableStore table, KeyList keys, ReadOnlySpan<float> values)
     {
         bool resend = (header.Flags & FrameFlags.Resend) != 0;
         if (!ApplyOnce(header.SenderId, header.RequestId, resend, (ulong)header.Round, header.Aux, table, keys, values))
         {
             return false; // this very frame was applied before: acknowledge only
         }
+        var view = _view!; // the newest: a refill started for it copies blocks after every push forwarded by an older one
         var placement = view.PlacementOf(table.Info);
         int copies = placement.ChainLength - 1;
         // Successor slots per key (copies per key, -1 where a chain is shorter) and the distinct successors, in
@@ -424,6 +441,161 @@ public sealed partial class ServerNode
         foreach (var p in peers)
         {
             p.Connection.Close("server stopped");
+        }
+    }
+
+    private readonly Lock _refillLock = new();
+    private long _refillBlocksSent;
+    private long _refillBlocksReceived;
+
+    /// <summary>
+    /// After a view change, copies every block this server is now primary for to the members of its chain that were
+    /// not in it before (a replica lost with a server is replaced by the next one on the ring), in the background.
+    /// Each block is copied under the forward lock, so pushes forwarded before the copy come before it on the
+    /// connection and those applied after it are forwarded after it.
+    /// </summary>
+    private void StartRefill(ClusterView previous, ClusterView view)
+    {
+        if (view.ChainLength <= 1)
+        {
+            return;
+        }
+        _ = Task.Run(() =>
+        {
+            lock (_refillLock)
+            {
+                try
+                {
+                    Refill(previous, view);
+                }
+                catch (Exception ex) when (ex is TransportException or PsException)
+                {
+                    _log.LogWarning("Server {Id}: refilling replicas for view {View} stopped: {Message}", Id, view.Number, ex.Message);
+                }
+            }
+        });
+    }
+
+    private void Refill(ClusterView previous, ClusterView view)
+    {
+        int mySlot = view.SlotOfServer(Id);
+        if (mySlot < 0)
+        {
+            return;
+        }
+        long blocksSent = 0;
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var keys = new List<ulong>();
+        var rows = new List<float>();
+        foreach (var table in _tables)
+        {
+            if (table is null || table.Aggregator is not null || previous.FindTable(table.Info.Id) is null)
+            {
+                continue; // sync tables are not replicated; a table new in this view has nothing to copy
+            }
+            var placement = view.PlacementOf(table.Info);
+            var oldPlacement = previous.PlacementOf(table.Info);
+            Span<int> chain = stackalloc int[placement.ChainLength];
+            Span<int> oldChain = stackalloc int[Math.Max(1, oldPlacement.ChainLength)];
+            foreach (long block in table.StoredBlocks())
+            {
+                int n = placement.ChainOfBlock(block, chain);
+                if (n == 0 || chain[0] != mySlot)
+                {
+                    continue;
+                }
+                int oldN = oldPlacement.ChainOfBlock(block, oldChain);
+                for (int j = 1; j < n; j++)
+                {
+                    var member = view.Servers[chain[j]];
+                    int oldSlotOfMember = previous.SlotOfServer(member.Id);
+                    if (oldSlotOfMember >= 0 && oldChain[..oldN].Contains(oldSlotOfMember))
+                    {
+                        continue; // it has the block already
+                    }
+                    CopyBlock(table, block, member, keys, rows);
+                    blocksSent++;
+                }
+            }
+        }
+        if (blocksSent > 0)
+        {
+            Interlocked.Add(ref _refillBlocksSent, blocksSent);
+            _log.LogInformation("Server {Id}: copied {Blocks} blocks to new replicas for view {View} in {Ms:0} ms", Id, blocksSent, view.Number,
+                System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        }
+    }
+
+    /// <summary>Sends one block to a new replica: the copy and the frames carrying it are made under the forward lock.</summary>
+    private void CopyBlock(TableStore table, long block, NodeInfo member, List<ulong> keys, List<float> rows)
+    {
+        var peer = GetPeer(member);
+        int stride = table.RowStride;
+        int rowBytes = sizeof(ulong) + (stride * sizeof(float));
+        int rowsPerFrame = Math.Max(1, Math.Min(1 << 20, _options.Transport.MaxFrameBytes - FrameHeader.Size) / rowBytes);
+        _forwardOrder.EnterWriteLock();
+        try
+        {
+            keys.Clear();
+            rows.Clear();
+            table.SnapshotBlock(block, keys, rows);
+            int sent = 0;
+            do
+            {
+                int count = Math.Min(rowsPerFrame, keys.Count - sent);
+                var header = new FrameHeader
+                {
+                    Type = MessageType.Refill,
+                    SenderId = Id,
+                    TableId = table.Info.Id,
+                    KeyCount = count,
+                    RowWidth = stride,
+                    ElementType = table.Info.ElementType,
+                    Round = block,
+                    Timestamp = sent == 0 ? 1 : 0,
+                    ViewNumber = _view?.Number ?? 0,
+                    PayloadLength = count * rowBytes,
+                };
+                using var frame = peer.Connection.Reserve(header.FrameLength);
+                header.Write(frame.Span);
+                var keyOut = MemoryMarshal.Cast<byte, ulong>(frame.Span.Slice(FrameHeader.Size, count * sizeof(ulong)));
+                System.Runtime.InteropServices.CollectionsMarshal.AsSpan(keys).Slice(sent, count).CopyTo(keyOut);
+                var rowOut = MemoryMarshal.Cast<byte, float>(frame.Span[(FrameHeader.Size + (count * sizeof(ulong)))..]);
+                System.Runtime.InteropServices.CollectionsMarshal.AsSpan(rows).Slice(sent * stride, count * stride).CopyTo(rowOut);
+                frame.Commit();
+                sent += count;
+            }
+            while (sent < keys.Count);
+        }
+        finally
+        {
+            _forwardOrder.ExitWriteLock();
+        }
+    }
+
+    /// <summary>A new replica receives a block from its primary: the block is replaced by the copy.</summary>
+    private void HandleRefill(in FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        var tables = _tables;
+        var table = (uint)header.TableId < (uint)tables.Length ? tables[header.TableId] : null;
+        if (table is null || header.RowWidth != table.RowStride || DataPayload.Validate(header) is { } problem && problem.Length > 0)
+        {
+            _log.LogWarning("Server {Id}: ignored a malformed refill of table {Table} from server {Sender}", Id, header.TableId, header.SenderId);
+            return;
+        }
+        var keys = DataPayload.Keys(header, payload);
+        try
+        {
+            table.WriteBlockRows(header.Round, keys, MemoryMarshal.Cast<byte, float>(DataPayload.Values(header, payload)), clearFirst: header.Timestamp == 1);
+        }
+        catch (ArgumentException ex)
+        {
+            _log.LogWarning("Server {Id}: ignored a refill from server {Sender}: {Message}", Id, header.SenderId, ex.Message);
+            return;
+        }
+        if (header.Timestamp == 1)
+        {
+            Interlocked.Increment(ref _refillBlocksReceived);
         }
     }
 }

@@ -141,6 +141,10 @@ public sealed partial class ServerNode : IAsyncDisposable
             var previous = _view;
             _view = view;
             RememberView(view);
+            if (previous is not null && previous.Number < view.Number)
+            {
+                StartRefill(previous, view);
+            }
             if (previous is not null && previous.Workers.Count != view.Workers.Count)
             {
                 foreach (var t in tables)
@@ -181,6 +185,9 @@ public sealed partial class ServerNode : IAsyncDisposable
                 break;
             case MessageType.Replicate:
                 HandleReplicate(connection, header, payload);
+                break;
+            case MessageType.Refill:
+                HandleRefill(header, payload);
                 break;
             case MessageType.Scan:
                 HandleScan(connection, header);
@@ -275,7 +282,7 @@ public sealed partial class ServerNode : IAsyncDisposable
         }
         if (view.ChainLength > 1)
         {
-            if (ApplyReplicated(connection, header, view, table, keys, values))
+            if (ApplyReplicated(connection, header, table, keys, values))
             {
                 return; // acknowledged when the replicas have it
             }
@@ -545,6 +552,8 @@ public sealed partial class ServerNode : IAsyncDisposable
             ["requests"] = Interlocked.Read(ref _requests),
             ["replicated"] = Interlocked.Read(ref _replicated),
             ["resend_rows_skipped"] = Interlocked.Read(ref _resendRowsSkipped),
+            ["refill_blocks_sent"] = Interlocked.Read(ref _refillBlocksSent),
+            ["refill_blocks_received"] = Interlocked.Read(ref _refillBlocksReceived),
             ["bytes_sent"] = sent,
             ["bytes_received"] = received,
             ["tables"] = tables,

@@ -277,6 +277,88 @@ internal sealed class TableStore
         return (rows, -1);
     }
 
+    /// <summary>Indexes of the blocks that hold rows (or storage), ascending.</summary>
+    public List<long> StoredBlocks()
+    {
+        if (_hugeBlocks is not null)
+        {
+            return HugeBlockIndexes().ToList();
+        }
+        var indexes = new List<long>();
+        for (long i = 0; i < _blocks.Length; i++)
+        {
+            if (Volatile.Read(ref _blocks[i]) is not null)
+            {
+                indexes.Add(i);
+            }
+        }
+        return indexes;
+    }
+
+    /// <summary>
+    /// Copies one block's keys and whole stored rows (values and handler state) under its lock, then runs
+    /// <paramref name="whileLocked"/> still under it (a refill sends the copy before any later push can change the block).
+    /// </summary>
+    public void SnapshotBlock(long index, List<ulong> keys, List<float> rows, Action? whileLocked = null)
+    {
+        var block = GetBlock(index);
+        lock (block.Gate)
+        {
+            if (block.Dense is not null)
+            {
+                int count = block.Dense.Length / RowStride;
+                for (int k = 0; k < count; k++)
+                {
+                    keys.Add(block.FirstKey + (ulong)k);
+                }
+                rows.AddRange(block.Dense);
+            }
+            else
+            {
+                int start = keys.Count;
+                foreach (var entry in block.Sparse!)
+                {
+                    keys.Add(entry.Key);
+                }
+                var blockKeys = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(keys)[start..];
+                blockKeys.Sort();
+                foreach (ulong key in blockKeys)
+                {
+                    rows.AddRange(block.Sparse.GetRowOrEmpty(key));
+                }
+            }
+            whileLocked?.Invoke();
+        }
+    }
+
+    /// <summary>Writes whole stored rows into a block (a refill from the primary), clearing the block first when asked.</summary>
+    public void WriteBlockRows(long index, KeyList keys, ReadOnlySpan<float> rows, bool clearFirst)
+    {
+        var block = GetBlock(index);
+        lock (block.Gate)
+        {
+            if (clearFirst)
+            {
+                if (block.Dense is not null)
+                {
+                    Array.Clear(block.Dense);
+                }
+                else
+                {
+                    block.Sparse!.Clear();
+                }
+            }
+            for (int i = 0; i < keys.Count; i++)
+            {
+                if (Info.BlockOf(keys[i]) != index)
+                {
+                    throw new ArgumentException($"key {keys[i]} is not in block {index} of table '{Info.Name}'");
+                }
+                rows.Slice(i * RowStride, RowStride).CopyTo(block.Row(keys[i], RowStride));
+            }
+        }
+    }
+
     private long[] HugeBlockIndexes()
     {
         lock (_hugeBlocks!)

@@ -17,6 +17,7 @@ internal static class LocalCluster
         var command = new Command("local", "Start a local cluster (scheduler, servers, workers as child processes on 127.0.0.1) and run an app")
         {
             Servers, Workers, Options.Json, Options.VirtualNodes, Options.Replication, Options.HeartbeatMs, Options.HeartbeatTimeoutMs, Options.RequestTimeoutS,
+            Options.CheckpointDir, Options.CheckpointEvery, Options.Restore,
         };
         foreach (var option in AppOptions.All)
         {
@@ -25,6 +26,7 @@ internal static class LocalCluster
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
             AppOptions.Create(p); // validate the app options here, not in every worker
+            Options.CheckRestore(p);
             bool json = p.GetValue(Options.Json);
             var spec = Spec(p, AppOptions.Forward(p), json);
             var result = await LocalJob.RunAsync(spec, ct);
@@ -61,6 +63,7 @@ internal static class LocalCluster
     [
         "--virtual-nodes", LocalJob.Inv(p.GetValue(Options.VirtualNodes)), "--replication", LocalJob.Inv(p.GetValue(Options.Replication)), "--heartbeat-ms", LocalJob.Inv(p.GetValue(Options.HeartbeatMs)),
         "--heartbeat-timeout-ms", LocalJob.Inv(p.GetValue(Options.HeartbeatTimeoutMs)),
+        .. Options.CheckpointArguments(p),
     ];
 
     /// <summary>The job spec from the launcher options shared by `local`, `train` and the benchmarks.</summary>

@@ -18,9 +18,11 @@ internal static class NodeCommands
         var command = new Command("scheduler", "Run the scheduler: membership, key ranges (consistent hashing), views, barriers, shutdown")
         {
             Host, Port, Advertise, ExpectedServers, ExpectedWorkers, Options.VirtualNodes, Options.Replication, Options.HeartbeatMs, Options.HeartbeatTimeoutMs, StartupTimeoutS, Options.MaxFrameMb,
+            Options.CheckpointDir, Options.CheckpointEvery, Options.Restore,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
+            Options.CheckRestore(p);
             using var loggers = Logging.Create(p.GetValue(Options.LogLevel)!);
             var options = new SchedulerOptions
             {
@@ -34,6 +36,9 @@ internal static class NodeCommands
                 HeartbeatInterval = TimeSpan.FromMilliseconds(p.GetValue(Options.HeartbeatMs)),
                 HeartbeatTimeout = TimeSpan.FromMilliseconds(p.GetValue(Options.HeartbeatTimeoutMs)),
                 StartupTimeout = TimeSpan.FromSeconds(p.GetValue(StartupTimeoutS)),
+                CheckpointDirectory = p.GetValue(Options.CheckpointDir),
+                CheckpointInterval = TimeSpan.FromSeconds(p.GetValue(Options.CheckpointEvery)),
+                RestoreFrom = p.GetValue(Options.Restore),
                 Transport = Options.Transport(p),
             };
             await using var scheduler = SchedulerNode.Start(options, loggers);

@@ -25,6 +25,37 @@ internal static class Options
     public static readonly Option<int> VirtualNodes = Create("--virtual-nodes", 256, "Points per server on the consistent-hash ring");
 
     public static readonly Option<int> Replication = Create("--replication", 0, "Copies of each key range: a primary and its successors on the ring; a push is acknowledged once all have it (0: 2 with at least 2 servers, else 1)");
+    public static readonly Option<string?> CheckpointDir = Create<string?>("--checkpoint-dir", null, "Write checkpoints here (a folder per epoch; shared storage when servers run on many machines)");
+    public static readonly Option<double> CheckpointEvery = Create("--checkpoint-every", 0.0, "Seconds between checkpoints while the job runs (0: only one, when every worker has finished)");
+    public static readonly Option<string?> Restore = Create<string?>("--restore", null, "Resume from a checkpoint: a checkpoint directory (its newest complete epoch) or one epoch folder");
+
+    /// <summary>Verifies --restore before any node starts: a corrupted checkpoint is a usage error naming the file.</summary>
+    public static void CheckRestore(ParseResult p)
+    {
+        if (p.GetValue(Restore) is { } restore)
+        {
+            try
+            {
+                Checkpoints.CheckpointFiles.Open(restore);
+            }
+            catch (PsException ex)
+            {
+                throw new ArgumentException(ex.Message, ex);
+            }
+        }
+        if (p.GetValue(CheckpointEvery) is var every && (every < 0 || (every > 0 && p.GetValue(CheckpointDir) is null)))
+        {
+            throw new ArgumentException("--checkpoint-every needs a value >= 0 and a --checkpoint-dir");
+        }
+    }
+
+    public static string[] CheckpointArguments(ParseResult p) =>
+    [
+        .. p.GetValue(CheckpointDir) is { } dir ? new[] { "--checkpoint-dir", Path.GetFullPath(dir) } : [],
+        .. p.GetValue(CheckpointEvery) is > 0 and var every ? new[] { "--checkpoint-every", every.ToString(System.Globalization.CultureInfo.InvariantCulture) } : [],
+        .. p.GetValue(Restore) is { } restore ? new[] { "--restore", Path.GetFullPath(restore) } : [],
+    ];
+
     public static readonly Option<int> MaxFrameMb = Create("--max-frame-mb", 512, "Largest frame accepted, in MiB");
 
     public static Transport.TransportOptions Transport(ParseResult p) => new() { MaxFrameBytes = checked(p.GetValue(MaxFrameMb) * (1 << 20)) };

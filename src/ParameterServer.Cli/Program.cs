@@ -23,6 +23,7 @@ var root = new RootCommand("pserver: ParameterServer.NET, a parameter server for
     PredictCommand.Create(),
     DataCommand.Create(),
     BenchCommand.Create(),
+    CheckpointCommand.Create(),
 };
 root.Options.Add(Options.Config);
 root.Options.Add(Options.LogLevel);

@@ -12,6 +12,12 @@ internal enum MessageType : byte
     DeclareTable = 6,
     Finish = 7,
     Status = 8,
+    /// <summary>Scheduler -> server: write your rows for checkpoint epoch Round into the folder named by the payload (UTF-8).</summary>
+    Checkpoint = 9,
+    /// <summary>Server -> scheduler: checkpoint epoch Round is written; payload: JSON with the file, or the error.</summary>
+    CheckpointDone = 10,
+    /// <summary>Scheduler -> server, before its first view: load the checkpoint in the folder named by the payload (UTF-8).</summary>
+    Restore = 11,
 
     // Data plane (worker <-> server).
     Push = 16,

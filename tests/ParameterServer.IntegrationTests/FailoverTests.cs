@@ -22,10 +22,13 @@ public class FailoverTests(ITestOutputHelper output)
 
         public List<Pserver> Workers { get; } = new();
 
-        public static async Task<Job> StartAsync(int servers, int workers, int replication, params string[] workerArguments)
+        public static Task<Job> StartAsync(int servers, int workers, int replication, params string[] workerArguments) =>
+            StartAsync(servers, workers, replication, [], workerArguments);
+
+        public static async Task<Job> StartAsync(int servers, int workers, int replication, string[] schedulerArguments, params string[] workerArguments)
         {
-            var scheduler = Pserver.Start("scheduler", "--port", "0", "--servers", servers.ToString(), "--workers", workers.ToString(),
-                "--replication", replication.ToString());
+            var scheduler = Pserver.Start(["scheduler", "--port", "0", "--servers", servers.ToString(), "--workers", workers.ToString(),
+                "--replication", replication.ToString(), .. schedulerArguments]);
             string line = await scheduler.WaitForLineAsync(l => l.StartsWith("scheduler listening on ", StringComparison.Ordinal), Limit);
             var job = new Job { Scheduler = scheduler, Address = line["scheduler listening on ".Length..] };
             for (int i = 0; i < servers; i++)

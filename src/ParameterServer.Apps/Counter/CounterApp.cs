@@ -38,9 +38,10 @@ public sealed record CounterOptions
 }
 
 /// <summary>
-/// The self-check users run against any cluster: every worker pushes +1 to every key, R times, asynchronously
-/// under the table's consistency; after a barrier each worker pulls everything and checks that every value
-/// equals workers x R. Any mismatch (a lost or doubled update) fails the run.
+/// The self-check users run against any cluster: every worker reads the starting values (zeros, or a restored
+/// checkpoint), pushes +1 to every key R times, asynchronously under the table's consistency; after a barrier each
+/// worker pulls everything and checks that every value grew by exactly workers x R. Any mismatch (a lost or doubled
+/// update) fails the run.
 /// </summary>
 public sealed class CounterApp(CounterOptions options) : IPsApp
 {
@@ -58,6 +59,11 @@ public sealed class CounterApp(CounterOptions options) : IPsApp
         bool pauses = options.PauseMs > 0 && (options.SlowRank is null || options.SlowRank == context.Rank);
         context.Log.LogInformation("Counter on rank {Rank}: {Keys} keys x width {Width}, {Rounds} rounds, {Mode} table, {Consistency}",
             context.Rank, keys.Length, options.Width, options.Rounds, options.Mode.ToString().ToLowerInvariant(), options.Consistency);
+
+        // What the table holds before this run (zeros, or a restored checkpoint): read before anyone pushes.
+        float[] initial = new float[ones.Length];
+        await table.PullAsync(keys, initial, cancellationToken).ConfigureAwait(false);
+        await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
 
         var watch = Stopwatch.StartNew();
         long[] timestamps = new long[options.Rounds];
@@ -83,7 +89,7 @@ public sealed class CounterApp(CounterOptions options) : IPsApp
         int firstBad = -1;
         for (int i = 0; i < values.Length; i++)
         {
-            if (values[i] != expected)
+            if (values[i] != initial[i] + expected)
             {
                 mismatches++;
                 firstBad = firstBad < 0 ? i : firstBad;
@@ -100,6 +106,9 @@ public sealed class CounterApp(CounterOptions options) : IPsApp
                 ["keys"] = keys.Length,
                 ["pushes"] = options.Rounds,
                 ["expected"] = expected,
+                ["initial_min"] = initial.Min(),
+                ["initial_max"] = initial.Max(),
+                ["initial_sum"] = initial.Sum(v => (double)v),
                 ["mismatches"] = mismatches,
                 ["seconds"] = Math.Round(seconds, 3),
                 ["resent_slices"] = client.Failovers,
@@ -110,13 +119,13 @@ public sealed class CounterApp(CounterOptions options) : IPsApp
         else if (mismatches == 0)
         {
             context.Output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"counter OK: rank {context.Rank}, {keys.Length} keys x width {options.Width}, every value = {expected} ({context.WorkerCount} workers x {options.Rounds} rounds) in {seconds:0.00} s"));
+                $"counter OK: rank {context.Rank}, {keys.Length} keys x width {options.Width}, every value grew by exactly {expected} ({context.WorkerCount} workers x {options.Rounds} rounds) in {seconds:0.00} s"));
         }
         if (mismatches > 0)
         {
             int key = firstBad / options.Width;
-            context.Log.LogError("Counter FAILED on rank {Rank}: {Mismatches} of {Total} values differ from {Expected}; first: key {Key} = {Value}",
-                context.Rank, mismatches, values.Length, expected, keys[key], values[firstBad]);
+            context.Log.LogError("Counter FAILED on rank {Rank}: {Mismatches} of {Total} values differ from their start value + {Expected}; first: key {Key} = {Value}, started at {Initial}",
+                context.Rank, mismatches, values.Length, expected, keys[key], values[firstBad], initial[firstBad]);
             return 1;
         }
         return 0;

@@ -12,7 +12,7 @@ namespace ParameterServer;
 /// runs barriers, watches heartbeats and shuts the job down when every worker has finished.
 /// All state sits behind one lock (control plane only); frames are sent after the lock is released.
 /// </summary>
-public sealed class SchedulerNode : IAsyncDisposable
+public sealed partial class SchedulerNode : IAsyncDisposable
 {
     private const int SchedulerId = 0;
 
@@ -39,6 +39,7 @@ public sealed class SchedulerNode : IAsyncDisposable
         _options = options;
         _log = loggers.CreateLogger("scheduler");
         _listener = new Listener(options.Host, options.Port, socket => new Connection(socket, new Handler(this), options.Transport, _log, $"node at {socket.RemoteEndPoint}"), _log);
+        OpenRestore();
         _view = BuildView();
         var monitor = new Thread(MonitorLoop) { IsBackground = true, Name = "ps-scheduler-monitor" };
         monitor.Start();
@@ -123,6 +124,9 @@ public sealed class SchedulerNode : IAsyncDisposable
                     case MessageType.Finish:
                         OnFinish(connection, header, outbox);
                         break;
+                    case MessageType.CheckpointDone:
+                        OnCheckpointDone(connection, header, payload);
+                        break;
                     case MessageType.Status:
                         var w = new PayloadWriter();
                         _view.Write(w);
@@ -171,6 +175,7 @@ public sealed class SchedulerNode : IAsyncDisposable
         connection.Peer = node.Info.Describe();
         _log.LogInformation("Registered {Node} ({Count}/{Expected} {Role}s)", node.Info.Describe(), registered + 1, expected, role.ToString().ToLowerInvariant());
         outbox.Add(Reply(connection, header, ControlMessages.Ints(node.Id, node.Rank, (int)_options.HeartbeatInterval.TotalMilliseconds)));
+        AddRestoreFrame(node, outbox);
         if (!_ready && _nodes.Values.Count(n => n.Role == NodeRole.Server) == _options.Servers && _nodes.Values.Count(n => n.Role == NodeRole.Worker) == _options.Workers)
         {
             _ready = true;
@@ -303,11 +308,33 @@ public sealed class SchedulerNode : IAsyncDisposable
         {
             _log.LogInformation("All workers finished; shutting the job down");
         }
+        if (_options.CheckpointDirectory is not null)
+        {
+            // The final checkpoint first: the servers still hold everything; then the shutdown.
+            _ = Task.Run(async () =>
+            {
+                bool written = await TakeCheckpointAsync().ConfigureAwait(false);
+                var later = new List<Outgoing>();
+                lock (_lock)
+                {
+                    AddShutdownFrames(later);
+                }
+                Flush(later);
+                await Task.Delay(300).ConfigureAwait(false);
+                _completion.TrySetResult(written ? exitCode : Math.Max(exitCode, 1));
+            });
+            return;
+        }
+        AddShutdownFrames(outbox);
+        _ = Task.Delay(300).ContinueWith(_ => _completion.TrySetResult(exitCode), TaskScheduler.Default);
+    }
+
+    private void AddShutdownFrames(List<Outgoing> outbox)
+    {
         foreach (var n in _nodes.Values.Where(n => n.Alive))
         {
             outbox.Add(new Outgoing(n.Connection, new FrameHeader { Type = MessageType.Shutdown, SenderId = SchedulerId }, []));
         }
-        _ = Task.Delay(300).ContinueWith(_ => _completion.TrySetResult(exitCode), TaskScheduler.Default);
     }
 
     private void OnClosed(Connection connection, string reason)
@@ -331,6 +358,7 @@ public sealed class SchedulerNode : IAsyncDisposable
     private void MarkDead(NodeState node, string why, List<Outgoing> outbox)
     {
         node.Alive = false;
+        FailCheckpointWaits(node);
         if (node.Finished || _shuttingDown)
         {
             _log.LogInformation("{Node} {Why}", node.Info.Describe(), why);

@@ -46,6 +46,18 @@ public sealed class SchedulerOptions
     /// <summary>How long a table declaration waits for every server to accept the new view. Defaults to 30 s.</summary>
     public TimeSpan ViewAckTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// Where checkpoints go (one epoch-NNNNNN folder each; the servers write into it, so on many machines it must be
+    /// a shared path). Null: no checkpoints.
+    /// </summary>
+    public string? CheckpointDirectory { get; set; }
+
+    /// <summary>How often to checkpoint while the job runs; zero: only once, when every worker has finished. Defaults to zero.</summary>
+    public TimeSpan CheckpointInterval { get; set; }
+
+    /// <summary>A checkpoint to resume from: an epoch folder, or a checkpoint directory (its newest complete epoch).</summary>
+    public string? RestoreFrom { get; set; }
+
     public TransportOptions Transport { get; set; } = new();
 
     internal void Validate()
@@ -77,6 +89,14 @@ public sealed class SchedulerOptions
         if (HeartbeatTimeout <= HeartbeatInterval)
         {
             throw new ArgumentException($"HeartbeatTimeout ({HeartbeatTimeout.TotalMilliseconds} ms) must exceed HeartbeatInterval ({HeartbeatInterval.TotalMilliseconds} ms)");
+        }
+        if (CheckpointInterval < TimeSpan.Zero || (CheckpointInterval > TimeSpan.Zero && CheckpointInterval < TimeSpan.FromMilliseconds(100)))
+        {
+            throw new ArgumentOutOfRangeException(nameof(CheckpointInterval), CheckpointInterval, "the checkpoint interval must be 0 (only at the end) or at least 0.1 s");
+        }
+        if (CheckpointInterval > TimeSpan.Zero && CheckpointDirectory is null)
+        {
+            throw new ArgumentException("a checkpoint interval needs a checkpoint directory (--checkpoint-dir)");
         }
         Transport.Validate();
     }

@@ -92,8 +92,23 @@ public sealed partial class ServerNode : IAsyncDisposable
         switch (header.Type)
         {
             case MessageType.View:
-                ApplyView(ClusterView.Read(payload));
+                try
+                {
+                    ApplyView(ClusterView.Read(payload));
+                }
+                catch (PsException ex)
+                {
+                    _log.LogError("Server {Id}: {Message}", Id, ex.Message);
+                    _completion.TrySetResult(2); // a checkpoint it was asked to restore is unreadable: do not serve without it
+                    return;
+                }
                 _scheduler?.Reply(header, []);
+                break;
+            case MessageType.Checkpoint:
+                OnCheckpointRequest(header.Round, Utf8(payload));
+                break;
+            case MessageType.Restore:
+                _restoreFolder = Utf8(payload);
                 break;
             case MessageType.Shutdown:
                 _log.LogInformation("Server {Id}: the scheduler ends the job", Id);
@@ -141,6 +156,7 @@ public sealed partial class ServerNode : IAsyncDisposable
             var previous = _view;
             _view = view;
             RememberView(view);
+            RestoreIfAsked(view);
             if (previous is not null && previous.Number < view.Number)
             {
                 StartRefill(previous, view);

@@ -1,0 +1,96 @@
+using System.Text;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using ParameterServer.Checkpoints;
+using ParameterServer.Cluster;
+using ParameterServer.Protocol;
+using ParameterServer.Server;
+
+namespace ParameterServer;
+
+/// <summary>
+/// Checkpoints, driven by the scheduler: on request a server writes the rows of the blocks it is primary for, block by
+/// block (each copied under its lock, then written off the update path, as Project Adam's delayed persistence), and
+/// reports the file. On restore it loads, from every server's file, the rows of the blocks whose chain it is in.
+/// </summary>
+public sealed partial class ServerNode
+{
+    private string? _restoreFolder;
+    private bool _restored;
+    private long _checkpointsWritten;
+
+    private void OnCheckpointRequest(long epoch, string folder) => _ = Task.Run(() =>
+    {
+        string path = Path.Combine(folder, CheckpointFiles.ServerFileName(Id));
+        object result;
+        try
+        {
+            var view = _view ?? throw new InvalidOperationException("no view yet");
+            int mySlot = view.SlotOfServer(Id);
+            var tables = _tables.OfType<TableStore>().ToList();
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            var (bytes, sha, rows) = CheckpointFiles.WriteServerFile(path, Id, epoch, tables,
+                (table, block) => view.PlacementOf(table.Info).SlotOfBlock(block) == mySlot);
+            Interlocked.Increment(ref _checkpointsWritten);
+            _log.LogInformation("Server {Id}: wrote checkpoint epoch {Epoch}: {Rows} rows, {Bytes} bytes in {Ms:0} ms", Id, epoch, rows, bytes,
+                System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+            result = new { ok = true, name = Path.GetFileName(path), bytes, sha256 = sha, rows };
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or InvalidOperationException)
+        {
+            _log.LogError("Server {Id}: cannot write checkpoint epoch {Epoch} to {Path}: {Message}", Id, epoch, path, ex.Message);
+            result = new { ok = false, error = $"server {Id} cannot write {path}: {ex.Message}" };
+        }
+        try
+        {
+            _scheduler?.Send(MessageType.CheckpointDone, JsonSerializer.SerializeToUtf8Bytes(result), round: epoch);
+        }
+        catch (PsException ex)
+        {
+            _log.LogWarning("Server {Id}: cannot report checkpoint epoch {Epoch}: {Message}", Id, epoch, ex.Message);
+        }
+    });
+
+    /// <summary>On the first ready view after a Restore request: loads the rows this server holds under that view. Under _tablesLock.</summary>
+    private void RestoreIfAsked(ClusterView view)
+    {
+        if (_restoreFolder is not { } folder || _restored || !view.Ready)
+        {
+            return;
+        }
+        _restored = true;
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var (_, manifest) = CheckpointFiles.Open(folder);
+        int mySlot = view.SlotOfServer(Id);
+        long loaded = 0;
+        var tables = _tables;
+        foreach (var file in manifest.Files)
+        {
+            string path = Path.Combine(folder, file.Name);
+            CheckpointFiles.ReadServerFile(path, (tableId, stride, keys, rows) =>
+            {
+                var table = (uint)tableId < (uint)tables.Length ? tables[tableId] : null;
+                if (table is null || table.RowStride != stride)
+                {
+                    throw CheckpointFiles.Corrupt(path, $"holds rows of stride {stride} for table {tableId}, which this job declares differently");
+                }
+                var placement = view.PlacementOf(table.Info);
+                Span<int> chain = stackalloc int[Math.Max(1, placement.ChainLength)];
+                for (int i = 0; i < keys.Length; i++)
+                {
+                    long block = table.Info.BlockOf(keys[i]);
+                    int n = placement.ChainOfBlock(block, chain);
+                    if (chain[..n].Contains(mySlot))
+                    {
+                        table.WriteBlockRows(block, KeyList.Of(keys.Slice(i, 1)), rows.Slice(i * stride, stride), clearFirst: false);
+                        loaded++;
+                    }
+                }
+            });
+        }
+        _log.LogInformation("Server {Id}: restored {Rows} rows from {Folder} (epoch {Epoch}) in {Ms:0} ms", Id, loaded, folder, manifest.Epoch,
+            System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+    }
+
+    private static string Utf8(byte[] payload) => Encoding.UTF8.GetString(payload);
+}

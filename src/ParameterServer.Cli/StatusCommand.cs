@@ -23,7 +23,8 @@ internal static class StatusCommand
                     view = view.Number,
                     ready = view.Ready,
                     nodes = view.Nodes.Select(n => new { id = n.Id, role = n.Role.ToString().ToLowerInvariant(), rank = n.Rank, address = n.Address, alive = n.Alive }),
-                    ranges = ranges.Select(r => new { server = r.Server, start = Hex(r.Start), end = Hex(r.End) }),
+                    replication = new { factor = view.Replication, copies = view.ChainLength, healthy = view.ChainLength >= view.Replication },
+                    ranges = ranges.Select(r => new { server = r.Server, chain = r.Chain, start = Hex(r.Start), end = Hex(r.End) }),
                     tables = view.Tables.Select(t => new { id = t.Id, name = t.Name, width = t.Width, handler = t.Handler, mode = t.Mode.ToString().ToLowerInvariant(), dense_size = t.DenseSize }),
                 }));
                 return ExitCodes.Ok;
@@ -35,10 +36,15 @@ internal static class StatusCommand
                 Console.Out.WriteLine($"{n.Id,4}  {n.Role.ToString().ToLowerInvariant(),-9}  {n.Rank,4}  {n.Address,-22}  {(n.Alive ? "alive" : "dead")}");
             }
             Console.Out.WriteLine($"key space: {ranges.Count} ranges on the consistent-hash ring ({view.VirtualNodes} virtual nodes per server)");
-            foreach (var group in ranges.GroupBy(r => r.Server).OrderBy(g => g.Key))
+            Console.Out.WriteLine(view.ChainLength >= view.Replication
+                ? $"replication: {view.Replication} copies of every range (primary + ring successors), healthy"
+                : $"replication: DEGRADED, {view.ChainLength} copies of every range where {view.Replication} were asked: only {view.Servers.Count} servers are alive");
+            foreach (var server in view.Servers)
             {
-                double share = group.Sum(r => (double)(r.End - r.Start + 1)) / Math.Pow(2, 64);
-                Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  server {group.Key}: {group.Count()} ranges, {share:P1} of the ring"));
+                double primary = ranges.Where(r => r.Server == server.Id).Sum(r => (double)(r.End - r.Start + 1)) / Math.Pow(2, 64);
+                double replica = ranges.Where(r => r.Server != server.Id && r.Chain.Contains(server.Id)).Sum(r => (double)(r.End - r.Start + 1)) / Math.Pow(2, 64);
+                Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"  server {server.Id}: primary for {ranges.Count(r => r.Server == server.Id)} ranges, {primary:P1} of the ring; replica for {replica:P1}"));
             }
             foreach (var t in view.Tables)
             {
@@ -49,10 +55,13 @@ internal static class StatusCommand
         return command;
     }
 
-    /// <summary>The ring as inclusive [start, end] ranges of hashed positions, adjacent arcs of one server merged.</summary>
-    internal static List<(ulong Start, ulong End, int Server)> Ranges(ClusterView view)
+    /// <summary>
+    /// The ring as inclusive [start, end] ranges of hashed positions, each with its chain (primary first, then the
+    /// replicas); adjacent arcs with the same chain are merged.
+    /// </summary>
+    internal static List<(ulong Start, ulong End, int Server, int[] Chain)> Ranges(ClusterView view)
     {
-        var ranges = new List<(ulong Start, ulong End, int Server)>();
+        var ranges = new List<(ulong Start, ulong End, int Server, int[] Chain)>();
         if (view.Ring.IsEmpty)
         {
             return ranges;
@@ -66,15 +75,17 @@ internal static class StatusCommand
         {
             linear.Add((wrapStart + 1, ulong.MaxValue, wrapServer));
         }
+        var chain = new int[Math.Max(1, view.ChainLength)];
         foreach (var r in linear)
         {
-            if (ranges.Count > 0 && ranges[^1].Server == r.Server && ranges[^1].End + 1 == r.Start)
+            int[] members = chain[..view.Ring.ChainOf(r.End, chain)];
+            if (ranges.Count > 0 && ranges[^1].Chain.SequenceEqual(members) && ranges[^1].End + 1 == r.Start)
             {
-                ranges[^1] = (ranges[^1].Start, r.End, r.Server);
+                ranges[^1] = (ranges[^1].Start, r.End, r.Server, ranges[^1].Chain);
             }
             else
             {
-                ranges.Add(r);
+                ranges.Add((r.Start, r.End, r.Server, members));
             }
         }
         return ranges;

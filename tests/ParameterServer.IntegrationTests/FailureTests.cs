@@ -109,9 +109,18 @@ public class FailureTests
             Assert.Equal("0x0000000000000000", ranges[0].GetProperty("start").GetString());
             Assert.Equal("0xffffffffffffffff", ranges[^1].GetProperty("end").GetString());
             Assert.Equal(3, ranges.Select(r => r.GetProperty("server").GetInt32()).Distinct().Count());
+            foreach (var range in ranges)
+            {
+                // Replication 2 (the default with 3 servers): the primary, then its successor on the ring.
+                var chain = range.GetProperty("chain").EnumerateArray().Select(c => c.GetInt32()).ToList();
+                Assert.Equal(2, chain.Distinct().Count());
+                Assert.Equal(range.GetProperty("server").GetInt32(), chain[0]);
+            }
+            Assert.True(root.GetProperty("replication").GetProperty("healthy").GetBoolean());
 
             using var human = await Pserver.RunAsync(Limit, "status", "--scheduler", cluster.Address);
             Assert.Contains("of the ring", human.Stdout);
+            Assert.Contains("replication: 2 copies of every range", human.Stdout);
         }
     }
 }

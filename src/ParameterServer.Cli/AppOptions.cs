@@ -16,6 +16,7 @@ internal static class AppOptions
     public static readonly Option<int> Keys = Options.Create("--keys", 1000, "counter: keys pushed per round, spread over the whole key space");
     public static readonly Option<int> Rounds = Options.Create("--rounds", 100, "counter: rounds of pushes per worker");
     public static readonly Option<int> Width = Options.Create("--width", 1, "counter: values per key");
+    public static readonly Option<int> WorkUnits = Options.Create("--work-units", 0, "counter: share N rounds among the workers through the scheduler's work queue (a dead worker's rounds are reassigned or dropped); 0: every worker does --rounds");
     public static readonly Option<int> PauseMs = Options.Create("--pause-ms", 0, "counter: sleep between rounds, in milliseconds");
     public static readonly Option<int> SlowRank = Options.Create("--slow-rank", -1, "counter: only this rank pauses (-1: all)");
     public static readonly Option<string> Mode = Options.Create("--mode", "async", "counter: table update mode, sync or async");
@@ -33,7 +34,7 @@ internal static class AppOptions
     public static readonly Option<string?> ModelOut = Options.Create<string?>("--model-out", null, "logreg: write the trained weights to this file");
     public static readonly Option<bool> SkipBadLines = Options.Create("--skip-bad-lines", false, "logreg: count and skip malformed lines instead of stopping");
 
-    public static IEnumerable<Option> Counter => [Keys, Rounds, Width, PauseMs, SlowRank, Mode];
+    public static IEnumerable<Option> Counter => [Keys, Rounds, WorkUnits, Width, PauseMs, SlowRank, Mode];
 
     public static IEnumerable<Option> LogReg => [Data, Test, Epochs, Batch, Optimizer, LearningRate, L1, L2, HashBits, ModelOut, SkipBadLines];
 
@@ -58,6 +59,7 @@ internal static class AppOptions
         {
             Add(Keys.Name, p.GetValue(Keys));
             Add(Rounds.Name, p.GetValue(Rounds));
+            Add(WorkUnits.Name, p.GetValue(WorkUnits));
             Add(Width.Name, p.GetValue(Width));
             Add(PauseMs.Name, p.GetValue(PauseMs));
             Add(SlowRank.Name, p.GetValue(SlowRank));
@@ -94,6 +96,7 @@ internal static class AppOptions
             {
                 Keys = p.GetValue(Keys),
                 Rounds = p.GetValue(Rounds),
+                WorkUnits = p.GetValue(WorkUnits),
                 Width = p.GetValue(Width),
                 PauseMs = p.GetValue(PauseMs),
                 SlowRank = p.GetValue(SlowRank) is int r and >= 0 ? r : null,

@@ -17,7 +17,7 @@ internal static class LocalCluster
         var command = new Command("local", "Start a local cluster (scheduler, servers, workers as child processes on 127.0.0.1) and run an app")
         {
             Servers, Workers, Options.Json, Options.VirtualNodes, Options.Replication, Options.HeartbeatMs, Options.HeartbeatTimeoutMs, Options.RequestTimeoutS,
-            Options.CheckpointDir, Options.CheckpointEvery, Options.Restore,
+            Options.CheckpointDir, Options.CheckpointEvery, Options.Restore, Options.OnWorkerFailure, Options.BackupAfter,
         };
         foreach (var option in AppOptions.All)
         {
@@ -27,6 +27,7 @@ internal static class LocalCluster
         {
             AppOptions.Create(p); // validate the app options here, not in every worker
             Options.CheckRestore(p);
+            Options.ParseWorkerFailure(p);
             bool json = p.GetValue(Options.Json);
             var spec = Spec(p, AppOptions.Forward(p), json);
             var result = await LocalJob.RunAsync(spec, ct);
@@ -64,6 +65,7 @@ internal static class LocalCluster
         "--virtual-nodes", LocalJob.Inv(p.GetValue(Options.VirtualNodes)), "--replication", LocalJob.Inv(p.GetValue(Options.Replication)), "--heartbeat-ms", LocalJob.Inv(p.GetValue(Options.HeartbeatMs)),
         "--heartbeat-timeout-ms", LocalJob.Inv(p.GetValue(Options.HeartbeatTimeoutMs)),
         .. Options.CheckpointArguments(p),
+        .. Options.WorkArguments(p),
     ];
 
     /// <summary>The job spec from the launcher options shared by `local`, `train` and the benchmarks.</summary>

@@ -56,6 +56,23 @@ internal static class Options
         .. p.GetValue(Restore) is { } restore ? new[] { "--restore", Path.GetFullPath(restore) } : [],
     ];
 
+    public static readonly Option<string> OnWorkerFailure = Create("--on-worker-failure", "reassign", "What happens to the work units a dead worker had not finished: reassign (to the other workers) or drop");
+    public static readonly Option<double> BackupAfter = Create("--backup-after", 0.0, "Seconds after which a slow worker's unit is also given to an idle worker, first result wins (0: never)");
+
+    public static WorkerFailurePolicy ParseWorkerFailure(ParseResult p) => p.GetValue(OnWorkerFailure) switch
+    {
+        "reassign" => WorkerFailurePolicy.Reassign,
+        "drop" => WorkerFailurePolicy.Drop,
+        var other => throw new ArgumentException($"--on-worker-failure must be reassign or drop, not '{other}'"),
+    };
+
+    /// <summary>The work-queue options for a scheduler started by a launcher (commands without them pass none).</summary>
+    public static string[] WorkArguments(ParseResult p) =>
+    [
+        .. p.GetValue(OnWorkerFailure) is { } policy ? new[] { "--on-worker-failure", policy } : [],
+        .. p.GetValue(BackupAfter) is > 0 and var after ? new[] { "--backup-after", after.ToString(System.Globalization.CultureInfo.InvariantCulture) } : [],
+    ];
+
     public static readonly Option<int> MaxFrameMb = Create("--max-frame-mb", 512, "Largest frame accepted, in MiB");
 
     public static Transport.TransportOptions Transport(ParseResult p) => new() { MaxFrameBytes = checked(p.GetValue(MaxFrameMb) * (1 << 20)) };

@@ -18,6 +18,12 @@ internal enum MessageType : byte
     CheckpointDone = 10,
     /// <summary>Scheduler -> server, before its first view: load the checkpoint in the folder named by the payload (UTF-8).</summary>
     Restore = 11,
+    /// <summary>Worker -> scheduler: the job's work is this many units (payload: int32); idempotent.</summary>
+    DeclareWork = 12,
+    /// <summary>Worker -> scheduler: give me a unit. Answer: unit id (or -1 all done, -2 ask again), backup flag, counts.</summary>
+    ClaimWork = 13,
+    /// <summary>Worker -> scheduler: this unit is done (payload: int32). Answer: 1 if first, 0 if it was done already.</summary>
+    CompleteWork = 14,
 
     // Data plane (worker <-> server).
     Push = 16,

@@ -79,6 +79,7 @@ public class FailoverTests(ITestOutputHelper output)
     [InlineData(3, 1, 600, -1, 0)]
     [InlineData(3, 2, 1200, -1, 0)]
     [InlineData(4, 1, 300, 3, 1500)] // the second kill needs the copies refilled after the first
+    [InlineData(4, 0, 400, 2, 900)]
     public async Task Servers_killed_during_pushes_lose_nothing_and_apply_nothing_twice(int servers, int victim, int killAfterMs, int secondVictim, int secondKillAfterMs)
     {
         string rounds = secondVictim < 0 ? "200" : "400";

@@ -124,6 +124,15 @@ public sealed partial class SchedulerNode : IAsyncDisposable
                     case MessageType.Finish:
                         OnFinish(connection, header, outbox);
                         break;
+                    case MessageType.DeclareWork:
+                        OnDeclareWork(connection, header, payload, outbox);
+                        break;
+                    case MessageType.ClaimWork:
+                        OnClaimWork(connection, header, outbox);
+                        break;
+                    case MessageType.CompleteWork:
+                        OnCompleteWork(connection, header, payload, outbox);
+                        break;
                     case MessageType.CheckpointDone:
                         OnCheckpointDone(connection, header, payload);
                         break;
@@ -359,6 +368,10 @@ public sealed partial class SchedulerNode : IAsyncDisposable
     {
         node.Alive = false;
         FailCheckpointWaits(node);
+        if (!node.Finished)
+        {
+            OnWorkerDied(node);
+        }
         if (node.Finished || _shuttingDown)
         {
             _log.LogInformation("{Node} {Why}", node.Info.Describe(), why);

@@ -58,6 +58,12 @@ public sealed class SchedulerOptions
     /// <summary>A checkpoint to resume from: an epoch folder, or a checkpoint directory (its newest complete epoch).</summary>
     public string? RestoreFrom { get; set; }
 
+    /// <summary>What happens to the work units a dead worker had not finished (see <see cref="PsClient.ClaimWorkAsync"/>). Defaults to reassign.</summary>
+    public WorkerFailurePolicy OnWorkerFailure { get; set; } = WorkerFailurePolicy.Reassign;
+
+    /// <summary>When the queue is empty, a unit claimed longer ago than this is also given to an idle worker (first result wins). Zero (the default): no backups.</summary>
+    public TimeSpan BackupAfter { get; set; }
+
     public TransportOptions Transport { get; set; } = new();
 
     internal void Validate()
@@ -100,4 +106,15 @@ public sealed class SchedulerOptions
         }
         Transport.Validate();
     }
+}
+
+/// <summary>What happens to the work a dead worker had claimed but not finished.</summary>
+public enum WorkerFailurePolicy
+{
+    /// <summary>Its units go back to the queue and another worker does them (at least once: a unit the dead worker
+    /// had partly pushed may be partly applied twice).</summary>
+    Reassign,
+
+    /// <summary>Its units are dropped: the job finishes without them.</summary>
+    Drop,
 }

@@ -73,24 +73,36 @@ public sealed partial class ServerNode
     /// <summary>
     /// Applies a frame once: false when this frame (sender, request id) was applied before. A resend names the frame it
     /// replaces (<paramref name="predecessor"/>, cut by view <paramref name="predecessorView"/>): keys this server held
-    /// under that view are skipped when it has that frame recorded, since it applied them then.
+    /// under that view are skipped when it has that frame recorded, since it applied them then (returned in
+    /// <paramref name="skipped"/>). <paramref name="asPrimary"/>: the frame came from the worker; with chains of two
+    /// the resend's keys here are exactly those of the replaced frame, which is then recorded too, so a late copy of
+    /// it from the lost primary is ignored.
     /// </summary>
-    private bool ApplyOnce(int sender, ulong requestId, bool resend, ulong predecessor, uint predecessorView, TableStore table, KeyList keys, ReadOnlySpan<float> values)
+    private bool ApplyOnce(int sender, ulong requestId, bool resend, ulong predecessor, uint predecessorView, bool asPrimary,
+        TableStore table, KeyList keys, ReadOnlySpan<float> values, out HashSet<ulong>? skipped)
     {
+        skipped = null;
         if (!_applied.TryRecord(sender, requestId))
         {
             return false;
         }
-        ClusterView? old = null;
-        if (resend && _applied.Contains(sender, predecessor))
+        if (!resend)
         {
-            lock (_recentViews)
-            {
-                _recentViews.TryGetValue(predecessorView, out old);
-            }
+            table.Apply(keys, values);
+            return true;
+        }
+        ClusterView? old;
+        lock (_recentViews)
+        {
+            _recentViews.TryGetValue(predecessorView, out old);
+        }
+        bool applied = _applied.Contains(sender, predecessor);
+        if (asPrimary && old is not null && old.ChainLength <= 2)
+        {
+            _applied.TryRecord(sender, predecessor);
         }
         int oldSlot = old?.SlotOfServer(Id) ?? -1;
-        if (old is null || oldSlot < 0 || old.FindTable(table.Info.Id) is null)
+        if (!applied || old is null || oldSlot < 0 || old.FindTable(table.Info.Id) is null)
         {
             table.Apply(keys, values); // nothing of it applied here before
             return true;
@@ -101,21 +113,45 @@ public sealed partial class ServerNode
         int width = table.Width;
         var keep = new List<ulong>();
         var keepValues = new List<float>();
+        skipped = new HashSet<ulong>();
         for (int i = 0; i < keys.Count; i++)
         {
             int n = placement.ChainOfBlock(table.Info.BlockOf(keys[i]), chain);
-            if (!chain[..n].Contains(oldSlot))
+            if (chain[..n].Contains(oldSlot))
+            {
+                skipped.Add(keys[i]);
+            }
+            else
             {
                 keep.Add(keys[i]);
                 keepValues.AddRange(values.Slice(i * width, width));
             }
         }
-        Interlocked.Add(ref _resendRowsSkipped, keys.Count - keep.Count);
+        Interlocked.Add(ref _resendRowsSkipped, skipped.Count);
         table.Apply(KeyList.Of(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(keep)), System.Runtime.InteropServices.CollectionsMarshal.AsSpan(keepValues));
         return true;
     }
 
     private long _resendRowsSkipped;
+
+    /// <summary>Whether <paramref name="server"/> held <paramref name="key"/> under view <paramref name="viewNumber"/> (false when the view is unknown).</summary>
+    private bool HeldUnder(uint viewNumber, TableStore table, ulong key, int server)
+    {
+        ClusterView? old;
+        lock (_recentViews)
+        {
+            _recentViews.TryGetValue(viewNumber, out old);
+        }
+        int slot = old?.SlotOfServer(server) ?? -1;
+        if (old is null || slot < 0)
+        {
+            return false;
+        }
+        var placement = old.PlacementOf(table.Info);
+        Span<int> chain = stackalloc int[Math.Max(1, placement.ChainLength)];
+        int n = placement.ChainOfBlock(table.Info.BlockOf(key), chain);
+        return chain[..n].Contains(slot);
+    }
 
     /// <summary>
     /// Applies an asynchronous push under replication (once, see <see cref="ApplyOnce"/>) and forwards it to the other
@@ -139,7 +175,7 @@ public sealed partial class ServerNode
     private bool ApplyAndForward(Connection connection, in FrameHeader header, TableStore table, KeyList keys, ReadOnlySpan<float> values)
     {
         bool resend = (header.Flags & FrameFlags.Resend) != 0;
-        if (!ApplyOnce(header.SenderId, header.RequestId, resend, (ulong)header.Round, header.Aux, table, keys, values))
+        if (!ApplyOnce(header.SenderId, header.RequestId, resend, (ulong)header.Round, header.Aux, asPrimary: true, table, keys, values, out var skipped))
         {
             return false; // this very frame was applied before: acknowledge only
         }
@@ -159,6 +195,10 @@ public sealed partial class ServerNode
             for (int j = 1; j <= copies; j++)
             {
                 int slot = j < n ? chain[j] : -1;
+                if (slot >= 0 && skipped is not null && skipped.Contains(keys[i]) && !HeldUnder(header.Aux, table, keys[i], view.Servers[slot].Id))
+                {
+                    slot = -1; // skipped here as applied before; a copy new to the chain got it in its refill from this server
+                }
                 successors[(i * copies) + j - 1] = slot;
                 if (slot >= 0 && !distinct.Contains(slot))
                 {
@@ -320,8 +360,9 @@ public sealed partial class ServerNode
             SendError(connection, header, ErrorCode.KeysNotSorted, "replicated keys must be sorted");
             return;
         }
-        ApplyOnce((int)header.Aux, (ulong)header.Round, (header.Flags & FrameFlags.Resend) != 0, (ulong)header.Timestamp, header.ViewNumber,
-            table, keys, MemoryMarshal.Cast<byte, float>(DataPayload.Values(header, payload)));
+        _inboundPeers.TryAdd(connection, header.SenderId);
+        ApplyOnce((int)header.Aux, (ulong)header.Round, (header.Flags & FrameFlags.Resend) != 0, (ulong)header.Timestamp, header.ViewNumber, asPrimary: false,
+            table, keys, MemoryMarshal.Cast<byte, float>(DataPayload.Values(header, payload)), out _);
         SendAck(connection, header);
     }
 
@@ -476,8 +517,19 @@ public sealed partial class ServerNode
         });
     }
 
+    /// <summary>Connections on which other servers forward pushes to this one, by sender (until closed).</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Connection, int> _inboundPeers = new();
+
     private void Refill(ClusterView previous, ClusterView view)
     {
+        // A push the lost server forwarded here may still sit in this server's receive buffer: apply it before copying
+        // blocks, or a new replica's copy would lack it while this server has it.
+        var lost = previous.Servers.Select(s => s.Id).Where(id => view.SlotOfServer(id) < 0).ToHashSet();
+        long deadline = Environment.TickCount64 + 2000;
+        while (_inboundPeers.Any(p => lost.Contains(p.Value) && !p.Key.IsClosed) && Environment.TickCount64 < deadline)
+        {
+            Thread.Sleep(2);
+        }
         int mySlot = view.SlotOfServer(Id);
         if (mySlot < 0)
         {

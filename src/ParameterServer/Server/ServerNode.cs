@@ -186,7 +186,11 @@ public sealed partial class ServerNode : IAsyncDisposable
 
         public void EndChunks(Connection connection, in FrameHeader header, bool received) => _chunks.End(connection, header, received);
 
-        public void OnClosed(Connection connection, string reason) => server._log.LogDebug("Server {Id}: {Peer} disconnected: {Reason}", server.Id, connection.Peer, reason);
+        public void OnClosed(Connection connection, string reason)
+        {
+            server._inboundPeers.TryRemove(connection, out _);
+            server._log.LogDebug("Server {Id}: {Peer} disconnected: {Reason}", server.Id, connection.Peer, reason);
+        }
     }
 
     private void OnDataFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload)

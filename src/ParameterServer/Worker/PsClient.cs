@@ -279,6 +279,55 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
         await _scheduler.CallAsync(MessageType.Barrier, ReadOnlyMemory<byte>.Empty, $"barrier #{sequence} (waiting for all workers)", _options.BarrierTimeout, round: sequence, cancellationToken: cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Declares the job's work as units 0 .. <paramref name="units"/> - 1, handed out by the scheduler one at a time
+    /// (<see cref="ClaimWorkAsync"/>): a dead worker's unfinished units go to the others or are dropped, by the
+    /// scheduler's policy. Every worker may declare it; the count must agree.
+    /// </summary>
+    public async Task DeclareWorkAsync(int units, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(units, 1);
+        await _scheduler.CallAsync(MessageType.DeclareWork, ControlMessages.Ints(units), $"the declaration of {units} work units", _options.RequestTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The next unit of work for this worker, or null when every unit is done (or dropped). While the remaining units
+    /// are in progress on other workers it waits, since a unit comes back if its worker dies.
+    /// </summary>
+    public async Task<int?> ClaimWorkAsync(CancellationToken cancellationToken = default)
+    {
+        long deadline = Environment.TickCount64 + (long)_options.BarrierTimeout.TotalMilliseconds;
+        while (true)
+        {
+            var reply = await _scheduler.CallAsync(MessageType.ClaimWork, ReadOnlyMemory<byte>.Empty, "a work unit", _options.RequestTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+            int[] fields = ControlMessages.ReadInts(reply.Payload, 7);
+            WorkCounts = new WorkProgress(fields[2], fields[3], fields[4], fields[5], fields[6]);
+            if (fields[0] >= 0)
+            {
+                return fields[0];
+            }
+            if (fields[0] == -1)
+            {
+                return null;
+            }
+            if (Environment.TickCount64 > deadline)
+            {
+                throw new PsException(PsErrorCode.Timeout, $"worker {NodeId} waited {_options.BarrierTimeout.TotalSeconds:0} s for the other workers' units to finish or come back");
+            }
+            await Task.Delay(20, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Reports a unit done; false when another worker finished it first (a backup of a slow unit).</summary>
+    public async Task<bool> CompleteWorkAsync(int unit, CancellationToken cancellationToken = default)
+    {
+        var reply = await _scheduler.CallAsync(MessageType.CompleteWork, ControlMessages.Ints(unit), $"the completion of work unit {unit}", _options.RequestTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+        return ControlMessages.ReadInts(reply.Payload, 1)[0] == 1;
+    }
+
+    /// <summary>The work queue's counts as of this worker's last claim.</summary>
+    internal WorkProgress WorkCounts { get; private set; }
+
     /// <summary>Tells the scheduler this worker is done; the job ends when all workers are.</summary>
     public async Task FinishAsync(CancellationToken cancellationToken = default)
     {

@@ -1,0 +1,74 @@
+using Microsoft.Extensions.Logging;
+using ParameterServer.Cluster;
+using ParameterServer.Protocol;
+using ParameterServer.Scheduler;
+using ParameterServer.Transport;
+
+namespace ParameterServer;
+
+/// <summary>The work queue: units claimed by workers one at a time, given back or dropped when a worker dies.</summary>
+public sealed partial class SchedulerNode
+{
+    private WorkQueue? _work; // under _lock
+
+    private void OnDeclareWork(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload, List<Outgoing> outbox)
+    {
+        int units = ControlMessages.ReadInts(payload, 1)[0];
+        if (units < 1)
+        {
+            throw new ArgumentException($"a job's work needs at least one unit, got {units}");
+        }
+        if (_work is null)
+        {
+            _work = new WorkQueue(units, _options.OnWorkerFailure, _options.BackupAfter);
+            _log.LogInformation("Work: {Units} units; a dead worker's unfinished units are {Policy}", units,
+                _options.OnWorkerFailure == WorkerFailurePolicy.Reassign ? "reassigned" : "dropped");
+        }
+        else if (_work.Units != units)
+        {
+            outbox.Add(Error(connection, header, ErrorCode.Conflict, $"the job's work was declared as {_work.Units} units, not {units}"));
+            return;
+        }
+        outbox.Add(Reply(connection, header, ControlMessages.Ints(units)));
+    }
+
+    private void OnClaimWork(Connection connection, in FrameHeader header, List<Outgoing> outbox)
+    {
+        if (_work is null || connection.Tag is not NodeState { Role: NodeRole.Worker } node)
+        {
+            outbox.Add(Error(connection, header, ErrorCode.NotReady, "no work was declared (PsClient.DeclareWorkAsync) or the caller is not a registered worker"));
+            return;
+        }
+        var claim = _work.ClaimFor(node.Id, Environment.TickCount64);
+        if (claim.Backup)
+        {
+            _log.LogInformation("Work: unit {Unit} is slow; {Node} runs a backup of it", claim.Unit, node.Info.Describe());
+        }
+        outbox.Add(Reply(connection, header, ControlMessages.Ints(claim.Unit, claim.Backup ? 1 : 0, _work.Completed, _work.Dropped, _work.Reassigned, _work.Backups, _work.Completions)));
+    }
+
+    private void OnCompleteWork(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload, List<Outgoing> outbox)
+    {
+        if (_work is null)
+        {
+            outbox.Add(Error(connection, header, ErrorCode.NotReady, "no work was declared"));
+            return;
+        }
+        bool first = _work.Complete(ControlMessages.ReadInts(payload, 1)[0]);
+        outbox.Add(Reply(connection, header, ControlMessages.Ints(first ? 1 : 0)));
+    }
+
+    private void OnWorkerDied(NodeState node)
+    {
+        if (_work is null || node.Role != NodeRole.Worker)
+        {
+            return;
+        }
+        var lost = _work.OnWorkerDied(node.Id);
+        if (lost.Count > 0)
+        {
+            _log.LogWarning("Work: {Node} died with units {Units} unfinished; they are {Policy}", node.Info.Describe(), string.Join(", ", lost),
+                _options.OnWorkerFailure == WorkerFailurePolicy.Reassign ? "given to the other workers" : "dropped");
+        }
+    }
+}

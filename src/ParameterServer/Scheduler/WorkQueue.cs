@@ -1,0 +1,95 @@
+namespace ParameterServer.Scheduler;
+
+/// <summary>The answer to a claim: a unit to do, or none for now (ask again), or none at all (the work is done).</summary>
+internal readonly record struct Claim(int Unit, bool Backup)
+{
+    public const int AskAgain = -2;
+    public const int Done = -1;
+}
+
+/// <summary>
+/// The job's work, cut into numbered units that workers claim one at a time from the scheduler (so a slow or dead
+/// worker holds back only the units it claimed). Pure bookkeeping under the scheduler's lock.
+/// </summary>
+internal sealed class WorkQueue(int units, WorkerFailurePolicy policy, TimeSpan backupAfter)
+{
+    private readonly Queue<int> _pending = new(Enumerable.Range(0, units));
+    private readonly Dictionary<int, (int Worker, long Since, bool BackedUp)> _claimed = new();
+    private readonly HashSet<int> _completed = new();
+    private readonly HashSet<int> _dropped = new();
+
+    public int Units { get; } = units;
+
+    /// <summary>Units given again after their worker died.</summary>
+    public int Reassigned { get; private set; }
+
+    /// <summary>Units given to a second worker because the first was slow (first completion wins).</summary>
+    public int Backups { get; private set; }
+
+    /// <summary>Every completion reported, including the second one of a unit that was backed up.</summary>
+    public int Completions { get; private set; }
+
+    public int Completed => _completed.Count;
+
+    public int Dropped => _dropped.Count;
+
+    public bool IsDone => _completed.Count + _dropped.Count == Units;
+
+    public Claim ClaimFor(int worker, long now)
+    {
+        if (_pending.TryDequeue(out int unit))
+        {
+            _claimed[unit] = (worker, now, false);
+            return new Claim(unit, false);
+        }
+        if (IsDone)
+        {
+            return new Claim(Claim.Done, false);
+        }
+        if (backupAfter > TimeSpan.Zero)
+        {
+            foreach (var (u, c) in _claimed)
+            {
+                if (!c.BackedUp && c.Worker != worker && now - c.Since > (long)backupAfter.TotalMilliseconds)
+                {
+                    _claimed[u] = (c.Worker, c.Since, true); // one backup per unit; the first to finish wins
+                    Backups++;
+                    return new Claim(u, true);
+                }
+            }
+        }
+        return new Claim(Claim.AskAgain, false);
+    }
+
+    /// <summary>Records a completion; true when it is the first for the unit.</summary>
+    public bool Complete(int unit)
+    {
+        if ((uint)unit >= (uint)Units)
+        {
+            throw new ArgumentOutOfRangeException(nameof(unit), unit, $"the job has units 0 .. {Units - 1}");
+        }
+        Completions++;
+        _claimed.Remove(unit);
+        return _completed.Add(unit) && !_dropped.Contains(unit);
+    }
+
+    /// <summary>A worker died: its unfinished units are reassigned or dropped, by policy. Returns them.</summary>
+    public List<int> OnWorkerDied(int worker)
+    {
+        var lost = _claimed.Where(c => c.Value.Worker == worker && !_completed.Contains(c.Key)).Select(c => c.Key).Order().ToList();
+        foreach (int unit in lost)
+        {
+            _claimed.Remove(unit);
+            if (policy == WorkerFailurePolicy.Reassign)
+            {
+                _pending.Enqueue(unit);
+                Reassigned++;
+            }
+            else
+            {
+                _dropped.Add(unit);
+            }
+        }
+        return lost;
+    }
+}

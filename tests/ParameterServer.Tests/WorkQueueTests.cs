@@ -1,0 +1,63 @@
+using ParameterServer.Scheduler;
+
+namespace ParameterServer.Tests;
+
+public class WorkQueueTests
+{
+    [Fact]
+    public void Units_are_handed_out_once_and_the_queue_is_done_when_all_are_completed()
+    {
+        var queue = new WorkQueue(3, WorkerFailurePolicy.Reassign, TimeSpan.Zero);
+        Assert.Equal(0, queue.ClaimFor(1, 0).Unit);
+        Assert.Equal(1, queue.ClaimFor(2, 0).Unit);
+        Assert.Equal(2, queue.ClaimFor(1, 0).Unit);
+        Assert.Equal(Claim.AskAgain, queue.ClaimFor(3, 0).Unit); // all in progress: they may still come back
+        Assert.True(queue.Complete(0));
+        Assert.True(queue.Complete(1));
+        Assert.True(queue.Complete(2));
+        Assert.False(queue.Complete(2)); // a second report of the same unit is not a first completion
+        Assert.Equal(Claim.Done, queue.ClaimFor(3, 0).Unit);
+        Assert.Equal(4, queue.Completions);
+        Assert.Throws<ArgumentOutOfRangeException>(() => queue.Complete(3));
+    }
+
+    [Theory]
+    [InlineData(WorkerFailurePolicy.Reassign)]
+    [InlineData(WorkerFailurePolicy.Drop)]
+    public void A_dead_workers_unfinished_units_follow_the_policy(WorkerFailurePolicy policy)
+    {
+        var queue = new WorkQueue(3, policy, TimeSpan.Zero);
+        queue.ClaimFor(1, 0);
+        queue.ClaimFor(2, 0);
+        queue.ClaimFor(2, 0);
+        queue.Complete(1);
+        Assert.Equal([2], queue.OnWorkerDied(2)); // unit 1 was finished: it stays done
+        if (policy == WorkerFailurePolicy.Reassign)
+        {
+            Assert.Equal(2, queue.ClaimFor(1, 0).Unit);
+            Assert.Equal(1, queue.Reassigned);
+            Assert.False(queue.IsDone);
+        }
+        else
+        {
+            Assert.Equal(1, queue.Dropped);
+            queue.Complete(0);
+            Assert.True(queue.IsDone);
+            Assert.Equal(Claim.Done, queue.ClaimFor(1, 0).Unit);
+        }
+    }
+
+    [Fact]
+    public void A_slow_unit_is_backed_up_once_by_an_idle_worker_and_the_first_result_wins()
+    {
+        var queue = new WorkQueue(1, WorkerFailurePolicy.Reassign, TimeSpan.FromSeconds(1));
+        Assert.Equal(0, queue.ClaimFor(1, now: 0).Unit);
+        Assert.Equal(Claim.AskAgain, queue.ClaimFor(2, now: 500).Unit); // not slow yet
+        var backup = queue.ClaimFor(2, now: 1500);
+        Assert.Equal((0, true), (backup.Unit, backup.Backup));
+        Assert.Equal(Claim.AskAgain, queue.ClaimFor(3, now: 1600).Unit); // one backup per unit
+        Assert.True(queue.Complete(0));
+        Assert.False(queue.Complete(0));
+        Assert.Equal(1, queue.Backups);
+    }
+}

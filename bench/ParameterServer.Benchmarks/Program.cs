@@ -31,8 +31,27 @@ public static class Program
             args = [.. args, "--filter", "*"];
         }
         var summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, config).ToList();
+        var allocating = Allocating(summaries);
+        if (quick && allocating.Count > 0)
+        {
+            // A cold start can count a one-off allocation (the JIT replacing a method while it runs) against a few
+            // short iterations: measure those again, warmed up, before calling it a regression.
+            Console.Error.WriteLine($"benchmarks: {string.Join(", ", allocating)} allocated in the cold short run; measuring them again warmed up");
+            var warm = DefaultConfig.Instance.AddDiagnoser(MemoryDiagnoser.Default).WithOptions(ConfigOptions.JoinSummary)
+                .AddJob(Job.Default.WithToolchain(InProcessEmitToolchain.Instance).WithWarmupCount(3).WithIterationCount(3)
+                    .WithIterationTime(TimeInterval.FromMilliseconds(50)).WithId("short-warm"));
+            string[] filter = ["--filter", .. allocating.Select(a => "*" + a + "*").Distinct()];
+            summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(filter, warm).ToList();
+        }
         return Check(summaries);
     }
+
+    /// <summary>Type.Method of each benchmark that allocated.</summary>
+    private static List<string> Allocating(List<Summary> summaries) => summaries.SelectMany(s => s.Reports)
+        .Where(r => r.Success && (r.GcStats.GetBytesAllocatedPerOperation(r.BenchmarkCase) ?? 0) > 0)
+        .Select(r => $"{r.BenchmarkCase.Descriptor.Type.Name}.{r.BenchmarkCase.Descriptor.WorkloadMethod.Name}")
+        .Distinct()
+        .ToList();
 
     /// <summary>Exit code: 1 when a benchmark failed or allocated, 0 otherwise.</summary>
     private static int Check(List<Summary> summaries)

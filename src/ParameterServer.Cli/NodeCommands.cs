@@ -18,7 +18,7 @@ internal static class NodeCommands
         var command = new Command("scheduler", "Run the scheduler: membership, key ranges (consistent hashing), views, barriers, shutdown")
         {
             Host, Port, Advertise, ExpectedServers, ExpectedWorkers, Options.VirtualNodes, Options.Replication, Options.HeartbeatMs, Options.HeartbeatTimeoutMs, StartupTimeoutS, Options.MaxFrameMb,
-            Options.CheckpointDir, Options.CheckpointEvery, Options.Restore, Options.OnWorkerFailure, Options.BackupAfter,
+            Options.CheckpointDir, Options.CheckpointEvery, Options.Restore, Options.OnWorkerFailure, Options.BackupAfter, Options.StateDir,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
@@ -40,6 +40,7 @@ internal static class NodeCommands
                 CheckpointInterval = TimeSpan.FromSeconds(p.GetValue(Options.CheckpointEvery)),
                 RestoreFrom = p.GetValue(Options.Restore),
                 OnWorkerFailure = Options.ParseWorkerFailure(p),
+                StateDirectory = p.GetValue(Options.StateDir),
                 BackupAfter = TimeSpan.FromSeconds(Math.Max(0, p.GetValue(Options.BackupAfter))),
                 Transport = Options.Transport(p),
             };

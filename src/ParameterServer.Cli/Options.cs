@@ -73,6 +73,8 @@ internal static class Options
         .. p.GetValue(BackupAfter) is > 0 and var after ? new[] { "--backup-after", after.ToString(System.Globalization.CultureInfo.InvariantCulture) } : [],
     ];
 
+    public static readonly Option<string?> StateDir = Create<string?>("--state-dir", null, "Keep the scheduler's metadata here; restarted on the same port with the same directory, it resumes the job");
+
     public static readonly Option<int> MaxFrameMb = Create("--max-frame-mb", 512, "Largest frame accepted, in MiB");
 
     public static Transport.TransportOptions Transport(ParseResult p) => new() { MaxFrameBytes = checked(p.GetValue(MaxFrameMb) * (1 << 20)) };

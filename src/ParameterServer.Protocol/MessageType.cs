@@ -24,6 +24,8 @@ internal enum MessageType : byte
     ClaimWork = 13,
     /// <summary>Worker -> scheduler: this unit is done (payload: int32). Answer: 1 if first, 0 if it was done already.</summary>
     CompleteWork = 14,
+    /// <summary>Node -> a restarted scheduler: I am node (id, role) of this job; payload: ints [id, role, units held...].</summary>
+    Rejoin = 15,
 
     // Data plane (worker <-> server).
     Push = 16,

@@ -12,13 +12,13 @@ public class WorkQueueTests
         Assert.Equal(1, queue.ClaimFor(2, 0).Unit);
         Assert.Equal(2, queue.ClaimFor(1, 0).Unit);
         Assert.Equal(Claim.AskAgain, queue.ClaimFor(3, 0).Unit); // all in progress: they may still come back
-        Assert.True(queue.Complete(0));
-        Assert.True(queue.Complete(1));
-        Assert.True(queue.Complete(2));
-        Assert.False(queue.Complete(2)); // a second report of the same unit is not a first completion
+        Assert.True(queue.Complete(0, 9));
+        Assert.True(queue.Complete(1, 9));
+        Assert.True(queue.Complete(2, 9));
+        Assert.False(queue.Complete(2, 9)); // a second report of the same unit is not a first completion...
         Assert.Equal(Claim.Done, queue.ClaimFor(3, 0).Unit);
-        Assert.Equal(4, queue.Completions);
-        Assert.Throws<ArgumentOutOfRangeException>(() => queue.Complete(3));
+        Assert.Equal(3, queue.Completions); // ...nor a second application when the same worker repeats it (a retry)
+        Assert.Throws<ArgumentOutOfRangeException>(() => queue.Complete(3, 9));
     }
 
     [Theory]
@@ -30,7 +30,7 @@ public class WorkQueueTests
         queue.ClaimFor(1, 0);
         queue.ClaimFor(2, 0);
         queue.ClaimFor(2, 0);
-        queue.Complete(1);
+        queue.Complete(1, 9);
         Assert.Equal([2], queue.OnWorkerDied(2)); // unit 1 was finished: it stays done
         if (policy == WorkerFailurePolicy.Reassign)
         {
@@ -41,7 +41,7 @@ public class WorkQueueTests
         else
         {
             Assert.Equal(1, queue.Dropped);
-            queue.Complete(0);
+            queue.Complete(0, 9);
             Assert.True(queue.IsDone);
             Assert.Equal(Claim.Done, queue.ClaimFor(1, 0).Unit);
         }
@@ -56,8 +56,9 @@ public class WorkQueueTests
         var backup = queue.ClaimFor(2, now: 1500);
         Assert.Equal((0, true), (backup.Unit, backup.Backup));
         Assert.Equal(Claim.AskAgain, queue.ClaimFor(3, now: 1600).Unit); // one backup per unit
-        Assert.True(queue.Complete(0));
-        Assert.False(queue.Complete(0));
+        Assert.True(queue.Complete(0, 1));
+        Assert.False(queue.Complete(0, 2));
         Assert.Equal(1, queue.Backups);
+        Assert.Equal(2, queue.Completions); // both workers pushed the unit
     }
 }

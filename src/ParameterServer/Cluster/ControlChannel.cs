@@ -14,12 +14,21 @@ internal sealed record ControlReply(FrameHeader Header, byte[] Payload);
 /// </summary>
 internal sealed class ControlChannel : IFrameHandler, IDisposable
 {
-    private readonly Dictionary<ulong, TaskCompletionSource<ControlReply>> _calls = new();
+    private readonly Dictionary<ulong, PendingCall> _calls = new();
     private readonly Lock _lock = new();
     private readonly Action<FrameHeader, byte[]> _onPush;
     private readonly Action<string>? _onClosed;
     private Connection? _connection;
     private ulong _nextRequestId;
+    private TransportOptions _transport = new();
+    private ILogger? _logger;
+    private TimeSpan _reconnectFor;
+    private Func<byte[]>? _rejoinPayload;
+    private volatile bool _disposed;
+    private volatile bool _lost;
+
+    /// <summary>A call waiting for its answer; kept whole so it can be sent again after a reconnect.</summary>
+    private sealed record PendingCall(TaskCompletionSource<ControlReply> Reply, MessageType Type, byte[] Payload, int TableId, long Round, uint Aux);
 
     private ControlChannel(string address, Action<FrameHeader, byte[]> onPush, Action<string>? onClosed)
     {
@@ -30,9 +39,24 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
 
     public string Address { get; }
 
+    /// <summary>How long a node tries to reach a lost scheduler again before giving up on the job.</summary>
+    public static readonly TimeSpan ReconnectWindow = TimeSpan.FromSeconds(15);
+
     public int SenderId { get; set; } = -1;
 
-    public bool IsClosed => _connection?.IsClosed ?? true;
+    /// <summary>Closed for good: disposed, or lost and not reconnected within the grace period.</summary>
+    public bool IsClosed => _disposed || _lost || _connection is null;
+
+    /// <summary>
+    /// After a lost connection, reconnect for up to <paramref name="grace"/> (a restarted scheduler resumes the job)
+    /// and rejoin with <paramref name="rejoinPayload"/>; calls in flight are sent again. Only if that fails is the
+    /// channel closed (and the close callback run).
+    /// </summary>
+    public void EnableReconnect(TimeSpan grace, Func<byte[]> rejoinPayload)
+    {
+        _reconnectFor = grace;
+        _rejoinPayload = rejoinPayload;
+    }
 
     /// <summary>Connects to the scheduler at "host:port" or throws <see cref="PsException"/> (Unreachable) saying so.</summary>
     public static ControlChannel Connect(string address, TransportOptions options, ILogger? logger, Action<FrameHeader, byte[]> onPush, Action<string>? onClosed = null)
@@ -42,6 +66,8 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
         try
         {
             channel._connection = Connection.Connect(host, port, channel, options, logger, $"the scheduler");
+            channel._transport = options;
+            channel._logger = logger;
         }
         catch (TransportException ex)
         {
@@ -61,17 +87,31 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
     /// <summary>Sends a request and waits for its response; throws <see cref="PsException"/> on error, close or timeout.</summary>
     public async Task<ControlReply> CallAsync(MessageType type, ReadOnlyMemory<byte> payload, string what, TimeSpan timeout, int tableId = 0, long round = 0, uint aux = 0, CancellationToken cancellationToken = default)
     {
-        var connection = _connection ?? throw new InvalidOperationException("not connected");
+        if (_connection is null)
+        {
+            throw new InvalidOperationException("not connected");
+        }
+        if (IsClosed)
+        {
+            throw new PsException(PsErrorCode.ConnectionLost, $"lost the scheduler at {Address}");
+        }
         var tcs = new TaskCompletionSource<ControlReply>(TaskCreationOptions.RunContinuationsAsynchronously);
         ulong id;
         lock (_lock)
         {
             id = ++_nextRequestId;
-            _calls[id] = tcs;
+            _calls[id] = new PendingCall(tcs, type, payload.ToArray(), tableId, round, aux);
         }
         try
         {
-            Send(type, payload.Span, id, tableId, round, aux);
+            try
+            {
+                Send(type, payload.Span, id, tableId, round, aux);
+            }
+            catch (PsException) when (_rejoinPayload is not null && !IsClosed)
+            {
+                // Reconnecting: the call is sent again once the scheduler is back.
+            }
             var reply = await tcs.Task.WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
             if (reply.Header.Error != ErrorCode.None)
             {
@@ -108,7 +148,7 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
                 }
                 catch (PsException)
                 {
-                    break;
+                    // Disconnected: reconnecting, or closed for good (the loop ends).
                 }
                 Thread.Sleep(interval);
             }
@@ -142,12 +182,12 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
     {
         if (header.Type == MessageType.Response)
         {
-            TaskCompletionSource<ControlReply>? tcs;
+            PendingCall? call;
             lock (_lock)
             {
-                _calls.Remove(header.RequestId, out tcs);
+                _calls.Remove(header.RequestId, out call);
             }
-            tcs?.TrySetResult(new ControlReply(header, payload.ToArray()));
+            call?.Reply.TrySetResult(new ControlReply(header, payload.ToArray()));
             return;
         }
         _onPush(header, payload.ToArray());
@@ -155,20 +195,107 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
 
     void IFrameHandler.OnClosed(Connection connection, string reason)
     {
-        List<TaskCompletionSource<ControlReply>> pending;
+        if (_disposed || connection != _connection)
+        {
+            return;
+        }
+        if (_rejoinPayload is not null && _reconnectFor > TimeSpan.Zero)
+        {
+            _ = Task.Run(() => ReconnectAsync(reason));
+            return;
+        }
+        CloseForGood(reason);
+    }
+
+    private void CloseForGood(string reason)
+    {
+        _lost = true;
+        List<PendingCall> pending;
         lock (_lock)
         {
             pending = _calls.Values.ToList();
             _calls.Clear();
         }
-        foreach (var tcs in pending)
+        foreach (var call in pending)
         {
-            tcs.TrySetException(new PsException(PsErrorCode.ConnectionLost, $"lost the scheduler at {Address}: {reason}"));
+            call.Reply.TrySetException(new PsException(PsErrorCode.ConnectionLost, $"lost the scheduler at {Address}: {reason}"));
         }
         _onClosed?.Invoke(reason);
     }
 
-    public void Dispose() => _connection?.Close("closed by this node");
+    /// <summary>Connects again and rejoins (the scheduler may be restarting), then sends the calls still waiting.</summary>
+    private async Task ReconnectAsync(string reason)
+    {
+        _logger?.LogWarning("Lost the scheduler at {Address} ({Reason}); reconnecting for up to {Seconds:0} s", Address, reason, _reconnectFor.TotalSeconds);
+        var (host, port) = Endpoints.Parse(Address, "--scheduler");
+        long deadline = Environment.TickCount64 + (long)_reconnectFor.TotalMilliseconds;
+        string last = reason;
+        while (!_disposed && Environment.TickCount64 < deadline)
+        {
+            await Task.Delay(100).ConfigureAwait(false);
+            Connection connection;
+            try
+            {
+                connection = Connection.Connect(host, port, this, _transport, _logger, "the scheduler");
+            }
+            catch (TransportException ex)
+            {
+                last = ex.Message;
+                continue;
+            }
+            _connection = connection;
+            var rejoin = new TaskCompletionSource<ControlReply>(TaskCreationOptions.RunContinuationsAsynchronously);
+            ulong id;
+            lock (_lock)
+            {
+                id = ++_nextRequestId;
+                _calls[id] = new PendingCall(rejoin, MessageType.Rejoin, [], 0, 0, 0);
+            }
+            try
+            {
+                Send(MessageType.Rejoin, _rejoinPayload!(), id);
+                var reply = await rejoin.Task.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+                if (reply.Header.Error != ErrorCode.None)
+                {
+                    CloseForGood($"{reason}; the scheduler at {Address} came back but refused this node: {Encoding.UTF8.GetString(reply.Payload)}");
+                    return;
+                }
+            }
+            catch (Exception ex) when (ex is PsException or TimeoutException)
+            {
+                last = ex.Message;
+                continue;
+            }
+            List<(ulong Id, PendingCall Call)> resend;
+            lock (_lock)
+            {
+                resend = _calls.Where(c => c.Value.Type != MessageType.Rejoin).Select(c => (c.Key, c.Value)).ToList();
+            }
+            foreach (var (callId, call) in resend)
+            {
+                try
+                {
+                    Send(call.Type, call.Payload, callId, call.TableId, call.Round, call.Aux);
+                }
+                catch (PsException)
+                {
+                    break; // lost again: OnClosed starts over
+                }
+            }
+            _logger?.LogWarning("Rejoined the scheduler at {Address}; sent {Calls} waiting calls again", Address, resend.Count);
+            return;
+        }
+        if (!_disposed)
+        {
+            CloseForGood($"{reason}; no scheduler at {Address} for {_reconnectFor.TotalSeconds:0} s ({last})");
+        }
+    }
+
+    public void Dispose()
+    {
+        _disposed = true;
+        _connection?.Close("closed by this node");
+    }
 }
 
 internal static class Endpoints

@@ -44,7 +44,7 @@ public sealed partial class SchedulerNode
         {
             _log.LogInformation("Work: unit {Unit} is slow; {Node} runs a backup of it", claim.Unit, node.Info.Describe());
         }
-        outbox.Add(Reply(connection, header, ControlMessages.Ints(claim.Unit, claim.Backup ? 1 : 0, _work.Completed, _work.Dropped, _work.Reassigned, _work.Backups, _work.Completions)));
+        ReplyWhenDurable(Reply(connection, header, ControlMessages.Ints(claim.Unit, claim.Backup ? 1 : 0, _work.Completed, _work.Dropped, _work.Reassigned, _work.Backups, _work.Completions)), outbox);
     }
 
     private void OnCompleteWork(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload, List<Outgoing> outbox)
@@ -54,8 +54,9 @@ public sealed partial class SchedulerNode
             outbox.Add(Error(connection, header, ErrorCode.NotReady, "no work was declared"));
             return;
         }
-        bool first = _work.Complete(ControlMessages.ReadInts(payload, 1)[0]);
-        outbox.Add(Reply(connection, header, ControlMessages.Ints(first ? 1 : 0)));
+        int worker = connection.Tag is NodeState node ? node.Id : -1;
+        bool first = _work.Complete(ControlMessages.ReadInts(payload, 1)[0], worker);
+        ReplyWhenDurable(Reply(connection, header, ControlMessages.Ints(first ? 1 : 0)), outbox);
     }
 
     private void OnWorkerDied(NodeState node)

@@ -38,9 +38,11 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         options.Validate();
         _options = options;
         _log = loggers.CreateLogger("scheduler");
-        _listener = new Listener(options.Host, options.Port, socket => new Connection(socket, new Handler(this), options.Transport, _log, $"node at {socket.RemoteEndPoint}"), _log);
         OpenRestore();
+        LoadState(); // before listening: a node rejoining a resumed job must find itself
+        _listener = new Listener(options.Host, options.Port, socket => new Connection(socket, new Handler(this), options.Transport, _log, $"node at {socket.RemoteEndPoint}"), _log);
         _view = BuildView();
+        StartStateWriter();
         var monitor = new Thread(MonitorLoop) { IsBackground = true, Name = "ps-scheduler-monitor" };
         monitor.Start();
     }
@@ -64,14 +66,15 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         }
     }
 
-    private sealed class NodeState(int id, NodeRole role, int rank, string host, int port, Connection connection, string[] handlers)
+    private sealed class NodeState(int id, NodeRole role, int rank, string host, int port, Connection? connection, string[] handlers)
     {
         public int Id { get; } = id;
         public NodeRole Role { get; } = role;
         public int Rank { get; } = rank;
         public string Host { get; } = host;
         public int Port { get; } = port;
-        public Connection Connection { get; } = connection;
+        /// <summary>Null while a node of a resumed job has not rejoined yet.</summary>
+        public Connection? Connection { get; set; } = connection;
         public string[] Handlers { get; } = handlers;
         public long LastSeen { get; set; } = Environment.TickCount64;
         public bool Alive { get; set; } = true;
@@ -85,7 +88,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
     private sealed record PendingDeclare(Connection Connection, ulong RequestId, int TableId, uint ViewNumber, long Deadline);
 
     /// <summary>Frames to send once the lock is released.</summary>
-    private readonly record struct Outgoing(Connection Connection, FrameHeader Header, byte[] Payload);
+    private readonly record struct Outgoing(Connection? Connection, FrameHeader Header, byte[] Payload);
 
     private sealed class Handler(SchedulerNode scheduler) : IFrameHandler
     {
@@ -133,6 +136,9 @@ public sealed partial class SchedulerNode : IAsyncDisposable
                     case MessageType.CompleteWork:
                         OnCompleteWork(connection, header, payload, outbox);
                         break;
+                    case MessageType.Rejoin:
+                        OnRejoin(connection, header, payload, outbox);
+                        break;
                     case MessageType.CheckpointDone:
                         OnCheckpointDone(connection, header, payload);
                         break;
@@ -153,6 +159,10 @@ public sealed partial class SchedulerNode : IAsyncDisposable
             catch (ArgumentException ex)
             {
                 outbox.Add(Error(connection, header, ErrorCode.InvalidArgument, ex.Message));
+            }
+            if (header.Type is not (MessageType.Heartbeat or MessageType.Status or MessageType.Response))
+            {
+                StateChanged();
             }
         }
         Flush(outbox);
@@ -367,6 +377,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
     private void MarkDead(NodeState node, string why, List<Outgoing> outbox)
     {
         node.Alive = false;
+        StateChanged();
         FailCheckpointWaits(node);
         if (!node.Finished)
         {
@@ -414,7 +425,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
                     if (now - node.LastSeen > _options.HeartbeatTimeout.TotalMilliseconds)
                     {
                         MarkDead(node, $"no heartbeat for {_options.HeartbeatTimeout.TotalSeconds:0.#} s", outbox);
-                        node.Connection.Close("declared dead: no heartbeat");
+                        node.Connection?.Close("declared dead: no heartbeat");
                     }
                 }
                 CompleteDeclares(outbox);
@@ -476,11 +487,11 @@ public sealed partial class SchedulerNode : IAsyncDisposable
                 var header = o.Header;
                 header.RowWidth = 1;
                 header.ElementType = WireElementType.Float32;
-                o.Connection.Send(header, o.Payload);
+                o.Connection?.Send(header, o.Payload);
             }
             catch (TransportException ex)
             {
-                _log.LogDebug("Could not send {Type} to {Peer}: {Message}", o.Header.Type, o.Connection.Peer, ex.Message);
+                _log.LogDebug("Could not send {Type} to {Peer}: {Message}", o.Header.Type, o.Connection?.Peer, ex.Message);
             }
         }
     }
@@ -496,7 +507,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         }
         foreach (var n in nodes)
         {
-            n.Connection.Close("scheduler stopped");
+            n.Connection?.Close("scheduler stopped");
         }
         _completion.TrySetResult(1);
         return ValueTask.CompletedTask;

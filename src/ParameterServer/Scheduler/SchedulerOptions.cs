@@ -64,6 +64,12 @@ public sealed class SchedulerOptions
     /// <summary>When the queue is empty, a unit claimed longer ago than this is also given to an idle worker (first result wins). Zero (the default): no backups.</summary>
     public TimeSpan BackupAfter { get; set; }
 
+    /// <summary>
+    /// Where the scheduler keeps its metadata so that, restarted on the same port with the same directory, it resumes
+    /// the job (the nodes reconnect). Null: a restarted scheduler starts a new job.
+    /// </summary>
+    public string? StateDirectory { get; set; }
+
     public TransportOptions Transport { get; set; } = new();
 
     internal void Validate()

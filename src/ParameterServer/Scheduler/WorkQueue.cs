@@ -26,8 +26,10 @@ internal sealed class WorkQueue(int units, WorkerFailurePolicy policy, TimeSpan 
     /// <summary>Units given to a second worker because the first was slow (first completion wins).</summary>
     public int Backups { get; private set; }
 
-    /// <summary>Every completion reported, including the second one of a unit that was backed up.</summary>
-    public int Completions { get; private set; }
+    private readonly HashSet<(int Unit, int Worker)> _completions = new();
+
+    /// <summary>Completions reported, one per (unit, worker): a backed-up unit done by two workers counts twice, a report repeated after a reconnect once.</summary>
+    public int Completions => _completions.Count;
 
     public int Completed => _completed.Count;
 
@@ -61,14 +63,14 @@ internal sealed class WorkQueue(int units, WorkerFailurePolicy policy, TimeSpan 
         return new Claim(Claim.AskAgain, false);
     }
 
-    /// <summary>Records a completion; true when it is the first for the unit.</summary>
-    public bool Complete(int unit)
+    /// <summary>Records a completion by a worker; true when it is the first for the unit.</summary>
+    public bool Complete(int unit, int worker)
     {
         if ((uint)unit >= (uint)Units)
         {
             throw new ArgumentOutOfRangeException(nameof(unit), unit, $"the job has units 0 .. {Units - 1}");
         }
-        Completions++;
+        _completions.Add((unit, worker));
         _claimed.Remove(unit);
         return _completed.Add(unit) && !_dropped.Contains(unit);
     }
@@ -92,4 +94,45 @@ internal sealed class WorkQueue(int units, WorkerFailurePolicy policy, TimeSpan 
         }
         return lost;
     }
+
+    /// <summary>The queue as the scheduler persists it.</summary>
+    public PersistedWork Export() => new(Units, _completed.Order().ToArray(), _dropped.Order().ToArray(),
+        _claimed.Select(c => new[] { c.Key, c.Value.Worker }).ToArray(), Reassigned, Backups,
+        _completions.Select(c => new[] { c.Unit, c.Worker }).ToArray());
+
+    /// <summary>A queue as persisted: units neither done, dropped nor claimed are pending again.</summary>
+    public static WorkQueue Import(PersistedWork saved, WorkerFailurePolicy policy, TimeSpan backupAfter)
+    {
+        var queue = new WorkQueue(saved.Units, policy, backupAfter) { Reassigned = saved.Reassigned, Backups = saved.Backups };
+        foreach (var pair in saved.Completions)
+        {
+            queue._completions.Add((pair[0], pair[1]));
+        }
+        queue._completed.UnionWith(saved.Completed);
+        queue._dropped.UnionWith(saved.Dropped);
+        foreach (var pair in saved.Claimed)
+        {
+            queue._claimed[pair[0]] = (pair[1], Environment.TickCount64, false);
+        }
+        var pending = Enumerable.Range(0, saved.Units).Where(u => !queue._completed.Contains(u) && !queue._dropped.Contains(u) && !queue._claimed.ContainsKey(u));
+        queue._pending.Clear();
+        foreach (int u in pending)
+        {
+            queue._pending.Enqueue(u);
+        }
+        return queue;
+    }
+
+    /// <summary>A worker rejoined a restarted scheduler holding <paramref name="held"/>: its other claims are given out again.</summary>
+    public void OnWorkerRejoined(int worker, IReadOnlyCollection<int> held)
+    {
+        foreach (var (unit, claim) in _claimed.Where(c => c.Value.Worker == worker && !held.Contains(c.Key)).ToList())
+        {
+            _claimed.Remove(unit);
+            _pending.Enqueue(unit);
+        }
+    }
 }
+
+/// <summary>A work queue on disk.</summary>
+internal sealed record PersistedWork(int Units, int[] Completed, int[] Dropped, int[][] Claimed, int Reassigned, int Backups, int[][] Completions);

@@ -82,6 +82,7 @@ public sealed partial class ServerNode : IAsyncDisposable
         int[] fields = ControlMessages.ReadInts(reply.Payload, 3);
         Id = fields[0];
         _scheduler.SenderId = Id;
+        _scheduler.EnableReconnect(ControlChannel.ReconnectWindow, () => ControlMessages.Ints(Id, (int)NodeRole.Server));
         var heartbeat = TimeSpan.FromMilliseconds(fields[2]);
         _log.LogInformation("Server {Id} listening on {Host}:{Port}", Id, _options.AdvertisedHost ?? _options.Host, Port);
         _scheduler.StartHeartbeats(heartbeat, () => _completion.Task.IsCompleted);
@@ -113,6 +114,7 @@ public sealed partial class ServerNode : IAsyncDisposable
             case MessageType.Shutdown:
                 _log.LogInformation("Server {Id}: the scheduler ends the job", Id);
                 _completion.TrySetResult(0);
+                _scheduler?.Dispose(); // no reconnecting to a scheduler that is going away
                 break;
         }
     }

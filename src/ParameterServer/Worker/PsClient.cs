@@ -130,6 +130,13 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
         NodeId = fields[0];
         Rank = fields[1];
         _scheduler.SenderId = NodeId;
+        _scheduler.EnableReconnect(ControlChannel.ReconnectWindow, () =>
+        {
+            lock (_heldUnits)
+            {
+                return ControlMessages.Ints([NodeId, (int)NodeRole.Worker, .. _heldUnits]);
+            }
+        });
         var heartbeat = TimeSpan.FromMilliseconds(fields[2]);
         StartHeartbeats(heartbeat);
         try
@@ -188,6 +195,7 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
                 break;
             case MessageType.Shutdown:
                 EnterShutdown("the scheduler ended the job");
+                _scheduler.Dispose(); // no reconnecting to a scheduler that is going away
                 break;
         }
     }
@@ -304,6 +312,10 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
             WorkCounts = new WorkProgress(fields[2], fields[3], fields[4], fields[5], fields[6]);
             if (fields[0] >= 0)
             {
+                lock (_heldUnits)
+                {
+                    _heldUnits.Add(fields[0]);
+                }
                 return fields[0];
             }
             if (fields[0] == -1)
@@ -322,8 +334,14 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
     public async Task<bool> CompleteWorkAsync(int unit, CancellationToken cancellationToken = default)
     {
         var reply = await _scheduler.CallAsync(MessageType.CompleteWork, ControlMessages.Ints(unit), $"the completion of work unit {unit}", _options.RequestTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+        lock (_heldUnits)
+        {
+            _heldUnits.Remove(unit);
+        }
         return ControlMessages.ReadInts(reply.Payload, 1)[0] == 1;
     }
+
+    private readonly HashSet<int> _heldUnits = new(); // claimed, not yet reported done: told to a restarted scheduler
 
     /// <summary>The work queue's counts as of this worker's last claim.</summary>
     internal WorkProgress WorkCounts { get; private set; }

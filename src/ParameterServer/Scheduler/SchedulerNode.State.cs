@@ -1,0 +1,180 @@
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using ParameterServer.Checkpoints;
+using ParameterServer.Cluster;
+using ParameterServer.Protocol;
+using ParameterServer.Scheduler;
+using ParameterServer.Transport;
+
+namespace ParameterServer;
+
+/// <summary>
+/// Scheduler restart: with a state directory the scheduler keeps its metadata (nodes, tables, view number, work
+/// queue, checkpoint epoch) in a file, rewritten shortly after each change (temp + rename, with a checksum). A
+/// scheduler started again on the same port and directory resumes the job: the nodes reconnect and rejoin with
+/// their ids; those that do not come back within the rejoin window are declared dead.
+/// </summary>
+public sealed partial class SchedulerNode
+{
+    private const string StateFileName = "scheduler-state.json";
+    private static readonly TimeSpan RejoinWindow = TimeSpan.FromSeconds(5);
+    private readonly AutoResetEvent _stateChanged = new(false);
+    private readonly List<(long Version, Outgoing Reply)> _afterDurable = new(); // under _lock
+    private long _stateVersion; // under _lock: bumped by every change
+    private long _durableVersion; // under _lock: the version last written
+
+    /// <summary>Notes a change of the persisted state (under _lock).</summary>
+    private void StateChanged()
+    {
+        _stateVersion++;
+        _stateChanged.Set();
+    }
+
+    /// <summary>
+    /// Work-queue answers go out only once the state that records them is on disk (group commit): a scheduler that
+    /// dies before writing never told anyone, so a restarted one agrees with every worker about what is done.
+    /// </summary>
+    private void ReplyWhenDurable(Outgoing reply, List<Outgoing> outbox)
+    {
+        if (StatePath is null)
+        {
+            outbox.Add(reply);
+            return;
+        }
+        StateChanged();
+        _afterDurable.Add((_stateVersion, reply));
+    }
+
+    internal sealed record PersistedNode(int Id, NodeRole Role, int Rank, string Host, int Port, bool Alive, bool Finished, string[] Handlers);
+
+    internal sealed record PersistedState(int Format, uint View, bool Ready, int NextNodeId, long Epoch, PersistedNode[] Nodes, TableInfo[] Tables, PersistedWork? Work);
+
+    private string? StatePath => _options.StateDirectory is { } dir ? Path.Combine(dir, StateFileName) : null;
+
+    /// <summary>Loads the persisted state if there is one (a restart); returns whether it did.</summary>
+    private bool LoadState()
+    {
+        if (StatePath is not { } path)
+        {
+            return false;
+        }
+        Directory.CreateDirectory(_options.StateDirectory!);
+        if (!File.Exists(path))
+        {
+            return false;
+        }
+        PersistedState state;
+        try
+        {
+            state = JsonSerializer.Deserialize<PersistedState>(CheckpointFiles.ReadVerified(path))
+                ?? throw new JsonException("empty");
+        }
+        catch (JsonException ex)
+        {
+            throw CheckpointFiles.Corrupt(path, $"is not a valid scheduler state: {ex.Message}");
+        }
+        _viewNumber = state.View;
+        _ready = state.Ready;
+        _nextNodeId = state.NextNodeId;
+        _epoch = Math.Max(_epoch, state.Epoch);
+        _tables.Clear();
+        _tables.AddRange(state.Tables);
+        long rejoinBy = Environment.TickCount64 + (long)RejoinWindow.TotalMilliseconds;
+        foreach (var n in state.Nodes)
+        {
+            _nodes[n.Id] = new NodeState(n.Id, n.Role, n.Rank, n.Host, n.Port, null, n.Handlers)
+            {
+                Alive = n.Alive,
+                Finished = n.Finished,
+                LastSeen = rejoinBy, // silence is counted from the end of the rejoin window
+            };
+        }
+        if (state.Work is { } work)
+        {
+            _work = WorkQueue.Import(work, _options.OnWorkerFailure, _options.BackupAfter);
+        }
+        _log.LogWarning("Resuming the job from {Path}: view {View}, {Nodes} live nodes; waiting up to {Seconds:0} s for them to reconnect",
+            path, state.View, state.Nodes.Count(n => n.Alive), RejoinWindow.TotalSeconds + _options.HeartbeatTimeout.TotalSeconds);
+        return true;
+    }
+
+    private void StartStateWriter()
+    {
+        if (StatePath is not { } path)
+        {
+            return;
+        }
+        lock (_lock)
+        {
+            StateChanged();
+        }
+        var writer = new Thread(() =>
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                _stateChanged.WaitOne(50);
+                PersistedState state;
+                long version;
+                lock (_lock)
+                {
+                    if (_stateVersion == _durableVersion)
+                    {
+                        continue;
+                    }
+                    version = _stateVersion;
+                    state = new PersistedState(1, _viewNumber, _ready, _nextNodeId, _epoch,
+                        _nodes.Values.OrderBy(n => n.Id).Select(n => new PersistedNode(n.Id, n.Role, n.Rank, n.Host, n.Port, n.Alive, n.Finished, n.Handlers)).ToArray(),
+                        _tables.ToArray(), _work?.Export());
+                }
+                try
+                {
+                    CheckpointFiles.WriteAtomically(path, stream => JsonSerializer.Serialize(stream, state));
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    _log.LogError("Cannot write the scheduler state to {Path}: {Message} (work-queue answers wait until it can)", path, ex.Message);
+                    Thread.Sleep(500);
+                    continue;
+                }
+                var ready = new List<Outgoing>();
+                lock (_lock)
+                {
+                    _durableVersion = version;
+                    _afterDurable.RemoveAll(r =>
+                    {
+                        if (r.Version > version)
+                        {
+                            return false;
+                        }
+                        ready.Add(r.Reply);
+                        return true;
+                    });
+                }
+                Flush(ready);
+            }
+        })
+        { IsBackground = true, Name = "ps-scheduler-state" };
+        writer.Start();
+    }
+
+    /// <summary>A node of this job reconnects after the scheduler restarted.</summary>
+    private void OnRejoin(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload, List<Outgoing> outbox)
+    {
+        int[] fields = ControlMessages.ReadInts(payload, payload.Length / sizeof(int));
+        if (fields.Length < 2 || !_nodes.TryGetValue(fields[0], out var node) || (int)node.Role != fields[1] || !node.Alive)
+        {
+            outbox.Add(Error(connection, header, ErrorCode.Conflict,
+                $"node {(fields.Length > 0 ? fields[0] : -1)} is not a live node of this job (was the scheduler restarted without its --state-dir, or was the node declared dead?)"));
+            return;
+        }
+        node.Connection?.Close("replaced by a rejoin");
+        node.Connection = connection;
+        node.LastSeen = Environment.TickCount64;
+        connection.Tag = node;
+        connection.Peer = node.Info.Describe();
+        _work?.OnWorkerRejoined(node.Id, fields[2..]);
+        _log.LogInformation("{Node} rejoined", node.Info.Describe());
+        outbox.Add(Reply(connection, header, []));
+        Publish(outbox);
+    }
+}

@@ -37,6 +37,7 @@ public sealed partial class ServerNode
         public ulong[] Keys = []; // push-pull: the rows to answer with (KeyCount of them)
         public int KeyCount;
         public int Remaining;
+        public List<SyncAggregator.PendingAck>? SyncAcks; // a sync round: the workers' acks, sent once the replicas have its aggregate
     }
 
     /// <summary>This server's connection to another server, for forwarding pushes; answers are replica acks.</summary>
@@ -179,9 +180,23 @@ public sealed partial class ServerNode
         {
             return false; // this very frame was applied before: acknowledge only
         }
+        return ForwardApplied(connection, header, table, keys, values, skipped, syncAcks: null);
+    }
+
+    /// <summary>
+    /// Forwards what this primary applied to the other copies of its blocks (under the newest view); the acknowledgement
+    /// (one worker's, or a sync round's <paramref name="syncAcks"/>) waits for them. Returns true when it does.
+    /// </summary>
+    private bool ForwardApplied(Connection? connection, in FrameHeader header, TableStore table, KeyList keys, ReadOnlySpan<float> values,
+        HashSet<ulong>? skipped, List<SyncAggregator.PendingAck>? syncAcks)
+    {
         var view = _view!; // the newest: a refill started for it copies blocks after every push forwarded by an older one
         var placement = view.PlacementOf(table.Info);
         int copies = placement.ChainLength - 1;
+        if (copies <= 0)
+        {
+            return false;
+        }
         // Successor slots per key (copies per key, -1 where a chain is shorter) and the distinct successors, in
         // buffers reused by this receive thread: the steady state allocates nothing.
         int needed = keys.Count * copies;
@@ -210,7 +225,8 @@ public sealed partial class ServerNode
         {
             return false;
         }
-        var pending = RentPending(connection, header, table, keys, distinct.Count + 1); // + 1: this thread, until all are sent
+        var pending = RentPending(connection!, header, table, keys, distinct.Count + 1); // + 1: this thread, until all are sent
+        pending.SyncAcks = syncAcks;
         foreach (int slot in distinct)
         {
             var successor = view.Servers[slot];
@@ -253,6 +269,43 @@ public sealed partial class ServerNode
         return true;
     }
 
+    /// <summary>
+    /// Sync rounds applied here: with replication their aggregate goes to the other copies first (replication after
+    /// aggregation: one forward per round, however many workers pushed), then the workers are acknowledged.
+    /// </summary>
+    private void FinishRounds(TableStore table, List<SyncAggregator.RoundDone> rounds)
+    {
+        foreach (var round in rounds)
+        {
+            try
+            {
+                bool deferred = false;
+                if (_view is { ChainLength: > 1 } && round.Count > 0)
+                {
+                    // Recorded by the replicas as (this server, round): a worker resending into a failover can tell it was applied.
+                    var header = new FrameHeader { Type = MessageType.Push, SenderId = Id, RequestId = (ulong)round.Round, TableId = table.Info.Id, ElementType = table.Info.ElementType, RowWidth = table.Width };
+                    _forwardOrder.EnterReadLock();
+                    try
+                    {
+                        deferred = ForwardApplied(null, header, table, KeyList.Of(round.Keys.AsSpan(0, round.Count)), round.Values.AsSpan(0, round.Count * table.Width), null, round.Acks);
+                    }
+                    finally
+                    {
+                        _forwardOrder.ExitReadLock();
+                    }
+                }
+                if (!deferred)
+                {
+                    SendAcks(table, round.Acks);
+                }
+            }
+            finally
+            {
+                round.Release();
+            }
+        }
+    }
+
     [ThreadStatic]
     private static int[]? t_successors;
 
@@ -291,6 +344,7 @@ public sealed partial class ServerNode
 
     private void ReturnPending(PendingAck pending)
     {
+        pending.SyncAcks = null;
         pending.Worker = null!;
         pending.Table = null!;
         lock (_pendingPool)
@@ -419,7 +473,11 @@ public sealed partial class ServerNode
         }
         try
         {
-            if (pending.Request.Type == MessageType.PushPull)
+            if (pending.SyncAcks is { } acks)
+            {
+                SendAcks(pending.Table, acks);
+            }
+            else if (pending.Request.Type == MessageType.PushPull)
             {
                 SendValues(pending.Worker, pending.Request, pending.Table, KeyList.Of(pending.Keys.AsSpan(0, pending.KeyCount)));
             }
@@ -541,9 +599,9 @@ public sealed partial class ServerNode
         var rows = new List<float>();
         foreach (var table in _tables)
         {
-            if (table is null || table.Aggregator is not null || previous.FindTable(table.Info.Id) is null)
+            if (table is null || previous.FindTable(table.Info.Id) is null)
             {
-                continue; // sync tables are not replicated; a table new in this view has nothing to copy
+                continue; // a table new in this view has nothing to copy
             }
             var placement = view.PlacementOf(table.Info);
             var oldPlacement = previous.PlacementOf(table.Info);

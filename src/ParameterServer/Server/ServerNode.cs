@@ -167,9 +167,9 @@ public sealed partial class ServerNode : IAsyncDisposable
             {
                 foreach (var t in tables)
                 {
-                    if (t?.Aggregator?.OnLiveWorkersChanged(view.Workers.Count) is { } acks)
+                    if (t?.Aggregator?.OnLiveWorkersChanged(view.Workers.Count) is { } rounds)
                     {
-                        SendAcks(t, acks);
+                        FinishRounds(t, rounds);
                     }
                 }
             }
@@ -296,9 +296,9 @@ public sealed partial class ServerNode : IAsyncDisposable
         }
         if (table.Aggregator is { } aggregator)
         {
-            if (aggregator.Add(connection, header, keys, values, view.Workers.Count) is { } acks)
+            if (aggregator.Add(connection, header, keys, values, view.Workers.Count) is { } rounds)
             {
-                SendAcks(table, acks);
+                FinishRounds(table, rounds);
             }
             return;
         }

@@ -22,6 +22,19 @@ internal sealed class SyncAggregator(TableStore store)
     /// <summary>An acknowledgement owed to a worker once its round is applied.</summary>
     internal readonly record struct PendingAck(Connection Connection, FrameHeader Request, ulong[]? Keys, int KeyCount);
 
+    /// <summary>
+    /// A round applied here: the acks it owes and, for replication after aggregation, its aggregate (pooled arrays,
+    /// <see cref="Release"/> them once forwarded).
+    /// </summary>
+    internal sealed record RoundDone(long Round, List<PendingAck> Acks, ulong[] Keys, float[] Values, int Count)
+    {
+        public void Release()
+        {
+            ArrayPool<ulong>.Shared.Return(Keys);
+            ArrayPool<float>.Shared.Return(Values);
+        }
+    }
+
     /// <summary>One worker's push of a round, copied out of the receive buffer (pooled arrays).</summary>
     private readonly record struct Contribution(int Sender, ulong[] Keys, float[] Values, int KeyCount);
 
@@ -57,7 +70,7 @@ internal sealed class SyncAggregator(TableStore store)
     }
 
     /// <summary>Adds one worker's push; returns the acks to send if it completed its round (and any later complete rounds).</summary>
-    public List<PendingAck>? Add(Connection connection, in FrameHeader request, KeyList keys, ReadOnlySpan<float> values, int liveWorkers)
+    public List<RoundDone>? Add(Connection connection, in FrameHeader request, KeyList keys, ReadOnlySpan<float> values, int liveWorkers)
     {
         lock (_gate)
         {
@@ -86,7 +99,7 @@ internal sealed class SyncAggregator(TableStore store)
     }
 
     /// <summary>Re-checks open rounds after the number of live workers changed (a worker left or died).</summary>
-    public List<PendingAck>? OnLiveWorkersChanged(int liveWorkers)
+    public List<RoundDone>? OnLiveWorkersChanged(int liveWorkers)
     {
         lock (_gate)
         {
@@ -94,9 +107,9 @@ internal sealed class SyncAggregator(TableStore store)
         }
     }
 
-    private List<PendingAck>? CompleteReady(int liveWorkers)
+    private List<RoundDone>? CompleteReady(int liveWorkers)
     {
-        List<PendingAck>? acks = null;
+        List<RoundDone>? done = null;
         foreach (long round in _rounds.Keys.Order().ToList())
         {
             var r = _rounds[round];
@@ -116,11 +129,22 @@ internal sealed class SyncAggregator(TableStore store)
                 ArrayPool<float>.Shared.Return(c.Values);
             }
             r.Contributions.Clear();
+            int count = r.Sum.Count;
+            var keys = ArrayPool<ulong>.Shared.Rent(Math.Max(count, 1));
+            var values = ArrayPool<float>.Shared.Rent(Math.Max(count * width, 1));
+            int n = 0;
             foreach (var entry in r.Sum)
             {
-                store.ApplyOne(entry.Key, entry.Row);
+                keys[n++] = entry.Key;
             }
-            (acks ??= new List<PendingAck>()).AddRange(r.Acks);
+            Array.Sort(keys, 0, count); // replicas take sorted keys
+            for (int i = 0; i < count; i++)
+            {
+                var row = r.Sum.GetRowOrEmpty(keys[i]);
+                store.ApplyOne(keys[i], row);
+                row.CopyTo(values.AsSpan(i * width, width));
+            }
+            (done ??= new List<RoundDone>()).Add(new RoundDone(round, new List<PendingAck>(r.Acks), keys, values, count));
             _rounds.Remove(round);
             _completedRounds = Math.Max(_completedRounds, round + 1);
             _roundsApplied++;
@@ -129,6 +153,6 @@ internal sealed class SyncAggregator(TableStore store)
             r.Acks.Clear();
             _pool.Push(r);
         }
-        return acks;
+        return done;
     }
 }

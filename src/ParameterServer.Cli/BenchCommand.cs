@@ -39,6 +39,7 @@ internal static partial class BenchCommand
         command.Subcommands.Add(BenchTraining.LogReg());
         command.Subcommands.Add(BenchTraining.Consistency());
         command.Subcommands.Add(Kv());
+        command.Subcommands.Add(ChaosBench.Create());
         command.Subcommands.Add(Worker());
         command.Subcommands.Add(LoopbackSink());
         command.Subcommands.Add(LoopbackSource());

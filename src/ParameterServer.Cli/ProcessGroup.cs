@@ -17,6 +17,9 @@ internal sealed class ProcessGroup : IDisposable
 
     public sealed record Child(string Name, Process Process);
 
+    /// <summary>The child started last.</summary>
+    public Child Last => _children[^1];
+
     /// <summary>
     /// Starts `pserver ARGUMENTS`. Each standard output line goes to <paramref name="onLine"/> first; it is echoed
     /// (prefixed) unless the callback returns false. Standard error is always echoed.

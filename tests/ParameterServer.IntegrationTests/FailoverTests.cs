@@ -80,6 +80,7 @@ public class FailoverTests(ITestOutputHelper output)
     [InlineData(3, 2, 1200, -1, 0)]
     [InlineData(4, 1, 300, 3, 1500)] // the second kill needs the copies refilled after the first
     [InlineData(4, 0, 400, 2, 900)]
+    [InlineData(4, 2, 300, 0, 340)] // the second kill lands during the first view change and its refill
     public async Task Servers_killed_during_pushes_lose_nothing_and_apply_nothing_twice(int servers, int victim, int killAfterMs, int secondVictim, int secondKillAfterMs)
     {
         string rounds = secondVictim < 0 ? "200" : "400";
@@ -97,6 +98,14 @@ public class FailoverTests(ITestOutputHelper output)
         foreach (var worker in job.Workers)
         {
             await worker.WaitForExitAsync(Limit);
+        }
+        if (job.Scheduler.Stderr.Contains("Parameters are lost", StringComparison.Ordinal))
+        {
+            // Both copies of some ranges died before they were restored: the job must end saying so, never count wrong.
+            Assert.True(secondVictim >= 0, job.Describe());
+            Assert.All(job.Workers, w => Assert.DoesNotContain("\"ok\":true", w.Stdout));
+            output.WriteLine("the second kill came before the copies were restored: the job ended with the loss reported");
+            return;
         }
         var summaries = job.Workers.Select(w => Summary(w, job)).ToList();
         foreach (var (worker, summary) in job.Workers.Zip(summaries))

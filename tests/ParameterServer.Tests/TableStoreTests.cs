@@ -91,14 +91,17 @@ public class TableStoreTests
         store.Read(KeyList.Of([5]), read);
         Assert.Equal(0f, read[0]); // not applied until worker 2 pushed round 0
         Assert.Null(aggregator.Add(null!, Push(1, 1), KeyList.Of([5]), [10f], liveWorkers: 2));
-        var acks = aggregator.Add(null!, Push(2, 0), KeyList.Of([5]), [2f], liveWorkers: 2);
-        Assert.Equal(2, acks!.Count);
+        var done = Assert.Single(aggregator.Add(null!, Push(2, 0), KeyList.Of([5]), [2f], liveWorkers: 2)!);
+        Assert.Equal(2, done.Acks.Count); // both workers' pushes of round 0 are acknowledged together
+        Assert.Equal([5ul], done.Keys[..done.Count]); // the aggregate, for replication after aggregation
+        Assert.Equal([3f], done.Values[..done.Count]);
+        done.Release();
         store.Read(KeyList.Of([5]), read);
         Assert.Equal(-3f, read[0]); // sgd applied the sum 1 + 2 once
         Assert.Equal(1, aggregator.MaxLead); // worker 1 pushed round 1 while round 0 was open
         Assert.Equal(1, aggregator.RoundsApplied);
         // Worker 2 leaves: round 1 completes with the one worker still alive.
-        Assert.Single(aggregator.OnLiveWorkersChanged(1)!);
+        Assert.Single(aggregator.OnLiveWorkersChanged(1)!).Release();
         store.Read(KeyList.Of([5]), read);
         Assert.Equal(-13f, read[0]);
     }

@@ -80,6 +80,8 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         public bool Alive { get; set; } = true;
         public bool Finished { get; set; }
         public uint AckedView { get; set; }
+        /// <summary>The newest view for which this server reported its new copies made (RefillDone).</summary>
+        public uint RefilledView { get; set; }
         public NodeInfo Info => new(Id, Role, Rank, Host, Port, Alive);
     }
 
@@ -135,6 +137,12 @@ public sealed partial class SchedulerNode : IAsyncDisposable
                         break;
                     case MessageType.CompleteWork:
                         OnCompleteWork(connection, header, payload, outbox);
+                        break;
+                    case MessageType.RefillDone:
+                        if (connection.Tag is NodeState refilled)
+                        {
+                            refilled.RefilledView = Math.Max(refilled.RefilledView, (uint)header.Round);
+                        }
                         break;
                     case MessageType.Rejoin:
                         OnRejoin(connection, header, payload, outbox);
@@ -395,7 +403,15 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         {
             return;
         }
+        if (node.Role == NodeRole.Server && !node.Finished && LosesData(node, outbox))
+        {
+            return;
+        }
         Publish(outbox);
+        if (node.Role == NodeRole.Server)
+        {
+            _lastServerLossView = _viewNumber;
+        }
         ReleaseBarrier(outbox);
         CompleteDeclares(outbox);
         MaybeShutDown(outbox);
@@ -409,6 +425,37 @@ public sealed partial class SchedulerNode : IAsyncDisposable
             }
             _completion.TrySetResult(1);
         }
+    }
+
+    private uint _lastServerLossView;
+    private int _serversLostSinceHealthy;
+
+    /// <summary>
+    /// A server died: were all copies of some key range on servers lost since the copies were last complete? Copies
+    /// are complete again once every live server has reported its refill for a view published after the last loss.
+    /// If so the job cannot go on with correct values: it ends, saying so, instead of serving zeros.
+    /// </summary>
+    private bool LosesData(NodeState node, List<Outgoing> outbox)
+    {
+        var live = _nodes.Values.Where(n => n.Role == NodeRole.Server && n.Alive).ToList();
+        if (_serversLostSinceHealthy > 0 && live.All(n => n.RefilledView >= _lastServerLossView))
+        {
+            _serversLostSinceHealthy = 0;
+        }
+        _serversLostSinceHealthy++;
+        int copies = _options.EffectiveReplication;
+        if (_serversLostSinceHealthy < copies || live.Count == 0)
+        {
+            return false;
+        }
+        string why = copies == 1
+            ? $"{node.Info.Describe()} held the only copy of its key ranges (replication 1)"
+            : $"{_serversLostSinceHealthy} servers died before the copies lost with the first were restored (replication {copies})";
+        _log.LogError("Parameters are lost: {Why}. Ending the job; resume from the last checkpoint (--restore) or run with a higher --replication", why);
+        _shuttingDown = true;
+        AddShutdownFrames(outbox);
+        _completion.TrySetResult(1);
+        return true;
     }
 
     private void MonitorLoop()

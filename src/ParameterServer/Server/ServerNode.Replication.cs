@@ -422,6 +422,11 @@ public sealed partial class ServerNode
 
     private void OnReplicaAnswer(ulong id, ErrorCode error, ReadOnlySpan<byte> payload)
     {
+        if (_appliedBarriers.TryRemove(id, out var barrier))
+        {
+            barrier.TrySetResult();
+            return;
+        }
         PendingAck? pending;
         lock (_pendingLock)
         {
@@ -544,6 +549,7 @@ public sealed partial class ServerNode
     }
 
     private readonly Lock _refillLock = new();
+    private Task _refills = Task.CompletedTask;
     private long _refillBlocksSent;
     private long _refillBlocksReceived;
 
@@ -559,9 +565,10 @@ public sealed partial class ServerNode
         {
             return;
         }
-        _ = Task.Run(() =>
+        lock (_refillLock)
         {
-            lock (_refillLock)
+            // One view after the other: the scheduler reads "refilled for view V" as "and for every view before it".
+            _refills = _refills.ContinueWith(_ =>
             {
                 try
                 {
@@ -571,8 +578,8 @@ public sealed partial class ServerNode
                 {
                     _log.LogWarning("Server {Id}: refilling replicas for view {View} stopped: {Message}", Id, view.Number, ex.Message);
                 }
-            }
-        });
+            }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+        }
     }
 
     /// <summary>Connections on which other servers forward pushes to this one, by sender (until closed).</summary>
@@ -594,6 +601,7 @@ public sealed partial class ServerNode
             return;
         }
         long blocksSent = 0;
+        var copiedTo = new HashSet<NodeInfo>();
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var keys = new List<ulong>();
         var rows = new List<float>();
@@ -624,15 +632,52 @@ public sealed partial class ServerNode
                         continue; // it has the block already
                     }
                     CopyBlock(table, block, member, keys, rows);
+                    copiedTo.Add(member);
                     blocksSent++;
                 }
             }
+        }
+        // Each new copy confirms it applied everything sent before (frames on one connection are handled in order),
+        // then the scheduler hears that this server's part of restoring the copies for this view is done.
+        foreach (var member in copiedTo)
+        {
+            ConfirmApplied(member);
+        }
+        try
+        {
+            _scheduler?.Send(MessageType.RefillDone, [], round: view.Number);
+        }
+        catch (PsException)
+        {
         }
         if (blocksSent > 0)
         {
             Interlocked.Add(ref _refillBlocksSent, blocksSent);
             _log.LogInformation("Server {Id}: copied {Blocks} blocks to new replicas for view {View} in {Ms:0} ms", Id, blocksSent, view.Number,
                 System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        }
+    }
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<ulong, TaskCompletionSource> _appliedBarriers = new();
+
+    /// <summary>Waits (up to 10 s) until <paramref name="member"/> has handled every frame this server sent it so far: a stats request answered in order.</summary>
+    private void ConfirmApplied(NodeInfo member)
+    {
+        ulong id = (ulong)Interlocked.Increment(ref _nextReplicaRequestId);
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _appliedBarriers[id] = done;
+        try
+        {
+            var peer = GetPeer(member);
+            peer.Connection.Send(new FrameHeader { Type = MessageType.ServerStats, SenderId = Id, RequestId = id, RowWidth = 1, ElementType = WireElementType.Float32 }, []);
+            if (!done.Task.Wait(TimeSpan.FromSeconds(10)))
+            {
+                throw new TransportException($"{member.Describe()} did not confirm its copies within 10 s");
+            }
+        }
+        finally
+        {
+            _appliedBarriers.TryRemove(id, out _);
         }
     }
 

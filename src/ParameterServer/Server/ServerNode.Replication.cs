@@ -204,9 +204,16 @@ public sealed partial class ServerNode
         var distinct = t_distinct ??= new List<int>();
         distinct.Clear();
         Span<int> chain = stackalloc int[placement.ChainLength];
+        long chainBlock = -1;
+        int n = 0;
         for (int i = 0; i < keys.Count; i++)
         {
-            int n = placement.ChainOfBlock(table.Info.BlockOf(keys[i]), chain);
+            long block = table.Info.BlockOf(keys[i]);
+            if (block != chainBlock)
+            {
+                n = placement.ChainOfBlock(block, chain); // keys of a block share its chain: once per block
+                chainBlock = block;
+            }
             for (int j = 1; j <= copies; j++)
             {
                 int slot = j < n ? chain[j] : -1;
@@ -381,10 +388,44 @@ public sealed partial class ServerNode
             Round = (long)request.RequestId,
             PayloadLength = checked(count * (sizeof(ulong) + (width * sizeof(float)))),
         };
-        using var frame = peer.Reserve(header.FrameLength);
-        header.Write(frame.Span);
-        var keyOut = MemoryMarshal.Cast<byte, ulong>(frame.Span.Slice(FrameHeader.Size, count * sizeof(ulong)));
-        var valueOut = MemoryMarshal.Cast<byte, float>(frame.Span[(FrameHeader.Size + (count * sizeof(ulong)))..]);
+        int length = header.FrameLength;
+        if (length >= Connection.LargeFrameBytes)
+        {
+            // A large forward is built in a pooled buffer of its own and sent from it: the connection's batch buffer
+            // would otherwise grow to the frame's size (and be replaced) for every push.
+            var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(length);
+            try
+            {
+                FillReplicate(buffer.AsSpan(0, length), header, keys, values, successors, copies, slot, width);
+                peer.SendFrame(buffer, length);
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            }
+            return;
+        }
+        using var frame = peer.Reserve(length);
+        FillReplicate(frame.Span, header, keys, values, successors, copies, slot, width);
+        frame.Commit();
+    }
+
+    private static void FillReplicate(Span<byte> frame, in FrameHeader header, KeyList keys, ReadOnlySpan<float> values, ReadOnlySpan<int> successors, int copies, int slot, int width)
+    {
+        int count = header.KeyCount;
+        header.Write(frame);
+        var keyOut = MemoryMarshal.Cast<byte, ulong>(frame.Slice(FrameHeader.Size, count * sizeof(ulong)));
+        var valueOut = MemoryMarshal.Cast<byte, float>(frame[(FrameHeader.Size + (count * sizeof(ulong)))..]);
+        if (count == keys.Count)
+        {
+            // Every key goes to this copy (the common case: one block per push): the values in one copy.
+            for (int i = 0; i < count; i++)
+            {
+                keyOut[i] = keys[i];
+            }
+            values[..(count * width)].CopyTo(valueOut);
+            return;
+        }
         int n = 0;
         for (int i = 0; i < keys.Count; i++)
         {
@@ -395,7 +436,6 @@ public sealed partial class ServerNode
                 n++;
             }
         }
-        frame.Commit();
     }
 
     /// <summary>A replica applies a forwarded push once per (worker, dedup id) and answers.</summary>

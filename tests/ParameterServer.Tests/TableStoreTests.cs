@@ -80,6 +80,40 @@ public class TableStoreTests
         Assert.Equal(1f, read[1], 3);
     }
 
+    [Theory]
+    [InlineData(0UL)]
+    [InlineData(4096UL)]
+    public void A_block_copied_to_another_store_carries_values_and_handler_state_and_replaces_what_was_there(ulong denseSize)
+    {
+        var spec = new TableSpec("t", 2) { DenseSize = denseSize, BlockKeys = 1024 };
+        var source = Store(spec, UpdateHandlers.Parse("adagrad:lr=1"));
+        var copy = Store(spec, UpdateHandlers.Parse("adagrad:lr=1"));
+        ulong[] keys = [3, 700, 1000];
+        long block = source.Info.BlockOf(keys[0]);
+        var inBlock = keys.Where(k => source.Info.BlockOf(k) == block).ToArray();
+        source.Apply(KeyList.Of(keys), [1f, 2f, 3f, 4f, 5f, 6f]);
+        copy.Apply(KeyList.Of(inBlock), Enumerable.Repeat(9f, inBlock.Length * 2).ToArray()); // stale rows the copy must replace
+
+        var blockKeys = new List<ulong>();
+        var rows = new List<float>();
+        source.SnapshotBlock(block, blockKeys, rows);
+        Assert.Equal(blockKeys.Order(), blockKeys); // sorted, as frames need
+        Assert.Equal(source.RowStride * blockKeys.Count, rows.Count); // whole rows: values and the accumulator
+        copy.WriteBlockRows(block, KeyList.Of(blockKeys.ToArray()), rows.ToArray(), clearFirst: true);
+
+        // The next update gives the same result on both: the AdaGrad state came along.
+        source.Apply(KeyList.Of(inBlock), Enumerable.Repeat(0.5f, inBlock.Length * 2).ToArray());
+        copy.Apply(KeyList.Of(inBlock), Enumerable.Repeat(0.5f, inBlock.Length * 2).ToArray());
+        var a = new float[inBlock.Length * 2];
+        var b = new float[inBlock.Length * 2];
+        source.Read(KeyList.Of(inBlock), a);
+        copy.Read(KeyList.Of(inBlock), b);
+        Assert.Equal(a, b);
+        long other = block == 0 ? 1 : 0;
+        Assert.Throws<ArgumentException>(() => copy.WriteBlockRows(other, KeyList.Of([keys[0]]), new float[source.RowStride], clearFirst: false));
+        Assert.Throws<ArgumentException>(() => copy.WriteBlockRows(source.Info.BlockCount, KeyList.Of([]), [], clearFirst: true)); // a bad block from a peer
+    }
+
     [Fact]
     public void Sync_aggregator_applies_a_round_once_when_every_worker_pushed()
     {

@@ -259,22 +259,28 @@ internal sealed class TableStore
                 }
                 else
                 {
-                    int start = keys.Count;
-                    foreach (var entry in block.Sparse!)
+                    foreach (ulong key in AppendSortedKeys(block.Sparse!, keys))
                     {
-                        keys.Add(entry.Key);
-                    }
-                    var blockKeys = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(keys)[start..];
-                    blockKeys.Sort();
-                    foreach (ulong key in blockKeys)
-                    {
-                        values.AddRange(block.Sparse.GetRowOrEmpty(key)[..Width]);
+                        values.AddRange(block.Sparse!.GetRowOrEmpty(key)[..Width]);
                     }
                 }
                 rows += count;
             }
         }
         return (rows, -1);
+    }
+
+    /// <summary>Appends a sparse block's keys to <paramref name="keys"/>, sorted; returns the appended part.</summary>
+    private static ReadOnlySpan<ulong> AppendSortedKeys(SparseRowStore rows, List<ulong> keys)
+    {
+        int start = keys.Count;
+        foreach (var entry in rows)
+        {
+            keys.Add(entry.Key);
+        }
+        var added = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(keys)[start..];
+        added.Sort();
+        return added;
     }
 
     /// <summary>Indexes of the blocks that hold rows (or storage), ascending.</summary>
@@ -315,16 +321,9 @@ internal sealed class TableStore
             }
             else
             {
-                int start = keys.Count;
-                foreach (var entry in block.Sparse!)
+                foreach (ulong key in AppendSortedKeys(block.Sparse!, keys))
                 {
-                    keys.Add(entry.Key);
-                }
-                var blockKeys = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(keys)[start..];
-                blockKeys.Sort();
-                foreach (ulong key in blockKeys)
-                {
-                    rows.AddRange(block.Sparse.GetRowOrEmpty(key));
+                    rows.AddRange(block.Sparse!.GetRowOrEmpty(key));
                 }
             }
             whileLocked?.Invoke();
@@ -334,6 +333,10 @@ internal sealed class TableStore
     /// <summary>Writes whole stored rows into a block (a refill from the primary), clearing the block first when asked.</summary>
     public void WriteBlockRows(long index, KeyList keys, ReadOnlySpan<float> rows, bool clearFirst)
     {
+        if (index < 0 || index >= Info.BlockCount)
+        {
+            throw new ArgumentException($"table '{Info.Name}' has blocks 0 .. {Info.BlockCount - 1}, not {index}");
+        }
         var block = GetBlock(index);
         lock (block.Gate)
         {

@@ -82,7 +82,14 @@ public sealed partial class ServerNode
                     int n = placement.ChainOfBlock(block, chain);
                     if (chain[..n].Contains(mySlot))
                     {
-                        table.WriteBlockRows(block, KeyList.Of(keys.Slice(i, 1)), rows.Slice(i * stride, stride), clearFirst: false);
+                        try
+                        {
+                            table.WriteBlockRows(block, KeyList.Of(keys.Slice(i, 1)), rows.Slice(i * stride, stride), clearFirst: false);
+                        }
+                        catch (ArgumentException ex)
+                        {
+                            throw CheckpointFiles.Corrupt(path, $"holds a row this job cannot take: {ex.Message}");
+                        }
                         loaded++;
                     }
                 }

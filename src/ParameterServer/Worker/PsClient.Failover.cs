@@ -155,8 +155,9 @@ public sealed partial class PsClient
 
     /// <summary>
     /// Keeps a slice whose server was lost (or refused it as not the owner) to send it again, when the table can fail
-    /// over: asynchronous, replicated, not past its deadline. <paramref name="retryAt"/>: when to try again even
-    /// without a newer view (0: only with one).
+    /// over: asynchronous, replicated, not past its deadline. It is sent again as soon as a newer view arrives, or at
+    /// <paramref name="retryAt"/> without one (0: after <see cref="LostLinkRetryMs"/>, for a connection that only dropped).
+    /// <paramref name="mayBeApplied"/>: the server may have applied the frame, so its resends name it.
     /// </summary>
     private bool TryFailOver(Slice slice, long retryAt, bool mayBeApplied)
     {

@@ -125,4 +125,31 @@ public class FailoverTests(ITestOutputHelper output)
         output.WriteLine($"kill -9 of server {victim} after {killAfterMs} ms: first push on a new primary {recoveries.Min()} ms after the kill, every worker back {recoveries.Max()} ms after it; resent slices {string.Join(", ", summaries.Select(s => s.GetProperty("resent_slices").GetInt64()))}");
         Assert.True(recoveries.Max() < 1000, $"failover took {recoveries.Max()} ms\n{job.Describe()}");
     }
+
+    [Theory]
+    [InlineData("sequential", 300)]
+    [InlineData("bounded:3", 700)]
+    public async Task A_server_killed_during_sync_rounds_loses_nothing_and_applies_nothing_twice(string consistency, int killAfterMs)
+    {
+        using var job = await Job.StartAsync(3, 2, 2, "--app", "counter", "--json", "--keys", "2000", "--width", "2", "--rounds", "150", "--pause-ms", "8",
+            "--mode", "sync", "--consistency", consistency);
+        await job.WaitUntilPushingAsync();
+        await Task.Delay(killAfterMs);
+        job.Servers[1].Process.Kill();
+        foreach (var worker in job.Workers)
+        {
+            await worker.WaitForExitAsync(Limit);
+        }
+        long resent = 0;
+        foreach (var worker in job.Workers)
+        {
+            Assert.True(worker.ExitCode == 0, job.Describe());
+            var summary = Summary(worker, job);
+            Assert.True(summary.GetProperty("ok").GetBoolean(), job.Describe());
+            Assert.Equal(300, summary.GetProperty("grew_min").GetDouble()); // 2 workers x 150 rounds, on every key
+            Assert.Equal(300, summary.GetProperty("grew_max").GetDouble());
+            resent += summary.GetProperty("resent_slices").GetInt64();
+        }
+        Assert.True(resent > 0, "no push was outstanding at the kill: the test did not test a failover\n" + job.Describe());
+    }
 }

@@ -277,6 +277,46 @@ public sealed partial class ServerNode
     }
 
     /// <summary>
+    /// A sync push resent after its server (Aux) was lost, with keys this server took over. If the lost server's
+    /// aggregate of that round reached this copy, it is applied already: acknowledge only. Else it joins its round
+    /// here, or, when that round is applied here already, is applied (and replicated) on its own.
+    /// </summary>
+    private void HandleSyncResend(Connection connection, in FrameHeader header, ClusterView view, TableStore table, SyncAggregator aggregator, KeyList keys, ReadOnlySpan<float> values)
+    {
+        if (_applied.Contains((int)header.Aux, (ulong)header.Round))
+        {
+            Interlocked.Add(ref _resendRowsSkipped, keys.Count); // the lost server's aggregate of this round is here
+        }
+        else if (aggregator.TryAddResent(connection, header, keys, values))
+        {
+            return; // acknowledged with its round
+        }
+        else
+        {
+            var plain = header;
+            plain.Flags &= ~FrameFlags.Resend; // from here on an ordinary push of this worker (recorded by its request id)
+            if (view.ChainLength > 1 ? ApplyReplicated(connection, plain, table, keys, values) : ApplyPlain(table, keys, values))
+            {
+                return; // acknowledged when the replicas have it
+            }
+        }
+        if (header.Type == MessageType.PushPull)
+        {
+            SendValues(connection, header, table, keys);
+        }
+        else
+        {
+            SendAck(connection, header);
+        }
+    }
+
+    private static bool ApplyPlain(TableStore table, KeyList keys, ReadOnlySpan<float> values)
+    {
+        table.Apply(keys, values);
+        return false;
+    }
+
+    /// <summary>
     /// Sync rounds applied here: with replication their aggregate goes to the other copies first (replication after
     /// aggregation: one forward per round, however many workers pushed), then the workers are acknowledged.
     /// </summary>

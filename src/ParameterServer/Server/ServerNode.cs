@@ -296,6 +296,11 @@ public sealed partial class ServerNode : IAsyncDisposable
         }
         if (table.Aggregator is { } aggregator)
         {
+            if ((header.Flags & FrameFlags.Resend) != 0)
+            {
+                HandleSyncResend(connection, header, view, table, aggregator, keys, values);
+                return;
+            }
             if (aggregator.Add(connection, header, keys, values, view.Workers.Count) is { } rounds)
             {
                 FinishRounds(table, rounds);

@@ -98,6 +98,38 @@ internal sealed class SyncAggregator(TableStore store)
         }
     }
 
+    /// <summary>
+    /// A worker's push resent after its server was lost, carrying keys this server took over: joined to its round when
+    /// that round is still open here (it does not count as the worker's own push of the round), acknowledged with it.
+    /// False when the round was applied here already: the caller applies it on its own.
+    /// </summary>
+    public bool TryAddResent(Connection connection, in FrameHeader request, KeyList keys, ReadOnlySpan<float> values)
+    {
+        lock (_gate)
+        {
+            long round = request.Round;
+            if (round < _completedRounds && !_rounds.ContainsKey(round))
+            {
+                return false;
+            }
+            if (!_rounds.TryGetValue(round, out var r))
+            {
+                r = _pool.Count > 0 ? _pool.Pop() : new Round(store.Width);
+                _rounds[round] = r;
+            }
+            var keyCopy = ArrayPool<ulong>.Shared.Rent(Math.Max(keys.Count, 1));
+            for (int i = 0; i < keys.Count; i++)
+            {
+                keyCopy[i] = keys[i];
+            }
+            var valueCopy = ArrayPool<float>.Shared.Rent(Math.Max(values.Length, 1));
+            values.CopyTo(valueCopy);
+            r.Contributions.Add(new Contribution(request.SenderId, keyCopy, valueCopy, keys.Count));
+            r.Acks.Add(new PendingAck(connection, request, request.Type == MessageType.PushPull ? keyCopy[..keys.Count] : null, keys.Count));
+            return true;
+        }
+    }
+
     /// <summary>Re-checks open rounds after the number of live workers changed (a worker left or died).</summary>
     public List<RoundDone>? OnLiveWorkersChanged(int liveWorkers)
     {

@@ -155,7 +155,7 @@ public sealed partial class PsClient
 
     /// <summary>
     /// Keeps a slice whose server was lost (or refused it as not the owner) to send it again, when the table can fail
-    /// over: asynchronous, replicated, not past its deadline. It is sent again as soon as a newer view arrives, or at
+    /// over: replicated, not past its deadline. It is sent again as soon as a newer view arrives, or at
     /// <paramref name="retryAt"/> without one (0: after <see cref="LostLinkRetryMs"/>, for a connection that only dropped).
     /// <paramref name="mayBeApplied"/>: the server may have applied the frame, so its resends name it.
     /// </summary>
@@ -163,11 +163,11 @@ public sealed partial class PsClient
     {
         var routes = _routes;
         if (_shutdownReason is not null || routes == Routing.None || routes.View.Replication <= 1
-            || slice.Op.Table.Info.Mode != UpdateMode.Async || slice.ValueStart >= 0 || slice.Deadline < Environment.TickCount64)
+            || slice.ValueStart >= 0 || slice.Deadline < Environment.TickCount64)
         {
             return false;
         }
-        if (mayBeApplied && slice.Op.Kind != MessageType.Pull)
+        if (mayBeApplied && slice.Op.Kind != MessageType.Pull && slice.Op.Table.Info.Mode == UpdateMode.Async)
         {
             // The lost server may have applied this frame and passed it on: its resends name it. A refused frame
             // (WrongOwner) was applied nowhere, so its resends keep naming the frame before it, if any.
@@ -313,7 +313,16 @@ public sealed partial class PsClient
             slice.PredecessorView = old.PredecessorView;
             slice.Resent = true;
             MapPositions(old, slice);
-            if (old.PredecessorId != 0)
+            if (op.Kind != MessageType.Pull && op.Table.Info.Mode == UpdateMode.Sync)
+            {
+                // A sync push keeps its round; Aux names the server it was meant for, whose round aggregate the new
+                // owner may hold already (then it only acknowledges).
+                FrameHeader.TryRead(slice.Frame, int.MaxValue, out var header, out _);
+                header.Flags |= FrameFlags.Resend;
+                header.Aux = (uint)old.Link.Server.Id;
+                header.Write(slice.Frame);
+            }
+            else if (old.PredecessorId != 0)
             {
                 FrameHeader.TryRead(slice.Frame, int.MaxValue, out var header, out _);
                 header.Flags |= FrameFlags.Resend;
@@ -321,6 +330,11 @@ public sealed partial class PsClient
                 header.Aux = old.PredecessorView;
                 header.Write(slice.Frame);
             }
+        }
+        if (pieces.Count == 0)
+        {
+            CompleteSlice(old, null); // nothing left to send (an empty sync push to the lost server)
+            return;
         }
         long deadline = Environment.TickCount64 + (long)_options.RequestTimeout.TotalMilliseconds;
         Interlocked.Add(ref op.PendingSlices, pieces.Count - 1); // the old slice's count passes to its pieces

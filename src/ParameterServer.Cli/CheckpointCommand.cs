@@ -26,8 +26,11 @@ internal static class CheckpointCommand
             var (folder, manifest) = opened;
             var rows = new Dictionary<int, long>();
             var sums = new Dictionary<int, double>();
+            var files = new List<object>();
             foreach (var file in manifest.Files)
             {
+                float min = float.MaxValue;
+                float max = float.MinValue;
                 CheckpointFiles.ReadServerFile(Path.Combine(folder, file.Name), (tableId, stride, keys, values) =>
                 {
                     int width = manifest.Tables.First(t => t.Id == tableId).Width;
@@ -37,16 +40,19 @@ internal static class CheckpointCommand
                         foreach (float v in values.Slice(i * stride, width))
                         {
                             sum += v;
+                            min = Math.Min(min, v);
+                            max = Math.Max(max, v);
                         }
                     }
                     rows[tableId] = rows.GetValueOrDefault(tableId) + keys.Length;
                     sums[tableId] = sums.GetValueOrDefault(tableId) + sum;
                 });
+                files.Add(new { name = file.Name, rows = file.Rows, value_min = file.Rows > 0 ? min : 0, value_max = file.Rows > 0 ? max : 0 });
             }
             var tables = manifest.Tables.Select(t => new { name = t.Name, id = t.Id, width = t.Width, rows = rows.GetValueOrDefault(t.Id), value_sum = sums.GetValueOrDefault(t.Id) }).ToList();
             if (p.GetValue(Options.Json))
             {
-                Console.Out.WriteLine(JsonSerializer.Serialize(new { ok = true, folder, epoch = manifest.Epoch, view = manifest.View, written_utc = manifest.WrittenUtc, files = manifest.Files.Length, tables }));
+                Console.Out.WriteLine(JsonSerializer.Serialize(new { ok = true, folder, epoch = manifest.Epoch, view = manifest.View, written_utc = manifest.WrittenUtc, files, tables }));
             }
             else
             {

@@ -69,6 +69,12 @@ public sealed class CheckpointTests : IDisposable
         var checkpoint = await VerifyAsync(_root); // the newest complete epoch; an unfinished one has no manifest
         double sum = checkpoint.GetProperty("tables")[0].GetProperty("value_sum").GetDouble();
         Assert.True(sum > 0, checkpoint.ToString());
+        foreach (var file in checkpoint.GetProperty("files").EnumerateArray())
+        {
+            // Every push adds 1 to every key, one frame per server: a server's snapshot taken between pushes (not
+            // block by block while they land) holds one value on all its keys.
+            Assert.Equal(file.GetProperty("value_min").GetDouble(), file.GetProperty("value_max").GetDouble());
+        }
 
         using var resumed = await Pserver.RunAsync(Limit, "local", "--servers", "2", "--workers", "1", "--app", "counter", "--json", "--keys", "2000", "--rounds", "1",
             "--restore", _root);

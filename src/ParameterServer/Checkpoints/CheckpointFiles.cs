@@ -78,8 +78,11 @@ internal static class CheckpointFiles
     public static PsException Corrupt(string path, string what) =>
         new(PsErrorCode.InvalidArgument, $"checkpoint file {path} {what}; restore from an older epoch folder (pass it to --restore) or start without --restore");
 
-    /// <summary>Writes one server's rows: for each table the rows of the blocks <paramref name="include"/> selects.</summary>
-    public static (long Bytes, string Sha256, long Rows) WriteServerFile(string path, int serverId, long epoch, IReadOnlyList<Server.TableStore> tables, Func<Server.TableStore, long, bool> include)
+    /// <summary>One table's rows in a server's checkpoint: per block, sorted keys and whole stored rows.</summary>
+    public sealed record TableRows(int TableId, int Width, int RowStride, List<(ulong[] Keys, float[] Rows)> Blocks);
+
+    /// <summary>Writes one server's rows (already copied: writing happens off the update path).</summary>
+    public static (long Bytes, string Sha256, long Rows) WriteServerFile(string path, int serverId, long epoch, IReadOnlyList<TableRows> tables)
     {
         long rows = 0;
         var (bytes, sha) = WriteAtomically(path, stream =>
@@ -90,30 +93,17 @@ internal static class CheckpointFiles
             w.Write(epoch);
             w.Write(serverId);
             w.Write(tables.Count);
-            var keys = new List<ulong>();
-            var values = new List<float>();
             foreach (var table in tables)
             {
-                w.Write(table.Info.Id);
+                w.Write(table.TableId);
                 w.Write(table.Width);
                 w.Write(table.RowStride);
-                foreach (long block in table.StoredBlocks())
+                foreach (var (keys, values) in table.Blocks)
                 {
-                    if (!include(table, block))
-                    {
-                        continue;
-                    }
-                    keys.Clear();
-                    values.Clear();
-                    table.SnapshotBlock(block, keys, values); // under the block lock; the write below is not
-                    if (keys.Count == 0)
-                    {
-                        continue;
-                    }
-                    w.Write(keys.Count);
-                    w.Write(MemoryMarshal.AsBytes(CollectionsMarshal.AsSpan(keys)));
-                    w.Write(MemoryMarshal.AsBytes(CollectionsMarshal.AsSpan(values)));
-                    rows += keys.Count;
+                    w.Write(keys.Length);
+                    w.Write(MemoryMarshal.AsBytes(keys.AsSpan()));
+                    w.Write(MemoryMarshal.AsBytes(values.AsSpan()));
+                    rows += keys.Length;
                 }
                 w.Write(0); // end of table
             }

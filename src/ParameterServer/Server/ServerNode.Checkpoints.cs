@@ -9,12 +9,90 @@ using ParameterServer.Server;
 namespace ParameterServer;
 
 /// <summary>
-/// Checkpoints, driven by the scheduler: on request a server writes the rows of the blocks it is primary for, block by
-/// block (each copied under its lock, then written off the update path, as Project Adam's delayed persistence), and
-/// reports the file. On restore it loads, from every server's file, the rows of the blocks whose chain it is in.
+/// Checkpoints, driven by the scheduler: on request a server copies the rows of the blocks it is primary for in one
+/// pause of its updates (every push applied here before the copy is in it, none after: consistent at one point of
+/// this server's history), then writes them off the update path (Project Adam's delayed persistence) and reports
+/// the file. On restore it loads, from every server's file, the rows of the blocks whose chain it is in.
 /// </summary>
 public sealed partial class ServerNode
 {
+    private volatile bool _snapshotPending;
+    private int _streamedApplies; // large pushes being applied piece by piece, outside the forward lock
+
+    /// <summary>A large push may be applied piece by piece unless a snapshot is being taken (then it goes whole, under the lock).</summary>
+    internal bool TryEnterStreamedApply()
+    {
+        if (_snapshotPending)
+        {
+            return false;
+        }
+        Interlocked.Increment(ref _streamedApplies);
+        if (_snapshotPending)
+        {
+            Interlocked.Decrement(ref _streamedApplies);
+            return false;
+        }
+        return true;
+    }
+
+    internal void ExitStreamedApply() => Interlocked.Decrement(ref _streamedApplies);
+
+    /// <summary>
+    /// Copies the rows of the blocks <paramref name="include"/> selects while no push is applied here: pushes apply under
+    /// the forward lock's read side, the copy takes its write side; large streamed pushes finish first.
+    /// </summary>
+    private List<CheckpointFiles.TableRows> Snapshot(IReadOnlyList<TableStore> tables, Func<TableStore, long, bool> include)
+    {
+        _snapshotPending = true;
+        try
+        {
+            long deadline = Environment.TickCount64 + 10_000;
+            while (Volatile.Read(ref _streamedApplies) > 0)
+            {
+                if (Environment.TickCount64 > deadline)
+                {
+                    throw new IOException("a large push being applied piece by piece did not finish within 10 s");
+                }
+                Thread.Sleep(1);
+            }
+            _forwardOrder.EnterWriteLock();
+            try
+            {
+                var snapshot = new List<CheckpointFiles.TableRows>();
+                foreach (var table in tables)
+                {
+                    var blocks = new List<(ulong[] Keys, float[] Rows)>();
+                    var keys = new List<ulong>();
+                    var rows = new List<float>();
+                    foreach (long block in table.StoredBlocks())
+                    {
+                        if (!include(table, block))
+                        {
+                            continue;
+                        }
+                        keys.Clear();
+                        rows.Clear();
+                        table.SnapshotBlock(block, keys, rows);
+                        if (keys.Count > 0)
+                        {
+                            blocks.Add((keys.ToArray(), rows.ToArray()));
+                        }
+                    }
+                    snapshot.Add(new CheckpointFiles.TableRows(table.Info.Id, table.Width, table.RowStride, blocks));
+                }
+                return snapshot;
+            }
+            finally
+            {
+                _forwardOrder.ExitWriteLock();
+            }
+        }
+        finally
+        {
+            _snapshotPending = false;
+        }
+    }
+
     private string? _restoreFolder;
     private bool _restored;
     private long _checkpointsWritten;
@@ -29,8 +107,8 @@ public sealed partial class ServerNode
             int mySlot = view.SlotOfServer(Id);
             var tables = _tables.OfType<TableStore>().ToList();
             var started = System.Diagnostics.Stopwatch.GetTimestamp();
-            var (bytes, sha, rows) = CheckpointFiles.WriteServerFile(path, Id, epoch, tables,
-                (table, block) => view.PlacementOf(table.Info).SlotOfBlock(block) == mySlot);
+            var snapshot = Snapshot(tables, (table, block) => view.PlacementOf(table.Info).SlotOfBlock(block) == mySlot);
+            var (bytes, sha, rows) = CheckpointFiles.WriteServerFile(path, Id, epoch, snapshot);
             Interlocked.Increment(ref _checkpointsWritten);
             _log.LogInformation("Server {Id}: wrote checkpoint epoch {Epoch}: {Rows} rows, {Bytes} bytes in {Ms:0} ms", Id, epoch, rows, bytes,
                 System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);

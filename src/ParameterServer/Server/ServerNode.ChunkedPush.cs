@@ -46,6 +46,10 @@ public sealed partial class ServerNode
             {
                 return false;
             }
+            if (!server.TryEnterStreamedApply())
+            {
+                return false; // a checkpoint is taking its snapshot: the whole-frame path applies this push under the lock
+            }
             Interlocked.Increment(ref server._requests);
             _table = table;
             _width = table.Width;
@@ -94,6 +98,10 @@ public sealed partial class ServerNode
         {
             var table = _table;
             _table = null;
+            if (table is not null)
+            {
+                server.ExitStreamedApply();
+            }
             if (received && table is not null)
             {
                 server.SendAck(connection, header);

@@ -310,9 +310,18 @@ public sealed partial class ServerNode
         }
     }
 
-    private static bool ApplyPlain(TableStore table, KeyList keys, ReadOnlySpan<float> values)
+    /// <summary>Applies a push that is not replicated; under the forward lock so a checkpoint's snapshot sees it whole or not at all. False: acknowledge now.</summary>
+    private bool ApplyPlain(TableStore table, KeyList keys, ReadOnlySpan<float> values)
     {
-        table.Apply(keys, values);
+        _forwardOrder.EnterReadLock();
+        try
+        {
+            table.Apply(keys, values);
+        }
+        finally
+        {
+            _forwardOrder.ExitReadLock();
+        }
         return false;
     }
 

@@ -167,9 +167,19 @@ public sealed partial class ServerNode : IAsyncDisposable
             {
                 foreach (var t in tables)
                 {
-                    if (t?.Aggregator?.OnLiveWorkersChanged(view.Workers.Count) is { } rounds)
+                    List<SyncAggregator.RoundDone>? rounds;
+                    _forwardOrder.EnterReadLock();
+                    try
                     {
-                        FinishRounds(t, rounds);
+                        rounds = t?.Aggregator?.OnLiveWorkersChanged(view.Workers.Count);
+                    }
+                    finally
+                    {
+                        _forwardOrder.ExitReadLock();
+                    }
+                    if (rounds is not null)
+                    {
+                        FinishRounds(t!, rounds);
                     }
                 }
             }
@@ -301,7 +311,17 @@ public sealed partial class ServerNode : IAsyncDisposable
                 HandleSyncResend(connection, header, view, table, aggregator, keys, values);
                 return;
             }
-            if (aggregator.Add(connection, header, keys, values, view.Workers.Count) is { } rounds)
+            List<SyncAggregator.RoundDone>? rounds;
+            _forwardOrder.EnterReadLock(); // a round completing here is applied here: not while a snapshot is taken
+            try
+            {
+                rounds = aggregator.Add(connection, header, keys, values, view.Workers.Count);
+            }
+            finally
+            {
+                _forwardOrder.ExitReadLock();
+            }
+            if (rounds is not null)
             {
                 FinishRounds(table, rounds);
             }
@@ -316,7 +336,7 @@ public sealed partial class ServerNode : IAsyncDisposable
         }
         else
         {
-            table.Apply(keys, values);
+            ApplyPlain(table, keys, values);
         }
         if (header.Type == MessageType.PushPull)
         {

@@ -12,6 +12,7 @@ internal static class NodeCommands
     public static readonly Option<int> ExpectedServers = Options.Create("--servers", 1, "Servers the job waits for before it starts");
     public static readonly Option<int> ExpectedWorkers = Options.Create("--workers", 1, "Workers the job waits for before it starts");
     public static readonly Option<int> StartupTimeoutS = Options.Create("--startup-timeout", 300, "Seconds to wait for all nodes to register");
+    public static readonly Option<bool> Join = Options.Create("--join", false, "Join a job that is already running (elastic scaling) instead of being one of the nodes it starts with");
 
     public static Command Scheduler()
     {
@@ -60,7 +61,7 @@ internal static class NodeCommands
         var serverPort = Options.Create("--port", 0, "Port to listen on for workers (0: any free port)");
         var command = new Command("server", "Run a server: holds a share of the parameters and applies updates")
         {
-            Options.Scheduler, Host, serverPort, Advertise, Options.Json, Options.MaxFrameMb,
+            Options.Scheduler, Host, serverPort, Advertise, Options.Json, Options.MaxFrameMb, Join,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
@@ -72,6 +73,7 @@ internal static class NodeCommands
                 Port = p.GetValue(serverPort),
                 AdvertisedHost = p.GetValue(Advertise),
                 Transport = Options.Transport(p),
+                Join = p.GetValue(Join),
             };
             await using var server = await ServerNode.StartAsync(options, loggers, ct);
             int code = await server.Completion.WaitAsync(ct);
@@ -88,7 +90,7 @@ internal static class NodeCommands
     {
         var command = new Command("worker", "Run a worker: runs an app that pushes and pulls parameters")
         {
-            Options.Scheduler, Options.Json, Options.RequestTimeoutS, StartupTimeoutS, Options.MaxFrameMb,
+            Options.Scheduler, Options.Json, Options.RequestTimeoutS, StartupTimeoutS, Options.MaxFrameMb, Join,
         };
         foreach (var option in AppOptions.All)
         {
@@ -104,6 +106,7 @@ internal static class NodeCommands
                 RequestTimeout = TimeSpan.FromSeconds(p.GetValue(Options.RequestTimeoutS)),
                 StartupTimeout = TimeSpan.FromSeconds(p.GetValue(StartupTimeoutS)),
                 Transport = Options.Transport(p),
+                Join = p.GetValue(Join),
             };
             IProgress<JobProgress> progress = Environment.GetEnvironmentVariable(ProgressEvents.Variable) == "1" ? new ProgressEvents() : new ConsoleProgress();
             return await WorkerHost.RunAsync(options, app, loggers, Console.Out, p.GetValue(Options.Json), progress, ct);

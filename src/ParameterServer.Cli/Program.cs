@@ -19,6 +19,8 @@ var root = new RootCommand("pserver: ParameterServer.NET, a parameter server for
     NodeCommands.Worker(),
     LocalCluster.Command(),
     StatusCommand.Create(),
+    ElasticCommands.Drain(),
+    ElasticCommands.Rebalance(),
     TrainCommand.Create(),
     PredictCommand.Create(),
     DataCommand.Create(),

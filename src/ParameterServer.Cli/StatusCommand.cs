@@ -14,16 +14,26 @@ internal static class StatusCommand
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
             string address = p.GetValue(Options.Scheduler)!;
-            var view = await ControlChannel.FetchViewAsync(address, TimeSpan.FromSeconds(10), ct);
+            var (view, migrations) = await ControlChannel.FetchStatusAsync(address, TimeSpan.FromSeconds(10), ct);
             var ranges = Ranges(view);
+            var shares = view.Ring.Shares();
             if (p.GetValue(Options.Json))
             {
                 Console.Out.WriteLine(JsonSerializer.Serialize(new
                 {
                     view = view.Number,
                     ready = view.Ready,
-                    nodes = view.Nodes.Select(n => new { id = n.Id, role = n.Role.ToString().ToLowerInvariant(), rank = n.Rank, address = n.Address, alive = n.Alive }),
-                    replication = new { factor = view.Replication, copies = view.ChainLength, healthy = view.ChainLength >= view.Replication },
+                    nodes = view.Nodes.Select(n => new
+                    {
+                        id = n.Id, role = n.Role.ToString().ToLowerInvariant(), rank = n.Rank, address = n.Address, alive = n.Alive, state = State(view, n),
+                        virtual_nodes = n.Role == NodeRole.Server && n.Alive ? view.PointsOf(n) : 0,
+                        target_virtual_nodes = n.Role == NodeRole.Server && n.Alive ? view.TargetPointsOf(n) : 0,
+                        ring_share = shares.GetValueOrDefault(n.Id),
+                    }),
+                    replication = new { factor = view.Replication, copies = view.Copies, healthy = view.Copies >= view.Replication },
+                    migrating = view.InTransition,
+                    moving_fraction = view.MovedRingFraction(),
+                    migrations,
                     ranges = ranges.Select(r => new { server = r.Server, chain = r.Chain, start = Hex(r.Start), end = Hex(r.End) }),
                     tables = view.Tables.Select(t => new { id = t.Id, name = t.Name, width = t.Width, handler = t.Handler, mode = t.Mode.ToString().ToLowerInvariant(), dense_size = t.DenseSize }),
                 }));
@@ -33,18 +43,23 @@ internal static class StatusCommand
             Console.Out.WriteLine($"{"id",4}  {"role",-9}  {"rank",4}  {"address",-22}  state");
             foreach (var n in view.Nodes)
             {
-                Console.Out.WriteLine($"{n.Id,4}  {n.Role.ToString().ToLowerInvariant(),-9}  {n.Rank,4}  {n.Address,-22}  {(n.Alive ? "alive" : "dead")}");
+                Console.Out.WriteLine($"{n.Id,4}  {n.Role.ToString().ToLowerInvariant(),-9}  {n.Rank,4}  {n.Address,-22}  {State(view, n)}");
+            }
+            foreach (string line in migrations)
+            {
+                Console.Out.WriteLine($"migration {line}");
             }
             Console.Out.WriteLine($"key space: {ranges.Count} ranges on the consistent-hash ring ({view.VirtualNodes} virtual nodes per server)");
-            Console.Out.WriteLine(view.ChainLength >= view.Replication
+            Console.Out.WriteLine(view.Copies >= view.Replication
                 ? $"replication: {view.Replication} copies of every range (primary + ring successors), healthy"
-                : $"replication: DEGRADED, {view.ChainLength} copies of every range where {view.Replication} were asked: only {view.Servers.Count} servers are alive");
+                : $"replication: DEGRADED, {view.Copies} copies of every range where {view.Replication} were asked: only {view.Ring.Servers} servers own ranges");
             foreach (var server in view.Servers)
             {
                 double primary = ranges.Where(r => r.Server == server.Id).Sum(r => (double)(r.End - r.Start + 1)) / Math.Pow(2, 64);
                 double replica = ranges.Where(r => r.Server != server.Id && r.Chain.Contains(server.Id)).Sum(r => (double)(r.End - r.Start + 1)) / Math.Pow(2, 64);
+                string moving = view.PointsOf(server) == view.TargetPointsOf(server) ? "" : $", moving to {view.TargetPointsOf(server)} virtual nodes";
                 Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"  server {server.Id}: primary for {ranges.Count(r => r.Server == server.Id)} ranges, {primary:P1} of the ring; replica for {replica:P1}"));
+                    $"  server {server.Id}: {view.PointsOf(server)} virtual nodes{moving}; primary for {ranges.Count(r => r.Server == server.Id)} ranges, {primary:P1} of the ring; replica for {replica:P1}"));
             }
             foreach (var t in view.Tables)
             {
@@ -75,7 +90,7 @@ internal static class StatusCommand
         {
             linear.Add((wrapStart + 1, ulong.MaxValue, wrapServer));
         }
-        var chain = new int[Math.Max(1, view.ChainLength)];
+        var chain = new int[Math.Max(1, view.Copies)];
         foreach (var r in linear)
         {
             int[] members = chain[..view.Ring.ChainOf(r.End, chain)];
@@ -89,6 +104,20 @@ internal static class StatusCommand
             }
         }
         return ranges;
+    }
+
+    /// <summary>A node's state in words: alive, joining, draining, left (drained), dead.</summary>
+    internal static string State(ClusterView view, NodeInfo n)
+    {
+        if (!n.Alive)
+        {
+            return n.Left ? "left (drained)" : "dead";
+        }
+        if (n.Role == NodeRole.Server && view.PointsOf(n) != view.TargetPointsOf(n))
+        {
+            return view.PointsOf(n) == 0 ? "joining (copying its ranges)" : view.TargetPointsOf(n) == 0 ? "draining (its ranges move)" : "rebalancing";
+        }
+        return n.Joined ? "alive (joined)" : "alive";
     }
 
     private static string Hex(ulong value) => "0x" + value.ToString("x16", CultureInfo.InvariantCulture);

@@ -51,6 +51,15 @@ internal enum MessageType : byte
     /// </summary>
     Refill = 25,
 
+    // Control plane again (numbers above the data plane's so that no two types share one).
+    /// <summary>
+    /// Observer -> scheduler: drain node payload[0] (a server's ranges move away, then it exits; a worker hands its
+    /// remaining work back and exits). Scheduler -> worker: you are drained: take no more work units.
+    /// </summary>
+    Drain = 26,
+    /// <summary>Observer -> scheduler: even out the servers' shares of the ring by moving virtual nodes (payload: int32 1 = dry run).</summary>
+    Rebalance = 27,
+
     // The answer to any request: same request id, ErrorCode 0 and a payload, or an error code and a UTF-8 message.
     Response = 32,
 }

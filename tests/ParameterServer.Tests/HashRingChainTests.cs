@@ -27,7 +27,7 @@ public class HashRingChainTests
         Span<int> chain = stackalloc int[4];
         Assert.Equal(2, ring.ChainOf(12345, chain));
         Assert.Equal([5, 9], chain[..2].ToArray().Order());
-        Assert.Throws<InvalidOperationException>(() => new HashRing([], 4).ChainOf(1, new int[2]));
+        Assert.Throws<InvalidOperationException>(() => new HashRing(Array.Empty<int>(), 4).ChainOf(1, new int[2]));
     }
 
     [Fact]

@@ -120,12 +120,13 @@ public class TableStoreTests
         var store = Store(new TableSpec("t") { Mode = UpdateMode.Sync }, UpdateHandlers.Sgd(1));
         var aggregator = store.Aggregator!;
         FrameHeader Push(int sender, long round) => new() { Type = MessageType.Push, SenderId = sender, Round = round, RequestId = (ulong)(sender * 100 + round) };
-        Assert.Null(aggregator.Add(null!, Push(1, 0), KeyList.Of([5]), [1f], liveWorkers: 2));
+        var both = new SyncAggregator.Participants([1, 2], JoinedServer: false);
+        Assert.Null(aggregator.Add(null!, Push(1, 0), KeyList.Of([5]), [1f], both, out _));
         var read = new float[1];
         store.Read(KeyList.Of([5]), read);
         Assert.Equal(0f, read[0]); // not applied until worker 2 pushed round 0
-        Assert.Null(aggregator.Add(null!, Push(1, 1), KeyList.Of([5]), [10f], liveWorkers: 2));
-        var done = Assert.Single(aggregator.Add(null!, Push(2, 0), KeyList.Of([5]), [2f], liveWorkers: 2)!);
+        Assert.Null(aggregator.Add(null!, Push(1, 1), KeyList.Of([5]), [10f], both, out _));
+        var done = Assert.Single(aggregator.Add(null!, Push(2, 0), KeyList.Of([5]), [2f], both, out _)!);
         Assert.Equal(2, done.Acks.Count); // both workers' pushes of round 0 are acknowledged together
         Assert.Equal([5ul], done.Keys[..done.Count]); // the aggregate, for replication after aggregation
         Assert.Equal([3f], done.Values[..done.Count]);
@@ -135,9 +136,50 @@ public class TableStoreTests
         Assert.Equal(1, aggregator.MaxLead); // worker 1 pushed round 1 while round 0 was open
         Assert.Equal(1, aggregator.RoundsApplied);
         // Worker 2 leaves: round 1 completes with the one worker still alive.
-        Assert.Single(aggregator.OnLiveWorkersChanged(1)!).Release();
+        Assert.Single(aggregator.OnLiveWorkersChanged(new([1], false))!).Release();
         store.Read(KeyList.Of([5]), read);
         Assert.Equal(-13f, read[0]);
+        // A push of a round applied already (refused elsewhere and sent again) is not held: the caller applies it alone.
+        Assert.Null(aggregator.Add(null!, Push(2, 0), KeyList.Of([5]), [1f], both, out bool late));
+        Assert.True(late);
+    }
+
+    [Fact]
+    public void Sync_aggregator_refuses_the_open_pushes_that_hold_keys_it_handed_over()
+    {
+        var store = Store(new TableSpec("t") { Mode = UpdateMode.Sync }, UpdateHandlers.Sgd(1));
+        var aggregator = store.Aggregator!;
+        var both = new SyncAggregator.Participants([1, 2], JoinedServer: false);
+        FrameHeader Push(int sender, long round) => new() { Type = MessageType.Push, SenderId = sender, Round = round, RequestId = (ulong)(sender * 100 + round) };
+        Assert.Null(aggregator.Add(null!, Push(1, 0), KeyList.Of([5, 700]), [1f, 1f], both, out _));
+        Assert.Null(aggregator.Add(null!, Push(2, 1), KeyList.Of([5]), [1f], both, out _));
+        var refused = aggregator.TakeMoved(key => key < 100, both, out var completed);
+        Assert.Null(completed);
+        Assert.Equal(1, Assert.Single(refused).Request.SenderId); // key 700 moved: worker 1's push of round 0 goes back to it
+        // Worker 1 sends its keys again to their owners: key 5 here, as its push of round 0, which then completes.
+        Assert.Null(aggregator.Add(null!, Push(1, 0), KeyList.Of([5]), [1f], both, out _));
+        var round0 = Assert.Single(aggregator.Add(null!, Push(2, 0), KeyList.Of([5]), [2f], both, out _)!);
+        Assert.Equal([3f], round0.Values[..round0.Count]);
+        round0.Release();
+    }
+
+    [Fact]
+    public void A_joined_server_does_not_wait_for_rounds_a_worker_cut_before_it_was_there()
+    {
+        var store = Store(new TableSpec("t") { Mode = UpdateMode.Sync }, UpdateHandlers.Sgd(1));
+        var aggregator = store.Aggregator!;
+        FrameHeader Push(int sender, long round) => new() { Type = MessageType.Push, SenderId = sender, Round = round, RequestId = (ulong)(sender * 100 + round) };
+        var joined = new SyncAggregator.Participants([1, 2], JoinedServer: true);
+        // Worker 2 is behind: its round 7 is the first this server sees; worker 1 first pushed here at round 9.
+        Assert.Null(aggregator.Add(null!, Push(2, 7), KeyList.Of([5]), [1f], joined, out _));
+        var rounds = aggregator.Add(null!, Push(1, 9), KeyList.Of([5]), [1f], joined, out _);
+        Assert.Single(rounds!).Release(); // round 7 completes: worker 1 cut it by a view without this server
+        Assert.Single(aggregator.Add(null!, Push(2, 8), KeyList.Of([5]), [1f], joined, out _)!).Release(); // likewise round 8
+        Assert.Single(aggregator.Add(null!, Push(2, 9), KeyList.Of([5]), [1f], joined, out _)!).Release(); // round 9: both pushed it here
+        // An original server would wait for worker 1's round 7.
+        var original = Store(new TableSpec("t") { Mode = UpdateMode.Sync }, UpdateHandlers.Sgd(1)).Aggregator!;
+        Assert.Null(original.Add(null!, Push(2, 7), KeyList.Of([5]), [1f], new([1, 2], false), out _));
+        Assert.Null(original.Add(null!, Push(1, 9), KeyList.Of([5]), [1f], new([1, 2], false), out _));
     }
 
     private sealed class PerKeyOnly(IUpdateHandler inner) : IUpdateHandler

@@ -63,10 +63,20 @@ public sealed class CounterApp(CounterOptions options) : IPsApp
         context.Log.LogInformation("Counter on rank {Rank}: {Keys} keys x width {Width}, {Rounds} rounds, {Mode} table, {Consistency}",
             context.Rank, keys.Length, options.Width, options.Rounds, options.Mode.ToString().ToLowerInvariant(), options.Consistency);
 
+        // A worker that joined the running job after the start cannot know the starting values: it helps with the
+        // work units and leaves the check to the others.
+        bool late = client.JoinedLate;
+        if (late && options.WorkUnits == 0)
+        {
+            throw new ArgumentException("a counter worker that joins a running job needs --work-units: the job's rounds are then shared through the scheduler's work queue");
+        }
         // What the table holds before this run (zeros, or a restored checkpoint): read before anyone pushes.
         float[] initial = new float[ones.Length];
-        await table.PullAsync(keys, initial, cancellationToken).ConfigureAwait(false);
-        await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
+        if (!late)
+        {
+            await table.PullAsync(keys, initial, cancellationToken).ConfigureAwait(false);
+            await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
+        }
 
         var watch = Stopwatch.StartNew();
         int pushes = 0;
@@ -104,7 +114,18 @@ public sealed class CounterApp(CounterOptions options) : IPsApp
             }
             pushes = options.Rounds;
         }
+        if (client.DrainRequested)
+        {
+            // Drained: its units are done and acknowledged; the others do the rest and check the values.
+            Report(context, late: false, drained: true, pushes, keys.Length);
+            return 0;
+        }
         await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
+        if (late)
+        {
+            Report(context, late: true, drained: false, pushes, keys.Length);
+            return 0;
+        }
 
         float[] values = new float[ones.Length];
         await table.PullAsync(keys, values, cancellationToken).ConfigureAwait(false);
@@ -173,6 +194,32 @@ public sealed class CounterApp(CounterOptions options) : IPsApp
             return 1;
         }
         return 0;
+    }
+
+    /// <summary>The summary of a worker that does not check the values (it joined late, or was drained).</summary>
+    private static void Report(WorkerContext context, bool late, bool drained, int pushes, int keys)
+    {
+        var work = context.Client.WorkCounts;
+        if (context.Json)
+        {
+            context.Output.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+            {
+                ["app"] = "counter",
+                ["ok"] = true,
+                ["checked"] = false,
+                ["joined_late"] = late,
+                ["drained"] = drained,
+                ["rank"] = context.Rank,
+                ["keys"] = keys,
+                ["pushes"] = pushes,
+                ["completions"] = work.Completions,
+                ["resent_slices"] = context.Client.Failovers,
+            }));
+            return;
+        }
+        context.Output.WriteLine(drained
+            ? $"counter: rank {context.Rank} was drained after {pushes} work units; the other workers finish the job and check the values"
+            : $"counter: rank {context.Rank} joined the running job and did {pushes} work units; the workers that started the job check the values");
     }
 
     /// <summary>N keys spread evenly over the uint64 space (ascending), so every server gets some even without hashing.</summary>

@@ -23,7 +23,49 @@ internal sealed class ClusterView
         Tables = tables;
         Servers = nodes.Where(n => n.Role == NodeRole.Server && n.Alive).OrderBy(n => n.Id).ToArray();
         Workers = nodes.Where(n => n.Role == NodeRole.Worker && n.Alive).OrderBy(n => n.Id).ToArray();
-        Ring = new HashRing(Servers.Select(s => s.Id).ToArray(), virtualNodes);
+        Ring = new HashRing(Servers.Select(s => (s.Id, PointsOf(s))).ToArray(), virtualNodes);
+        InTransition = Servers.Any(s => PointsOf(s) != TargetPointsOf(s));
+        TargetRing = InTransition ? new HashRing(Servers.Select(s => (s.Id, TargetPointsOf(s))).ToArray(), virtualNodes) : Ring;
+        Copies = Math.Min(Replication, Ring.Servers);
+        // While key ranges migrate a block's chain is its current chain followed by the members of its target chain that
+        // are not in it yet: those receive a copy (refill) and every push, so the switch to the target loses nothing.
+        ChainLength = InTransition ? Math.Min(Copies + Math.Min(Replication, TargetRing.Servers), Servers.Count) : Copies;
+    }
+
+    /// <summary>Virtual nodes a server owns on the ring now (-1 in a node record: the job's default).</summary>
+    public int PointsOf(NodeInfo server) => server.Points < 0 ? VirtualNodes : server.Points;
+
+    /// <summary>Virtual nodes a server will own once the migration in progress is done.</summary>
+    public int TargetPointsOf(NodeInfo server) => server.TargetPoints < 0 ? PointsOf(server) : server.TargetPoints;
+
+    /// <summary>True while key ranges migrate: some server's points differ from its target (a join, a drain, a rebalance).</summary>
+    public bool InTransition { get; }
+
+    /// <summary>The ring once the migration in progress is done (<see cref="Ring"/> when none is).</summary>
+    public HashRing TargetRing { get; }
+
+    /// <summary>Copies of each block that are complete under this view: <see cref="Replication"/>, or fewer while fewer servers own ranges.</summary>
+    public int Copies { get; }
+
+    /// <summary>Fraction of the key space (ring positions) whose primary changes in the migration in progress.</summary>
+    public double MovedRingFraction() => InTransition ? HashRing.MovedFraction(Ring, TargetRing) : 0;
+
+    /// <summary>Fraction of a table's blocks whose primary changes in the migration in progress (0 when none is).</summary>
+    public double MovedFraction(TableInfo table)
+    {
+        if (!InTransition || Ring.IsEmpty || TargetRing.IsEmpty)
+        {
+            return 0;
+        }
+        long sample = Math.Min(table.BlockCount, 1 << 16);
+        long moved = 0;
+        for (long i = 0; i < sample; i++)
+        {
+            long block = sample == table.BlockCount ? i : (long)((ulong)i * (ulong)table.BlockCount / (ulong)sample);
+            ulong position = table.RingPositionOf(block);
+            moved += Ring.OwnerOf(position) != TargetRing.OwnerOf(position) ? 1 : 0;
+        }
+        return moved / (double)sample;
     }
 
     public uint Number { get; }
@@ -40,8 +82,11 @@ internal sealed class ClusterView
     /// <summary>Copies of each block the job keeps (primary plus replicas), as configured.</summary>
     public int Replication { get; }
 
-    /// <summary>Copies of each block under this view: <see cref="Replication"/>, or fewer while fewer servers are alive.</summary>
-    public int ChainLength => Math.Min(Replication, Servers.Count);
+    /// <summary>
+    /// The longest chain of a block under this view: <see cref="Copies"/>, and up to twice that while ranges migrate.
+    /// Routing arrays and successor buffers are sized by it; a block's own chain may be shorter.
+    /// </summary>
+    public int ChainLength { get; }
 
     public IReadOnlyList<NodeInfo> Nodes { get; }
 
@@ -99,6 +144,10 @@ internal sealed class ClusterView
             w.WriteString(n.Host);
             w.WriteInt32(n.Port);
             w.WriteBool(n.Alive);
+            w.WriteInt32(n.Points);
+            w.WriteInt32(n.TargetPoints);
+            w.WriteBool(n.Joined);
+            w.WriteBool(n.Left);
         }
         w.WriteInt32(Tables.Count);
         foreach (var t in Tables)
@@ -118,6 +167,11 @@ internal sealed class ClusterView
     public static ClusterView Read(ReadOnlySpan<byte> payload)
     {
         var r = new PayloadReader(payload);
+        return Read(ref r);
+    }
+
+    public static ClusterView Read(ref PayloadReader r)
+    {
         uint number = (uint)r.ReadInt64();
         bool ready = r.ReadBool();
         int vnodes = r.ReadCount(1 << 16);
@@ -133,7 +187,11 @@ internal sealed class ClusterView
             string host = r.ReadString(1024);
             int port = r.ReadInt32();
             bool alive = r.ReadBool();
-            nodes[i] = new NodeInfo(id, role, rank, host, port, alive);
+            int points = r.ReadInt32();
+            int targetPoints = r.ReadInt32();
+            bool joined = r.ReadBool();
+            bool left = r.ReadBool();
+            nodes[i] = new NodeInfo(id, role, rank, host, port, alive, points, targetPoints, joined, left);
         }
         int tableCount = r.ReadCount(1 << 16);
         var tables = new TableInfo[tableCount];
@@ -154,26 +212,33 @@ internal sealed class ClusterView
     }
 }
 
-/// <summary>Where each block of one table lives under one view. Owner lookups are O(1) for tables up to 4M blocks.</summary>
+/// <summary>
+/// Where each block of one table lives under one view. Owner lookups are O(1) for tables up to 4M blocks. While ranges
+/// migrate, a block's chain is its current chain (primary first) followed by the target chain's new members.
+/// </summary>
 internal sealed class TablePlacement
 {
     private const long MaxCachedBlocks = 1 << 22;
     private readonly int[]? _slotOfBlock;
-    private readonly int[]? _chainSlots; // ChainLength slots per block, primary first
-    private readonly Dictionary<int, int> _slotOfServerId;
+    private readonly int[]? _chainSlots; // ChainLength slots per block, primary first, -1 after a shorter chain's end
     private readonly Dictionary<int, int> _slotOfServer;
     private readonly HashRing _ring;
+    private readonly HashRing _target;
+    private readonly int _copies;
+    private readonly int _targetCopies;
 
     public TablePlacement(TableInfo table, ClusterView view)
     {
         Table = table;
         _ring = view.Ring;
+        _target = view.TargetRing;
+        _copies = Math.Max(1, view.Copies);
+        _targetCopies = Math.Max(1, Math.Min(view.Replication, _target.Servers));
         _slotOfServer = new Dictionary<int, int>();
         for (int i = 0; i < view.Servers.Count; i++)
         {
             _slotOfServer[view.Servers[i].Id] = i;
         }
-        _slotOfServerId = _slotOfServer;
         ServerCount = view.Servers.Count;
         ChainLength = view.ChainLength;
         if (!_ring.IsEmpty && table.BlockCount <= MaxCachedBlocks)
@@ -191,17 +256,16 @@ internal sealed class TablePlacement
                     _slotOfBlock[b] = _slotOfServer[_ring.OwnerOf(table.RingPositionOf(b))];
                     continue;
                 }
-                _ring.ChainOf(table.RingPositionOf(b), chain);
-                for (int i = 0; i < ChainLength; i++)
-                {
-                    _chainSlots[(b * ChainLength) + i] = _slotOfServer[chain[i]];
-                }
-                _slotOfBlock[b] = _chainSlots[b * ChainLength];
+                int n = ComputeChain(b, chain);
+                var cached = _chainSlots.AsSpan((int)(b * ChainLength), ChainLength);
+                cached.Fill(-1);
+                chain[..n].CopyTo(cached);
+                _slotOfBlock[b] = chain[0];
             }
         }
     }
 
-    /// <summary>Copies of each block under this view (see <see cref="ClusterView.ChainLength"/>).</summary>
+    /// <summary>The longest chain of a block under this view (see <see cref="ClusterView.ChainLength"/>).</summary>
     public int ChainLength { get; }
 
     /// <summary>Slots of the servers holding a block, primary first; <paramref name="slots"/> needs <see cref="ChainLength"/> room. Returns the count.</summary>
@@ -209,19 +273,41 @@ internal sealed class TablePlacement
     {
         if (_chainSlots is { } cached)
         {
-            cached.AsSpan((int)(block * ChainLength), ChainLength).CopyTo(slots);
-            return ChainLength;
+            var chain = cached.AsSpan((int)(block * ChainLength), ChainLength);
+            int n = chain.IndexOf(-1);
+            n = n < 0 ? ChainLength : n;
+            chain[..n].CopyTo(slots);
+            return n;
         }
         if (ChainLength <= 1)
         {
             slots[0] = SlotOfBlock(block);
             return 1;
         }
-        Span<int> ids = stackalloc int[ChainLength];
-        int n = _ring.ChainOf(Table.RingPositionOf(block), ids);
+        return ComputeChain(block, slots);
+    }
+
+    private int ComputeChain(long block, Span<int> slots)
+    {
+        ulong position = Table.RingPositionOf(block);
+        Span<int> ids = stackalloc int[Math.Max(_copies, _targetCopies)];
+        int n = _ring.ChainOf(position, ids[.._copies]);
         for (int i = 0; i < n; i++)
         {
-            slots[i] = _slotOfServerId[ids[i]];
+            slots[i] = _slotOfServer[ids[i]];
+        }
+        if (ReferenceEquals(_target, _ring) || _target.IsEmpty)
+        {
+            return n;
+        }
+        int m = _target.ChainOf(position, ids[.._targetCopies]);
+        for (int i = 0; i < m && n < ChainLength; i++)
+        {
+            int slot = _slotOfServer[ids[i]];
+            if (!slots[..n].Contains(slot))
+            {
+                slots[n++] = slot;
+            }
         }
         return n;
     }

@@ -77,11 +77,43 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
     }
 
     /// <summary>Asks a scheduler for its current view without joining the job (pserver status).</summary>
-    public static async Task<ClusterView> FetchViewAsync(string address, TimeSpan timeout, CancellationToken cancellationToken)
+    public static async Task<ClusterView> FetchViewAsync(string address, TimeSpan timeout, CancellationToken cancellationToken) =>
+        (await FetchStatusAsync(address, timeout, cancellationToken).ConfigureAwait(false)).View;
+
+    /// <summary>The scheduler's current view and its migrations (done and in progress), one line each.</summary>
+    public static async Task<(ClusterView View, string[] Migrations)> FetchStatusAsync(string address, TimeSpan timeout, CancellationToken cancellationToken)
     {
         using var channel = Connect(address, new TransportOptions { ConnectTimeout = timeout }, null, (_, _) => { });
         var reply = await channel.CallAsync(MessageType.Status, ReadOnlyMemory<byte>.Empty, "a status request", timeout, cancellationToken: cancellationToken).ConfigureAwait(false);
-        return ClusterView.Read(reply.Payload);
+        return ReadStatus(reply.Payload);
+    }
+
+    private static (ClusterView View, string[] Migrations) ReadStatus(ReadOnlySpan<byte> payload)
+    {
+        var r = new PayloadReader(payload);
+        var view = ClusterView.Read(ref r);
+        var migrations = new string[r.Remaining > 0 ? r.ReadCount(1 << 16) : 0];
+        for (int i = 0; i < migrations.Length; i++)
+        {
+            migrations[i] = r.ReadString(4096);
+        }
+        return (view, migrations);
+    }
+
+    /// <summary>Asks the scheduler to drain a node (pserver drain); returns its answer.</summary>
+    public static Task<string> DrainAsync(string address, int nodeId, CancellationToken cancellationToken) =>
+        AdminCallAsync(address, MessageType.Drain, ControlMessages.Ints(nodeId), $"draining node {nodeId}", TimeSpan.FromSeconds(10), cancellationToken);
+
+    /// <summary>Asks the scheduler to even out the servers' ring shares (pserver rebalance); returns its answer.</summary>
+    public static Task<string> RebalanceAsync(string address, bool dryRun, CancellationToken cancellationToken) =>
+        AdminCallAsync(address, MessageType.Rebalance, ControlMessages.Ints(dryRun ? 1 : 0), "a rebalance", TimeSpan.FromSeconds(30), cancellationToken);
+
+    /// <summary>An operator's request to the scheduler (drain, rebalance); returns its answer, or throws <see cref="PsException"/> with the refusal.</summary>
+    private static async Task<string> AdminCallAsync(string address, MessageType type, byte[] payload, string what, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        using var channel = Connect(address, new TransportOptions { ConnectTimeout = timeout }, null, (_, _) => { });
+        var reply = await channel.CallAsync(type, payload, what, timeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+        return Encoding.UTF8.GetString(reply.Payload);
     }
 
     /// <summary>Sends a request and waits for its response; throws <see cref="PsException"/> on error, close or timeout.</summary>

@@ -5,7 +5,7 @@ namespace ParameterServer.Cluster;
 /// <summary>Payload codecs of the control plane (node &lt;-&gt; scheduler). Control frames are rare: these may allocate.</summary>
 internal static class ControlMessages
 {
-    public static void WriteRegister(PayloadWriter w, NodeRole role, string host, int port, IReadOnlyCollection<string> handlerNames)
+    public static void WriteRegister(PayloadWriter w, NodeRole role, string host, int port, IReadOnlyCollection<string> handlerNames, bool join = false)
     {
         w.WriteByte((byte)role);
         w.WriteString(host);
@@ -15,9 +15,10 @@ internal static class ControlMessages
         {
             w.WriteString(name);
         }
+        w.WriteBool(join);
     }
 
-    public static (NodeRole Role, string Host, int Port, string[] Handlers) ReadRegister(ReadOnlySpan<byte> payload)
+    public static (NodeRole Role, string Host, int Port, string[] Handlers, bool Join) ReadRegister(ReadOnlySpan<byte> payload)
     {
         var r = new PayloadReader(payload);
         var role = (NodeRole)r.ReadByte();
@@ -28,7 +29,8 @@ internal static class ControlMessages
         {
             handlers[i] = r.ReadString(256);
         }
-        return (role, host, port, handlers);
+        bool join = r.Remaining > 0 && r.ReadBool();
+        return (role, host, port, handlers, join);
     }
 
     public static void WriteTableSpec(PayloadWriter w, TableSpec spec)

@@ -10,19 +10,26 @@ internal sealed class HashRing
     private readonly int[] _owners; // server id per point
 
     public HashRing(IReadOnlyList<int> serverIds, int virtualNodes)
+        : this(serverIds.Select(id => (id, virtualNodes)).ToArray(), virtualNodes)
     {
         if (virtualNodes < 1)
         {
             throw new ArgumentOutOfRangeException(nameof(virtualNodes), virtualNodes, "need at least one virtual node per server");
         }
-        var points = new List<(ulong Point, int Server)>(serverIds.Count * virtualNodes);
-        foreach (int id in serverIds)
+    }
+
+    /// <summary>A ring where each server has its own number of virtual nodes (its points 0..count-1): a weight, changed by rebalancing.</summary>
+    public HashRing(IReadOnlyList<(int Server, int Points)> servers, int virtualNodes)
+    {
+        var points = new List<(ulong Point, int Server)>(servers.Sum(s => Math.Max(0, s.Points)));
+        foreach (var (id, count) in servers)
         {
-            for (int v = 0; v < virtualNodes; v++)
+            for (int v = 0; v < count; v++)
             {
                 points.Add((PointOf(id, v), id));
             }
         }
+        Servers = servers.Where(s => s.Points > 0).Select(s => s.Server).Distinct().Count();
         points.Sort((a, b) => a.Point != b.Point ? a.Point.CompareTo(b.Point) : a.Server.CompareTo(b.Server));
         _points = points.Select(p => p.Point).ToArray();
         _owners = points.Select(p => p.Server).ToArray();
@@ -30,6 +37,21 @@ internal sealed class HashRing
     }
 
     public int VirtualNodes { get; }
+
+    /// <summary>Servers with at least one point.</summary>
+    public int Servers { get; }
+
+    /// <summary>The share of the ring (of all positions) each server owns.</summary>
+    public Dictionary<int, double> Shares()
+    {
+        var shares = new Dictionary<int, double>();
+        foreach (var (start, end, server) in Arcs())
+        {
+            double length = _points.Length == 1 ? 1.0 : (end - start) / 18446744073709551616.0; // wraps correctly in ulong
+            shares[server] = shares.GetValueOrDefault(server) + length;
+        }
+        return shares;
+    }
 
     public bool IsEmpty => _points.Length == 0;
 
@@ -86,5 +108,27 @@ internal sealed class HashRing
             ulong start = i == 0 ? _points[^1] : _points[i - 1];
             yield return (start, _points[i], _owners[i]);
         }
+    }
+
+    /// <summary>The exact fraction of ring positions whose owner differs between two rings.</summary>
+    public static double MovedFraction(HashRing from, HashRing to)
+    {
+        if (from.IsEmpty || to.IsEmpty)
+        {
+            return from.IsEmpty == to.IsEmpty ? 0 : 1;
+        }
+        // Between two consecutive points of either ring both owners are constant: the owner of the interval's end.
+        var all = from._points.Concat(to._points).Distinct().Order().ToArray();
+        double moved = 0;
+        for (int i = 0; i < all.Length; i++)
+        {
+            ulong end = all[i];
+            ulong start = i == 0 ? all[^1] : all[i - 1];
+            if (from.OwnerOf(end) != to.OwnerOf(end))
+            {
+                moved += all.Length == 1 ? 1.0 : (end - start) / 18446744073709551616.0;
+            }
+        }
+        return moved;
     }
 }

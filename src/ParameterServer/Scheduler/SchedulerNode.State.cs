@@ -45,9 +45,10 @@ public sealed partial class SchedulerNode
         _afterDurable.Add((_stateVersion, reply));
     }
 
-    internal sealed record PersistedNode(int Id, NodeRole Role, int Rank, string Host, int Port, bool Alive, bool Finished, string[] Handlers);
+    internal sealed record PersistedNode(int Id, NodeRole Role, int Rank, string Host, int Port, bool Alive, bool Finished, string[] Handlers,
+        int Points = -1, int TargetPoints = -1, bool Joined = false, bool Left = false, bool Draining = false, long BarrierBase = 0);
 
-    internal sealed record PersistedState(int Format, uint View, bool Ready, int NextNodeId, long Epoch, PersistedNode[] Nodes, TableInfo[] Tables, PersistedWork? Work);
+    internal sealed record PersistedState(int Format, uint View, bool Ready, int NextNodeId, long Epoch, PersistedNode[] Nodes, TableInfo[] Tables, PersistedWork? Work, long Barriers = 0);
 
     private string? StatePath => _options.StateDirectory is { } dir ? Path.Combine(dir, StateFileName) : null;
 
@@ -77,6 +78,7 @@ public sealed partial class SchedulerNode
         _ready = state.Ready;
         _nextNodeId = state.NextNodeId;
         _epoch = Math.Max(_epoch, state.Epoch);
+        _barrierGeneration = state.Barriers;
         _tables.Clear();
         _tables.AddRange(state.Tables);
         long rejoinBy = Environment.TickCount64 + (long)RejoinWindow.TotalMilliseconds;
@@ -86,8 +88,19 @@ public sealed partial class SchedulerNode
             {
                 Alive = n.Alive,
                 Finished = n.Finished,
+                Points = n.Points,
+                TargetPoints = n.TargetPoints,
+                Joined = n.Joined,
+                Left = n.Left,
+                Draining = n.Draining,
+                BarrierBase = n.BarrierBase,
                 LastSeen = rejoinBy, // silence is counted from the end of the rejoin window
             };
+        }
+        if (state.Nodes.Any(n => n.Alive && n.Points != n.TargetPoints))
+        {
+            _transitionView = state.View + 1; // a migration was under way: its copies are confirmed again for the next view
+            _migrations.Add(new Migration("a migration resumed after the scheduler restarted", state.View + 1, Environment.TickCount64, 0));
         }
         if (state.Work is { } work)
         {
@@ -123,8 +136,8 @@ public sealed partial class SchedulerNode
                     }
                     version = _stateVersion;
                     state = new PersistedState(1, _viewNumber, _ready, _nextNodeId, _epoch,
-                        _nodes.Values.OrderBy(n => n.Id).Select(n => new PersistedNode(n.Id, n.Role, n.Rank, n.Host, n.Port, n.Alive, n.Finished, n.Handlers)).ToArray(),
-                        _tables.ToArray(), _work?.Export());
+                        _nodes.Values.OrderBy(n => n.Id).Select(n => new PersistedNode(n.Id, n.Role, n.Rank, n.Host, n.Port, n.Alive, n.Finished, n.Handlers, n.Points, n.TargetPoints, n.Joined, n.Left, n.Draining, n.BarrierBase)).ToArray(),
+                        _tables.ToArray(), _work?.Export(), _barrierGeneration);
                 }
                 try
                 {

@@ -39,7 +39,8 @@ public sealed partial class SchedulerNode
             outbox.Add(Error(connection, header, ErrorCode.NotReady, "no work was declared (PsClient.DeclareWorkAsync) or the caller is not a registered worker"));
             return;
         }
-        var claim = _work.ClaimFor(node.Id, Environment.TickCount64);
+        // A draining worker is told the work is done: its app winds down and the unit it had is finished first.
+        var claim = node.Draining ? new Claim(Claim.Done, false) : _work.ClaimFor(node.Id, Environment.TickCount64);
         if (claim.Backup)
         {
             _log.LogInformation("Work: unit {Unit} is slow; {Node} runs a backup of it", claim.Unit, node.Info.Describe());

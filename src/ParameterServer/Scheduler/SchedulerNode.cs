@@ -82,10 +82,22 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         public uint AckedView { get; set; }
         /// <summary>The newest view for which this server reported its new copies made (RefillDone).</summary>
         public uint RefilledView { get; set; }
-        public NodeInfo Info => new(Id, Role, Rank, Host, Port, Alive);
+        /// <summary>Servers: virtual nodes owned now and after the migration in progress (equal when none is).</summary>
+        public int Points { get; set; } = -1;
+        public int TargetPoints { get; set; } = -1;
+        /// <summary>It joined the running job (was not among the nodes the job started with).</summary>
+        public bool Joined { get; set; }
+        /// <summary>It left gracefully: drained (a server whose ranges moved away, a worker that handed its work back).</summary>
+        public bool Left { get; set; }
+        /// <summary>A worker asked to leave: it gets no more work units and leaves after its current one.</summary>
+        public bool Draining { get; set; }
+        /// <summary>Barriers the job had passed when this worker joined: its n-th barrier is the job's BarrierBase + n.</summary>
+        public long BarrierBase { get; set; }
+        public NodeInfo Info => new(Id, Role, Rank, Host, Port, Alive, Points, TargetPoints, Joined, Left);
     }
 
-    private sealed record BarrierWaiter(int NodeId, Connection Connection, ulong RequestId);
+    /// <summary>A worker waiting at barrier number <paramref name="Generation"/> of the job (its own count plus its base).</summary>
+    private sealed record BarrierWaiter(int NodeId, Connection Connection, ulong RequestId, long Generation);
 
     private sealed record PendingDeclare(Connection Connection, ulong RequestId, int TableId, uint ViewNumber, long Deadline);
 
@@ -142,6 +154,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
                         if (connection.Tag is NodeState refilled)
                         {
                             refilled.RefilledView = Math.Max(refilled.RefilledView, (uint)header.Round);
+                            MaybeFinishMigration(outbox);
                         }
                         break;
                     case MessageType.Rejoin:
@@ -150,9 +163,21 @@ public sealed partial class SchedulerNode : IAsyncDisposable
                     case MessageType.CheckpointDone:
                         OnCheckpointDone(connection, header, payload);
                         break;
+                    case MessageType.Drain:
+                        OnDrain(connection, header, payload, outbox);
+                        break;
+                    case MessageType.Rebalance:
+                        OnRebalance(connection, header, payload, outbox);
+                        break;
                     case MessageType.Status:
                         var w = new PayloadWriter();
                         _view.Write(w);
+                        var migrations = MigrationLines();
+                        w.WriteInt32(migrations.Count);
+                        foreach (string line in migrations)
+                        {
+                            w.WriteString(line);
+                        }
                         outbox.Add(Reply(connection, header, w.WrittenSpan.ToArray()));
                         break;
                     default:
@@ -178,7 +203,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
 
     private void OnRegister(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload, List<Outgoing> outbox)
     {
-        var (role, host, port, handlers) = ControlMessages.ReadRegister(payload);
+        var (role, host, port, handlers, join) = ControlMessages.ReadRegister(payload);
         if (role == NodeRole.Observer)
         {
             outbox.Add(Reply(connection, header, ControlMessages.Ints(-1, -1, (int)_options.HeartbeatInterval.TotalMilliseconds)));
@@ -190,18 +215,27 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         }
         int expected = role == NodeRole.Server ? _options.Servers : _options.Workers;
         int registered = _nodes.Values.Count(n => n.Role == role);
+        if (join)
+        {
+            OnJoin(connection, header, role, host, port, handlers, outbox);
+            return;
+        }
         if (registered >= expected)
         {
             outbox.Add(Error(connection, header, ErrorCode.Conflict,
-                $"the job already has its {expected} {role.ToString().ToLowerInvariant()}s; start the scheduler with --{role.ToString().ToLowerInvariant()}s {expected + 1} to add one"));
+                $"the job already has its {expected} {role.ToString().ToLowerInvariant()}s; to add one to the running job start it with --join"));
             return;
         }
-        var node = new NodeState(_nextNodeId++, role, registered, host, port, connection, handlers);
+        var node = new NodeState(_nextNodeId++, role, registered, host, port, connection, handlers)
+        {
+            Points = role == NodeRole.Server ? _options.VirtualNodes : -1,
+            TargetPoints = role == NodeRole.Server ? _options.VirtualNodes : -1,
+        };
         _nodes[node.Id] = node;
         connection.Tag = node;
         connection.Peer = node.Info.Describe();
         _log.LogInformation("Registered {Node} ({Count}/{Expected} {Role}s)", node.Info.Describe(), registered + 1, expected, role.ToString().ToLowerInvariant());
-        outbox.Add(Reply(connection, header, ControlMessages.Ints(node.Id, node.Rank, (int)_options.HeartbeatInterval.TotalMilliseconds)));
+        outbox.Add(Reply(connection, header, ControlMessages.Ints(node.Id, node.Rank, (int)_options.HeartbeatInterval.TotalMilliseconds, 0)));
         AddRestoreFrame(node, outbox);
         if (!_ready && _nodes.Values.Count(n => n.Role == NodeRole.Server) == _options.Servers && _nodes.Values.Count(n => n.Role == NodeRole.Worker) == _options.Workers)
         {
@@ -284,25 +318,34 @@ public sealed partial class SchedulerNode : IAsyncDisposable
             outbox.Add(Error(connection, header, ErrorCode.InvalidArgument, "only registered workers take part in barriers"));
             return;
         }
-        if (!_barrier.Any(b => b.NodeId == node.Id))
-        {
-            _barrier.Add(new BarrierWaiter(node.Id, connection, header.RequestId));
-        }
+        // A worker's n-th barrier is the job's barrier BarrierBase + n: a worker that joined late lines up with the next one.
+        long generation = node.BarrierBase + Math.Max(1, header.Round);
+        _barrier.RemoveAll(b => b.NodeId == node.Id && b.Generation == generation); // a call resent after a rejoin
+        _barrier.Add(new BarrierWaiter(node.Id, connection, header.RequestId, generation));
         ReleaseBarrier(outbox);
     }
 
+    private long _barrierGeneration; // barriers released so far (under _lock)
+
     private void ReleaseBarrier(List<Outgoing> outbox)
     {
-        int needed = _nodes.Values.Count(n => n.Role == NodeRole.Worker && n.Alive && !n.Finished);
-        if (_barrier.Count == 0 || !_ready || _barrier.Count < needed)
+        while (_barrier.Count > 0 && _ready)
         {
-            return;
+            long next = _barrierGeneration + 1;
+            var needed = _nodes.Values.Where(n => n.Role == NodeRole.Worker && n.Alive && !n.Finished && n.BarrierBase < next).Select(n => n.Id).ToList();
+            var arrived = _barrier.Where(b => b.Generation <= next).ToList();
+            if (!needed.All(id => arrived.Any(b => b.NodeId == id)))
+            {
+                return;
+            }
+            foreach (var waiter in arrived)
+            {
+                outbox.Add(Reply(waiter.Connection, new FrameHeader { RequestId = waiter.RequestId }, ControlMessages.Ints(arrived.Count)));
+            }
+            _barrier.RemoveAll(arrived.Contains);
+            _barrierGeneration = next;
+            StateChanged();
         }
-        foreach (var waiter in _barrier)
-        {
-            outbox.Add(Reply(waiter.Connection, new FrameHeader { RequestId = waiter.RequestId }, ControlMessages.Ints(_barrier.Count)));
-        }
-        _barrier.Clear();
     }
 
     private void OnFinish(Connection connection, in FrameHeader header, List<Outgoing> outbox)
@@ -476,6 +519,8 @@ public sealed partial class SchedulerNode : IAsyncDisposable
                     }
                 }
                 CompleteDeclares(outbox);
+                MaybeFinishMigration(outbox);
+                ShutDownLeftServers(outbox);
                 if (!_ready && now - _startedAt > _options.StartupTimeout.TotalMilliseconds && !_completion.Task.IsCompleted)
                 {
                     int servers = _nodes.Values.Count(n => n.Role == NodeRole.Server);

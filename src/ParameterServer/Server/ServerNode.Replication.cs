@@ -293,12 +293,27 @@ public sealed partial class ServerNode
         }
         else
         {
-            var plain = header;
-            plain.Flags &= ~FrameFlags.Resend; // from here on an ordinary push of this worker (recorded by its request id)
-            if (view.ChainLength > 1 ? ApplyReplicated(connection, plain, table, keys, values) : ApplyPlain(table, keys, values))
-            {
-                return; // acknowledged when the replicas have it
-            }
+            ApplyAlone(connection, header, view, table, keys, values);
+            return;
+        }
+        if (header.Type == MessageType.PushPull)
+        {
+            SendValues(connection, header, table, keys);
+        }
+        else
+        {
+            SendAck(connection, header);
+        }
+    }
+
+    /// <summary>A sync push whose round was applied here already: applied (and replicated) on its own, then acknowledged.</summary>
+    private void ApplyAlone(Connection connection, in FrameHeader header, ClusterView view, TableStore table, KeyList keys, ReadOnlySpan<float> values)
+    {
+        var plain = header;
+        plain.Flags &= ~FrameFlags.Resend; // from here on an ordinary push of this worker (recorded by its request id)
+        if (view.ChainLength > 1 ? ApplyReplicated(connection, plain, table, keys, values) : ApplyPlain(table, keys, values))
+        {
+            return; // acknowledged when the replicas have it
         }
         if (header.Type == MessageType.PushPull)
         {
@@ -678,7 +693,7 @@ public sealed partial class ServerNode
     {
         // A push the lost server forwarded here may still sit in this server's receive buffer: apply it before copying
         // blocks, or a new replica's copy would lack it while this server has it.
-        var lost = previous.Servers.Select(s => s.Id).Where(id => view.SlotOfServer(id) < 0).ToHashSet();
+        var lost = previous.Servers.Select(s => s.Id).Where(id => view.SlotOfServer(id) < 0 && !view.Nodes.Any(n => n.Id == id && n.Left)).ToHashSet();
         long deadline = Environment.TickCount64 + 2000;
         while (_inboundPeers.Any(p => lost.Contains(p.Value) && !p.Key.IsClosed) && Environment.TickCount64 < deadline)
         {

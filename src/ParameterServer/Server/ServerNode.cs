@@ -77,7 +77,7 @@ public sealed partial class ServerNode : IAsyncDisposable
     {
         _scheduler = ControlChannel.Connect(_options.Scheduler, _options.Transport, _log, OnSchedulerFrame, OnSchedulerLost);
         var w = new PayloadWriter();
-        ControlMessages.WriteRegister(w, NodeRole.Server, _options.AdvertisedHost ?? _options.Host, Port, _options.HandlerNames);
+        ControlMessages.WriteRegister(w, NodeRole.Server, _options.AdvertisedHost ?? _options.Host, Port, _options.HandlerNames, _options.Join);
         var reply = await _scheduler.CallAsync(MessageType.Register, w.WrittenSpan.ToArray(), "the registration of this server", _options.RegisterTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
         int[] fields = ControlMessages.ReadInts(reply.Payload, 3);
         Id = fields[0];
@@ -159,11 +159,14 @@ public sealed partial class ServerNode : IAsyncDisposable
             _view = view;
             RememberView(view);
             RestoreIfAsked(view);
+            var participants = new SyncAggregator.Participants(view.Workers.Select(w => w.Id).ToArray(), view.Nodes.Any(n => n.Id == Id && n.Joined));
+            _participants = participants;
             if (previous is not null && previous.Number < view.Number)
             {
                 StartRefill(previous, view);
+                HandOverSyncRounds(view, tables, participants);
             }
-            if (previous is not null && previous.Workers.Count != view.Workers.Count)
+            if (previous is not null && !previous.Workers.Select(w => w.Id).SequenceEqual(view.Workers.Select(w => w.Id)))
             {
                 foreach (var t in tables)
                 {
@@ -171,7 +174,7 @@ public sealed partial class ServerNode : IAsyncDisposable
                     _forwardOrder.EnterReadLock();
                     try
                     {
-                        rounds = t?.Aggregator?.OnLiveWorkersChanged(view.Workers.Count);
+                        rounds = t?.Aggregator?.OnLiveWorkersChanged(participants);
                     }
                     finally
                     {
@@ -202,6 +205,54 @@ public sealed partial class ServerNode : IAsyncDisposable
         {
             server._inboundPeers.TryRemove(connection, out _);
             server._log.LogDebug("Server {Id}: {Peer} disconnected: {Reason}", server.Id, connection.Peer, reason);
+        }
+    }
+
+    private volatile SyncAggregator.Participants _participants = new([], false);
+
+    /// <summary>
+    /// Under a view where this server no longer owns some keys, the pushes of open sync rounds that hold such keys
+    /// are refused (WrongOwner): nothing of them is applied, and their workers send them again to the new owners.
+    /// </summary>
+    private void HandOverSyncRounds(ClusterView view, TableStore?[] tables, SyncAggregator.Participants participants)
+    {
+        int mySlot = view.SlotOfServer(Id);
+        foreach (var table in tables)
+        {
+            if (table?.Aggregator is not { } aggregator || view.FindTable(table.Info.Id) is null)
+            {
+                continue;
+            }
+            var placement = view.PlacementOf(table.Info);
+            List<SyncAggregator.PendingAck> refused;
+            List<SyncAggregator.RoundDone>? rounds;
+            _forwardOrder.EnterReadLock();
+            try
+            {
+                refused = aggregator.TakeMoved(key => mySlot >= 0 && placement.SlotOf(key) == mySlot, participants, out rounds);
+            }
+            finally
+            {
+                _forwardOrder.ExitReadLock();
+            }
+            foreach (var ack in refused)
+            {
+                try
+                {
+                    SendError(ack.Connection, ack.Request, ErrorCode.WrongOwner, $"server {Id} handed keys of this push over to their new owner under view {view.Number}; send it there");
+                }
+                catch (TransportException)
+                {
+                }
+            }
+            if (refused.Count > 0)
+            {
+                _log.LogInformation("Server {Id}: {Count} pushes of open rounds of table '{Table}' hold keys that moved; refused, to be sent to their new owners", Id, refused.Count, table.Info.Name);
+            }
+            if (rounds is not null)
+            {
+                FinishRounds(table, rounds);
+            }
         }
     }
 
@@ -312,14 +363,20 @@ public sealed partial class ServerNode : IAsyncDisposable
                 return;
             }
             List<SyncAggregator.RoundDone>? rounds;
+            bool late;
             _forwardOrder.EnterReadLock(); // a round completing here is applied here: not while a snapshot is taken
             try
             {
-                rounds = aggregator.Add(connection, header, keys, values, view.Workers.Count);
+                rounds = aggregator.Add(connection, header, keys, values, _participants, out late);
             }
             finally
             {
                 _forwardOrder.ExitReadLock();
+            }
+            if (late)
+            {
+                ApplyAlone(connection, header, view, table, keys, values);
+                return;
             }
             if (rounds is not null)
             {
@@ -361,10 +418,11 @@ public sealed partial class ServerNode : IAsyncDisposable
         int maxRows = (int)Math.Clamp((Math.Min(connection.MaxFrameBytes, 64 << 20) - FrameHeader.Size) / rowBytes, 1, 1 << 22);
         var keys = new List<ulong>();
         var values = new List<float>();
-        // Only the blocks this server is primary for: replicas would list every row once per copy.
+        // Only the blocks this server is primary for: replicas would list every row once per copy, and a server
+        // keeps the rows of blocks that moved away from it.
         var view = _view;
         Func<long, bool>? primary = null;
-        if (view is not null && view.ChainLength > 1)
+        if (view is not null && !view.Ring.IsEmpty)
         {
             var placement = view.PlacementOf(table.Info);
             int mySlot = view.SlotOfServer(Id);

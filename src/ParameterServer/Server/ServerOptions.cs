@@ -24,6 +24,9 @@ public sealed class ServerOptions
 
     public TransportOptions Transport { get; set; } = new();
 
+    /// <summary>Join a job that is already running (pserver server --join): the key ranges it takes over are copied to it first.</summary>
+    public bool Join { get; set; }
+
     /// <summary>
     /// Registers a user-defined update handler under <paramref name="name"/>; tables select it with
     /// <c>Handler = "name"</c> or <c>"name:param=value,..."</c>. The factory receives that full string.

@@ -69,12 +69,22 @@ internal sealed class SyncAggregator(TableStore store)
         }
     }
 
-    /// <summary>Adds one worker's push; returns the acks to send if it completed its round (and any later complete rounds).</summary>
-    public List<RoundDone>? Add(Connection connection, in FrameHeader request, KeyList keys, ReadOnlySpan<float> values, int liveWorkers)
+    /// <summary>
+    /// Adds one worker's push; returns the acks to send if it completed its round (and any later complete rounds).
+    /// <paramref name="late"/>: the round was applied here already (a push refused by a server that handed its keys
+    /// over, sent again): the caller applies it on its own.
+    /// </summary>
+    public List<RoundDone>? Add(Connection connection, in FrameHeader request, KeyList keys, ReadOnlySpan<float> values, Participants workers, out bool late)
     {
         lock (_gate)
         {
             long round = request.Round;
+            late = round < _completedRounds && !_rounds.ContainsKey(round);
+            if (late)
+            {
+                return null;
+            }
+            _firstRound.TryAdd(request.SenderId, round);
             _maxLead = Math.Max(_maxLead, round - _completedRounds);
             if (!_rounds.TryGetValue(round, out var r))
             {
@@ -94,8 +104,53 @@ internal sealed class SyncAggregator(TableStore store)
             r.Contributions.Add(new Contribution(request.SenderId, keyCopy, valueCopy, keys.Count));
             r.Senders.Add(request.SenderId);
             r.Acks.Add(new PendingAck(connection, request, request.Type == MessageType.PushPull ? keyCopy[..keys.Count] : null, keys.Count));
-            return CompleteReady(liveWorkers);
+            return CompleteReady(workers);
         }
+    }
+
+    /// <summary>The workers whose pushes a round waits for; <see cref="JoinedServer"/>: see <see cref="CompleteReady"/>.</summary>
+    internal sealed record Participants(int[] WorkerIds, bool JoinedServer);
+
+    private readonly Dictionary<int, long> _firstRound = new(); // the first round each worker pushed here
+
+    /// <summary>
+    /// A server that owns keys no longer (its ranges moved): every push of an open round that holds such keys is taken
+    /// out of its round and returned, to be refused (WrongOwner). Its worker sends it again cut by the new view, so
+    /// each part joins its round at its keys' new owner, which applies nothing twice since nothing of it was applied.
+    /// </summary>
+    public List<PendingAck> TakeMoved(Func<ulong, bool> owned, Participants workers, out List<RoundDone>? completed)
+    {
+        var refused = new List<PendingAck>();
+        lock (_gate)
+        {
+            foreach (var r in _rounds.Values)
+            {
+                for (int i = r.Contributions.Count - 1; i >= 0; i--)
+                {
+                    var c = r.Contributions[i];
+                    bool moved = false;
+                    for (int k = 0; k < c.KeyCount && !moved; k++)
+                    {
+                        moved = !owned(c.Keys[k]);
+                    }
+                    if (!moved)
+                    {
+                        continue;
+                    }
+                    refused.Add(r.Acks[i]);
+                    r.Contributions.RemoveAt(i);
+                    r.Acks.RemoveAt(i);
+                    ArrayPool<ulong>.Shared.Return(c.Keys);
+                    ArrayPool<float>.Shared.Return(c.Values);
+                    if (!r.Contributions.Any(other => other.Sender == c.Sender))
+                    {
+                        r.Senders.Remove(c.Sender);
+                    }
+                }
+            }
+            completed = CompleteReady(workers);
+        }
+        return refused;
     }
 
     /// <summary>
@@ -130,22 +185,42 @@ internal sealed class SyncAggregator(TableStore store)
         }
     }
 
-    /// <summary>Re-checks open rounds after the number of live workers changed (a worker left or died).</summary>
-    public List<RoundDone>? OnLiveWorkersChanged(int liveWorkers)
+    /// <summary>Re-checks open rounds after the live workers changed (a worker joined, left or died).</summary>
+    public List<RoundDone>? OnLiveWorkersChanged(Participants workers)
     {
         lock (_gate)
         {
-            return CompleteReady(liveWorkers);
+            return CompleteReady(workers);
         }
     }
 
-    private List<RoundDone>? CompleteReady(int liveWorkers)
+    /// <summary>
+    /// A round is complete when every live worker pushed it here. A server that joined the running job also counts a
+    /// worker whose first push here was of a later round: that worker cut this round by a view without this server.
+    /// </summary>
+    private bool Complete(Round r, long round, Participants workers)
+    {
+        if (workers.WorkerIds.Length == 0)
+        {
+            return r.Senders.Count > 0;
+        }
+        foreach (int id in workers.WorkerIds)
+        {
+            if (!r.Senders.Contains(id) && !(workers.JoinedServer && _firstRound.TryGetValue(id, out long first) && first > round))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private List<RoundDone>? CompleteReady(Participants workers)
     {
         List<RoundDone>? done = null;
         foreach (long round in _rounds.Keys.Order().ToList())
         {
             var r = _rounds[round];
-            if (r.Senders.Count < Math.Max(1, liveWorkers))
+            if (!Complete(r, round, workers))
             {
                 break; // rounds complete in order
             }

@@ -48,6 +48,8 @@ internal sealed class Slice
     public uint PredecessorView;
     /// <summary>Sent again after a failover (for the failover time).</summary>
     public bool Resent;
+    /// <summary>Waiting for a resend because its server was lost (it may have been applied), not because it was refused.</summary>
+    public bool LostWithServer;
     /// <summary>When a slice waiting for a failover may be sent again (Environment.TickCount64); 0: when a newer view arrives.</summary>
     public long RetryAt;
     public ulong RequestId;

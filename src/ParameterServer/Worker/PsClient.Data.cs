@@ -418,6 +418,7 @@ public sealed partial class PsClient
         slice.PredecessorId = 0;
         slice.PredecessorView = 0;
         slice.Resent = false;
+        slice.LostWithServer = false;
         slice.RetryAt = 0;
         slice.ValueStart = -1;
         slice.SendState = Slice.SendIdle;

@@ -102,7 +102,10 @@ public sealed partial class PsClient
             foreach (var (id, link) in _linksById.Where(e => view.SlotOfServer(e.Key) < 0).ToList())
             {
                 _linksById.Remove(id);
-                gone.Add(link);
+                if (!view.Nodes.Any(n => n.Id == id && n.Left))
+                {
+                    gone.Add(link); // a drained server answers what it has and closes the link when it exits
+                }
             }
             _routes = new Routing(view, bySlot);
         }
@@ -162,11 +165,14 @@ public sealed partial class PsClient
     private bool TryFailOver(Slice slice, long retryAt, bool mayBeApplied)
     {
         var routes = _routes;
-        if (_shutdownReason is not null || routes == Routing.None || routes.View.Replication <= 1
-            || slice.ValueStart >= 0 || slice.Deadline < Environment.TickCount64)
+        // A refused call was applied nowhere and a server that left gracefully handed its keys over: both can go to
+        // the keys' new owners. A call lost with a dead server can only where other copies of its keys exist.
+        if (_shutdownReason is not null || routes == Routing.None || slice.ValueStart >= 0 || slice.Deadline < Environment.TickCount64
+            || (mayBeApplied && routes.View.Replication <= 1 && !LeftGracefully(slice.Link.Server.Id)))
         {
             return false;
         }
+        slice.LostWithServer = mayBeApplied;
         if (mayBeApplied && slice.Op.Kind != MessageType.Pull && slice.Op.Table.Info.Mode == UpdateMode.Async)
         {
             // The lost server may have applied this frame and passed it on: its resends name it. A refused frame
@@ -183,6 +189,9 @@ public sealed partial class PsClient
         }
         return true;
     }
+
+    /// <summary>Whether a server was drained (left the job after its ranges moved) rather than lost.</summary>
+    private bool LeftGracefully(int serverId) => _view?.Nodes.Any(n => n.Id == serverId && n.Left) == true;
 
     /// <summary>A WrongOwner answer: if the server's view is older than the slice's, ask again shortly; else wait for the next view.</summary>
     private static long RetryAfterWrongOwner(Slice slice, in FrameHeader answer) =>
@@ -313,7 +322,11 @@ public sealed partial class PsClient
             slice.PredecessorView = old.PredecessorView;
             slice.Resent = true;
             MapPositions(old, slice);
-            if (op.Kind != MessageType.Pull && op.Table.Info.Mode == UpdateMode.Sync)
+            if (op.Kind != MessageType.Pull && op.Table.Info.Mode == UpdateMode.Sync && !old.LostWithServer)
+            {
+                // Refused by a server that no longer owns the keys: applied nowhere, so an ordinary push of its round.
+            }
+            else if (op.Kind != MessageType.Pull && op.Table.Info.Mode == UpdateMode.Sync)
             {
                 // A sync push keeps its round; Aux names the server it was meant for, whose round aggregate the new
                 // owner may hold already (then it only acknowledges).

@@ -56,6 +56,15 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
     /// <summary>This worker's node id (unique in the job).</summary>
     public int NodeId { get; private set; } = -1;
 
+    /// <summary>
+    /// True when this worker joined the running job (<see cref="WorkerOptions.Join"/>) after the others passed their
+    /// first barrier: it missed the start, and its barriers line up with the others' next ones.
+    /// </summary>
+    public bool JoinedLate { get; private set; }
+
+    /// <summary>True once the job asked this worker to leave (pserver drain): it gets no more work units; its app should finish.</summary>
+    public bool DrainRequested { get; private set; }
+
     /// <summary>This worker's rank among the workers: 0 .. <see cref="WorkerCount"/> - 1.</summary>
     public int Rank { get; private set; } = -1;
 
@@ -124,11 +133,12 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
     {
         _scheduler = ControlChannel.Connect(_options.Scheduler, _options.Transport, _log, OnSchedulerFrame, OnSchedulerLost);
         var w = new PayloadWriter();
-        ControlMessages.WriteRegister(w, NodeRole.Worker, "", 0, []);
+        ControlMessages.WriteRegister(w, NodeRole.Worker, "", 0, [], _options.Join);
         var reply = await _scheduler.CallAsync(MessageType.Register, w.WrittenSpan.ToArray(), "the registration of this worker", _options.StartupTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
-        int[] fields = ControlMessages.ReadInts(reply.Payload, 3);
+        int[] fields = ControlMessages.ReadInts(reply.Payload, 4);
         NodeId = fields[0];
         Rank = fields[1];
+        JoinedLate = fields[3] > 0;
         _scheduler.SenderId = NodeId;
         _scheduler.EnableReconnect(ControlChannel.ReconnectWindow, () =>
         {
@@ -192,6 +202,10 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
                 {
                     _ready.TrySetResult();
                 }
+                break;
+            case MessageType.Drain:
+                DrainRequested = true;
+                _log.LogWarning("Worker {Id} is drained: it takes no more work units and leaves after its current one", NodeId);
                 break;
             case MessageType.Shutdown:
                 EnterShutdown("the scheduler ended the job");

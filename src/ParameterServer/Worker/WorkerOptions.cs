@@ -19,6 +19,9 @@ public sealed class WorkerOptions
 
     public TransportOptions Transport { get; set; } = new();
 
+    /// <summary>Join a job that is already running (pserver worker --join) instead of being one of the workers it starts with.</summary>
+    public bool Join { get; set; }
+
     internal void Validate()
     {
         if (RequestTimeout <= TimeSpan.Zero)

@@ -16,24 +16,45 @@ namespace ParameterServer;
 /// </summary>
 public sealed partial class ServerNode
 {
-    private volatile bool _snapshotPending;
+    private int _streamPauses; // snapshots and view changes under way: no new streamed applies meanwhile
     private int _streamedApplies; // large pushes being applied piece by piece, outside the forward lock
 
-    /// <summary>A large push may be applied piece by piece unless a snapshot is being taken (then it goes whole, under the lock).</summary>
+    /// <summary>
+    /// A large push may be applied piece by piece unless a snapshot is being taken or a view installed (then it goes
+    /// whole, under the lock): both need every push either wholly before them or wholly after.
+    /// </summary>
     internal bool TryEnterStreamedApply()
     {
-        if (_snapshotPending)
+        if (Volatile.Read(ref _streamPauses) > 0)
         {
             return false;
         }
         Interlocked.Increment(ref _streamedApplies);
-        if (_snapshotPending)
+        if (Volatile.Read(ref _streamPauses) > 0)
         {
             Interlocked.Decrement(ref _streamedApplies);
             return false;
         }
         return true;
     }
+
+    /// <summary>Stops new streamed applies and waits (up to 10 s) for those under way; undo with <see cref="ResumeStreamedApplies"/>.</summary>
+    private void PauseStreamedApplies()
+    {
+        Interlocked.Increment(ref _streamPauses);
+        long deadline = Environment.TickCount64 + 10_000;
+        while (Volatile.Read(ref _streamedApplies) > 0)
+        {
+            if (Environment.TickCount64 > deadline)
+            {
+                Interlocked.Decrement(ref _streamPauses);
+                throw new IOException("a large push being applied piece by piece did not finish within 10 s");
+            }
+            Thread.Sleep(1);
+        }
+    }
+
+    private void ResumeStreamedApplies() => Interlocked.Decrement(ref _streamPauses);
 
     internal void ExitStreamedApply() => Interlocked.Decrement(ref _streamedApplies);
 
@@ -43,18 +64,9 @@ public sealed partial class ServerNode
     /// </summary>
     private List<CheckpointFiles.TableRows> Snapshot(IReadOnlyList<TableStore> tables, Func<TableStore, long, bool> include)
     {
-        _snapshotPending = true;
+        PauseStreamedApplies();
         try
         {
-            long deadline = Environment.TickCount64 + 10_000;
-            while (Volatile.Read(ref _streamedApplies) > 0)
-            {
-                if (Environment.TickCount64 > deadline)
-                {
-                    throw new IOException("a large push being applied piece by piece did not finish within 10 s");
-                }
-                Thread.Sleep(1);
-            }
             _forwardOrder.EnterWriteLock();
             try
             {
@@ -89,7 +101,7 @@ public sealed partial class ServerNode
         }
         finally
         {
-            _snapshotPending = false;
+            ResumeStreamedApplies();
         }
     }
 

@@ -48,7 +48,12 @@ public sealed partial class ServerNode
             }
             if (!server.TryEnterStreamedApply())
             {
-                return false; // a checkpoint is taking its snapshot: the whole-frame path applies this push under the lock
+                return false; // a snapshot or a view change is under way: the whole-frame path applies this push under the lock
+            }
+            if (server._view != view)
+            {
+                server.ExitStreamedApply(); // a view came in since the check: the whole-frame path checks again
+                return false;
             }
             Interlocked.Increment(ref server._requests);
             _table = table;

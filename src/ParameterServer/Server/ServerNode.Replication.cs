@@ -344,8 +344,10 @@ public sealed partial class ServerNode
     /// Sync rounds applied here: with replication their aggregate goes to the other copies first (replication after
     /// aggregation: one forward per round, however many workers pushed), then the workers are acknowledged.
     /// </summary>
-    private void FinishRounds(TableStore table, List<SyncAggregator.RoundDone> rounds)
+    private void FinishRounds(TableStore table, List<SyncAggregator.RoundDone> rounds, bool lockHeld = false)
     {
+        // Callers that completed the rounds under the forward lock pass it on (lockHeld): the aggregate then goes to the
+        // copies of the view it was applied under, even if a new view is waiting to be installed.
         foreach (var round in rounds)
         {
             try
@@ -355,14 +357,20 @@ public sealed partial class ServerNode
                 {
                     // Recorded by the replicas as (this server, round): a worker resending into a failover can tell it was applied.
                     var header = new FrameHeader { Type = MessageType.Push, SenderId = Id, RequestId = (ulong)round.Round, TableId = table.Info.Id, ElementType = table.Info.ElementType, RowWidth = table.Width };
-                    _forwardOrder.EnterReadLock();
+                    if (!lockHeld)
+                    {
+                        _forwardOrder.EnterReadLock();
+                    }
                     try
                     {
                         deferred = ForwardApplied(null, header, table, KeyList.Of(round.Keys.AsSpan(0, round.Count)), round.Values.AsSpan(0, round.Count * table.Width), null, round.Acks);
                     }
                     finally
                     {
-                        _forwardOrder.ExitReadLock();
+                        if (!lockHeld)
+                        {
+                            _forwardOrder.ExitReadLock();
+                        }
                     }
                 }
                 if (!deferred)
@@ -502,11 +510,29 @@ public sealed partial class ServerNode
         }
     }
 
+    /// <summary>
+    /// The table a peer server sends rows of. A server that just joined may get them before the scheduler's view that
+    /// declares its tables (another connection): it waits for that view rather than drop the rows.
+    /// </summary>
+    private TableStore? TableFromPeer(int tableId)
+    {
+        long deadline = Environment.TickCount64 + 5000;
+        while (true)
+        {
+            var tables = _tables;
+            var table = (uint)tableId < (uint)tables.Length ? tables[tableId] : null;
+            if (table is not null || _tableErrors.ContainsKey(tableId) || Environment.TickCount64 > deadline || _completion.Task.IsCompleted)
+            {
+                return table;
+            }
+            Thread.Sleep(1);
+        }
+    }
+
     /// <summary>A replica applies a forwarded push once per (worker, dedup id) and answers.</summary>
     private void HandleReplicate(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload)
     {
-        var tables = _tables;
-        var table = (uint)header.TableId < (uint)tables.Length ? tables[header.TableId] : null;
+        var table = TableFromPeer(header.TableId);
         if (table is null || header.RowWidth != table.Width || DataPayload.Validate(header) is not null)
         {
             SendError(connection, header, ErrorCode.MalformedPayload, $"server {Id} cannot apply a replicated push to table {header.TableId}");
@@ -835,8 +861,7 @@ public sealed partial class ServerNode
     /// <summary>A new replica receives a block from its primary: the block is replaced by the copy.</summary>
     private void HandleRefill(in FrameHeader header, ReadOnlySpan<byte> payload)
     {
-        var tables = _tables;
-        var table = (uint)header.TableId < (uint)tables.Length ? tables[header.TableId] : null;
+        var table = TableFromPeer(header.TableId);
         if (table is null || header.RowWidth != table.RowStride || DataPayload.Validate(header) is { } problem && problem.Length > 0)
         {
             _log.LogWarning("Server {Id}: ignored a malformed refill of table {Table} from server {Sender}", Id, header.TableId, header.SenderId);

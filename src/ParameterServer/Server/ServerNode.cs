@@ -156,7 +156,31 @@ public sealed partial class ServerNode : IAsyncDisposable
             }
             _tables = tables;
             var previous = _view;
-            _view = view;
+            // No push is half applied under the old view (see HandleData): large ones streamed piece by piece finish
+            // first, the others hold the lock's read side.
+            bool paused = true;
+            try
+            {
+                PauseStreamedApplies();
+            }
+            catch (IOException ex)
+            {
+                paused = false;
+                _log.LogWarning("Server {Id}: installing view {View} without waiting for a large push: {Message}", Id, view.Number, ex.Message);
+            }
+            _forwardOrder.EnterWriteLock();
+            try
+            {
+                _view = view;
+            }
+            finally
+            {
+                _forwardOrder.ExitWriteLock();
+                if (paused)
+                {
+                    ResumeStreamedApplies();
+                }
+            }
             RememberView(view);
             RestoreIfAsked(view);
             var participants = new SyncAggregator.Participants(view.Workers.Select(w => w.Id).ToArray(), view.Nodes.Any(n => n.Id == Id && n.Joined));
@@ -170,19 +194,17 @@ public sealed partial class ServerNode : IAsyncDisposable
             {
                 foreach (var t in tables)
                 {
-                    List<SyncAggregator.RoundDone>? rounds;
                     _forwardOrder.EnterReadLock();
                     try
                     {
-                        rounds = t?.Aggregator?.OnLiveWorkersChanged(participants);
+                        if (t?.Aggregator?.OnLiveWorkersChanged(participants) is { } rounds)
+                        {
+                            FinishRounds(t, rounds, lockHeld: true);
+                        }
                     }
                     finally
                     {
                         _forwardOrder.ExitReadLock();
-                    }
-                    if (rounds is not null)
-                    {
-                        FinishRounds(t!, rounds);
                     }
                 }
             }
@@ -225,11 +247,14 @@ public sealed partial class ServerNode : IAsyncDisposable
             }
             var placement = view.PlacementOf(table.Info);
             List<SyncAggregator.PendingAck> refused;
-            List<SyncAggregator.RoundDone>? rounds;
             _forwardOrder.EnterReadLock();
             try
             {
-                refused = aggregator.TakeMoved(key => mySlot >= 0 && placement.SlotOf(key) == mySlot, participants, out rounds);
+                refused = aggregator.TakeMoved(key => mySlot >= 0 && placement.SlotOf(key) == mySlot, participants, out var rounds);
+                if (rounds is not null)
+                {
+                    FinishRounds(table, rounds, lockHeld: true);
+                }
             }
             finally
             {
@@ -248,10 +273,6 @@ public sealed partial class ServerNode : IAsyncDisposable
             if (refused.Count > 0)
             {
                 _log.LogInformation("Server {Id}: {Count} pushes of open rounds of table '{Table}' hold keys that moved; refused, to be sent to their new owners", Id, refused.Count, table.Info.Name);
-            }
-            if (rounds is not null)
-            {
-                FinishRounds(table, rounds);
             }
         }
     }
@@ -324,6 +345,21 @@ public sealed partial class ServerNode : IAsyncDisposable
         {
             return (ErrorCode.KeyOutOfRange, $"key {keys[keys.Count - 1]} is outside dense table '{table.Info.Name}' of size {table.Info.DenseSize}");
         }
+        if (OwnerProblem(view, table, keys) is { } notMine)
+        {
+            return notMine;
+        }
+        long answerLength = FrameHeader.Size + (header.Type == MessageType.Push ? 0 : (long)keys.Count * table.Width * sizeof(float));
+        if (answerLength > connection.MaxFrameBytes)
+        {
+            return (ErrorCode.InvalidArgument, $"the answer would be {answerLength} bytes, over MaxFrameBytes ({connection.MaxFrameBytes}); pull fewer keys per call");
+        }
+        return null;
+    }
+
+    /// <summary>WrongOwner when this server is not the primary of every key under <paramref name="view"/>.</summary>
+    private (ErrorCode Code, string Message)? OwnerProblem(ClusterView view, TableStore table, KeyList keys)
+    {
         var placement = view.PlacementOf(table.Info);
         int mySlot = view.SlotOfServer(Id);
         for (int i = 0; i < keys.Count; i++)
@@ -333,11 +369,6 @@ public sealed partial class ServerNode : IAsyncDisposable
                 int owner = view.Servers[placement.SlotOf(keys[i])].Id;
                 return (ErrorCode.WrongOwner, $"key {keys[i]} of table '{table.Info.Name}' belongs to server {owner} under view {view.Number}, not server {Id}");
             }
-        }
-        long answerLength = FrameHeader.Size + (header.Type == MessageType.Push ? 0 : (long)keys.Count * table.Width * sizeof(float));
-        if (answerLength > connection.MaxFrameBytes)
-        {
-            return (ErrorCode.InvalidArgument, $"the answer would be {answerLength} bytes, over MaxFrameBytes ({connection.MaxFrameBytes}); pull fewer keys per call");
         }
         return null;
     }
@@ -355,45 +386,62 @@ public sealed partial class ServerNode : IAsyncDisposable
             SendValues(connection, header, table, keys);
             return;
         }
-        if (table.Aggregator is { } aggregator)
+        if (table.Aggregator is { } aggregator && (header.Flags & FrameFlags.Resend) != 0)
         {
-            if ((header.Flags & FrameFlags.Resend) != 0)
+            HandleSyncResend(connection, header, view, table, aggregator, keys, values);
+            return;
+        }
+        bool late = false;
+        bool deferred = false;
+        (ErrorCode Code, string Message)? moved = null;
+        // Applying (and forwarding) happens under the newest view: views are installed under the write side of this
+        // lock, so a push checked under an older view is checked again here. Otherwise a server could apply a push to
+        // keys that moved away (or not forward it to a copy a migration just added) after the switch, and lose it.
+        _forwardOrder.EnterReadLock();
+        try
+        {
+            var current = _view!;
+            if (current != view && OwnerProblem(current, table, keys) is { } notMine)
             {
-                HandleSyncResend(connection, header, view, table, aggregator, keys, values);
-                return;
+                moved = notMine;
             }
-            List<SyncAggregator.RoundDone>? rounds;
-            bool late;
-            _forwardOrder.EnterReadLock(); // a round completing here is applied here: not while a snapshot is taken
-            try
+            else if (table.Aggregator is { } sync)
             {
-                rounds = aggregator.Add(connection, header, keys, values, _participants, out late);
+                // A round completing here is applied and forwarded here, under the view it was checked by.
+                if (sync.Add(connection, header, keys, values, _participants, out late) is { } rounds)
+                {
+                    FinishRounds(table, rounds, lockHeld: true);
+                }
             }
-            finally
+            else if (current.ChainLength > 1)
             {
-                _forwardOrder.ExitReadLock();
+                deferred = ApplyAndForward(connection, header, table, keys, values);
             }
+            else
+            {
+                table.Apply(keys, values);
+            }
+        }
+        finally
+        {
+            _forwardOrder.ExitReadLock();
+        }
+        if (moved is { } refusal)
+        {
+            SendError(connection, header, refusal.Code, refusal.Message);
+            return;
+        }
+        if (table.Aggregator is not null)
+        {
             if (late)
             {
                 ApplyAlone(connection, header, view, table, keys, values);
-                return;
-            }
-            if (rounds is not null)
-            {
-                FinishRounds(table, rounds);
             }
             return;
         }
-        if (view.ChainLength > 1)
+        if (deferred)
         {
-            if (ApplyReplicated(connection, header, table, keys, values))
-            {
-                return; // acknowledged when the replicas have it
-            }
-        }
-        else
-        {
-            ApplyPlain(table, keys, values);
+            return; // acknowledged when the replicas have it
         }
         if (header.Type == MessageType.PushPull)
         {

@@ -1,0 +1,114 @@
+using System.Globalization;
+using System.Text.Json;
+using Xunit.Abstractions;
+
+namespace ParameterServer.IntegrationTests;
+
+/// <summary>
+/// Elastic scaling with real processes: servers and workers join and leave a running job while it pushes; every
+/// counter is exact at the end, so no push was lost or applied twice while key ranges moved.
+/// </summary>
+[Collection("processes")]
+public class ElasticTests(ITestOutputHelper output)
+{
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(120);
+
+    private static async Task<JsonElement> StatusAsync(FailoverTests.Job job)
+    {
+        using var status = await Pserver.RunAsync(Limit, "status", "--scheduler", job.Address, "--json");
+        Assert.True(status.ExitCode == 0, status.Describe() + "\n=== the job:\n" + job.Describe());
+        return JsonDocument.Parse(status.Stdout).RootElement.Clone();
+    }
+
+    private static IEnumerable<JsonElement> Nodes(JsonElement status, string role) =>
+        status.GetProperty("nodes").EnumerateArray().Where(n => n.GetProperty("role").GetString() == role && n.GetProperty("alive").GetBoolean());
+
+    /// <summary>Polls the status until <paramref name="done"/> holds and no migration is in progress; returns the time it took.</summary>
+    private static async Task<(JsonElement Status, double Ms)> WaitForAsync(FailoverTests.Job job, Func<JsonElement, bool> done, string what)
+    {
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        while (watch.Elapsed < Limit)
+        {
+            var status = await StatusAsync(job);
+            if (!status.GetProperty("migrating").GetBoolean() && done(status))
+            {
+                return (status, watch.Elapsed.TotalMilliseconds);
+            }
+            await Task.Delay(100);
+        }
+        throw new Xunit.Sdk.XunitException($"waited {Limit} for {what}\n{job.Describe()}");
+    }
+
+    private static async Task<string> DrainAsync(FailoverTests.Job job, int node)
+    {
+        using var drain = await Pserver.RunAsync(Limit, "drain", "--scheduler", job.Address, "--node", node.ToString(CultureInfo.InvariantCulture));
+        Assert.True(drain.ExitCode == 0, drain.Describe());
+        return drain.Stdout.Trim();
+    }
+
+    private static JsonElement Summary(Pserver worker, FailoverTests.Job job)
+    {
+        var line = worker.StdoutLines.LastOrDefault(l => l.StartsWith("{\"app\"", StringComparison.Ordinal))
+            ?? throw new Xunit.Sdk.XunitException($"no summary line\n{job.Describe()}");
+        return JsonDocument.Parse(line).RootElement.Clone();
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task Servers_and_workers_join_and_leave_while_pushes_flow_and_every_value_is_exact(int replication)
+    {
+        const int units = 1200;
+        string[] app = ["--app", "counter", "--json", "--keys", "2000", "--width", "2", "--work-units", units.ToString(CultureInfo.InvariantCulture), "--pause-ms", "15"];
+        using var job = await FailoverTests.Job.StartAsync(2, 2, replication, app);
+        await job.WaitUntilPushingAsync();
+        var first = await StatusAsync(job);
+        int[] originalServers = Nodes(first, "server").Select(n => n.GetProperty("id").GetInt32()).Order().ToArray();
+        var leaving = job.Workers[1]; // drained later; its node id is in its log
+        int leavingId = int.Parse(System.Text.RegularExpressions.Regex.Match(leaving.Stderr, @"Worker (\d+) \(rank").Groups[1].Value, CultureInfo.InvariantCulture);
+
+        // Add a server, then another: each takes over about 1 / (n + 1) of the key space.
+        foreach (int servers in new[] { 3, 4 })
+        {
+            job.Servers.Add(Pserver.Start("server", "--scheduler", job.Address, "--join"));
+            var (status, ms) = await WaitForAsync(job, s => Nodes(s, "server").Count() == servers, $"server {servers} to join");
+            string done = status.GetProperty("migrations").EnumerateArray().Last().GetString()!;
+            output.WriteLine($"join to {servers} servers: status saw it done after {ms:0} ms; scheduler: {done}");
+        }
+        // Drain one of the first servers: its ranges move, then it exits on its own.
+        output.WriteLine(await DrainAsync(job, originalServers[0]));
+        await job.Servers[0].WaitForExitAsync(Limit);
+        Assert.True(job.Servers[0].ExitCode == 0, job.Describe());
+        await WaitForAsync(job, s => Nodes(s, "server").Count() == 3, "the drained server to leave");
+
+        // A worker joins and takes work units; then one of the first workers is drained and hands the rest back.
+        var joined = Pserver.Start(["worker", "--scheduler", job.Address, "--join", .. app]);
+        job.Workers.Add(joined);
+        await WaitForAsync(job, s => Nodes(s, "worker").Count() == 3, "the worker to join");
+        output.WriteLine(await DrainAsync(job, leavingId));
+        await leaving.WaitForExitAsync(Limit);
+        Assert.True(!job.Workers[0].Process.HasExited, "the work ran out before every step was taken: make the run longer\n" + job.Describe());
+
+        foreach (var worker in job.Workers)
+        {
+            await worker.WaitForExitAsync(Limit);
+            Assert.True(worker.ExitCode == 0, job.Describe());
+        }
+        await job.Scheduler.WaitForExitAsync(Limit);
+        Assert.True(job.Scheduler.ExitCode == 0, job.Describe());
+
+        var checker = Summary(job.Workers[0], job);
+        Assert.False(checker.TryGetProperty("checked", out _), job.Describe()); // the worker that checks the values
+        Assert.True(checker.GetProperty("ok").GetBoolean(), job.Describe());
+        Assert.Equal(0, checker.GetProperty("mismatches").GetInt32());
+        Assert.Equal(units, checker.GetProperty("completions").GetInt32()); // every unit once: nobody died, nothing reassigned
+        Assert.Equal(units, checker.GetProperty("grew_min").GetDouble()); // and every key grew by exactly that
+        Assert.Equal(units, checker.GetProperty("grew_max").GetDouble());
+        var drained = Summary(job.Workers[1], job);
+        Assert.True(drained.GetProperty("drained").GetBoolean(), job.Describe());
+        var late = Summary(joined, job);
+        Assert.True(late.GetProperty("joined_late").GetBoolean(), job.Describe());
+        Assert.True(late.GetProperty("pushes").GetInt32() > 0, "the joined worker did no work units\n" + job.Describe());
+        output.WriteLine($"units: rank 0 {checker.GetProperty("pushes")}, drained rank 1 {drained.GetProperty("pushes")}, joined {late.GetProperty("pushes")}; resent slices {checker.GetProperty("resent_slices")} + {drained.GetProperty("resent_slices")} + {late.GetProperty("resent_slices")}");
+    }
+}

@@ -27,16 +27,26 @@ public class ElasticTests(ITestOutputHelper output)
     private static async Task<(JsonElement Status, double Ms)> WaitForAsync(FailoverTests.Job job, Func<JsonElement, bool> done, string what)
     {
         var watch = System.Diagnostics.Stopwatch.StartNew();
-        while (watch.Elapsed < Limit)
+        JsonElement? last = null;
+        while (watch.Elapsed < Limit && !job.Scheduler.Process.HasExited)
         {
-            var status = await StatusAsync(job);
+            JsonElement status;
+            try
+            {
+                status = await StatusAsync(job);
+            }
+            catch (Xunit.Sdk.XunitException) when (job.Scheduler.Process.HasExited)
+            {
+                break;
+            }
+            last = status;
             if (!status.GetProperty("migrating").GetBoolean() && done(status))
             {
                 return (status, watch.Elapsed.TotalMilliseconds);
             }
             await Task.Delay(100);
         }
-        throw new Xunit.Sdk.XunitException($"waited {Limit} for {what}\n{job.Describe()}");
+        throw new Xunit.Sdk.XunitException($"waited {watch.Elapsed} for {what}; last status: {last}\n{job.Describe()}");
     }
 
     private static async Task<string> DrainAsync(FailoverTests.Job job, int node)
@@ -45,6 +55,9 @@ public class ElasticTests(ITestOutputHelper output)
         Assert.True(drain.ExitCode == 0, drain.Describe());
         return drain.Stdout.Trim();
     }
+
+    private static int IdOf(Pserver node, string pattern) =>
+        int.Parse(System.Text.RegularExpressions.Regex.Match(node.Stderr, pattern).Groups[1].Value, CultureInfo.InvariantCulture);
 
     private static JsonElement Summary(Pserver worker, FailoverTests.Job job)
     {
@@ -58,14 +71,14 @@ public class ElasticTests(ITestOutputHelper output)
     [InlineData(2)]
     public async Task Servers_and_workers_join_and_leave_while_pushes_flow_and_every_value_is_exact(int replication)
     {
-        const int units = 1200;
+        const int units = 2000;
         string[] app = ["--app", "counter", "--json", "--keys", "2000", "--width", "2", "--work-units", units.ToString(CultureInfo.InvariantCulture), "--pause-ms", "15"];
         using var job = await FailoverTests.Job.StartAsync(2, 2, replication, app);
         await job.WaitUntilPushingAsync();
-        var first = await StatusAsync(job);
-        int[] originalServers = Nodes(first, "server").Select(n => n.GetProperty("id").GetInt32()).Order().ToArray();
-        var leaving = job.Workers[1]; // drained later; its node id is in its log
-        int leavingId = int.Parse(System.Text.RegularExpressions.Regex.Match(leaving.Stderr, @"Worker (\d+) \(rank").Groups[1].Value, CultureInfo.InvariantCulture);
+        var drainedServer = job.Servers[0]; // node ids are in the processes' logs
+        int drainedServerId = IdOf(drainedServer, @"Server (\d+) listening");
+        var leaving = job.Workers[1];
+        int leavingId = IdOf(leaving, @"Worker (\d+) \(rank");
 
         // Add a server, then another: each takes over about 1 / (n + 1) of the key space.
         foreach (int servers in new[] { 3, 4 })
@@ -76,15 +89,16 @@ public class ElasticTests(ITestOutputHelper output)
             output.WriteLine($"join to {servers} servers: status saw it done after {ms:0} ms; scheduler: {done}");
         }
         // Drain one of the first servers: its ranges move, then it exits on its own.
-        output.WriteLine(await DrainAsync(job, originalServers[0]));
-        await job.Servers[0].WaitForExitAsync(Limit);
-        Assert.True(job.Servers[0].ExitCode == 0, job.Describe());
+        output.WriteLine(await DrainAsync(job, drainedServerId));
+        await drainedServer.WaitForExitAsync(Limit);
+        Assert.True(drainedServer.ExitCode == 0, job.Describe());
         await WaitForAsync(job, s => Nodes(s, "server").Count() == 3, "the drained server to leave");
 
         // A worker joins and takes work units; then one of the first workers is drained and hands the rest back.
         var joined = Pserver.Start(["worker", "--scheduler", job.Address, "--join", .. app]);
         job.Workers.Add(joined);
-        await WaitForAsync(job, s => Nodes(s, "worker").Count() == 3, "the worker to join");
+        var (_, joinMs) = await WaitForAsync(job, s => Nodes(s, "worker").Count() == 3, "the worker to join");
+        output.WriteLine($"worker join: registered {joinMs:0} ms after its process started");
         output.WriteLine(await DrainAsync(job, leavingId));
         await leaving.WaitForExitAsync(Limit);
         Assert.True(!job.Workers[0].Process.HasExited, "the work ran out before every step was taken: make the run longer\n" + job.Describe());
@@ -110,5 +124,37 @@ public class ElasticTests(ITestOutputHelper output)
         Assert.True(late.GetProperty("joined_late").GetBoolean(), job.Describe());
         Assert.True(late.GetProperty("pushes").GetInt32() > 0, "the joined worker did no work units\n" + job.Describe());
         output.WriteLine($"units: rank 0 {checker.GetProperty("pushes")}, drained rank 1 {drained.GetProperty("pushes")}, joined {late.GetProperty("pushes")}; resent slices {checker.GetProperty("resent_slices")} + {drained.GetProperty("resent_slices")} + {late.GetProperty("resent_slices")}");
+    }
+
+    [Theory]
+    [InlineData(1, "async", "bounded:4")]
+    [InlineData(2, "async", "bounded:4")]
+    [InlineData(1, "sync", "bounded:2")]
+    public async Task Pushes_in_flight_while_ranges_move_are_neither_lost_nor_applied_twice(int replication, string mode, string consistency)
+    {
+        // No pause and several pushes in flight per worker: the switch to a new owner always finds some on their way.
+        const int rounds = 2500;
+        using var job = await FailoverTests.Job.StartAsync(2, 2, replication, "--app", "counter", "--json", "--keys", "1000", "--rounds", rounds.ToString(CultureInfo.InvariantCulture),
+            "--pause-ms", "1", "--mode", mode, "--consistency", consistency);
+        await job.WaitUntilPushingAsync();
+        job.Servers.Add(Pserver.Start("server", "--scheduler", job.Address, "--join"));
+        await WaitForAsync(job, s => Nodes(s, "server").Count() == 3, "a server to join");
+        job.Servers.Add(Pserver.Start("server", "--scheduler", job.Address, "--join"));
+        await WaitForAsync(job, s => Nodes(s, "server").Count() == 4, "another server to join");
+        output.WriteLine(await DrainAsync(job, IdOf(job.Servers[1], @"Server (\d+) listening")));
+        await WaitForAsync(job, s => Nodes(s, "server").Count() == 3, "the drained server to leave");
+        Assert.True(job.Workers.All(w => !w.Process.HasExited), "the pushes ended before every step was taken: make the run longer\n" + job.Describe());
+        long resent = 0;
+        foreach (var worker in job.Workers)
+        {
+            await worker.WaitForExitAsync(Limit);
+            Assert.True(worker.ExitCode == 0, job.Describe());
+            var summary = Summary(worker, job);
+            Assert.True(summary.GetProperty("ok").GetBoolean(), job.Describe());
+            Assert.Equal(2 * rounds, summary.GetProperty("grew_min").GetDouble());
+            Assert.Equal(2 * rounds, summary.GetProperty("grew_max").GetDouble());
+            resent += summary.GetProperty("resent_slices").GetInt64();
+        }
+        output.WriteLine($"{mode}, replication {replication}: {resent} slices refused by old owners and sent again to new ones");
     }
 }

@@ -8,7 +8,7 @@ namespace ParameterServer.Cli;
 /// <summary>
 /// `pserver bench chaos`: a soak test. A local job (the counter, its rounds handed out as work units) runs while a
 /// random process is killed with SIGKILL every few seconds: the scheduler (restarted on its port with its state
-/// directory), a server (while more than --replication remain), or a worker (while more than one remains). At
+/// directory), a server (while more than --replication remain; a replacement joins the running job), or a worker (while more than one remains). At
 /// the end every counter must have grown by exactly the units done (plus at most the units dead workers held).
 /// </summary>
 internal static class ChaosBench
@@ -70,11 +70,19 @@ internal static class ChaosBench
             Console.Error.WriteLine($"chaos: {servers} servers (replication {replication}), {workers} workers, {units} work units; a kill every {killEvery:0.#} s for {duration} s (seed {seed})");
 
             var kills = new Dictionary<string, int> { ["scheduler"] = 0, ["server"] = 0, ["worker"] = 0 };
+            int joins = 0;
             var watch = Stopwatch.StartNew();
             await Task.Delay(TimeSpan.FromSeconds(Math.Min(killEvery, 2)), ct); // let the job start
             while (watch.Elapsed.TotalSeconds < duration && workerProcesses.Any(w => !w.Process.HasExited))
             {
                 var liveServers = serverProcesses.Where(c => !c.Process.HasExited).ToList();
+                if (liveServers.Count < servers)
+                {
+                    // A replacement for a killed server joins the running job (elastic scaling).
+                    serverProcesses.Add(children.Start($"server {serverProcesses.Count}", ["server", "--scheduler", address, "--join", "--log-level", "warning"], _ => false));
+                    joins++;
+                    Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"chaos: {watch.Elapsed.TotalSeconds:0.0} s: a new server joins"));
+                }
                 var liveWorkers = workerProcesses.Where(c => !c.Process.HasExited).ToList();
                 var kinds = new List<string> { "scheduler" };
                 if (liveServers.Count > replication)
@@ -124,6 +132,7 @@ internal static class ChaosBench
                     ok,
                     seconds = Math.Round(watch.Elapsed.TotalSeconds, 1),
                     kills,
+                    server_joins = joins,
                     units,
                     completions,
                     reassigned,
@@ -135,7 +144,7 @@ internal static class ChaosBench
             else
             {
                 Console.Out.WriteLine(ok
-                    ? $"chaos OK: {kills.Values.Sum()} kills (scheduler {kills["scheduler"]}, servers {kills["server"]}, workers {kills["worker"]}) in {watch.Elapsed.TotalSeconds:0} s; all {units} units done ({completions} completions, {reassigned} reassigned), every counter exact"
+                    ? $"chaos OK: {kills.Values.Sum()} kills (scheduler {kills["scheduler"]}, servers {kills["server"]}, workers {kills["worker"]}) and {joins} server joins in {watch.Elapsed.TotalSeconds:0} s; all {units} units done ({completions} completions, {reassigned} reassigned), every counter exact"
                     : $"chaos FAILED: {summaries.Count} workers reported, {summaries.Count(x => !x.GetProperty("ok").GetBoolean())} with wrong counters (seed {seed})");
             }
             return ok ? ExitCodes.Ok : ExitCodes.Failed;

@@ -26,8 +26,8 @@ internal enum MessageType : byte
     CompleteWork = 14,
     /// <summary>Node -> a restarted scheduler: I am node (id, role) of this job; payload: ints [id, role, units held...].</summary>
     Rejoin = 15,
-    /// <summary>Server -> scheduler: every block that gained a copy in view Round has been copied and applied there.</summary>
-    RefillDone = 16,
+    /// <summary>Server -> scheduler: every block that gained a copy in view Round has been copied and applied there (numbered after the data plane: see Drain).</summary>
+    RefillDone = 28,
 
     // Data plane (worker <-> server).
     Push = 16,

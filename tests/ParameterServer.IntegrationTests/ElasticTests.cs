@@ -134,7 +134,8 @@ public class ElasticTests(ITestOutputHelper output)
     {
         // No pause and several pushes in flight per worker: the switch to a new owner always finds some on their way.
         const int rounds = 2500;
-        using var job = await FailoverTests.Job.StartAsync(2, 2, replication, "--app", "counter", "--json", "--keys", "1000", "--rounds", rounds.ToString(CultureInfo.InvariantCulture),
+        // 16 virtual nodes per server leave the ring shares uneven enough for `pserver rebalance` to move some.
+        using var job = await FailoverTests.Job.StartAsync(2, 2, replication, ["--virtual-nodes", "16"], "--app", "counter", "--json", "--keys", "1000", "--rounds", rounds.ToString(CultureInfo.InvariantCulture),
             "--pause-ms", "1", "--mode", mode, "--consistency", consistency);
         await job.WaitUntilPushingAsync();
         job.Servers.Add(Pserver.Start("server", "--scheduler", job.Address, "--join"));
@@ -143,6 +144,12 @@ public class ElasticTests(ITestOutputHelper output)
         await WaitForAsync(job, s => Nodes(s, "server").Count() == 4, "another server to join");
         output.WriteLine(await DrainAsync(job, IdOf(job.Servers[1], @"Server (\d+) listening")));
         await WaitForAsync(job, s => Nodes(s, "server").Count() == 3, "the drained server to leave");
+        using (var rebalance = await Pserver.RunAsync(Limit, "rebalance", "--scheduler", job.Address))
+        {
+            Assert.True(rebalance.ExitCode == 0, rebalance.Describe());
+            output.WriteLine(rebalance.Stdout.Trim());
+        }
+        await WaitForAsync(job, _ => true, "the rebalance to finish");
         Assert.True(job.Workers.All(w => !w.Process.HasExited), "the pushes ended before every step was taken: make the run longer\n" + job.Describe());
         long resent = 0;
         foreach (var worker in job.Workers)
@@ -156,5 +163,30 @@ public class ElasticTests(ITestOutputHelper output)
             resent += summary.GetProperty("resent_slices").GetInt64();
         }
         output.WriteLine($"{mode}, replication {replication}: {resent} slices refused by old owners and sent again to new ones");
+    }
+
+
+    [Fact]
+    public async Task Logistic_regression_on_a9a_with_a_server_added_mid_training_reaches_the_same_accuracy()
+    {
+        using var job = await FailoverTests.Job.StartAsync(2, 2, 1, "--app", "logreg", "--data", SharedData.A9a, "--test", SharedData.A9aTest, "--json");
+        // Rank 0 prints a line per epoch: add the server once training is under way.
+        await Task.WhenAny(job.Workers.Select(w => w.WaitForLineAsync(l => l.Contains("\"epoch\":1,", StringComparison.Ordinal), Limit)));
+        job.Servers.Add(Pserver.Start("server", "--scheduler", job.Address, "--join"));
+        foreach (var worker in job.Workers)
+        {
+            await worker.WaitForExitAsync(Limit);
+            Assert.True(worker.ExitCode == 0, job.Describe());
+        }
+        await job.Scheduler.WaitForExitAsync(Limit);
+        Assert.Contains("Migration done", job.Scheduler.Stderr, StringComparison.Ordinal);
+        var worker0 = job.Workers.First(w => w.StdoutLines.Any(l => l.Contains("test_accuracy", StringComparison.Ordinal) && !l.Contains("\"epoch\"", StringComparison.Ordinal)));
+        var final = JsonDocument.Parse(worker0.StdoutLines.Last(l => l.StartsWith("{\"app\":\"logreg\"", StringComparison.Ordinal) && !l.Contains("\"epoch\"", StringComparison.Ordinal))).RootElement;
+        int epochsAfterJoin = worker0.StdoutLines.Count(l => l.Contains("\"epoch\"", StringComparison.Ordinal));
+        output.WriteLine($"test accuracy {final.GetProperty("test_accuracy").GetDouble():0.0000}, AUC {final.GetProperty("test_auc").GetDouble():0.0000}; " +
+            job.Scheduler.Stderr.Split('\n').First(l => l.Contains("Migration done", StringComparison.Ordinal)).Trim());
+        Assert.Equal(10, epochsAfterJoin);
+        Assert.True(final.GetProperty("test_accuracy").GetDouble() >= 0.849, job.Describe()); // the target without a join (LogRegClusterTests)
+        Assert.True(final.GetProperty("test_auc").GetDouble() >= 0.900, job.Describe());
     }
 }

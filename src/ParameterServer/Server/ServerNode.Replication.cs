@@ -521,7 +521,7 @@ public sealed partial class ServerNode
         {
             var tables = _tables;
             var table = (uint)tableId < (uint)tables.Length ? tables[tableId] : null;
-            if (table is not null || _tableErrors.ContainsKey(tableId) || Environment.TickCount64 > deadline || _completion.Task.IsCompleted)
+            if ((table is not null && _view is not null) || _tableErrors.ContainsKey(tableId) || Environment.TickCount64 > deadline || _completion.Task.IsCompleted)
             {
                 return table;
             }

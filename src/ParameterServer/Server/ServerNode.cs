@@ -318,6 +318,18 @@ public sealed partial class ServerNode : IAsyncDisposable
         var tables = _tables;
         table = ((uint)header.TableId < (uint)tables.Length ? tables[header.TableId] : null)!;
         keys = default;
+        if (table is null && header.ViewNumber > (view?.Number ?? 0))
+        {
+            // The worker routes by a view this server has not installed yet (it just joined): wait for it.
+            long deadline = Environment.TickCount64 + 5000;
+            while ((_view?.Number ?? 0) < header.ViewNumber && Environment.TickCount64 < deadline && !_completion.Task.IsCompleted)
+            {
+                Thread.Sleep(1);
+            }
+            view = _view!;
+            tables = _tables;
+            table = ((uint)header.TableId < (uint)tables.Length ? tables[header.TableId] : null)!;
+        }
         if (view is null || table is null)
         {
             string why = _tableErrors.TryGetValue(header.TableId, out var error) ? error : "declare it first (PsClient.DeclareTableAsync)";

@@ -322,11 +322,9 @@ public sealed partial class PsClient
             slice.PredecessorView = old.PredecessorView;
             slice.Resent = true;
             MapPositions(old, slice);
-            if (op.Kind != MessageType.Pull && op.Table.Info.Mode == UpdateMode.Sync && !old.LostWithServer)
-            {
-                // Refused by a server that no longer owns the keys: applied nowhere, so an ordinary push of its round.
-            }
-            else if (op.Kind != MessageType.Pull && op.Table.Info.Mode == UpdateMode.Sync)
+            // A sync push refused by a server that no longer owns its keys was applied nowhere: it goes out as an
+            // ordinary push of its round (no flags). One lost with its server is marked as a resend below.
+            if (op.Kind != MessageType.Pull && op.Table.Info.Mode == UpdateMode.Sync && old.LostWithServer)
             {
                 // A sync push keeps its round; Aux names the server it was meant for, whose round aggregate the new
                 // owner may hold already (then it only acknowledges).

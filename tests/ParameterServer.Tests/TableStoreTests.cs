@@ -115,6 +115,19 @@ public class TableStoreTests
     }
 
     [Fact]
+    public void A_dropped_block_forgets_its_rows_and_others_keep_theirs()
+    {
+        var store = Store(new TableSpec("t") { DenseSize = 100, BlockKeys = 10 }, UpdateHandlers.Sum);
+        store.Apply(KeyList.Of([3, 15]), [1f, 2f]);
+        Assert.Equal([0L, 1L], store.StoredBlocks());
+        store.DropBlock(0);
+        Assert.Equal([1L], store.StoredBlocks());
+        var read = new float[2];
+        store.Read(KeyList.Of([3, 15]), read);
+        Assert.Equal([0f, 2f], read);
+    }
+
+    [Fact]
     public void Sync_aggregator_applies_a_round_once_when_every_worker_pushed()
     {
         var store = Store(new TableSpec("t") { Mode = UpdateMode.Sync }, UpdateHandlers.Sgd(1));

@@ -189,6 +189,10 @@ public sealed partial class ServerNode : IAsyncDisposable
             {
                 StartRefill(previous, view);
                 HandOverSyncRounds(view, tables, participants);
+                if (previous.InTransition && !view.InTransition)
+                {
+                    DropMovedBlocks(view, tables);
+                }
             }
             if (previous is not null && !previous.Workers.Select(w => w.Id).SequenceEqual(view.Workers.Select(w => w.Id)))
             {
@@ -231,6 +235,50 @@ public sealed partial class ServerNode : IAsyncDisposable
     }
 
     private volatile SyncAggregator.Participants _participants = new([], false);
+
+    /// <summary>
+    /// After a migration switched owners, forgets the blocks this server no longer holds (chains only lose members
+    /// when ranges move, never when a server dies). Under the write side of the forward lock: no push is applied meanwhile.
+    /// </summary>
+    private void DropMovedBlocks(ClusterView view, TableStore?[] tables)
+    {
+        int mySlot = view.SlotOfServer(Id);
+        if (mySlot < 0)
+        {
+            return;
+        }
+        long dropped = 0;
+        _forwardOrder.EnterWriteLock();
+        try
+        {
+            foreach (var table in tables)
+            {
+                if (table is null || view.FindTable(table.Info.Id) is null)
+                {
+                    continue;
+                }
+                var placement = view.PlacementOf(table.Info);
+                Span<int> chain = stackalloc int[Math.Max(1, placement.ChainLength)];
+                foreach (long block in table.StoredBlocks())
+                {
+                    int n = placement.ChainOfBlock(block, chain);
+                    if (!chain[..n].Contains(mySlot))
+                    {
+                        table.DropBlock(block);
+                        dropped++;
+                    }
+                }
+            }
+        }
+        finally
+        {
+            _forwardOrder.ExitWriteLock();
+        }
+        if (dropped > 0)
+        {
+            _log.LogInformation("Server {Id}: dropped {Blocks} blocks that moved to other servers in view {View}", Id, dropped, view.Number);
+        }
+    }
 
     /// <summary>
     /// Under a view where this server no longer owns some keys, the pushes of open sync rounds that hold such keys
@@ -424,6 +472,19 @@ public sealed partial class ServerNode : IAsyncDisposable
                 {
                     FinishRounds(table, rounds, lockHeld: true);
                 }
+                if (late)
+                {
+                    // Its round was applied here already (the push was refused by a server that handed its keys
+                    // over and sent again): applied on its own, still under this view.
+                    if (current.ChainLength > 1)
+                    {
+                        deferred = ApplyAndForward(connection, header, table, keys, values);
+                    }
+                    else
+                    {
+                        table.Apply(keys, values);
+                    }
+                }
             }
             else if (current.ChainLength > 1)
             {
@@ -443,13 +504,9 @@ public sealed partial class ServerNode : IAsyncDisposable
             SendError(connection, header, refusal.Code, refusal.Message);
             return;
         }
-        if (table.Aggregator is not null)
+        if (table.Aggregator is not null && !late)
         {
-            if (late)
-            {
-                ApplyAlone(connection, header, view, table, keys, values);
-            }
-            return;
+            return; // acknowledged with its round
         }
         if (deferred)
         {

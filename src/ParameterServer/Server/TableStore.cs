@@ -283,6 +283,20 @@ internal sealed class TableStore
         return added;
     }
 
+    /// <summary>Forgets a block's rows (it moved to other servers); a later write starts it afresh.</summary>
+    public void DropBlock(long index)
+    {
+        if (_hugeBlocks is not null)
+        {
+            lock (_hugeBlocks)
+            {
+                _hugeBlocks.Remove(index);
+            }
+            return;
+        }
+        Volatile.Write(ref _blocks[index], null);
+    }
+
     /// <summary>Indexes of the blocks that hold rows (or storage), ascending.</summary>
     public List<long> StoredBlocks()
     {

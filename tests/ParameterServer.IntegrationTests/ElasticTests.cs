@@ -189,4 +189,39 @@ public class ElasticTests(ITestOutputHelper output)
         Assert.True(final.GetProperty("test_accuracy").GetDouble() >= 0.849, job.Describe()); // the target without a join (LogRegClusterTests)
         Assert.True(final.GetProperty("test_auc").GetDouble() >= 0.900, job.Describe());
     }
+
+    [Fact]
+    public async Task Joins_and_drains_that_cannot_work_are_refused_with_the_reason()
+    {
+        // Before the job starts, nothing can join.
+        var waiting = Pserver.Start("scheduler", "--port", "0", "--servers", "2", "--workers", "1");
+        try
+        {
+            string line = await waiting.WaitForLineAsync(l => l.StartsWith("scheduler listening on ", StringComparison.Ordinal), Limit);
+            using var early = await Pserver.RunAsync(Limit, "server", "--scheduler", line["scheduler listening on ".Length..], "--join");
+            Assert.NotEqual(0, early.ExitCode);
+            Assert.Contains("has not started yet", early.Stderr, StringComparison.Ordinal);
+        }
+        finally
+        {
+            waiting.Dispose();
+        }
+
+        using var job = await FailoverTests.Job.StartAsync(1, 1, 1, "--app", "counter", "--rounds", "2500", "--pause-ms", "2");
+        await job.WaitUntilPushingAsync();
+        async Task<string> Refusal(params string[] arguments)
+        {
+            using var p = await Pserver.RunAsync(Limit, arguments);
+            Assert.True(p.ExitCode != 0, p.Describe());
+            return p.Stderr;
+        }
+        Assert.Contains("not a live node", await Refusal("drain", "--scheduler", job.Address, "--node", "99"), StringComparison.Ordinal);
+        int server = IdOf(job.Servers[0], @"Server (\d+) listening");
+        Assert.Contains("is the last server", await Refusal("drain", "--scheduler", job.Address, "--node", server.ToString(CultureInfo.InvariantCulture)), StringComparison.Ordinal);
+        int worker = IdOf(job.Workers[0], @"Worker (\d+) \(rank");
+        Assert.Contains("cannot hand its data over", await Refusal("drain", "--scheduler", job.Address, "--node", worker.ToString(CultureInfo.InvariantCulture)), StringComparison.Ordinal);
+        Assert.Contains("--join", await Refusal("server", "--scheduler", job.Address), StringComparison.Ordinal); // one server too many without --join
+        await job.Workers[0].WaitForExitAsync(Limit);
+        Assert.True(job.Workers[0].ExitCode == 0, job.Describe()); // the refusals changed nothing
+    }
 }

@@ -24,6 +24,11 @@ public sealed class LogRegApp(LogRegOptions options) : IPsApp
     {
         options.Validate();
         var client = context.Client;
+        if (client.Joined)
+        {
+            // Each worker reads its share of the data file by rank, fixed at the start: a newcomer would re-read rows.
+            throw new ArgumentException("logreg splits the training data by rank when the job starts, so a worker cannot join a running logreg job; add servers with pserver server --join, or start the job with more --workers");
+        }
         bool sequential = options.Consistency.Tau == 0;
         var mode = sequential ? UpdateMode.Sync : UpdateMode.Async;
         var weightsTable = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.weights") { Handler = options.HandlerSpec, Mode = mode }, cancellationToken).ConfigureAwait(false);

@@ -56,6 +56,9 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
     /// <summary>This worker's node id (unique in the job).</summary>
     public int NodeId { get; private set; } = -1;
 
+    /// <summary>True when this worker joined a running job (<see cref="WorkerOptions.Join"/>) rather than being one it started with.</summary>
+    public bool Joined => _options.Join;
+
     /// <summary>
     /// True when this worker joined the running job (<see cref="WorkerOptions.Join"/>) after the others passed their
     /// first barrier: it missed the start, and its barriers line up with the others' next ones.

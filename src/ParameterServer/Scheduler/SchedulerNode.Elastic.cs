@@ -176,15 +176,18 @@ public sealed partial class SchedulerNode
         {
             return;
         }
-        // Only servers that own ranges now copy anything; a joining server reports nothing.
-        var lagging = _nodes.Values.Where(n => n.Role == NodeRole.Server && n.Alive && n.Points != 0 && n.RefilledView < _transitionView).ToList();
+        // Only servers that own ranges now copy anything; a joining server reports nothing. Workers must route by the
+        // transition view too: a push they cut by an older view then has had the whole copy phase to arrive, and one
+        // cut by the transition view keeps its values in its frame, so it can be sent again if refused.
+        var lagging = _nodes.Values.Where(n => n.Alive && ((n.Role == NodeRole.Server && n.Points != 0 && n.RefilledView < _transitionView)
+            || (n.Role == NodeRole.Worker && !n.Finished && n.AckedView < _transitionView))).ToList();
         if (lagging.Count > 0)
         {
             long started = _migrations.Count > 0 ? _migrations.Min(m => m.StartedAt) : Environment.TickCount64;
             if (!_migrationSlowLogged && Environment.TickCount64 - started > 30_000)
             {
                 _migrationSlowLogged = true;
-                _log.LogWarning("Migration still copying after 30 s: waiting for {Servers} to report their copies for view {View}",
+                _log.LogWarning("Migration still copying after 30 s: waiting for {Nodes} to report their copies for (or accept) view {View}",
                     string.Join(", ", lagging.Select(n => n.Info.Describe())), _transitionView);
             }
             return;

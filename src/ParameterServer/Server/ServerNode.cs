@@ -168,10 +168,20 @@ public sealed partial class ServerNode : IAsyncDisposable
                 paused = false;
                 _log.LogWarning("Server {Id}: installing view {View} without waiting for a large push: {Message}", Id, view.Number, ex.Message);
             }
+            RememberView(view); // before a push cut by it can arrive
+            var participants = new SyncAggregator.Participants(view.Workers.Select(w => w.Id).ToArray(), view.Nodes.Any(n => n.Id == Id && n.Joined));
+            bool newer = previous is not null && previous.Number < view.Number;
+            List<(TableStore Table, List<SyncAggregator.PendingAck> Acks)>? refused = null;
             _forwardOrder.EnterWriteLock();
             try
             {
                 _view = view;
+                _participants = participants;
+                if (newer)
+                {
+                    // With the view, not after it: a round completing in between would apply moved keys here.
+                    refused = TakeMovedSyncPushes(view, tables, participants);
+                }
             }
             finally
             {
@@ -181,14 +191,11 @@ public sealed partial class ServerNode : IAsyncDisposable
                     ResumeStreamedApplies();
                 }
             }
-            RememberView(view);
+            RefuseMovedSyncPushes(view, refused);
             RestoreIfAsked(view);
-            var participants = new SyncAggregator.Participants(view.Workers.Select(w => w.Id).ToArray(), view.Nodes.Any(n => n.Id == Id && n.Joined));
-            _participants = participants;
-            if (previous is not null && previous.Number < view.Number)
+            if (previous is not null && newer)
             {
                 StartRefill(previous, view);
-                HandOverSyncRounds(view, tables, participants);
                 if (previous.InTransition && !view.InTransition)
                 {
                     DropMovedBlocks(view, tables);
@@ -281,12 +288,14 @@ public sealed partial class ServerNode : IAsyncDisposable
     }
 
     /// <summary>
-    /// Under a view where this server no longer owns some keys, the pushes of open sync rounds that hold such keys
-    /// are refused (WrongOwner): nothing of them is applied, and their workers send them again to the new owners.
+    /// Under a view where this server no longer owns some keys, the pushes of open sync rounds that hold such keys are
+    /// taken out of their rounds (under the forward lock's write side, with the view's installation); they are then
+    /// refused (WrongOwner): nothing of them was applied, and their workers send them again to the new owners.
     /// </summary>
-    private void HandOverSyncRounds(ClusterView view, TableStore?[] tables, SyncAggregator.Participants participants)
+    private List<(TableStore Table, List<SyncAggregator.PendingAck> Acks)>? TakeMovedSyncPushes(ClusterView view, TableStore?[] tables, SyncAggregator.Participants participants)
     {
         int mySlot = view.SlotOfServer(Id);
+        List<(TableStore, List<SyncAggregator.PendingAck>)>? refused = null;
         foreach (var table in tables)
         {
             if (table?.Aggregator is not { } aggregator || view.FindTable(table.Info.Id) is null)
@@ -294,21 +303,24 @@ public sealed partial class ServerNode : IAsyncDisposable
                 continue;
             }
             var placement = view.PlacementOf(table.Info);
-            List<SyncAggregator.PendingAck> refused;
-            _forwardOrder.EnterReadLock();
-            try
+            var acks = aggregator.TakeMoved(key => mySlot >= 0 && placement.SlotOf(key) == mySlot, participants, out var rounds);
+            if (rounds is not null)
             {
-                refused = aggregator.TakeMoved(key => mySlot >= 0 && placement.SlotOf(key) == mySlot, participants, out var rounds);
-                if (rounds is not null)
-                {
-                    FinishRounds(table, rounds, lockHeld: true);
-                }
+                FinishRounds(table, rounds, lockHeld: true);
             }
-            finally
+            if (acks.Count > 0)
             {
-                _forwardOrder.ExitReadLock();
+                (refused ??= new()).Add((table, acks));
             }
-            foreach (var ack in refused)
+        }
+        return refused;
+    }
+
+    private void RefuseMovedSyncPushes(ClusterView view, List<(TableStore Table, List<SyncAggregator.PendingAck> Acks)>? refused)
+    {
+        foreach (var (table, acks) in refused ?? [])
+        {
+            foreach (var ack in acks)
             {
                 try
                 {
@@ -318,10 +330,7 @@ public sealed partial class ServerNode : IAsyncDisposable
                 {
                 }
             }
-            if (refused.Count > 0)
-            {
-                _log.LogInformation("Server {Id}: {Count} pushes of open rounds of table '{Table}' hold keys that moved; refused, to be sent to their new owners", Id, refused.Count, table.Info.Name);
-            }
+            _log.LogInformation("Server {Id}: {Count} pushes of open rounds of table '{Table}' hold keys that moved; refused, to be sent to their new owners", Id, acks.Count, table.Info.Name);
         }
     }
 

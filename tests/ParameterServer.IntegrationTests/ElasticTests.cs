@@ -224,4 +224,50 @@ public class ElasticTests(ITestOutputHelper output)
         await job.Workers[0].WaitForExitAsync(Limit);
         Assert.True(job.Workers[0].ExitCode == 0, job.Describe()); // the refusals changed nothing
     }
+
+    [Fact]
+    public async Task A_scheduler_killed_during_a_migration_finishes_it_after_its_restart()
+    {
+        string state = Directory.CreateTempSubdirectory("ps-elastic-state-").FullName;
+        try
+        {
+            const int units = 600;
+            using var job = await FailoverTests.Job.StartAsync(2, 2, 1, ["--state-dir", state],
+                "--app", "counter", "--json", "--keys", "20000", "--work-units", units.ToString(CultureInfo.InvariantCulture), "--pause-ms", "15");
+            string port = job.Address[(job.Address.LastIndexOf(':') + 1)..];
+            await job.WaitUntilPushingAsync();
+            job.Servers.Add(Pserver.Start("server", "--scheduler", job.Address, "--join"));
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            while (!job.Scheduler.Stderr.Contains("Migration started", StringComparison.Ordinal) && watch.Elapsed < Limit)
+            {
+                await Task.Delay(2);
+            }
+            await Task.Delay(80); // the state file records the join within about 50 ms; the copies take longer
+            job.Scheduler.Process.Kill();
+            await job.Scheduler.WaitForExitAsync(Limit);
+            using var restarted = Pserver.Start("scheduler", "--port", port, "--servers", "2", "--workers", "2", "--state-dir", state);
+            foreach (var worker in job.Workers)
+            {
+                await worker.WaitForExitAsync(Limit);
+                Assert.True(worker.ExitCode == 0, $"{job.Describe()}\n=== restarted scheduler ===\n{restarted.Describe()}");
+                var summary = Summary(worker, job);
+                Assert.True(summary.GetProperty("ok").GetBoolean(), restarted.Describe());
+                Assert.Equal(units, summary.GetProperty("grew_min").GetDouble());
+                Assert.Equal(units, summary.GetProperty("grew_max").GetDouble());
+            }
+            await restarted.WaitForExitAsync(Limit);
+            Assert.True(restarted.ExitCode == 0, restarted.Describe());
+            bool resumed = restarted.Stderr.Contains("Resuming a migration", StringComparison.Ordinal);
+            if (resumed)
+            {
+                Assert.True(restarted.Stderr.Contains("Migration done", StringComparison.Ordinal), restarted.Describe()); // and finished it
+            }
+            output.WriteLine(resumed ? "the kill landed during the migration; the restarted scheduler finished it"
+                : job.Scheduler.Stderr.Contains("Migration done", StringComparison.Ordinal) ? "the migration was done before the kill landed" : "the join was not recorded before the kill");
+        }
+        finally
+        {
+            Directory.Delete(state, recursive: true);
+        }
+    }
 }

@@ -101,6 +101,8 @@ public sealed partial class SchedulerNode
         {
             _transitionView = state.View + 1; // a migration was under way: its copies are confirmed again for the next view
             _migrations.Add(new Migration("a migration resumed after the scheduler restarted", state.View + 1, Environment.TickCount64, 0));
+            _log.LogWarning("Resuming a migration: {Servers} move toward their new virtual nodes once the copies are confirmed",
+                string.Join(", ", state.Nodes.Where(n => n.Alive && n.Points != n.TargetPoints).Select(n => $"server {n.Id} ({n.Points} -> {n.TargetPoints})")));
         }
         if (state.Work is { } work)
         {

@@ -179,7 +179,7 @@ public sealed partial class SchedulerNode
         if (fields.Length < 2 || !_nodes.TryGetValue(fields[0], out var node) || (int)node.Role != fields[1] || !node.Alive)
         {
             outbox.Add(Error(connection, header, ErrorCode.Conflict,
-                $"node {(fields.Length > 0 ? fields[0] : -1)} is not a live node of this job (was the scheduler restarted without its --state-dir, or was the node declared dead?)"));
+                $"node {(fields.Length > 0 ? fields[0] : -1)} is not a live node of this job: the scheduler was restarted without its --state-dir, the node was declared dead, or it joined just before the scheduler stopped (start it again with --join)"));
             return;
         }
         node.Connection?.Close("replaced by a rejoin");

@@ -14,7 +14,7 @@ internal static class StatusCommand
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
             string address = p.GetValue(Options.Scheduler)!;
-            var (view, migrations) = await ControlChannel.FetchStatusAsync(address, TimeSpan.FromSeconds(10), ct);
+            var (view, migrations, traffic) = await ControlChannel.FetchStatusAsync(address, TimeSpan.FromSeconds(10), ct);
             var ranges = Ranges(view);
             var shares = view.Ring.Shares();
             if (p.GetValue(Options.Json))
@@ -34,6 +34,9 @@ internal static class StatusCommand
                     migrating = view.InTransition,
                     moving_fraction = view.MovedRingFraction(),
                     migrations,
+                    bytes_sent = traffic.Values.Sum(t => t.BytesSent),
+                    bytes_received = traffic.Values.Sum(t => t.BytesReceived),
+                    traffic = traffic.OrderBy(t => t.Key).ToDictionary(t => t.Key.ToString(CultureInfo.InvariantCulture), t => t.Value.ToJson()),
                     ranges = ranges.Select(r => new { server = r.Server, chain = r.Chain, start = Hex(r.Start), end = Hex(r.End) }),
                     tables = view.Tables.Select(t => new { id = t.Id, name = t.Name, width = t.Width, handler = t.Handler, mode = t.Mode.ToString().ToLowerInvariant(), dense_size = t.DenseSize }),
                 }));
@@ -64,6 +67,13 @@ internal static class StatusCommand
             foreach (var t in view.Tables)
             {
                 Console.Out.WriteLine($"table {t.Id}: {t.Describe()}");
+            }
+            foreach (var (id, counts) in traffic.OrderBy(t => t.Key))
+            {
+                var node = view.Nodes.FirstOrDefault(n => n.Id == id);
+                string types = string.Join(", ", counts.Types().OrderByDescending(t => t.BytesOut).Take(4).Where(t => t.BytesOut > 0)
+                    .Select(t => $"{t.Type} {Megabytes(t.BytesOut)}"));
+                Console.Out.WriteLine($"traffic of {node?.Describe() ?? $"node {id}"}: sent {Megabytes(counts.BytesSent)}, received {Megabytes(counts.BytesReceived)}{(types.Length > 0 ? $" (sent: {types})" : "")}");
             }
             return ExitCodes.Ok;
         }));
@@ -121,4 +131,6 @@ internal static class StatusCommand
     }
 
     private static string Hex(ulong value) => "0x" + value.ToString("x16", CultureInfo.InvariantCulture);
+
+    private static string Megabytes(long bytes) => string.Create(CultureInfo.InvariantCulture, $"{bytes / 1e6:0.###} MB");
 }

@@ -52,19 +52,39 @@ internal sealed class Connection
     private long _bytesSent;
     private long _bytesReceived;
 
-    public Connection(Socket socket, IFrameHandler handler, TransportOptions options, ILogger? logger, string peer)
+    public Connection(Socket socket, IFrameHandler handler, TransportOptions options, ILogger? logger, string peer, TrafficMeter? meter = null)
     {
         _socket = socket;
         _handler = handler;
         _options = options;
         _logger = logger;
-        Peer = peer;
+        Traffic = meter?.Add(peer) ?? new PeerTraffic(peer);
+        _peer = peer;
         socket.NoDelay = true;
         _pending = ArrayPool<byte>.Shared.Rent(64 << 10);
     }
 
     /// <summary>Who is on the other end, for messages ("server 2 at 127.0.0.1:5001"). Updated once the peer identifies itself.</summary>
-    public string Peer { get; set; }
+    public string Peer
+    {
+        get => _peer;
+        set
+        {
+            _peer = value;
+            Traffic.Label = value;
+        }
+    }
+
+    private string _peer;
+
+    /// <summary>Whole frames and their bytes, by message type, in and out of this connection.</summary>
+    public PeerTraffic Traffic { get; }
+
+    /// <summary>
+    /// Counts a frame a caller sent in pieces with <see cref="SendExclusive"/> and friends (the batch and
+    /// <see cref="SendFrame(byte[], int)"/> count their frames themselves).
+    /// </summary>
+    public void CountSent(MessageType type, long frameLength) => Traffic.CountOut((byte)type, frameLength);
 
     /// <summary>State owned by the handler (for example the peer's node id).</summary>
     public object? Tag { get; set; }
@@ -82,7 +102,7 @@ internal sealed class Connection
     public int MaxFrameBytes => _options.MaxFrameBytes;
 
     /// <summary>Opens a connection, or throws <see cref="TransportException"/> naming the peer and the cause.</summary>
-    public static Connection Connect(string host, int port, IFrameHandler handler, TransportOptions options, ILogger? logger, string peer)
+    public static Connection Connect(string host, int port, IFrameHandler handler, TransportOptions options, ILogger? logger, string peer, TrafficMeter? meter = null)
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         try
@@ -109,7 +129,7 @@ internal sealed class Connection
             };
             throw new TransportException($"cannot connect to {peer} at {host}:{port}: {cause}", ex);
         }
-        var connection = new Connection(socket, handler, options, logger, peer);
+        var connection = new Connection(socket, handler, options, logger, peer, meter);
         connection.Start();
         return connection;
     }
@@ -224,6 +244,7 @@ internal sealed class Connection
             try
             {
                 SendExclusive(frame.AsSpan(0, length));
+                Traffic.CountOut(frame[3], length);
             }
             finally
             {
@@ -355,6 +376,7 @@ internal sealed class Connection
         {
             return;
         }
+        Traffic.CountOut(_pending[_pendingLength + 3], _reservedLength);
         _pendingLength += _reservedLength;
         _reservedLength = -1;
         // A receive thread mid-batch, or one that awaits answers, flushes after its (next) batch: it checks under this
@@ -589,6 +611,7 @@ internal sealed class Connection
                 }
                 return true;
             }
+            Traffic.CountIn((byte)header.Type, frameLength);
             _handler.OnFrame(this, header, buffer.AsSpan(start + FrameHeader.Size, header.PayloadLength));
             start += frameLength;
         }
@@ -614,6 +637,7 @@ internal sealed class Connection
     private bool ReceiveLarge(ref byte[] buffer, ref int start, ref int end, in FrameHeader header)
     {
         EndBatch(); // what earlier frames of the batch queued goes out before this thread blocks again
+        Traffic.CountIn((byte)header.Type, header.FrameLength);
         try
         {
             return ReceiveLargeFrame(ref buffer, ref start, ref end, header);

@@ -157,7 +157,7 @@ public sealed class CounterApp(CounterOptions options) : IPsApp
         double seconds = watch.Elapsed.TotalSeconds;
         if (context.Json)
         {
-            context.Output.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+            var summary = new Dictionary<string, object?>
             {
                 ["app"] = "counter",
                 ["ok"] = mismatches == 0,
@@ -179,7 +179,14 @@ public sealed class CounterApp(CounterOptions options) : IPsApp
                 ["resent_slices"] = client.Failovers,
                 ["failover_ms"] = client.LastFailover is { } f ? Math.Round(f.TotalMilliseconds, 1) : -1,
                 ["failover_answered_unix_ms"] = client.LastFailoverAnsweredUnixMs,
-            }));
+            };
+            // This worker's own counters (the job's need every worker at a barrier, and workers that joined or were
+            // drained have left by now).
+            var own = client.TrafficMeter.Snapshot();
+            summary["bytes_sent"] = own.BytesSent;
+            summary["bytes_received"] = own.BytesReceived;
+            summary["traffic"] = own.ToJson();
+            context.Output.WriteLine(JsonSerializer.Serialize(summary));
         }
         else if (mismatches == 0)
         {

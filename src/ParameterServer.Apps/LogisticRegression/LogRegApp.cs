@@ -77,7 +77,6 @@ public sealed class LogRegApp(LogRegOptions options) : IPsApp
                 using var testReader = new LibSvmReader(test, context.Rank, context.WorkerCount, readerOptions);
                 trainer.Evaluate(testReader, metrics, cancellationToken);
             }
-            var (sent, received) = client.Traffic;
             var vector = new float[Stride];
             metrics.WriteTo(vector);
             int x = BinaryMetrics.VectorLength;
@@ -85,11 +84,10 @@ public sealed class LogRegApp(LogRegOptions options) : IPsApp
             vector[x + 1] = result.Rows;
             vector[x + 2] = (float)trainSeconds;
             vector[x + 3] = (float)waitSeconds;
-            vector[x + 4] = sent / 1e6f;
-            vector[x + 5] = received / 1e6f;
             vector[x + 6] = 1; // workers reporting
             ulong first = (ulong)(epoch * Stride);
             await client.WaitAsync(metricsTable.PushRange(first, vector), cancellationToken).ConfigureAwait(false);
+            JobTraffic.Publish(client);
             await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
 
             if (context.Rank == 0)
@@ -102,7 +100,7 @@ public sealed class LogRegApp(LogRegOptions options) : IPsApp
                 double seconds = all[x + 2] / workers;
                 trainRowsTotal += (long)rows;
                 trainSecondsTotal += seconds;
-                var (serverSent, serverReceived) = await ServerTrafficAsync(client, cancellationToken).ConfigureAwait(false);
+                var (workerTraffic, serverTraffic) = await JobTraffic.CollectAsync(client, cancellationToken).ConfigureAwait(false);
                 var line = new Dictionary<string, object?>
                 {
                     ["app"] = "logreg",
@@ -114,9 +112,8 @@ public sealed class LogRegApp(LogRegOptions options) : IPsApp
                     ["examples_per_sec"] = Math.Round(rows / Math.Max(seconds, 1e-9)),
                     ["wait_fraction"] = Round(all[x + 3] / Math.Max(all[x + 2], 1e-9)),
                     ["seconds"] = Math.Round(seconds, 3),
-                    ["bytes_sent"] = (long)(all[x + 4] * 1e6) + serverSent,
-                    ["bytes_received"] = (long)(all[x + 5] * 1e6) + serverReceived,
                 };
+                JobTraffic.AddTo(line, workerTraffic, serverTraffic);
                 summary = line;
                 if (context.Json)
                 {
@@ -151,6 +148,7 @@ public sealed class LogRegApp(LogRegOptions options) : IPsApp
                 ["nonzero_weights"] = nonzero,
                 ["bytes_sent"] = summary.GetValueOrDefault("bytes_sent", 0L),
                 ["bytes_received"] = summary.GetValueOrDefault("bytes_received", 0L),
+                ["traffic"] = summary.GetValueOrDefault("traffic"),
                 ["epochs"] = options.Epochs,
                 ["workers"] = context.WorkerCount,
                 ["servers"] = client.ServerCount,
@@ -178,19 +176,6 @@ public sealed class LogRegApp(LogRegOptions options) : IPsApp
         var all = new float[context.WorkerCount];
         await context.Client.WaitAsync(table.PullRange(0, all), cancellationToken).ConfigureAwait(false);
         return (int)all.Max();
-    }
-
-    private static async Task<(long Sent, long Received)> ServerTrafficAsync(PsClient client, CancellationToken cancellationToken)
-    {
-        long sent = 0;
-        long received = 0;
-        foreach (var json in await client.GetServerStatsAsync(cancellationToken).ConfigureAwait(false))
-        {
-            using var doc = JsonDocument.Parse(json);
-            sent += doc.RootElement.GetProperty("bytes_sent").GetInt64();
-            received += doc.RootElement.GetProperty("bytes_received").GetInt64();
-        }
-        return (sent, received);
     }
 
     /// <summary>Six decimals; null (JSON null) when undefined, e.g. test metrics without a test file.</summary>

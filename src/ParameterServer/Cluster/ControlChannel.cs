@@ -47,6 +47,30 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
     /// <summary>Closed for good: disposed, or lost and not reconnected within the grace period.</summary>
     public bool IsClosed => _disposed || _lost || _connection is null;
 
+    private TrafficMeter? _meter;
+
+    /// <summary>
+    /// Sends this node's traffic counters to the scheduler now (a heartbeat with a payload). Frames on the channel
+    /// stay in order, so a barrier entered after this finds the counters at the scheduler.
+    /// </summary>
+    public void PublishTraffic()
+    {
+        if (_meter is null)
+        {
+            return;
+        }
+        var w = new PayloadWriter();
+        _meter.Snapshot().Write(w);
+        Send(MessageType.Heartbeat, w.WrittenSpan);
+    }
+
+    /// <summary>The traffic counters the scheduler last heard from each live node (see <see cref="PublishTraffic"/>).</summary>
+    public async Task<Dictionary<int, TrafficSnapshot>> FetchTrafficAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var reply = await CallAsync(MessageType.Status, ReadOnlyMemory<byte>.Empty, "a status request", timeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+        return ReadStatus(reply.Payload).Traffic;
+    }
+
     /// <summary>
     /// After a lost connection, reconnect for up to <paramref name="grace"/> (a restarted scheduler resumes the job)
     /// and rejoin with <paramref name="rejoinPayload"/>; calls in flight are sent again. Only if that fails is the
@@ -59,13 +83,14 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
     }
 
     /// <summary>Connects to the scheduler at "host:port" or throws <see cref="PsException"/> (Unreachable) saying so.</summary>
-    public static ControlChannel Connect(string address, TransportOptions options, ILogger? logger, Action<FrameHeader, byte[]> onPush, Action<string>? onClosed = null)
+    public static ControlChannel Connect(string address, TransportOptions options, ILogger? logger, Action<FrameHeader, byte[]> onPush, Action<string>? onClosed = null, TrafficMeter? meter = null)
     {
         var (host, port) = Endpoints.Parse(address, "--scheduler");
         var channel = new ControlChannel(address, onPush, onClosed);
         try
         {
-            channel._connection = Connection.Connect(host, port, channel, options, logger, $"the scheduler");
+            channel._connection = Connection.Connect(host, port, channel, options, logger, $"the scheduler", meter);
+            channel._meter = meter;
             channel._transport = options;
             channel._logger = logger;
         }
@@ -81,14 +106,15 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
         (await FetchStatusAsync(address, timeout, cancellationToken).ConfigureAwait(false)).View;
 
     /// <summary>The scheduler's current view and its migrations (done and in progress), one line each.</summary>
-    public static async Task<(ClusterView View, string[] Migrations)> FetchStatusAsync(string address, TimeSpan timeout, CancellationToken cancellationToken)
+    public static async Task<(ClusterView View, string[] Migrations, Dictionary<int, TrafficSnapshot> Traffic)> FetchStatusAsync(string address, TimeSpan timeout, CancellationToken cancellationToken)
     {
         using var channel = Connect(address, new TransportOptions { ConnectTimeout = timeout }, null, (_, _) => { });
         var reply = await channel.CallAsync(MessageType.Status, ReadOnlyMemory<byte>.Empty, "a status request", timeout, cancellationToken: cancellationToken).ConfigureAwait(false);
         return ReadStatus(reply.Payload);
     }
 
-    private static (ClusterView View, string[] Migrations) ReadStatus(ReadOnlySpan<byte> payload)
+    /// <summary>The status reply: the view, the migration lines, then each node's last published traffic counters.</summary>
+    private static (ClusterView View, string[] Migrations, Dictionary<int, TrafficSnapshot> Traffic) ReadStatus(ReadOnlySpan<byte> payload)
     {
         var r = new PayloadReader(payload);
         var view = ClusterView.Read(ref r);
@@ -97,7 +123,14 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
         {
             migrations[i] = r.ReadString(4096);
         }
-        return (view, migrations);
+        var traffic = new Dictionary<int, TrafficSnapshot>();
+        int nodes = r.Remaining > 0 ? r.ReadCount(1 << 20) : 0;
+        for (int i = 0; i < nodes; i++)
+        {
+            int id = r.ReadInt32();
+            traffic[id] = TrafficSnapshot.Read(ref r);
+        }
+        return (view, migrations, traffic);
     }
 
     /// <summary>Asks the scheduler to drain a node (pserver drain); returns its answer.</summary>
@@ -172,11 +205,20 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
     {
         var thread = new Thread(() =>
         {
+            long beats = 0;
             while (!stopped() && !IsClosed)
             {
                 try
                 {
-                    Send(MessageType.Heartbeat, []);
+                    // About once a second a heartbeat carries the node's traffic counters (for `pserver status`).
+                    if (_meter is not null && beats++ % Math.Max(1, (long)(1000 / Math.Max(1, interval.TotalMilliseconds))) == 0)
+                    {
+                        PublishTraffic();
+                    }
+                    else
+                    {
+                        Send(MessageType.Heartbeat, []);
+                    }
                 }
                 catch (PsException)
                 {
@@ -268,7 +310,7 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
             Connection connection;
             try
             {
-                connection = Connection.Connect(host, port, this, _transport, _logger, "the scheduler");
+                connection = Connection.Connect(host, port, this, _transport, _logger, "the scheduler", _meter);
             }
             catch (TransportException ex)
             {

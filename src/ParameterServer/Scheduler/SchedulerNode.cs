@@ -19,6 +19,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
     private readonly SchedulerOptions _options;
     private readonly ILogger _log;
     private readonly Listener _listener;
+    private readonly TrafficMeter _traffic = new();
     private readonly Lock _lock = new();
     private readonly Dictionary<int, NodeState> _nodes = new();
     private readonly List<TableInfo> _tables = new();
@@ -40,7 +41,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         _log = loggers.CreateLogger("scheduler");
         OpenRestore();
         LoadState(); // before listening: a node rejoining a resumed job must find itself
-        _listener = new Listener(options.Host, options.Port, socket => new Connection(socket, new Handler(this), options.Transport, _log, $"node at {socket.RemoteEndPoint}"), _log);
+        _listener = new Listener(options.Host, options.Port, socket => new Connection(socket, new Handler(this), options.Transport, _log, $"node at {socket.RemoteEndPoint}", _traffic), _log);
         _view = BuildView();
         StartStateWriter();
         var monitor = new Thread(MonitorLoop) { IsBackground = true, Name = "ps-scheduler-monitor" };
@@ -77,6 +78,8 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         public Connection? Connection { get; set; } = connection;
         public string[] Handlers { get; } = handlers;
         public long LastSeen { get; set; } = Environment.TickCount64;
+        /// <summary>The node's traffic counters from its last heartbeat that carried them.</summary>
+        public TrafficSnapshot? Traffic { get; set; }
         public bool Alive { get; set; } = true;
         public bool Finished { get; set; }
         public uint AckedView { get; set; }
@@ -116,7 +119,8 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         var outbox = new List<Outgoing>();
         lock (_lock)
         {
-            if (connection.Tag is NodeState known)
+            var known = connection.Tag as NodeState;
+            if (known is not null)
             {
                 known.LastSeen = Environment.TickCount64;
             }
@@ -128,6 +132,11 @@ public sealed partial class SchedulerNode : IAsyncDisposable
                         OnRegister(connection, header, payload, outbox);
                         break;
                     case MessageType.Heartbeat:
+                        if (payload.Length > 0 && known is not null)
+                        {
+                            var reader = new PayloadReader(payload);
+                            known.Traffic = TrafficSnapshot.Read(ref reader);
+                        }
                         break;
                     case MessageType.Response:
                         OnViewAck(connection, header, outbox);
@@ -177,6 +186,13 @@ public sealed partial class SchedulerNode : IAsyncDisposable
                         foreach (string line in migrations)
                         {
                             w.WriteString(line);
+                        }
+                        var reporting = _nodes.Values.Where(n => n.Traffic is not null).ToList();
+                        w.WriteInt32(reporting.Count);
+                        foreach (var n in reporting)
+                        {
+                            w.WriteInt32(n.Id);
+                            n.Traffic!.Write(w);
                         }
                         outbox.Add(Reply(connection, header, w.WrittenSpan.ToArray()));
                         break;

@@ -649,7 +649,7 @@ public sealed partial class ServerNode
             var link = new PeerLink(this, server.Id);
             try
             {
-                link.Connection = Connection.Connect(server.Host, server.Port, link, _options.Transport, _log, server.Describe());
+                link.Connection = Connection.Connect(server.Host, server.Port, link, _options.Transport, _log, server.Describe(), Traffic);
             }
             catch (TransportException)
             {

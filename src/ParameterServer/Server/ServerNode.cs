@@ -22,6 +22,9 @@ public sealed partial class ServerNode : IAsyncDisposable
     private readonly ServerOptions _options;
     private readonly ILogger _log;
     private readonly Listener _listener;
+
+    /// <summary>Frames and bytes in and out of this server, by message type and peer.</summary>
+    internal TrafficMeter Traffic { get; } = new();
     private readonly TaskCompletionSource<int> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Lock _tablesLock = new();
     private readonly Dictionary<int, string> _tableErrors = new();
@@ -38,7 +41,7 @@ public sealed partial class ServerNode : IAsyncDisposable
         _log = loggers.CreateLogger("server");
         _listener = new Listener(options.Host, options.Port, socket =>
         {
-            var connection = new Connection(socket, new DataHandler(this), options.Transport, _log, $"worker at {socket.RemoteEndPoint}");
+            var connection = new Connection(socket, new DataHandler(this), options.Transport, _log, $"worker at {socket.RemoteEndPoint}", Traffic);
             lock (_connections)
             {
                 _connections.Add(connection);
@@ -75,7 +78,7 @@ public sealed partial class ServerNode : IAsyncDisposable
 
     private async Task RegisterAsync(CancellationToken cancellationToken)
     {
-        _scheduler = ControlChannel.Connect(_options.Scheduler, _options.Transport, _log, OnSchedulerFrame, OnSchedulerLost);
+        _scheduler = ControlChannel.Connect(_options.Scheduler, _options.Transport, _log, OnSchedulerFrame, OnSchedulerLost, Traffic);
         var w = new PayloadWriter();
         ControlMessages.WriteRegister(w, NodeRole.Server, _options.AdvertisedHost ?? _options.Host, Port, _options.HandlerNames, _options.Join);
         var reply = await _scheduler.CallAsync(MessageType.Register, w.WrittenSpan.ToArray(), "the registration of this server", _options.RegisterTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
@@ -337,6 +340,14 @@ public sealed partial class ServerNode : IAsyncDisposable
     private void OnDataFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload)
     {
         Interlocked.Increment(ref _requests);
+        if (connection.Tag is null && header.SenderId >= 0)
+        {
+            // Name the peer by its node id once it says it (traffic by peer, log lines).
+            int sender = header.SenderId;
+            connection.Tag = sender;
+            var peer = _view?.Nodes.FirstOrDefault(n => n.Id == sender);
+            connection.Peer = peer is not null ? $"{peer.Role.ToString().ToLowerInvariant()} {peer.Id}" : $"node {sender}";
+        }
         switch (header.Type)
         {
             case MessageType.Push:
@@ -617,6 +628,7 @@ public sealed partial class ServerNode : IAsyncDisposable
                 Span<byte> head = stackalloc byte[FrameHeader.Size];
                 header.Write(head);
                 connection.SendExclusive(head, more: true);
+                connection.CountSent(MessageType.Response, header.FrameLength);
                 var sink = new SocketSink(connection, header.PayloadLength);
                 try
                 {
@@ -770,13 +782,9 @@ public sealed partial class ServerNode : IAsyncDisposable
                 ["max_lead"] = t.Aggregator?.MaxLead ?? 0,
             };
         }).ToArray();
-        long sent;
-        long received;
-        lock (_connections)
-        {
-            sent = _connections.Sum(c => c.BytesSent);
-            received = _connections.Sum(c => c.BytesReceived);
-        }
+        var traffic = Traffic.Snapshot();
+        var w = new PayloadWriter();
+        traffic.Write(w);
         return JsonSerializer.Serialize(new Dictionary<string, object>
         {
             ["server"] = Id,
@@ -785,8 +793,10 @@ public sealed partial class ServerNode : IAsyncDisposable
             ["resend_rows_skipped"] = Interlocked.Read(ref _resendRowsSkipped),
             ["refill_blocks_sent"] = Interlocked.Read(ref _refillBlocksSent),
             ["refill_blocks_received"] = Interlocked.Read(ref _refillBlocksReceived),
-            ["bytes_sent"] = sent,
-            ["bytes_received"] = received,
+            ["bytes_sent"] = traffic.BytesSent,
+            ["bytes_received"] = traffic.BytesReceived,
+            ["traffic"] = traffic.ToJson(),
+            ["traffic_counters"] = Convert.ToBase64String(w.WrittenSpan), // the same counts, for adding up across servers (JobTraffic)
             ["tables"] = tables,
         });
     }

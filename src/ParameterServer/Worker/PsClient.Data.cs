@@ -271,6 +271,7 @@ public sealed partial class PsClient
             {
                 connection.SendExclusive(slice.Frame.AsSpan(0, slice.HeadLength), more: true);
                 connection.SendExclusive(values);
+                connection.CountSent(slice.Op.Kind, slice.FrameLength);
             }
             finally
             {

@@ -91,7 +91,7 @@ public sealed partial class PsClient
                     continue;
                 }
                 var link = new ServerLink(this, server);
-                link.Connection = Connection.Connect(server.Host, server.Port, link, _options.Transport, _log, server.Describe());
+                link.Connection = Connection.Connect(server.Host, server.Port, link, _options.Transport, _log, server.Describe(), TrafficMeter);
                 _linksById[server.Id] = link;
                 lock (_everyLink)
                 {

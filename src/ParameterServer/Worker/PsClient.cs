@@ -80,6 +80,16 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
     /// <summary>Cancelled when the scheduler ends the job (or is lost); long-running apps should stop then.</summary>
     public CancellationToken ShutdownRequested => _shutdown.Token;
 
+    /// <summary>Frames and bytes in and out of this worker, by message type and peer (servers and the scheduler).</summary>
+    internal TrafficMeter TrafficMeter { get; } = new();
+
+    /// <summary>Sends this worker's traffic counters to the scheduler (before a barrier, so that rank 0 can add them up after it).</summary>
+    internal void PublishTraffic() => _scheduler.PublishTraffic();
+
+    /// <summary>Every node's traffic counters as last published to the scheduler, by node id.</summary>
+    internal Task<Dictionary<int, TrafficSnapshot>> FetchTrafficAsync(CancellationToken cancellationToken) =>
+        _scheduler.FetchTrafficAsync(_options.RequestTimeout, cancellationToken);
+
     /// <summary>Bytes this worker sent to and received from servers.</summary>
     public (long Sent, long Received) Traffic
     {
@@ -134,7 +144,7 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
 
     private async Task StartAsync(CancellationToken cancellationToken)
     {
-        _scheduler = ControlChannel.Connect(_options.Scheduler, _options.Transport, _log, OnSchedulerFrame, OnSchedulerLost);
+        _scheduler = ControlChannel.Connect(_options.Scheduler, _options.Transport, _log, OnSchedulerFrame, OnSchedulerLost, TrafficMeter);
         var w = new PayloadWriter();
         ControlMessages.WriteRegister(w, NodeRole.Worker, "", 0, [], _options.Join);
         var reply = await _scheduler.CallAsync(MessageType.Register, w.WrittenSpan.ToArray(), "the registration of this worker", _options.StartupTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);

@@ -36,7 +36,11 @@ internal static class AppOptions
 
     public static IEnumerable<Option> Counter => [Keys, Rounds, WorkUnits, Width, PauseMs, SlowRank, Mode];
 
-    public static IEnumerable<Option> LogReg => [Data, Test, Epochs, Batch, Optimizer, LearningRate, L1, L2, HashBits, ModelOut, SkipBadLines];
+    public static readonly Option<bool> KeyCache = Options.Create("--key-cache", false, "logreg: key caching: a key list sent to a server before goes as a 16-byte signature (lossless)");
+    public static readonly Option<string> Compress = Options.Create("--compress", "none", "logreg: value encoding of pushes and pull answers: none, or zero, lz, fp16, bf16, topk[:F], 1bit joined by '+' (zero and lz are lossless)");
+    public static readonly Option<string> Filter = Options.Create("--filter", "none", "logreg: push filter: none, kkt (skip gradients that cannot move a zero weight), sigmod:THRESHOLD, random:P");
+
+    public static IEnumerable<Option> LogReg => [Data, Test, Epochs, Batch, Optimizer, LearningRate, L1, L2, HashBits, ModelOut, SkipBadLines, KeyCache, Compress, Filter];
 
     public static IEnumerable<Option> All => [App, Consistency, .. Counter, .. LogReg];
 
@@ -81,6 +85,12 @@ internal static class AppOptions
             {
                 args.Add(SkipBadLines.Name);
             }
+            if (p.GetValue(KeyCache))
+            {
+                args.Add(KeyCache.Name);
+            }
+            Add(Compress.Name, p.GetValue(Compress));
+            Add(Filter.Name, p.GetValue(Filter));
         }
         return args;
     }
@@ -124,6 +134,9 @@ internal static class AppOptions
             HashBits = p.GetValue(HashBits),
             ModelOut = p.GetValue(ModelOut),
             SkipBadLines = p.GetValue(SkipBadLines),
+            KeyCaching = p.GetValue(KeyCache),
+            Compression = p.GetValue(Compress)!,
+            Filter = p.GetValue(Filter)!,
         };
         options.Validate();
         return options;

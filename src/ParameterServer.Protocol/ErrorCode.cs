@@ -17,4 +17,6 @@ internal enum ErrorCode : ushort
     UnsupportedMessage = 10,
     Conflict = 11,
     Internal = 12,
+    /// <summary>The request named its keys by a signature the receiver does not hold (never sent, or evicted): send the keys.</summary>
+    KeyCacheMiss = 13,
 }

@@ -21,7 +21,7 @@ namespace ParameterServer.Protocol;
 /// 44     4    rowWidth     values per key
 /// 48     2    errorCode    ErrorCode, responses only
 /// 50     1    elementType  WireElementType of the values
-/// 51     1    reserved     0
+/// 51     1    answerCodec  a pull's wish for its answer's value encoding (CodecSpec.ToAnswerByte), else 0
 /// 52     4    aux          message specific (role in Register, arrived count in Barrier, ...)
 /// 56     8    round        per table push sequence of the sender (sync aggregation), or barrier sequence
 /// 64          payload
@@ -48,6 +48,7 @@ internal struct FrameHeader
     public int RowWidth;
     public ErrorCode Error;
     public WireElementType ElementType;
+    public byte AnswerCodec;
     public uint Aux;
     public long Round;
 
@@ -74,7 +75,7 @@ internal struct FrameHeader
         BinaryPrimitives.WriteInt32LittleEndian(destination[44..], RowWidth);
         BinaryPrimitives.WriteUInt16LittleEndian(destination[48..], (ushort)Error);
         destination[50] = (byte)ElementType;
-        destination[51] = 0;
+        destination[51] = AnswerCodec;
         BinaryPrimitives.WriteUInt32LittleEndian(destination[52..], Aux);
         BinaryPrimitives.WriteInt64LittleEndian(destination[56..], Round);
     }
@@ -134,6 +135,7 @@ internal struct FrameHeader
         header.RowWidth = BinaryPrimitives.ReadInt32LittleEndian(source[44..]);
         header.Error = (ErrorCode)BinaryPrimitives.ReadUInt16LittleEndian(source[48..]);
         header.ElementType = (WireElementType)source[50];
+        header.AnswerCodec = source[51];
         header.Aux = BinaryPrimitives.ReadUInt32LittleEndian(source[52..]);
         header.Round = BinaryPrimitives.ReadInt64LittleEndian(source[56..]);
         return HeaderStatus.Ok;

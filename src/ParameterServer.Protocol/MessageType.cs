@@ -71,9 +71,9 @@ internal enum FrameFlags : ushort
     None = 0,
     /// <summary>The key section is [u64 first key][u64 key count] instead of a list: a contiguous range.</summary>
     KeyRange = 1 << 0,
-    /// <summary>Reserved for value compression (not yet produced).</summary>
+    /// <summary>The value section is encoded (<see cref="ValueCodec"/>): zero suppression, quantization, general compression.</summary>
     Compressed = 1 << 1,
-    /// <summary>Reserved for key caching: the key section was sent before and is referenced by a signature.</summary>
+    /// <summary>The key section is a 16-byte <see cref="KeySignature"/> of a key list this sender sent before with <see cref="StoreKeys"/>.</summary>
     KeysCached = 1 << 2,
     /// <summary>
     /// A worker sends a push again after a failover, cut by a newer view. Round holds the request id of the frame it
@@ -81,8 +81,13 @@ internal enum FrameFlags : ushort
     /// frame (as primary or replica) skips the key, so the push is applied once on every copy.
     /// </summary>
     Resend = 1 << 3,
+    /// <summary>The key section is an explicit key list the receiver should keep under its signature (key caching).</summary>
+    StoreKeys = 1 << 4,
 
-    Known = KeyRange | Resend,
+    /// <summary>Flags that a receiver must decode before it can read the frame as a plain data frame.</summary>
+    Encoded = Compressed | KeysCached | StoreKeys,
+
+    Known = KeyRange | Resend | Encoded,
 }
 
 /// <summary>Element type of a table's values. Sizes come from <see cref="ElementTypes.SizeOf"/>; the transport never looks inside.</summary>

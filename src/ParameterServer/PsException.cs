@@ -18,6 +18,7 @@ public enum PsErrorCode
     UnsupportedMessage = ErrorCode.UnsupportedMessage,
     Conflict = ErrorCode.Conflict,
     Internal = ErrorCode.Internal,
+    KeyCacheMiss = ErrorCode.KeyCacheMiss,
 
     /// <summary>A peer did not answer in time; the message says what was waited for.</summary>
     Timeout = 100,

@@ -50,8 +50,23 @@ public sealed record TableSpec
     /// <summary>Sparse tables: 2^BlockBits blocks over the hashed key space. Defaults to 12.</summary>
     public int BlockBits { get; init; } = 12;
 
+    /// <summary>
+    /// Key caching (this worker's calls): a key list sent to a server before is sent again as a 16-byte signature
+    /// that the server resolves. Lossless. Pays off when the same key lists recur (minibatches over epochs).
+    /// </summary>
+    public bool KeyCaching { get; init; }
+
+    /// <summary>
+    /// How this worker's pushes and the answers to its pulls encode values: <c>none</c> (default), or stages joined by
+    /// '+': <c>zero</c> (rows of zeros are not sent; lossless), <c>lz</c> (fast general compression; lossless),
+    /// <c>fp16</c> or <c>bf16</c> (half-width floats), <c>topk[:FRACTION]</c> or <c>1bit</c> (pushes only, with error
+    /// feedback: what a push leaves out is added to the next push of the same key). For example <c>zero+fp16</c>.
+    /// </summary>
+    public string Compression { get; init; } = "none";
+
     internal void Validate()
     {
+        Protocol.CodecSpec.Parse(Compression); // throws naming the bad stage
         if (BlockKeys < 1)
         {
             throw new ArgumentOutOfRangeException(nameof(BlockKeys), BlockKeys, "BlockKeys must be positive");

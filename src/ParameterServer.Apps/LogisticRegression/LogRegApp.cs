@@ -31,8 +31,9 @@ public sealed class LogRegApp(LogRegOptions options) : IPsApp
         }
         bool sequential = options.Consistency.Tau == 0;
         var mode = sequential ? UpdateMode.Sync : UpdateMode.Async;
-        var weightsTable = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.weights") { Handler = options.HandlerSpec, Mode = mode }, cancellationToken).ConfigureAwait(false);
+        var weightsTable = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.weights") { Handler = options.HandlerSpec, Mode = mode, KeyCaching = options.KeyCaching, Compression = options.Compression }, cancellationToken).ConfigureAwait(false);
         weightsTable.Consistency = options.Consistency;
+        weightsTable.PushFilter = PushFilters.Parse(options.Filter, () => new KktFilter((float)options.L1));
         var metricsTable = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.metrics") { DenseSize = (ulong)((options.Epochs + 1) * Stride), BlockKeys = Stride, Mode = UpdateMode.Sync }, cancellationToken).ConfigureAwait(false);
         var readerOptions = new LibSvmOptions { HashBits = options.HashBits, SkipBadLines = options.SkipBadLines };
 
@@ -41,7 +42,7 @@ public sealed class LogRegApp(LogRegOptions options) : IPsApp
         {
             rounds = await AgreeOnRoundsAsync(context, readerOptions, cancellationToken).ConfigureAwait(false);
         }
-        var trainer = new LogRegTrainer(new ServerWeights(client, weightsTable), options.Batch, prefetch: !sequential);
+        var trainer = new LogRegTrainer(new ServerWeights(client, weightsTable), options.Batch, prefetch: !sequential, kkt: options.UsesKkt);
         context.Log.LogInformation("logreg rank {Rank}/{Workers}: {Data}, {Epochs} epochs, batch {Batch}, {Handler}, {Consistency} ({Mode})",
             context.Rank, context.WorkerCount, options.Data, options.Epochs, options.Batch, options.HandlerSpec, options.Consistency, mode.ToString().ToLowerInvariant());
 

@@ -32,6 +32,17 @@ public sealed record LogRegOptions
 
     public bool SkipBadLines { get; init; }
 
+    /// <summary>Key caching for the weights table (see <see cref="TableSpec.KeyCaching"/>).</summary>
+    public bool KeyCaching { get; init; }
+
+    /// <summary>Value encoding of pushes and pull answers (see <see cref="TableSpec.Compression"/>).</summary>
+    public string Compression { get; init; } = "none";
+
+    /// <summary>Push filter: none, kkt, sigmod:THRESHOLD or random:P (see <see cref="PushFilters.Parse"/>).</summary>
+    public string Filter { get; init; } = "none";
+
+    public bool UsesKkt => Filter.Trim().Equals("kkt", StringComparison.OrdinalIgnoreCase);
+
     /// <summary>Internal: a dedicated table name, so several runs can share a cluster (benchmarks).</summary>
     public string TablePrefix { get; init; } = "logreg";
 
@@ -70,5 +81,11 @@ public sealed record LogRegOptions
             throw new ArgumentException($"--l1 and --l2 must be >= 0 and --lr > 0 (got {L1}, {L2}, {EffectiveLearningRate})");
         }
         _ = HandlerSpec;
+        new TableSpec("check") { Compression = Compression }.Validate(); // names a bad --compress stage
+        _ = PushFilters.Parse(Filter, () => new KktFilter((float)L1));
+        if (UsesKkt && Optimizer != "ftrl")
+        {
+            throw new ArgumentException($"--filter kkt needs an L1-regularised model (--optimizer ftrl), got {Optimizer}");
+        }
     }
 }

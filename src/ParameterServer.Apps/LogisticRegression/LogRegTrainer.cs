@@ -11,7 +11,7 @@ internal readonly record struct EpochResult(long Rows, double LossSum, int Pushe
 /// Batches are parsed on a background thread (<see cref="BatchSource"/>); with bounded delay > 0 the next
 /// batch's pull is issued before the current gradient is computed, so the network overlaps the math.
 /// </summary>
-internal sealed class LogRegTrainer(IWeightStore weights, int batchSize, bool prefetch)
+internal sealed class LogRegTrainer(IWeightStore weights, int batchSize, bool prefetch, bool kkt = false)
 {
     private float[][] _weights = [new float[256], new float[256]];
     private float[] _gradient = new float[256];
@@ -38,6 +38,10 @@ internal sealed class LogRegTrainer(IWeightStore weights, int batchSize, bool pr
             }
             weights.Wait(ticket);
             loss += Gradient(batch, _weights[current]);
+            if (kkt)
+            {
+                KktFilter.SetWeights(_weights[current].AsSpan(0, batch.UniqueCount)); // the KKT filter drops gradients of zero weights
+            }
             weights.Push(batch.UniqueKeys, _gradient.AsSpan(0, batch.UniqueCount));
             pushes++;
             rows += batch.Rows;

@@ -30,7 +30,7 @@ public sealed partial class ServerNode
 
         public bool TryBegin(Connection connection, in FrameHeader header, ReadOnlySpan<byte> first)
         {
-            if (header.Type != MessageType.Push || header.RowWidth < MinRowBytes / sizeof(float))
+            if (header.Type != MessageType.Push || header.RowWidth < MinRowBytes / sizeof(float) || (header.Flags & FrameFlags.Encoded) != 0)
             {
                 return false;
             }

@@ -8,6 +8,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using ParameterServer.Cluster;
 using ParameterServer.Protocol;
 using ParameterServer.Server;
+using ParameterServer.Traffic;
 using ParameterServer.Transport;
 
 namespace ParameterServer;
@@ -340,19 +341,28 @@ public sealed partial class ServerNode : IAsyncDisposable
     private void OnDataFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload)
     {
         Interlocked.Increment(ref _requests);
-        if (connection.Tag is null && header.SenderId >= 0)
+        if (connection.Tag is not PeerState state)
         {
             // Name the peer by its node id once it says it (traffic by peer, log lines).
             int sender = header.SenderId;
-            connection.Tag = sender;
+            connection.Tag = state = new PeerState(sender, new ReceiverKeyCache(_options.KeyCacheBytes));
             var peer = _view?.Nodes.FirstOrDefault(n => n.Id == sender);
             connection.Peer = peer is not null ? $"{peer.Role.ToString().ToLowerInvariant()} {peer.Id}" : $"node {sender}";
+            lock (_keyCaches)
+            {
+                _keyCaches.Add(state.Keys);
+            }
         }
         switch (header.Type)
         {
             case MessageType.Push:
             case MessageType.Pull:
             case MessageType.PushPull:
+                if ((header.Flags & FrameFlags.Encoded) != 0)
+                {
+                    HandleEncoded(connection, header, payload, state.Keys);
+                    break;
+                }
                 HandleData(connection, header, payload);
                 break;
             case MessageType.Replicate:
@@ -451,6 +461,33 @@ public sealed partial class ServerNode : IAsyncDisposable
             }
         }
         return null;
+    }
+
+    /// <summary>What a server knows about the node on the other end of a connection.</summary>
+    private sealed record PeerState(int NodeId, ReceiverKeyCache Keys);
+
+    private readonly List<ReceiverKeyCache> _keyCaches = new();
+
+    /// <summary>Decodes a frame with cached keys or encoded values, then serves it as the plain frame it stands for.</summary>
+    private void HandleEncoded(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload, ReceiverKeyCache keys)
+    {
+        switch (WireEncoding.Decode(header, payload, keys, connection.MaxFrameBytes, out var plainHeader, out var plain, out string? problem))
+        {
+            case WireEncoding.DecodeResult.Miss:
+                SendError(connection, header, ErrorCode.KeyCacheMiss, $"server {Id} holds no key list with this signature from {connection.Peer} (evicted or never sent): send the keys");
+                return;
+            case WireEncoding.DecodeResult.Malformed:
+                SendError(connection, header, ErrorCode.MalformedPayload, problem!);
+                return;
+        }
+        try
+        {
+            HandleData(connection, plainHeader, plain.AsSpan(FrameHeader.Size, plainHeader.PayloadLength));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(plain!);
+        }
     }
 
     private void HandleData(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload)
@@ -621,6 +658,11 @@ public sealed partial class ServerNode : IAsyncDisposable
         header.KeyCount = keys.Count;
         header.RowWidth = table.Width;
         header.PayloadLength = checked(keys.Count * table.Width * sizeof(float));
+        if (request.AnswerCodec != 0 && keys.Count > 0 && CodecSpec.FromAnswerByte(request.AnswerCodec) is { IsNone: false } codec)
+        {
+            SendEncodedValues(connection, header, codec, table, keys);
+            return;
+        }
         if (header.PayloadLength >= Connection.LargeFrameBytes && table.Info.IsDense && NativeSend.IsSupported && connection.TryBeginExclusiveSend())
         {
             try
@@ -650,6 +692,32 @@ public sealed partial class ServerNode : IAsyncDisposable
         header.Write(frame.Span);
         table.Read(keys, MemoryMarshal.Cast<byte, float>(frame.Span[FrameHeader.Size..]));
         frame.Commit();
+    }
+
+    /// <summary>The pulled rows encoded as the request asked (zero suppression, lz, fp16/bf16): read aside, encoded into the send buffer.</summary>
+    private static void SendEncodedValues(Connection connection, FrameHeader header, CodecSpec codec, TableStore table, KeyList keys)
+    {
+        int valueCount = keys.Count * table.Width;
+        var rows = ArrayPool<float>.Shared.Rent(valueCount);
+        var encoded = ArrayPool<byte>.Shared.Rent(ValueCodec.MaxEncodedBytes(valueCount, table.Width) + 8);
+        try
+        {
+            table.Read(keys, rows.AsSpan(0, valueCount));
+            int length = ValueCodec.Encode(codec, rows.AsSpan(0, valueCount), table.Width, encoded);
+            int padded = (length + 7) & ~7;
+            encoded.AsSpan(length, padded - length).Clear();
+            header.Flags |= FrameFlags.Compressed;
+            header.PayloadLength = padded;
+            using var frame = connection.Reserve(header.FrameLength);
+            header.Write(frame.Span);
+            encoded.AsSpan(0, padded).CopyTo(frame.Span[FrameHeader.Size..]);
+            frame.Commit();
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(rows);
+            ArrayPool<byte>.Shared.Return(encoded);
+        }
     }
 
     /// <summary>
@@ -796,9 +864,24 @@ public sealed partial class ServerNode : IAsyncDisposable
             ["bytes_sent"] = traffic.BytesSent,
             ["bytes_received"] = traffic.BytesReceived,
             ["traffic"] = traffic.ToJson(),
+            ["key_cache"] = KeyCacheJson(),
             ["traffic_counters"] = Convert.ToBase64String(w.WrittenSpan), // the same counts, for adding up across servers (JobTraffic)
             ["tables"] = tables,
         });
+    }
+
+    private Dictionary<string, long> KeyCacheJson()
+    {
+        lock (_keyCaches)
+        {
+            return new Dictionary<string, long>
+            {
+                ["hits"] = _keyCaches.Sum(c => c.Hits),
+                ["misses"] = _keyCaches.Sum(c => c.Misses),
+                ["evictions"] = _keyCaches.Sum(c => c.Evictions),
+                ["bytes"] = _keyCaches.Sum(c => c.Bytes),
+            };
+        }
     }
 
     public ValueTask DisposeAsync()

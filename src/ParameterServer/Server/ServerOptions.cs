@@ -27,6 +27,9 @@ public sealed class ServerOptions
     /// <summary>Join a job that is already running (pserver server --join): the key ranges it takes over are copied to it first.</summary>
     public bool Join { get; set; }
 
+    /// <summary>Key caching: bytes of key lists kept per worker connection (least recently used dropped first). Defaults to 64 MiB.</summary>
+    public long KeyCacheBytes { get; set; } = 64L << 20;
+
     /// <summary>
     /// Registers a user-defined update handler under <paramref name="name"/>; tables select it with
     /// <c>Handler = "name"</c> or <c>"name:param=value,..."</c>. The factory receives that full string.

@@ -55,6 +55,14 @@ internal sealed class Slice
     public ulong RequestId;
     public byte[] Frame = [];
     public int FrameLength;
+    /// <summary>
+    /// The frame as it goes on the wire when the table caches keys or encodes values (the first send only; resends use
+    /// <see cref="Frame"/>, which always holds plain keys and the values as the servers will see them). Pooled.
+    /// </summary>
+    public byte[]? Wire;
+    public int WireLength;
+    /// <summary>The signature <see cref="Wire"/> named its keys by, if any: forgotten when the server answers KeyCacheMiss.</summary>
+    public KeySignature? WireSignature;
     /// <summary>Header and key section bytes: where the values start in <see cref="Frame"/>.</summary>
     public int HeadLength;
     /// <summary>Index in the caller's values of this slice's value section when it is not in the frame yet; -1 when the frame is complete.</summary>

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Runtime.InteropServices;
 using System.Text;
 using ParameterServer.Protocol;
+using ParameterServer.Traffic;
 using ParameterServer.Transport;
 using ParameterServer.Worker;
 
@@ -11,9 +12,13 @@ namespace ParameterServer;
 // Steady state allocates nothing: operations and slices are pooled, frames and position lists rented.
 public sealed partial class PsClient
 {
-    internal long Submit(PsTable table, MessageType kind, ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, Memory<float> destination, ReadOnlySpan<long> after)
+    internal long Submit(PsTable table, MessageType kind, ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, Memory<float> destination, ReadOnlySpan<long> after, bool filtered = false)
     {
         Validate(table, kind, keys, values, destination, after);
+        if (!filtered && kind == MessageType.Push && table.PushFilter is { } filter && keys.Length > 0)
+        {
+            return SubmitFiltered(table, filter, keys, values, after);
+        }
         bool pushes = kind != MessageType.Pull;
         Operation op;
         long round = 0;
@@ -58,7 +63,14 @@ public sealed partial class PsClient
         try
         {
             // Under replication a slice may be sent again to a new primary, so its frame must hold its values.
-            BuildSlices(op, keys, pushes ? values : default, round, deferLargeValues: inline && Routes.View.ChainLength <= 1);
+            BuildSlices(op, keys, pushes ? values : default, round, deferLargeValues: inline && Routes.View.ChainLength <= 1 && table.Traffic is null);
+            if (table.Traffic is { } traffic)
+            {
+                foreach (var slice in op.Slices)
+                {
+                    WireEncoding.Encode(slice, traffic, kind, table.Info.Id, table.Width);
+                }
+            }
         }
         catch (Exception ex)
         {
@@ -81,6 +93,51 @@ public sealed partial class PsClient
         Dispatch(op, pushes ? values : default);
         return timestamp;
     }
+
+    /// <summary>A push through the table's filter: the kept entries go out as an ordinary (smaller) push.</summary>
+    private long SubmitFiltered(PsTable table, IPushFilter filter, ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, ReadOnlySpan<long> after)
+    {
+        int n = keys.Length;
+        int width = table.Width;
+        var keptKeys = ArrayPool<ulong>.Shared.Rent(n);
+        var keptValues = ArrayPool<float>.Shared.Rent(n * width);
+        var keep = ArrayPool<bool>.Shared.Rent(n);
+        try
+        {
+            var copy = keptValues.AsSpan(0, n * width);
+            values.CopyTo(copy);
+            var flags = keep.AsSpan(0, n);
+            flags.Fill(true);
+            filter.Filter(keys, copy, width, flags);
+            int kept = 0;
+            for (int i = 0; i < n; i++)
+            {
+                if (!flags[i])
+                {
+                    continue;
+                }
+                keptKeys[kept] = keys[i];
+                if (kept != i)
+                {
+                    copy.Slice(i * width, width).CopyTo(copy[(kept * width)..]);
+                }
+                kept++;
+            }
+            Interlocked.Add(ref _filteredKeys, n - kept);
+            return Submit(table, MessageType.Push, keptKeys.AsSpan(0, kept), copy[..(kept * width)], default, after, filtered: true);
+        }
+        finally
+        {
+            ArrayPool<ulong>.Shared.Return(keptKeys);
+            ArrayPool<float>.Shared.Return(keptValues);
+            ArrayPool<bool>.Shared.Return(keep);
+        }
+    }
+
+    private long _filteredKeys;
+
+    /// <summary>Keys that push filters kept from being sent.</summary>
+    internal long FilteredKeys => Interlocked.Read(ref _filteredKeys);
 
     private void Validate(PsTable table, MessageType kind, ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, Memory<float> destination, ReadOnlySpan<long> after)
     {
@@ -237,6 +294,17 @@ public sealed partial class PsClient
                 {
                     SendWithCallerValues(link.Connection, slice, MemoryMarshal.AsBytes(values.Slice(slice.ValueStart, slice.ValueCount)));
                 }
+                else if (Interlocked.Exchange(ref slice.Wire, null) is { } wire)
+                {
+                    try
+                    {
+                        link.Connection.SendFrame(wire, slice.WireLength); // sent once: a resend uses the plain frame
+                    }
+                    finally
+                    {
+                        ArrayPool<byte>.Shared.Return(wire);
+                    }
+                }
                 else
                 {
                     link.Connection.SendFrame(slice.Frame, slice.FrameLength); // large frames go out from slice.Frame itself
@@ -310,6 +378,17 @@ public sealed partial class PsClient
         {
             return; // the views disagree: sent again when they agree
         }
+        if (header.Error == ErrorCode.KeyCacheMiss && slice.WireSignature is { } signature)
+        {
+            // The server does not hold the key list (evicted, or a new connection): send the plain frame, keys and all.
+            link.KeyCache.Forget(signature);
+            slice.WireSignature = null;
+            Interlocked.Increment(ref _keyCacheMisses);
+            if (ResendPlain(link, slice))
+            {
+                return;
+            }
+        }
         if (header.Error != ErrorCode.None)
         {
             error = new PsException((PsErrorCode)header.Error, $"{link.Server.Describe()} refused {op.Kind.ToString().ToLowerInvariant()} on table '{op.Table.Name}': {Encoding.UTF8.GetString(payload)}");
@@ -317,7 +396,11 @@ public sealed partial class PsClient
         else if (op.Kind != MessageType.Push)
         {
             int width = op.Table.Width;
-            if (header.KeyCount != slice.Count || payload.Length != slice.Count * width * sizeof(float))
+            if ((header.Flags & FrameFlags.Compressed) != 0 && header.KeyCount == slice.Count)
+            {
+                error = ScatterEncoded(link, slice, payload, width);
+            }
+            else if (header.KeyCount != slice.Count || payload.Length != slice.Count * width * sizeof(float))
             {
                 error = new PsException(PsErrorCode.MalformedPayload, $"{link.Server.Describe()} answered {header.KeyCount} rows in {payload.Length} bytes to a pull of {slice.Count} rows of width {width}");
             }
@@ -329,6 +412,53 @@ public sealed partial class PsClient
         CompleteSlice(slice, error);
     }
 
+    private long _keyCacheMisses;
+
+    /// <summary>Answers KeyCacheMiss to this worker's signatures (each followed by a resend with the keys).</summary>
+    internal long KeyCacheMisses => Interlocked.Read(ref _keyCacheMisses);
+
+    /// <summary>Sends a slice's plain frame again on the same link (after KeyCacheMiss); false when it could not be sent.</summary>
+    private bool ResendPlain(ServerLink link, Slice slice)
+    {
+        lock (_sliceLock)
+        {
+            _inflight[slice.RequestId] = slice;
+        }
+        try
+        {
+            if (AnswersPromptly(slice.Op.Table.Info.Id))
+            {
+                link.Connection.ExpectAnswer();
+            }
+            link.Connection.SendFrame(slice.Frame.AsSpan(0, slice.FrameLength));
+            return true;
+        }
+        catch (TransportException)
+        {
+            return TakeInflight(slice.RequestId) is null; // the close handler has taken it over; else fail it below
+        }
+    }
+
+    /// <summary>Decodes an encoded pull answer and scatters it; returns the error if it is malformed.</summary>
+    private static PsException? ScatterEncoded(ServerLink link, Slice slice, ReadOnlySpan<byte> payload, int width)
+    {
+        var rows = ArrayPool<float>.Shared.Rent(Math.Max(1, slice.Count * width));
+        try
+        {
+            ValueCodec.Decode(payload, width, rows.AsSpan(0, slice.Count * width));
+            KeySlicer.Scatter(slice, rows.AsSpan(0, slice.Count * width), slice.Op.Destination.Span, width);
+            return null;
+        }
+        catch (ProtocolException ex)
+        {
+            return new PsException(PsErrorCode.MalformedPayload, $"{link.Server.Describe()} sent an answer that does not decode: {ex.Message}");
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(rows);
+        }
+    }
+
     /// <summary>
     /// A large pull answer whose rows go to one contiguous run of the caller's destination is received straight
     /// into it (no copy through the receive buffer). The slice leaves the in-flight table now, so no timeout can
@@ -337,7 +467,7 @@ public sealed partial class PsClient
     internal bool TryBeginDirect(ServerLink link, in FrameHeader header, out Span<byte> target)
     {
         target = default;
-        if (header.Type != MessageType.Response || header.Error != ErrorCode.None)
+        if (header.Type != MessageType.Response || header.Error != ErrorCode.None || (header.Flags & FrameFlags.Compressed) != 0)
         {
             return false;
         }
@@ -412,6 +542,11 @@ public sealed partial class PsClient
         {
             ArrayPool<int>.Shared.Return(slice.Positions);
         }
+        if (Interlocked.Exchange(ref slice.Wire, null) is { } wire)
+        {
+            ArrayPool<byte>.Shared.Return(wire);
+        }
+        slice.WireSignature = null;
         slice.Frame = [];
         slice.Positions = null;
         slice.Op = null!;

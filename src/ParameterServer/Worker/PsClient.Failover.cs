@@ -288,6 +288,7 @@ public sealed partial class PsClient
                     ViewNumber = routes.View.Number,
                     TableId = sent.TableId,
                     ElementType = sent.ElementType,
+                    AnswerCodec = sent.AnswerCodec,
                     Round = sent.Round,
                 });
             KeySlicer.Slice(request, scratch, keys, values, this);

@@ -275,7 +275,7 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
         {
             if (!_tables.TryGetValue(spec.Name, out var table))
             {
-                _tables[spec.Name] = table = new PsTable(this, info);
+                _tables[spec.Name] = table = new PsTable(this, info, new Traffic.TableTraffic(spec.KeyCaching, Protocol.CodecSpec.Parse(spec.Compression), info.Width));
                 var prompt = _promptTables;
                 if (info.Id >= prompt.Length)
                 {

@@ -16,11 +16,18 @@ public sealed class PsTable
     private readonly PsClient _client;
     private volatile int _tau = 4;
 
-    internal PsTable(PsClient client, TableInfo info)
+    internal PsTable(PsClient client, TableInfo info, Traffic.TableTraffic? traffic = null)
     {
         _client = client;
         Info = info;
+        Traffic = traffic is { Active: true } ? traffic : null;
     }
+
+    /// <summary>Key caching and value encoding of this table's calls; null when both are off.</summary>
+    internal Traffic.TableTraffic? Traffic { get; }
+
+    /// <summary>Runs on every push of this worker to this table before it is sent (see <see cref="IPushFilter"/>); null: send everything.</summary>
+    public IPushFilter? PushFilter { get; set; }
 
     internal TableInfo Info { get; }
 

@@ -13,7 +13,23 @@ internal sealed class ServerLink(PsClient client, NodeInfo server) : IFrameHandl
 
     public NodeInfo Server { get; } = server;
 
-    public Connection Connection { get; set; } = null!;
+    public Connection Connection
+    {
+        get => _connection;
+        set
+        {
+            KeyCache.Clear(); // a new connection starts with an empty cache on the server
+            _connection = value;
+        }
+    }
+
+    private Connection _connection = null!;
+
+    /// <summary>The key lists this worker believes the server holds (key caching).</summary>
+    public Traffic.SenderKeyCache KeyCache { get; } = new(SenderKeyCacheLists);
+
+    /// <summary>Signatures a worker remembers per server; servers keep up to ServerOptions.KeyCacheBytes of keys per worker.</summary>
+    public const int SenderKeyCacheLists = 1 << 16;
 
     public void OnFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload)
     {

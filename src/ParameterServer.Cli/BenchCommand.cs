@@ -38,6 +38,7 @@ internal static partial class BenchCommand
         var command = new Command("bench", "Benchmarks: the data plane (kv), training throughput (logreg), consistency (the paper's Fig. 13)");
         command.Subcommands.Add(BenchTraining.LogReg());
         command.Subcommands.Add(BenchTraining.Consistency());
+        command.Subcommands.Add(BenchTraffic.Create());
         command.Subcommands.Add(Kv());
         command.Subcommands.Add(ChaosBench.Create());
         command.Subcommands.Add(Worker());

@@ -61,6 +61,26 @@ public sealed class LogRegClusterTests : IDisposable
         Assert.Equal(models[0], models[1]);
     }
 
+    [Fact]
+    public async Task Key_caching_and_lossless_compression_give_the_same_model_bit_for_bit_with_fewer_bytes()
+    {
+        // Sequential training is deterministic, so the traffic options must not change one bit of the model.
+        var models = new List<byte[]>();
+        var sent = new List<long>();
+        foreach (string[] traffic in new[] { Array.Empty<string>(), ["--key-cache", "--compress", "zero+lz"] })
+        {
+            string model = System.IO.Path.Combine(_dir, $"traffic{models.Count}.model");
+            using var p = await Pserver.RunAsync(Limit, ["train", "logreg", "--data", SharedData.A9a, "--test", SharedData.A9aTest,
+                "--servers", "2", "--workers", "2", "--epochs", "2", "--consistency", "sequential", "--model-out", model, "--json", .. traffic]);
+            Assert.True(p.ExitCode == 0, p.Describe());
+            var final = Final(p);
+            models.Add(await File.ReadAllBytesAsync(model));
+            sent.Add(final.GetProperty("traffic").GetProperty("workers_sent").GetInt64());
+        }
+        Assert.Equal(models[0], models[1]);
+        Assert.True(sent[1] < sent[0] * 0.75, $"workers sent {sent[1]} bytes with key caching, {sent[0]} without");
+    }
+
     private string Write(string name, string text)
     {
         string path = System.IO.Path.Combine(_dir, name);

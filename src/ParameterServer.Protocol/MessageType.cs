@@ -83,11 +83,16 @@ internal enum FrameFlags : ushort
     Resend = 1 << 3,
     /// <summary>The key section is an explicit key list the receiver should keep under its signature (key caching).</summary>
     StoreKeys = 1 << 4,
+    /// <summary>
+    /// A sync-mode marker without keys or answer: the sender's pushes of rounds below Round on this table were cut by
+    /// views without this server (it joined since), so they never come here and its rounds need not wait for them.
+    /// </summary>
+    RoundsFrom = 1 << 5,
 
     /// <summary>Flags that a receiver must decode before it can read the frame as a plain data frame.</summary>
     Encoded = Compressed | KeysCached | StoreKeys,
 
-    Known = KeyRange | Resend | Encoded,
+    Known = KeyRange | Resend | RoundsFrom | Encoded,
 }
 
 /// <summary>Element type of a table's values. Sizes come from <see cref="ElementTypes.SizeOf"/>; the transport never looks inside.</summary>

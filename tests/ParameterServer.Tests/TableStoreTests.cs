@@ -195,6 +195,29 @@ public class TableStoreTests
         Assert.Null(original.Add(null!, Push(1, 9), KeyList.Of([5]), [1f], new([1, 2], false), out _));
     }
 
+    [Fact]
+    public void A_joined_server_completes_a_round_once_the_missing_worker_says_it_cut_that_round_without_it()
+    {
+        // The deadlock this prevents: worker 1 sends round 2 to the joined server, worker 2 cut its round 2 before it
+        // routed by the new view, so it never comes; worker 2 then waits at a barrier for worker 1, which waits for the ack.
+        var store = Store(new TableSpec("t") { Mode = UpdateMode.Sync }, UpdateHandlers.Sgd(1));
+        var aggregator = store.Aggregator!;
+        FrameHeader Push(int sender, long round) => new() { Type = MessageType.Push, SenderId = sender, Round = round, RequestId = (ulong)(sender * 100 + round) };
+        var joined = new SyncAggregator.Participants([1, 2], JoinedServer: true);
+        Assert.Null(aggregator.Add(null!, Push(1, 2), KeyList.Of([5]), [1f], joined, out _));
+        Assert.Null(aggregator.NoteRoundsFrom(2, 2, joined)); // rounds below 2 only: round 2 still waits for worker 2
+        var done = Assert.Single(aggregator.NoteRoundsFrom(2, 3, joined)!);
+        Assert.Equal(2, done.Round);
+        Assert.Equal(1, Assert.Single(done.Acks).Request.SenderId);
+        done.Release();
+        var read = new float[1];
+        store.Read(KeyList.Of([5]), read);
+        Assert.Equal(-1f, read[0]);
+        // Round 3 waits for worker 2 again: it said its rounds from 3 on come here.
+        Assert.Null(aggregator.Add(null!, Push(1, 3), KeyList.Of([5]), [1f], joined, out _));
+        Assert.Single(aggregator.Add(null!, Push(2, 3), KeyList.Of([5]), [1f], joined, out _)!).Release();
+    }
+
     private sealed class PerKeyOnly(IUpdateHandler inner) : IUpdateHandler
     {
         public int StateLength(int width) => inner.StateLength(width);

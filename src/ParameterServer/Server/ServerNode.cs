@@ -358,6 +358,11 @@ public sealed partial class ServerNode : IAsyncDisposable
             case MessageType.Push:
             case MessageType.Pull:
             case MessageType.PushPull:
+                if ((header.Flags & FrameFlags.RoundsFrom) != 0)
+                {
+                    HandleRoundsFrom(header);
+                    break;
+                }
                 if ((header.Flags & FrameFlags.Encoded) != 0)
                 {
                     HandleEncoded(connection, header, payload, state.Keys);
@@ -392,22 +397,8 @@ public sealed partial class ServerNode : IAsyncDisposable
     /// </summary>
     private (ErrorCode Code, string Message)? Check(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload, out ClusterView view, out TableStore table, out KeyList keys)
     {
-        view = _view!;
-        var tables = _tables;
-        table = ((uint)header.TableId < (uint)tables.Length ? tables[header.TableId] : null)!;
+        table = TableOf(header, out view)!;
         keys = default;
-        if (table is null && header.ViewNumber > (view?.Number ?? 0))
-        {
-            // The worker routes by a view this server has not installed yet (it just joined): wait for it.
-            long deadline = Environment.TickCount64 + 5000;
-            while ((_view?.Number ?? 0) < header.ViewNumber && Environment.TickCount64 < deadline && !_completion.Task.IsCompleted)
-            {
-                Thread.Sleep(1);
-            }
-            view = _view!;
-            tables = _tables;
-            table = ((uint)header.TableId < (uint)tables.Length ? tables[header.TableId] : null)!;
-        }
         if (view is null || table is null)
         {
             string why = _tableErrors.TryGetValue(header.TableId, out var error) ? error : "declare it first (PsClient.DeclareTableAsync)";
@@ -445,6 +436,49 @@ public sealed partial class ServerNode : IAsyncDisposable
             return (ErrorCode.InvalidArgument, $"the answer would be {answerLength} bytes, over MaxFrameBytes ({connection.MaxFrameBytes}); pull fewer keys per call");
         }
         return null;
+    }
+
+    /// <summary>The table a request names, waiting (up to 5 s) for the view it was cut by if this server just joined and lacks the table.</summary>
+    private TableStore? TableOf(in FrameHeader header, out ClusterView view)
+    {
+        view = _view!;
+        var tables = _tables;
+        var table = (uint)header.TableId < (uint)tables.Length ? tables[header.TableId] : null;
+        if (table is null && header.ViewNumber > (view?.Number ?? 0))
+        {
+            long deadline = Environment.TickCount64 + 5000;
+            while ((_view?.Number ?? 0) < header.ViewNumber && Environment.TickCount64 < deadline && !_completion.Task.IsCompleted)
+            {
+                Thread.Sleep(1);
+            }
+            view = _view!;
+            tables = _tables;
+            table = (uint)header.TableId < (uint)tables.Length ? tables[header.TableId] : null;
+        }
+        return table;
+    }
+
+    /// <summary>A worker's note that its sync rounds below header.Round were cut without this server (no answer).</summary>
+    private void HandleRoundsFrom(in FrameHeader header)
+    {
+        var table = TableOf(header, out _);
+        if (table?.Aggregator is not { } aggregator)
+        {
+            _log.LogDebug("Server {Id}: a rounds marker from node {Sender} names table {Table}, which is not a sync table here", Id, header.SenderId, header.TableId);
+            return;
+        }
+        _forwardOrder.EnterReadLock();
+        try
+        {
+            if (aggregator.NoteRoundsFrom(header.SenderId, header.Round, _participants) is { } rounds)
+            {
+                FinishRounds(table, rounds, lockHeld: true);
+            }
+        }
+        finally
+        {
+            _forwardOrder.ExitReadLock();
+        }
     }
 
     /// <summary>WrongOwner when this server is not the primary of every key under <paramref name="view"/>.</summary>

@@ -185,6 +185,21 @@ internal sealed class SyncAggregator(TableStore store)
         }
     }
 
+    private readonly Dictionary<int, long> _roundsFrom = new(); // per worker: its rounds below this never come here
+
+    /// <summary>
+    /// A worker says its pushes of rounds below <paramref name="round"/> were cut by views without this server (it
+    /// joined since): its rounds here need not wait for them. Returns rounds that this completes.
+    /// </summary>
+    public List<RoundDone>? NoteRoundsFrom(int worker, long round, Participants workers)
+    {
+        lock (_gate)
+        {
+            _roundsFrom[worker] = _roundsFrom.TryGetValue(worker, out long known) ? Math.Max(known, round) : round;
+            return CompleteReady(workers);
+        }
+    }
+
     /// <summary>Re-checks open rounds after the live workers changed (a worker joined, left or died).</summary>
     public List<RoundDone>? OnLiveWorkersChanged(Participants workers)
     {
@@ -196,7 +211,8 @@ internal sealed class SyncAggregator(TableStore store)
 
     /// <summary>
     /// A round is complete when every live worker pushed it here. A server that joined the running job also counts a
-    /// worker whose first push here was of a later round: that worker cut this round by a view without this server.
+    /// worker whose first push here was of a later round, or that said its pushes of this round were cut by views
+    /// without this server (<see cref="NoteRoundsFrom"/>).
     /// </summary>
     private bool Complete(Round r, long round, Participants workers)
     {
@@ -206,7 +222,8 @@ internal sealed class SyncAggregator(TableStore store)
         }
         foreach (int id in workers.WorkerIds)
         {
-            if (!r.Senders.Contains(id) && !(workers.JoinedServer && _firstRound.TryGetValue(id, out long first) && first > round))
+            if (!r.Senders.Contains(id) && !(workers.JoinedServer && _firstRound.TryGetValue(id, out long first) && first > round)
+                && !(_roundsFrom.TryGetValue(id, out long from) && round < from))
             {
                 return false;
             }

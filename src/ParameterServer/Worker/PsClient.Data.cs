@@ -22,6 +22,7 @@ public sealed partial class PsClient
         bool pushes = kind != MessageType.Pull;
         Operation op;
         long round = 0;
+        Routing routes;
         lock (_gate)
         {
             ThrowIfShutDown();
@@ -51,6 +52,9 @@ public sealed partial class PsClient
             {
                 round = table.NextRound++;
             }
+            // Taken with the round: routes switch under this lock too, so a new server learns exactly which rounds
+            // were cut without it (see AnnounceRounds).
+            routes = _routes;
             foreach (long t in after)
             {
                 op.After.Add(t);
@@ -63,7 +67,7 @@ public sealed partial class PsClient
         try
         {
             // Under replication a slice may be sent again to a new primary, so its frame must hold its values.
-            BuildSlices(op, keys, pushes ? values : default, round, deferLargeValues: inline && Routes.View.ChainLength <= 1 && table.Traffic is null);
+            BuildSlices(op, routes, keys, pushes ? values : default, round, deferLargeValues: inline && routes != Routing.None && routes.View.ChainLength <= 1 && table.Traffic is null);
             if (table.Traffic is { } traffic)
             {
                 foreach (var slice in op.Slices)
@@ -171,9 +175,12 @@ public sealed partial class PsClient
     }
 
     /// <summary>Cuts the keys by owning server, one frame each (<see cref="KeySlicer"/>).</summary>
-    private void BuildSlices(Operation op, ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, long round, bool deferLargeValues)
+    private void BuildSlices(Operation op, Routing routes, ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, long round, bool deferLargeValues)
     {
-        var routes = Routes;
+        if (routes == Routing.None)
+        {
+            throw new InvalidOperationException("not connected");
+        }
         var view = routes.View;
         var table = op.Table;
         var request = new SliceRequest(

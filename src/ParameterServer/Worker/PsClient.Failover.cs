@@ -75,6 +75,8 @@ public sealed partial class PsClient
     private void UpdateRoutes(ClusterView view, bool startup)
     {
         List<ServerLink> gone = new();
+        List<ServerLink>? joined = null;
+        List<(PsTable Table, long Round)>? roundsFrom = null;
         lock (_routeLock)
         {
             if (_routes != Routing.None && view.Number <= _routes.View.Number)
@@ -107,15 +109,79 @@ public sealed partial class PsClient
                     gone.Add(link); // a drained server answers what it has and closes the link when it exits
                 }
             }
-            _routes = new Routing(view, bySlot);
+            var previous = _routes;
+            lock (_gate)
+            {
+                _routes = new Routing(view, bySlot);
+                if (!startup && previous != Routing.None)
+                {
+                    joined = bySlot.Where(link => previous.View.SlotOfServer(link.Server.Id) < 0).ToList();
+                    roundsFrom = SyncRoundsFrom();
+                }
+            }
         }
         if (!startup)
         {
             _log.LogInformation("Worker {Id} routes by view {View}: {Servers} servers", NodeId, view.Number, view.Servers.Count);
         }
+        if (joined is { Count: > 0 } && roundsFrom is { Count: > 0 })
+        {
+            AnnounceRounds(view, joined, roundsFrom);
+        }
         foreach (var link in gone)
         {
             link.Connection.Close($"{link.Server.Describe()} left the view");
+        }
+    }
+
+    /// <summary>Each sync table's next push round (under <c>_gate</c>): the first one cut by routes just switched.</summary>
+    private List<(PsTable Table, long Round)> SyncRoundsFrom()
+    {
+        var rounds = new List<(PsTable, long)>();
+        lock (_tables)
+        {
+            foreach (var table in _tables.Values)
+            {
+                if (table.Info.Mode == UpdateMode.Sync && table.NextRound > 0)
+                {
+                    rounds.Add((table, table.NextRound));
+                }
+            }
+        }
+        return rounds;
+    }
+
+    /// <summary>
+    /// Tells servers new to this worker which of its sync rounds they will never see: those it cut by views without them.
+    /// A joined server cannot know otherwise, and would hold a round open for a push that never comes (while the worker
+    /// that did send its part waits for the ack, and the other at the next barrier).
+    /// </summary>
+    private void AnnounceRounds(ClusterView view, List<ServerLink> joined, List<(PsTable Table, long Round)> roundsFrom)
+    {
+        foreach (var link in joined)
+        {
+            foreach (var (table, round) in roundsFrom)
+            {
+                var marker = new FrameHeader
+                {
+                    Type = MessageType.Push,
+                    Flags = FrameFlags.RoundsFrom,
+                    SenderId = NodeId,
+                    ViewNumber = view.Number,
+                    TableId = table.Info.Id,
+                    ElementType = WireElementType.Float32,
+                    RowWidth = table.Width,
+                    Round = round,
+                };
+                try
+                {
+                    link.Connection.Send(marker, ReadOnlySpan<byte>.Empty);
+                }
+                catch (TransportException ex)
+                {
+                    _log.LogDebug("Worker {Id}: could not tell {Server} where its rounds of table '{Table}' start: {Message}", NodeId, link.Server.Describe(), table.Name, ex.Message);
+                }
+            }
         }
     }
 

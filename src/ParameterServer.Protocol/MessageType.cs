@@ -88,9 +88,14 @@ internal enum FrameFlags : ushort
     /// views without this server (it joined since), so they never come here and its rounds need not wait for them.
     /// </summary>
     RoundsFrom = 1 << 5,
+    /// <summary>
+    /// A filtered push: the key section names the unfiltered key list (so its signature repeats with the batch), then
+    /// [u32 rows present][u32 0][bitmap, ceil(keys / 64) u64] says which rows the values are for.
+    /// </summary>
+    Masked = 1 << 6,
 
     /// <summary>Flags that a receiver must decode before it can read the frame as a plain data frame.</summary>
-    Encoded = Compressed | KeysCached | StoreKeys,
+    Encoded = Compressed | KeysCached | StoreKeys | Masked,
 
     Known = KeyRange | Resend | RoundsFrom | Encoded,
 }

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.InteropServices;
 using ParameterServer.Protocol;
 using ParameterServer.Traffic;
@@ -233,6 +234,41 @@ public class TrafficTests
 
         // Another connection's cache has never seen the list: a miss, answered so the worker sends the keys.
         Assert.Equal(WireEncoding.DecodeResult.Miss, WireEncoding.Decode(cached, signed, new ReceiverKeyCache(1 << 20), 1 << 20, out _, out _, out _));
+    }
+
+    [Fact]
+    public void A_masked_push_decodes_to_its_kept_rows_only_and_a_bad_bitmap_is_refused()
+    {
+        ulong[] keys = [3, 9, 27, 81, 243, 729];
+        float[] kept = [1.5f, -2f, 0f]; // rows 1, 2 and 4 of the unfiltered list (a kept row may well be zero)
+        var cache = new ReceiverKeyCache(1 << 20);
+        var header = new FrameHeader { Type = MessageType.Push, TableId = 4, KeyCount = keys.Length, RowWidth = 1, ElementType = WireElementType.Float32 };
+        var cacheIt = header with { Type = MessageType.Pull, Flags = FrameFlags.StoreKeys, PayloadLength = 48 };
+        Assert.Equal(WireEncoding.DecodeResult.Ok, WireEncoding.Decode(cacheIt, MemoryMarshal.AsBytes(keys.AsSpan()), cache, 1 << 20, out _, out var pull, out _));
+        ArrayPool<byte>.Shared.Return(pull!);
+
+        byte[] Masked(int present, ulong bitmap)
+        {
+            var payload = new byte[KeySignature.Bytes + 16 + (kept.Length * 4)];
+            KeySignature.Of(4, keys).Write(payload);
+            MemoryMarshal.Write(payload.AsSpan(KeySignature.Bytes), present);
+            MemoryMarshal.Write(payload.AsSpan(KeySignature.Bytes + 8), bitmap);
+            MemoryMarshal.AsBytes(kept.AsSpan()).CopyTo(payload.AsSpan(KeySignature.Bytes + 16));
+            return payload;
+        }
+        var masked = header with { Flags = FrameFlags.KeysCached | FrameFlags.Masked, PayloadLength = KeySignature.Bytes + 16 + 12 };
+        Assert.Equal(WireEncoding.DecodeResult.Ok, WireEncoding.Decode(masked, Masked(3, 0b10110), cache, 1 << 20, out var plainHeader, out var plain, out _));
+        Assert.Equal(3, plainHeader.KeyCount);
+        Assert.Null(DataPayload.Validate(plainHeader));
+        Assert.Equal([9ul, 27, 243], MemoryMarshal.Cast<byte, ulong>(plain.AsSpan(FrameHeader.Size, 24)).ToArray());
+        Assert.Equal(kept, MemoryMarshal.Cast<byte, float>(plain.AsSpan(FrameHeader.Size + 24, 12)).ToArray());
+
+        // A count that disagrees with the bitmap, or bits past the list's end, are refused with the reason.
+        Assert.Equal(WireEncoding.DecodeResult.Malformed, WireEncoding.Decode(masked, Masked(2, 0b10110), cache, 1 << 20, out _, out _, out string? why));
+        Assert.Contains("bitmap", why, StringComparison.Ordinal);
+        Assert.Equal(WireEncoding.DecodeResult.Malformed, WireEncoding.Decode(masked, Masked(3, 0b1000110), cache, 1 << 20, out _, out _, out _));
+        // Only pushes can be masked.
+        Assert.Equal(WireEncoding.DecodeResult.Malformed, WireEncoding.Decode(masked with { Type = MessageType.Pull }, Masked(3, 0b10110), cache, 1 << 20, out _, out _, out _));
     }
 
     [Fact]

@@ -16,7 +16,7 @@ internal static class WireEncoding
     /// Gives a slice its wire form when caching or encoding applies (<see cref="Slice.Wire"/>). Lossy encodings rewrite
     /// the plain frame's values to what the servers will decode, so a resend of the plain frame sends the same.
     /// </summary>
-    public static void Encode(Slice slice, TableTraffic traffic, MessageType kind, int tableId, int width)
+    public static void Encode(Slice slice, TableTraffic traffic, MessageType kind, int tableId, int width, ReadOnlySpan<bool> mask = default)
     {
         var frame = slice.Frame;
         if (kind == MessageType.Pull && traffic.AnswerByte != 0)
@@ -30,6 +30,26 @@ internal static class WireEncoding
         bool range = (header.Flags & FrameFlags.KeyRange) != 0;
         int count = slice.Count;
         bool cacheKeys = traffic.KeyCaching && !range && count >= TableTraffic.MinCachedKeys;
+        bool masked = cacheKeys && kind == MessageType.Push && !mask.IsEmpty;
+        if (!mask.IsEmpty && kind == MessageType.Push && !masked)
+        {
+            // Filtered, but its keys are not named by a cached list: the kept rows go as an ordinary smaller push.
+            var section = ArrayPool<byte>.Shared.Rent(MaskBytes(count));
+            try
+            {
+                WriteMask(slice, mask, section.AsSpan(0, MaskBytes(count)));
+                Compact(slice, width, section.AsSpan(0, MaskBytes(count)));
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(section);
+            }
+            frame = slice.Frame;
+            FrameHeader.TryRead(frame, int.MaxValue, out header, out _);
+            range = false;
+            count = slice.Count;
+            cacheKeys = traffic.KeyCaching && count >= TableTraffic.MinCachedKeys;
+        }
         bool encodeValues = kind != MessageType.Pull && !traffic.Codec.IsNone && count > 0;
         if (!cacheKeys && !encodeValues)
         {
@@ -40,15 +60,16 @@ internal static class WireEncoding
         bool cached = false;
         if (cacheKeys)
         {
+            // A filtered push names its unfiltered keys: the list the batch's pull named too, and will name next epoch.
             var signature = KeySignature.Of(tableId, keys);
             cached = slice.Link.KeyCache.TryUse(signature);
             slice.WireSignature = cached ? signature : null;
             header.Flags |= cached ? FrameFlags.KeysCached : FrameFlags.StoreKeys;
         }
         int wireKeyBytes = cached ? KeySignature.Bytes : keyBytes;
-        int valueCount = slice.ValueCount;
-        int maxValueBytes = encodeValues ? ValueCodec.MaxEncodedBytes(valueCount, width) : valueCount * sizeof(float);
-        var wire = ArrayPool<byte>.Shared.Rent(FrameHeader.Size + wireKeyBytes + maxValueBytes + 8);
+        int maskBytes = masked ? MaskBytes(count) : 0;
+        int maxValueBytes = encodeValues ? ValueCodec.MaxEncodedBytes(slice.ValueCount, width) : slice.ValueCount * sizeof(float);
+        var wire = ArrayPool<byte>.Shared.Rent(FrameHeader.Size + wireKeyBytes + maskBytes + maxValueBytes + 8);
         if (cached)
         {
             slice.WireSignature!.Value.Write(wire.AsSpan(FrameHeader.Size));
@@ -57,8 +78,19 @@ internal static class WireEncoding
         {
             frame.AsSpan(FrameHeader.Size, keyBytes).CopyTo(wire.AsSpan(FrameHeader.Size));
         }
+        if (masked)
+        {
+            header.Flags |= FrameFlags.Masked;
+            WriteMask(slice, mask, wire.AsSpan(FrameHeader.Size + wireKeyBytes, maskBytes));
+            Compact(slice, width, wire.AsSpan(FrameHeader.Size + wireKeyBytes, maskBytes));
+            frame = slice.Frame;
+            count = slice.Count;
+            keys = MemoryMarshal.Cast<byte, ulong>(frame.AsSpan(FrameHeader.Size, count * sizeof(ulong)));
+            encodeValues &= count > 0;
+        }
+        int valueCount = slice.ValueCount;
         var plainValues = MemoryMarshal.Cast<byte, float>(frame.AsSpan(slice.HeadLength, valueCount * sizeof(float)));
-        var wireValues = wire.AsSpan(FrameHeader.Size + wireKeyBytes);
+        var wireValues = wire.AsSpan(FrameHeader.Size + wireKeyBytes + maskBytes);
         int valueBytes;
         if (!encodeValues)
         {
@@ -91,10 +123,78 @@ internal static class WireEncoding
         }
         int padded = (valueBytes + 7) & ~7; // keeps the next frame in a receive buffer 8-aligned
         wireValues[valueBytes..padded].Clear();
-        header.PayloadLength = wireKeyBytes + padded;
+        header.PayloadLength = wireKeyBytes + maskBytes + padded; // KeyCount stays the unfiltered count when masked
         header.Write(wire);
         slice.Wire = wire;
         slice.WireLength = FrameHeader.Size + header.PayloadLength;
+    }
+
+    /// <summary>Bytes of a mask section for <paramref name="keys"/> keys: [u32 present][u32 0][bitmap].</summary>
+    private static int MaskBytes(int keys) => 8 + ((keys + 63) / 64 * 8);
+
+    /// <summary>The slice's rows kept by the filter (<paramref name="mask"/> is by position in the call's keys).</summary>
+    private static void WriteMask(Slice slice, ReadOnlySpan<bool> mask, Span<byte> section)
+    {
+        section.Clear();
+        var bitmap = MemoryMarshal.Cast<byte, ulong>(section[8..]);
+        int present = 0;
+        for (int j = 0; j < slice.Count; j++)
+        {
+            if (mask[slice.Positions is { } positions ? positions[j] : slice.Start + j])
+            {
+                bitmap[j >> 6] |= 1UL << (j & 63);
+                present++;
+            }
+        }
+        MemoryMarshal.Write(section, present);
+    }
+
+    /// <summary>
+    /// Drops the filtered rows from the slice's plain frame (a new pooled frame, always a key list): the plain frame is
+    /// what a resend sends, and a filtered row must not be applied, not even as zero (a zero step moves momentum-based
+    /// optimizers). <paramref name="section"/> is a mask section (<see cref="WriteMask"/>).
+    /// </summary>
+    private static void Compact(Slice slice, int width, ReadOnlySpan<byte> section)
+    {
+        var frame = slice.Frame;
+        FrameHeader.TryRead(frame, int.MaxValue, out var header, out _);
+        bool range = (header.Flags & FrameFlags.KeyRange) != 0;
+        int count = slice.Count;
+        var bitmap = MemoryMarshal.Cast<byte, ulong>(section[8..]);
+        int present = MemoryMarshal.Read<int>(section);
+        int rowBytes = width * sizeof(float);
+        int length = FrameHeader.Size + (present * (sizeof(ulong) + rowBytes));
+        var compacted = ArrayPool<byte>.Shared.Rent(length);
+        var keysIn = range ? default : MemoryMarshal.Cast<byte, ulong>(frame.AsSpan(FrameHeader.Size, count * sizeof(ulong)));
+        ulong first = range ? MemoryMarshal.Read<ulong>(frame.AsSpan(FrameHeader.Size)) : 0;
+        var keysOut = MemoryMarshal.Cast<byte, ulong>(compacted.AsSpan(FrameHeader.Size, present * sizeof(ulong)));
+        var valuesIn = frame.AsSpan(slice.HeadLength, count * rowBytes);
+        var valuesOut = compacted.AsSpan(FrameHeader.Size + (present * sizeof(ulong)), present * rowBytes);
+        int kept = 0;
+        for (int j = 0; j < count; j++)
+        {
+            if ((bitmap[j >> 6] & (1UL << (j & 63))) == 0)
+            {
+                continue;
+            }
+            keysOut[kept] = range ? first + (ulong)j : keysIn[j];
+            valuesIn.Slice(j * rowBytes, rowBytes).CopyTo(valuesOut[(kept * rowBytes)..]);
+            if (slice.Positions is { } positions)
+            {
+                positions[kept] = positions[j];
+            }
+            kept++;
+        }
+        header.Flags &= ~FrameFlags.KeyRange;
+        header.KeyCount = present;
+        header.PayloadLength = length - FrameHeader.Size;
+        header.Write(compacted);
+        ArrayPool<byte>.Shared.Return(frame);
+        slice.Frame = compacted;
+        slice.Count = present;
+        slice.ValueCount = present * width;
+        slice.HeadLength = FrameHeader.Size + (present * sizeof(ulong));
+        slice.FrameLength = length;
     }
 
     /// <summary>What <see cref="Decode"/> found.</summary>
@@ -131,35 +231,82 @@ internal static class WireEncoding
             problem = "a frame cannot name its keys by signature and carry them too";
             return DecodeResult.Malformed;
         }
-        int wireKeyBytes = cached ? KeySignature.Bytes : (int)DataPayload.KeySectionBytes(count, range);
-        long plainKeyBytes = DataPayload.KeySectionBytes(count, range);
-        long plainValueBytes = values ? (long)count * width * sizeof(float) : 0;
-        if (payload.Length < wireKeyBytes || FrameHeader.Size + plainKeyBytes + plainValueBytes > maxFrameBytes)
+        bool masked = (header.Flags & FrameFlags.Masked) != 0;
+        if (masked && (range || header.Type != MessageType.Push))
         {
-            problem = $"encoded frame of {payload.Length} bytes cannot hold the key section of {count} keys, or decodes to more than MaxFrameBytes";
+            problem = "only a push with a key list can be masked";
             return DecodeResult.Malformed;
         }
-        ReadOnlySpan<ulong> cachedKeys = default;
-        if (cached && !cache.TryGet(KeySignature.Read(payload), count, out cachedKeys))
+        int wireKeyBytes = cached ? KeySignature.Bytes : (int)DataPayload.KeySectionBytes(count, range);
+        int maskBytes = masked ? MaskBytes(count) : 0;
+        if (payload.Length < wireKeyBytes + maskBytes)
+        {
+            problem = $"encoded frame of {payload.Length} bytes cannot hold the key section of {count} keys";
+            return DecodeResult.Malformed;
+        }
+        int present = count;
+        ReadOnlySpan<ulong> bitmap = default;
+        if (masked)
+        {
+            var section = payload.Slice(wireKeyBytes, maskBytes);
+            present = MemoryMarshal.Read<int>(section);
+            bitmap = MemoryMarshal.Cast<byte, ulong>(section[8..]);
+            int marked = 0;
+            foreach (ulong word in bitmap)
+            {
+                marked += System.Numerics.BitOperations.PopCount(word);
+            }
+            if (present != marked || (count % 64 != 0 && bitmap[^1] >> (count % 64) != 0))
+            {
+                problem = $"masked frame says {present} of its {count} rows are present, its bitmap marks {marked} (or rows past the end)";
+                return DecodeResult.Malformed;
+            }
+        }
+        long plainKeyBytes = DataPayload.KeySectionBytes(present, range);
+        long plainValueBytes = values ? (long)present * width * sizeof(float) : 0;
+        if (FrameHeader.Size + plainKeyBytes + plainValueBytes > maxFrameBytes)
+        {
+            problem = $"encoded frame of {count} keys decodes to more than MaxFrameBytes ({maxFrameBytes})";
+            return DecodeResult.Malformed;
+        }
+        ReadOnlySpan<ulong> fullKeys = default;
+        if (cached && !cache.TryGet(KeySignature.Read(payload), count, out fullKeys))
         {
             return DecodeResult.Miss;
         }
+        if (!cached && !range)
+        {
+            fullKeys = MemoryMarshal.Cast<byte, ulong>(payload[..wireKeyBytes]);
+            if ((header.Flags & FrameFlags.StoreKeys) != 0)
+            {
+                cache.Store(KeySignature.Of(header.TableId, fullKeys), fullKeys);
+            }
+        }
         var rented = ArrayPool<byte>.Shared.Rent((int)(FrameHeader.Size + plainKeyBytes + plainValueBytes));
         var plainPayload = rented.AsSpan(FrameHeader.Size, (int)(plainKeyBytes + plainValueBytes));
-        if (cached)
+        if (range)
         {
-            MemoryMarshal.AsBytes(cachedKeys).CopyTo(plainPayload);
+            payload[..wireKeyBytes].CopyTo(plainPayload);
+        }
+        else if (!masked)
+        {
+            MemoryMarshal.AsBytes(fullKeys).CopyTo(plainPayload);
         }
         else
         {
-            payload[..wireKeyBytes].CopyTo(plainPayload);
-            if ((header.Flags & FrameFlags.StoreKeys) != 0)
+            var keysOut = MemoryMarshal.Cast<byte, ulong>(plainPayload[..(int)plainKeyBytes]);
+            int next = 0;
+            for (int w = 0; w < bitmap.Length; w++)
             {
-                var keys = MemoryMarshal.Cast<byte, ulong>(payload[..wireKeyBytes]);
-                cache.Store(KeySignature.Of(header.TableId, keys), keys);
+                ulong word = bitmap[w];
+                while (word != 0)
+                {
+                    keysOut[next++] = fullKeys[(w << 6) + System.Numerics.BitOperations.TrailingZeroCount(word)];
+                    word &= word - 1;
+                }
             }
         }
-        var wireValues = payload[wireKeyBytes..];
+        var wireValues = payload[(wireKeyBytes + maskBytes)..];
         var plainValues = plainPayload[(int)plainKeyBytes..];
         try
         {
@@ -187,6 +334,7 @@ internal static class WireEncoding
             return DecodeResult.Malformed;
         }
         plainHeader.Flags &= ~FrameFlags.Encoded;
+        plainHeader.KeyCount = present;
         plainHeader.PayloadLength = plainPayload.Length;
         plain = rented;
         return DecodeResult.Ok;

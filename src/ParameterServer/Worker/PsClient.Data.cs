@@ -12,7 +12,8 @@ namespace ParameterServer;
 // Steady state allocates nothing: operations and slices are pooled, frames and position lists rented.
 public sealed partial class PsClient
 {
-    internal long Submit(PsTable table, MessageType kind, ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, Memory<float> destination, ReadOnlySpan<long> after, bool filtered = false)
+    internal long Submit(PsTable table, MessageType kind, ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, Memory<float> destination, ReadOnlySpan<long> after,
+        bool filtered = false, ReadOnlySpan<bool> kept = default)
     {
         Validate(table, kind, keys, values, destination, after);
         if (!filtered && kind == MessageType.Push && table.PushFilter is { } filter && keys.Length > 0)
@@ -72,7 +73,7 @@ public sealed partial class PsClient
             {
                 foreach (var slice in op.Slices)
                 {
-                    WireEncoding.Encode(slice, traffic, kind, table.Info.Id, table.Width);
+                    WireEncoding.Encode(slice, traffic, kind, table.Info.Id, table.Width, kept);
                 }
             }
         }
@@ -98,7 +99,11 @@ public sealed partial class PsClient
         return timestamp;
     }
 
-    /// <summary>A push through the table's filter: the kept entries go out as an ordinary (smaller) push.</summary>
+    /// <summary>
+    /// A push through the table's filter. The kept entries go out as an ordinary (smaller) push; when the table encodes
+    /// its frames, each server's part is cut from the unfiltered keys and then compacted, so its wire form can name the
+    /// unfiltered key list by its cached signature plus a bitmap of the kept rows (<see cref="FrameFlags.Masked"/>).
+    /// </summary>
     private long SubmitFiltered(PsTable table, IPushFilter filter, ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, ReadOnlySpan<long> after)
     {
         int n = keys.Length;
@@ -113,6 +118,11 @@ public sealed partial class PsClient
             var flags = keep.AsSpan(0, n);
             flags.Fill(true);
             filter.Filter(keys, copy, width, flags);
+            if (table.Traffic is not null && flags.Contains(true))
+            {
+                Interlocked.Add(ref _filteredKeys, flags.Count(false));
+                return Submit(table, MessageType.Push, keys, copy, default, after, filtered: true, kept: flags);
+            }
             int kept = 0;
             for (int i = 0; i < n; i++)
             {

@@ -22,7 +22,7 @@ internal static class BenchTraffic
     {
         var command = new Command("traffic", "Bytes sent by workers and servers with no reduction, key caching, + compression, + KKT filter (the paper's Fig. 11)")
         {
-            AppOptions.Data, AppOptions.Test, AppOptions.Epochs, AppOptions.Batch, AppOptions.L1, LocalCluster.Servers, LocalCluster.Workers, Features, Rows, Compress, Steps, Options.Json,
+            AppOptions.Data, AppOptions.Test, AppOptions.Epochs, AppOptions.Batch, AppOptions.L1, LocalCluster.Servers, LocalCluster.Workers, Options.Replication, Features, Rows, Compress, Steps, Options.Json,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
@@ -31,6 +31,7 @@ internal static class BenchTraffic
             string? sampleDir = null;
             int epochs = p.GetResult(AppOptions.Epochs) is { Implicit: false } ? p.GetValue(AppOptions.Epochs) : 3;
             bool json = p.GetValue(Options.Json);
+            LocalCluster.CheckReplication(p, p.GetValue(LocalCluster.Servers));
             try
             {
                 if (data is null)
@@ -61,6 +62,7 @@ internal static class BenchTraffic
                         Workers = p.GetValue(LocalCluster.Workers),
                         LogLevel = "warning",
                         ResultsOnly = true,
+                        SchedulerArguments = ["--replication", LocalJob.Inv(p.GetValue(Options.Replication))],
                         ShowProgress = false,
                         Echo = false,
                         WorkerArguments = ["--json", "--app", "logreg", "--data", Path.GetFullPath(data), .. test is null ? Array.Empty<string>() : ["--test", Path.GetFullPath(test)],
@@ -85,6 +87,9 @@ internal static class BenchTraffic
                         ["servers_sent_after_epoch1"] = Get(last, "servers_sent") - Get(first, "servers_sent"),
                         ["total_sent"] = Get(last, "workers_sent") + Get(last, "servers_sent"),
                         ["test_accuracy"] = lines[^1].GetProperty("test_accuracy").ValueKind == JsonValueKind.Number ? lines[^1].GetProperty("test_accuracy").GetDouble() : null,
+                        ["bytes_sent_by_type"] = last.GetProperty("by_type").EnumerateObject()
+                            .Where(t => t.Value.GetProperty("bytes_sent").GetInt64() > 0)
+                            .ToDictionary(t => t.Name, t => t.Value.GetProperty("bytes_sent").GetInt64()),
                         ["examples_per_sec"] = lines.Skip(1).Select(l => l.GetProperty("examples_per_sec").GetDouble()).DefaultIfEmpty(lines[0].GetProperty("examples_per_sec").GetDouble()).Average(),
                     };
                     results.Add(result);

@@ -93,9 +93,11 @@ internal enum FrameFlags : ushort
     /// [u32 rows present][u32 0][bitmap, ceil(keys / 64) u64] says which rows the values are for.
     /// </summary>
     Masked = 1 << 6,
+    /// <summary>The key list is packed as varint deltas (<see cref="KeyPacking"/>).</summary>
+    PackedKeys = 1 << 7,
 
     /// <summary>Flags that a receiver must decode before it can read the frame as a plain data frame.</summary>
-    Encoded = Compressed | KeysCached | StoreKeys | Masked,
+    Encoded = Compressed | KeysCached | StoreKeys | Masked | PackedKeys,
 
     Known = KeyRange | Resend | RoundsFrom | Encoded,
 }

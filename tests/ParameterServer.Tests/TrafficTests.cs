@@ -272,6 +272,40 @@ public class TrafficTests
     }
 
     [Fact]
+    public void Packed_keys_round_trip_take_few_bytes_for_feature_ids_and_hashed_keys_stay_plain()
+    {
+        var random = new Random(3);
+        var features = Enumerable.Range(0, 2000).Select(_ => (ulong)random.Next(0, 1_000_000)).Distinct().Order().ToArray();
+        var section = new byte[KeyPacking.MaxBytes(features.Length)];
+        int length = KeyPacking.TryPack(features, section);
+        Assert.InRange(length, 1, features.Length * 3); // gaps of ~500 take 2 bytes, against 8
+        var back = new ulong[features.Length];
+        KeyPacking.Unpack(section.AsSpan(0, length), back);
+        Assert.Equal(features, back);
+        ulong[] edges = [0, 1, ulong.MaxValue - 1, ulong.MaxValue];
+        var edgeSection = new byte[KeyPacking.MaxBytes(4)];
+        var edgesBack = new ulong[4];
+        KeyPacking.Unpack(edgeSection.AsSpan(0, KeyPacking.TryPack(edges, edgeSection)), edgesBack); // a 10-byte varint in the middle
+        Assert.Equal(edges, edgesBack);
+        var hashed = Enumerable.Range(0, 100).Select(_ => (ulong)random.NextInt64()).Order().ToArray();
+        Assert.Equal(0, KeyPacking.TryPack(hashed, new byte[KeyPacking.MaxBytes(100)]));
+
+        // Through a frame: the keys are stored under the signature of the unpacked list.
+        var cache = new ReceiverKeyCache(1 << 20);
+        var header = new FrameHeader { Type = MessageType.Pull, TableId = 2, KeyCount = features.Length, RowWidth = 1, ElementType = WireElementType.Float32, Flags = FrameFlags.StoreKeys | FrameFlags.PackedKeys, PayloadLength = length };
+        Assert.Equal(WireEncoding.DecodeResult.Ok, WireEncoding.Decode(header, section.AsSpan(0, length), cache, 1 << 24, out var plainHeader, out var plain, out _));
+        Assert.Equal(features, MemoryMarshal.Cast<byte, ulong>(plain.AsSpan(FrameHeader.Size, features.Length * 8)).ToArray());
+        Assert.True(cache.TryGet(KeySignature.Of(2, features), features.Length, out _));
+
+        // A repeated key, a truncated section and trailing bytes are refused.
+        byte[] repeated = [2, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0];
+        Assert.Throws<ProtocolException>(() => KeyPacking.Unpack(repeated, new ulong[2]));
+        Assert.Throws<ProtocolException>(() => KeyPacking.Unpack(section.AsSpan(0, length), new ulong[features.Length + 1]));
+        Assert.Throws<ProtocolException>(() => KeyPacking.Unpack(section.AsSpan(0, length), new ulong[features.Length - 1]));
+        Assert.Equal(WireEncoding.DecodeResult.Malformed, WireEncoding.Decode(header with { KeyCount = features.Length + 1 }, section.AsSpan(0, length), cache, 1 << 24, out _, out _, out _));
+    }
+
+    [Fact]
     public void Traffic_meter_counts_by_type_and_peer_and_survives_the_heartbeat_encoding()
     {
         var meter = new TrafficMeter();

@@ -66,17 +66,23 @@ internal static class WireEncoding
             slice.WireSignature = cached ? signature : null;
             header.Flags |= cached ? FrameFlags.KeysCached : FrameFlags.StoreKeys;
         }
-        int wireKeyBytes = cached ? KeySignature.Bytes : keyBytes;
         int maskBytes = masked ? MaskBytes(count) : 0;
         int maxValueBytes = encodeValues ? ValueCodec.MaxEncodedBytes(slice.ValueCount, width) : slice.ValueCount * sizeof(float);
-        var wire = ArrayPool<byte>.Shared.Rent(FrameHeader.Size + wireKeyBytes + maskBytes + maxValueBytes + 8);
+        var wire = ArrayPool<byte>.Shared.Rent(FrameHeader.Size + keyBytes + KeySignature.Bytes + maskBytes + maxValueBytes + 8);
+        int wireKeyBytes;
         if (cached)
         {
             slice.WireSignature!.Value.Write(wire.AsSpan(FrameHeader.Size));
+            wireKeyBytes = KeySignature.Bytes;
+        }
+        else if (!range && (wireKeyBytes = KeyPacking.TryPack(keys, wire.AsSpan(FrameHeader.Size, keyBytes))) > 0)
+        {
+            header.Flags |= FrameFlags.PackedKeys; // a list sent in full (to be cached) goes as varint deltas
         }
         else
         {
             frame.AsSpan(FrameHeader.Size, keyBytes).CopyTo(wire.AsSpan(FrameHeader.Size));
+            wireKeyBytes = keyBytes;
         }
         if (masked)
         {
@@ -237,7 +243,18 @@ internal static class WireEncoding
             problem = "only a push with a key list can be masked";
             return DecodeResult.Malformed;
         }
-        int wireKeyBytes = cached ? KeySignature.Bytes : (int)DataPayload.KeySectionBytes(count, range);
+        bool packed = (header.Flags & FrameFlags.PackedKeys) != 0;
+        if (packed && (cached || range))
+        {
+            problem = "packed keys must be a key list sent in full";
+            return DecodeResult.Malformed;
+        }
+        int wireKeyBytes = cached ? KeySignature.Bytes : packed ? KeyPacking.SectionLength(payload) : (int)DataPayload.KeySectionBytes(count, range);
+        if (wireKeyBytes < 0 || (packed && (long)count * sizeof(ulong) > maxFrameBytes))
+        {
+            problem = $"packed key section of {count} keys does not fit its {payload.Length}-byte frame";
+            return DecodeResult.Malformed;
+        }
         int maskBytes = masked ? MaskBytes(count) : 0;
         if (payload.Length < wireKeyBytes + maskBytes)
         {
@@ -274,9 +291,48 @@ internal static class WireEncoding
         {
             return DecodeResult.Miss;
         }
+        ulong[]? unpacked = null;
+        if (packed)
+        {
+            unpacked = ArrayPool<ulong>.Shared.Rent(Math.Max(count, 1));
+            try
+            {
+                KeyPacking.Unpack(payload[..wireKeyBytes], unpacked.AsSpan(0, count));
+            }
+            catch (ProtocolException ex)
+            {
+                ArrayPool<ulong>.Shared.Return(unpacked);
+                problem = ex.Message;
+                return DecodeResult.Malformed;
+            }
+        }
+        try
+        {
+            return Finish(header, payload, cache, count, width, values, range, cached, masked, wireKeyBytes, maskBytes, present, bitmap, plainKeyBytes, plainValueBytes,
+                unpacked is not null ? unpacked.AsSpan(0, count) : fullKeys, out plainHeader, out plain, out problem);
+        }
+        finally
+        {
+            if (unpacked is not null)
+            {
+                ArrayPool<ulong>.Shared.Return(unpacked);
+            }
+        }
+    }
+
+    private static DecodeResult Finish(in FrameHeader header, ReadOnlySpan<byte> payload, ReceiverKeyCache cache, int count, int width, bool values, bool range,
+        bool cached, bool masked, int wireKeyBytes, int maskBytes, int present, ReadOnlySpan<ulong> bitmap, long plainKeyBytes, long plainValueBytes,
+        ReadOnlySpan<ulong> fullKeys, out FrameHeader plainHeader, out byte[]? plain, out string? problem)
+    {
+        plainHeader = header;
+        plain = null;
+        problem = null;
         if (!cached && !range)
         {
-            fullKeys = MemoryMarshal.Cast<byte, ulong>(payload[..wireKeyBytes]);
+            if (fullKeys.IsEmpty && count > 0)
+            {
+                fullKeys = MemoryMarshal.Cast<byte, ulong>(payload[..wireKeyBytes]);
+            }
             if ((header.Flags & FrameFlags.StoreKeys) != 0)
             {
                 cache.Store(KeySignature.Of(header.TableId, fullKeys), fullKeys);

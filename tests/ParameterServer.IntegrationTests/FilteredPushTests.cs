@@ -31,8 +31,11 @@ public sealed class FilteredPushTests
         // Adam: applying a filtered row, even as a zero step, would move it (momentum), so only the kept rows may arrive.
         var plain = await client.DeclareTableAsync(new TableSpec("plain", 2) { Handler = "adam" });
         var coded = await client.DeclareTableAsync(new TableSpec("coded", 2) { Handler = "adam", KeyCaching = true, Compression = "zero+lz" });
+        // fp16 is lossy for the worker, but its forwards to replicas must not be: re-encoding fp16 values is exact.
+        var halves = await client.DeclareTableAsync(new TableSpec("halves", 2) { Handler = "adam", KeyCaching = true, Compression = "zero+fp16" });
         plain.PushFilter = new EveryThirdFilter();
         coded.PushFilter = new EveryThirdFilter();
+        halves.PushFilter = new EveryThirdFilter();
         var random = new Random(5);
         // Sparse keys spread over the ring, and a contiguous run (a KeyRange slice until filtered).
         var keys = Enumerable.Range(0, 400).Select(_ => (ulong)random.NextInt64(1, long.MaxValue)).Concat(Enumerable.Range(1000, 64).Select(k => (ulong)k)).Distinct().Order().ToArray();
@@ -49,6 +52,17 @@ public sealed class FilteredPushTests
             await client.WaitAsync(coded.Push(keys, gradient)).WaitAsync(Limit);
             plainBytes += middle - before;
             codedBytes += PushBytes(client) - middle;
+            await client.WaitAsync(halves.Pull(keys, pulled)).WaitAsync(Limit);
+            await client.WaitAsync(halves.Push(keys, gradient)).WaitAsync(Limit);
+        }
+        // Replication 2 on two servers: each holds every row, as primary or as replica of forwards (packed keys, encoded values).
+        foreach (var table in new[] { plain, coded, halves })
+        {
+            var first = new float[keys.Length * 2];
+            var second = new float[keys.Length * 2];
+            cluster.Servers[0].TableStoreOf(table.Info.Id)!.Read(Protocol.KeyList.Of(keys), first);
+            cluster.Servers[1].TableStoreOf(table.Info.Id)!.Read(Protocol.KeyList.Of(keys), second);
+            Assert.Equal(first, second);
         }
         var fromPlain = new float[keys.Length * 2];
         var fromCoded = new float[keys.Length * 2];

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using ParameterServer.Cluster;
 using ParameterServer.Protocol;
 using ParameterServer.Server;
+using ParameterServer.Traffic;
 using ParameterServer.Transport;
 
 namespace ParameterServer;
@@ -363,7 +364,17 @@ public sealed partial class ServerNode
                     }
                     try
                     {
-                        deferred = ForwardApplied(null, header, table, KeyList.Of(round.Keys.AsSpan(0, round.Count)), round.Values.AsSpan(0, round.Count * table.Width), null, round.Acks);
+                        // A round's aggregate is a sum of pushes: not exact in fp16 even when each push was.
+                        var pushCodec = t_forwardCodec;
+                        t_forwardCodec = pushCodec is { } c ? c with { Quantization = Quantization.None } : null;
+                        try
+                        {
+                            deferred = ForwardApplied(null, header, table, KeyList.Of(round.Keys.AsSpan(0, round.Count)), round.Values.AsSpan(0, round.Count * table.Width), null, round.Acks);
+                        }
+                        finally
+                        {
+                            t_forwardCodec = pushCodec;
+                        }
                     }
                     finally
                     {
@@ -461,6 +472,11 @@ public sealed partial class ServerNode
             PayloadLength = checked(count * (sizeof(ulong) + (width * sizeof(float)))),
         };
         int length = header.FrameLength;
+        if (t_forwardCodec is { } codec && count >= TableTraffic.MinCachedKeys)
+        {
+            SendEncodedReplicate(peer, header, codec, keys, values, successors, copies, slot, width);
+            return;
+        }
         if (length >= Connection.LargeFrameBytes)
         {
             // A large forward is built in a pooled buffer of its own and sent from it: the connection's batch buffer
@@ -480,6 +496,107 @@ public sealed partial class ServerNode
         using var frame = peer.Reserve(length);
         FillReplicate(frame.Span, header, keys, values, successors, copies, slot, width);
         frame.Commit();
+    }
+
+    /// <summary>The value encoding of the push being served when it came encoded (set on its receive thread), else null.</summary>
+    [ThreadStatic]
+    private static CodecSpec? t_forwardCodec;
+
+    /// <summary>
+    /// How to forward a push that came encoded: its stages (zero suppression, lz), and its quantization only when that is
+    /// fp16 or bf16, whose decoded values encode back to the same bits. Top-k and 1-bit are not: their values go whole.
+    /// </summary>
+    private static CodecSpec ForwardCodec(in FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        if ((header.Flags & FrameFlags.Compressed) == 0)
+        {
+            return new CodecSpec(CodecStages.None, Quantization.None);
+        }
+        // The value section starts after the key section; its prefix names the stages and quantization.
+        int keyBytes = (header.Flags & FrameFlags.KeysCached) != 0 ? KeySignature.Bytes
+            : (header.Flags & FrameFlags.PackedKeys) != 0 ? Math.Max(0, KeyPacking.SectionLength(payload))
+            : (int)DataPayload.KeySectionBytes(header.KeyCount, (header.Flags & FrameFlags.KeyRange) != 0);
+        int maskBytes = (header.Flags & FrameFlags.Masked) != 0 ? 8 + ((header.KeyCount + 63) / 64 * 8) : 0;
+        var section = payload[Math.Min(payload.Length, keyBytes + maskBytes)..];
+        if (section.Length < 2)
+        {
+            return new CodecSpec(CodecStages.None, Quantization.None);
+        }
+        var quantization = (Quantization)section[1];
+        return new CodecSpec((CodecStages)section[0] & (CodecStages.ZeroSuppress | CodecStages.Lz),
+            quantization is Quantization.Float16 or Quantization.BFloat16 ? quantization : Quantization.None);
+    }
+
+    /// <summary>A forward with packed keys and encoded values (lossless: the replica decodes what this server applied).</summary>
+    private static void SendEncodedReplicate(Connection peer, FrameHeader header, CodecSpec codec, KeyList keys, ReadOnlySpan<float> values,
+        ReadOnlySpan<int> successors, int copies, int slot, int width)
+    {
+        int count = header.KeyCount;
+        int length = header.FrameLength;
+        var plain = System.Buffers.ArrayPool<byte>.Shared.Rent(length);
+        int keyBytes = count * sizeof(ulong);
+        var wire = System.Buffers.ArrayPool<byte>.Shared.Rent(FrameHeader.Size + keyBytes + ValueCodec.MaxEncodedBytes(count * width, width) + 8);
+        try
+        {
+            FillReplicate(plain.AsSpan(0, length), header, keys, values, successors, copies, slot, width);
+            var plainKeys = MemoryMarshal.Cast<byte, ulong>(plain.AsSpan(FrameHeader.Size, keyBytes));
+            var plainValues = MemoryMarshal.Cast<byte, float>(plain.AsSpan(FrameHeader.Size + keyBytes, count * width * sizeof(float)));
+            int wireKeyBytes = KeyPacking.TryPack(plainKeys, wire.AsSpan(FrameHeader.Size, keyBytes));
+            if (wireKeyBytes > 0)
+            {
+                header.Flags |= FrameFlags.PackedKeys;
+            }
+            else
+            {
+                plain.AsSpan(FrameHeader.Size, keyBytes).CopyTo(wire.AsSpan(FrameHeader.Size));
+                wireKeyBytes = keyBytes;
+            }
+            int valueBytes = codec.IsNone ? 0 : ValueCodec.Encode(codec, plainValues, width, wire.AsSpan(FrameHeader.Size + wireKeyBytes));
+            if (valueBytes > 0)
+            {
+                header.Flags |= FrameFlags.Compressed;
+            }
+            else
+            {
+                MemoryMarshal.AsBytes(plainValues).CopyTo(wire.AsSpan(FrameHeader.Size + wireKeyBytes));
+                valueBytes = plainValues.Length * sizeof(float);
+            }
+            int padded = (valueBytes + 7) & ~7;
+            wire.AsSpan(FrameHeader.Size + wireKeyBytes + valueBytes, padded - valueBytes).Clear();
+            header.PayloadLength = wireKeyBytes + padded;
+            if (header.FrameLength >= length)
+            {
+                peer.SendFrame(plain, length); // encoding did not pay
+                return;
+            }
+            header.Write(wire);
+            peer.SendFrame(wire, header.FrameLength);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(plain);
+            System.Buffers.ArrayPool<byte>.Shared.Return(wire);
+        }
+    }
+
+    /// <summary>A forward with packed keys or encoded values: decoded to the plain forward, then applied as one.</summary>
+    private void HandleEncodedReplicate(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload, Traffic.ReceiverKeyCache keys)
+    {
+        string? problem = null;
+        if ((header.Flags & (FrameFlags.KeysCached | FrameFlags.StoreKeys | FrameFlags.Masked)) != 0
+            || WireEncoding.Decode(header, payload, keys, connection.MaxFrameBytes, out var plainHeader, out var plain, out problem) != WireEncoding.DecodeResult.Ok)
+        {
+            SendError(connection, header, ErrorCode.MalformedPayload, $"server {Id} cannot decode a forwarded push: {problem ?? "only packed keys and encoded values are allowed in forwards"}");
+            return;
+        }
+        try
+        {
+            HandleReplicate(connection, plainHeader, plain.AsSpan(FrameHeader.Size, plainHeader.PayloadLength));
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(plain!);
+        }
     }
 
     private static void FillReplicate(Span<byte> frame, in FrameHeader header, KeyList keys, ReadOnlySpan<float> values, ReadOnlySpan<int> successors, int copies, int slot, int width)

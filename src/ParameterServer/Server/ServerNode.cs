@@ -371,6 +371,11 @@ public sealed partial class ServerNode : IAsyncDisposable
                 HandleData(connection, header, payload);
                 break;
             case MessageType.Replicate:
+                if ((header.Flags & FrameFlags.Encoded) != 0)
+                {
+                    HandleEncodedReplicate(connection, header, payload, state.Keys);
+                    break;
+                }
                 HandleReplicate(connection, header, payload);
                 break;
             case MessageType.Refill:
@@ -514,12 +519,15 @@ public sealed partial class ServerNode : IAsyncDisposable
                 SendError(connection, header, ErrorCode.MalformedPayload, problem!);
                 return;
         }
+        // Forwards to replicas made while serving it are encoded alike (losslessly: see ForwardCodec).
+        t_forwardCodec = ForwardCodec(header, payload);
         try
         {
             HandleData(connection, plainHeader, plain.AsSpan(FrameHeader.Size, plainHeader.PayloadLength));
         }
         finally
         {
+            t_forwardCodec = null;
             ArrayPool<byte>.Shared.Return(plain!);
         }
     }

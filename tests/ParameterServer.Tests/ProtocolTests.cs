@@ -102,7 +102,7 @@ public class ProtocolTests
     [InlineData(0, 0x47, "bad magic")] // 'G' of "GET / HTTP/1.1"
     [InlineData(2, 9, "version 9")]
     [InlineData(6, 65, "header length")]
-    [InlineData(4, 0x80, "unsupported frame flags")]
+    [InlineData(5, 0x80, "unsupported frame flags")]
     public void Corrupt_headers_are_rejected_with_a_reason(int offset, byte value, string expected)
     {
         var bytes = new byte[FrameHeader.Size];

@@ -40,7 +40,8 @@ internal static class AppOptions
     public static readonly Option<string> Compress = Options.Create("--compress", "none", "logreg: value encoding of pushes and pull answers: none, or zero, lz, fp16, bf16, topk[:F], 1bit joined by '+' (zero and lz are lossless)");
     public static readonly Option<string> Filter = Options.Create("--filter", "none", "logreg: push filter: none, kkt (skip gradients that cannot move a zero weight), sigmod:THRESHOLD, random:P");
 
-    public static IEnumerable<Option> LogReg => [Data, Test, Epochs, Batch, Optimizer, LearningRate, L1, L2, HashBits, ModelOut, SkipBadLines, KeyCache, Compress, Filter];
+    public static readonly Option<string> PullFilter = Options.Create("--pull-filter", "none", "logreg: pull filter: none, sigmod:THRESHOLD (servers send a weight only when it moved by more than THRESHOLD since they last sent it to this worker)");
+    public static IEnumerable<Option> LogReg => [Data, Test, Epochs, Batch, Optimizer, LearningRate, L1, L2, HashBits, ModelOut, SkipBadLines, KeyCache, Compress, Filter, PullFilter];
 
     public static IEnumerable<Option> All => [App, Consistency, .. Counter, .. LogReg];
 
@@ -91,6 +92,7 @@ internal static class AppOptions
             }
             Add(Compress.Name, p.GetValue(Compress));
             Add(Filter.Name, p.GetValue(Filter));
+            Add(PullFilter.Name, p.GetValue(PullFilter));
         }
         return args;
     }
@@ -137,6 +139,7 @@ internal static class AppOptions
             KeyCaching = p.GetValue(KeyCache),
             Compression = p.GetValue(Compress)!,
             Filter = p.GetValue(Filter)!,
+            PullFilter = p.GetValue(PullFilter)!,
         };
         options.Validate();
         return options;

@@ -14,15 +14,16 @@ internal static class BenchTraffic
     private static readonly Option<int> Features = Options.Create("--features", 1_000_000, "Synthetic data (without --data): features");
     private static readonly Option<long> Rows = Options.Create("--rows", 200_000L, "Synthetic data (without --data): training rows");
     private static readonly Option<string> Compress = Options.Create("--compress", "zero+fp16", "The value encoding of the compression step");
-    private static readonly Option<string> Steps = Options.Create("--steps", "none,cache,compress,kkt", "The configurations to run, each adding to the one before: none, cache, compress, kkt");
+    private static readonly Option<string> PullFilter = Options.Create("--pull-filter", "sigmod:0.001", "The pull filter of the last step");
+    private static readonly Option<string> Steps = Options.Create("--steps", "none,cache,compress,kkt,pull", "The configurations to run, each adding to the one before: none, cache, compress, kkt, pull");
 
     private sealed record Step(string Name, string[] Arguments);
 
     public static Command Create()
     {
-        var command = new Command("traffic", "Bytes sent by workers and servers with no reduction, key caching, + compression, + KKT filter (the paper's Fig. 11)")
+        var command = new Command("traffic", "Bytes sent by workers and servers with no reduction, key caching, + compression, + KKT filter, + pull filter (the paper's Fig. 11)")
         {
-            AppOptions.Data, AppOptions.Test, AppOptions.Epochs, AppOptions.Batch, AppOptions.L1, LocalCluster.Servers, LocalCluster.Workers, Options.Replication, Features, Rows, Compress, Steps, Options.Json,
+            AppOptions.Data, AppOptions.Test, AppOptions.Epochs, AppOptions.Batch, AppOptions.L1, LocalCluster.Servers, LocalCluster.Workers, Options.Replication, Features, Rows, Compress, PullFilter, Steps, Options.Json,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
@@ -51,6 +52,7 @@ internal static class BenchTraffic
                     new("cache", ["--key-cache"]),
                     new("compress", ["--key-cache", "--compress", compress]),
                     new("kkt", ["--key-cache", "--compress", compress, "--filter", "kkt"]),
+                    new("pull", ["--key-cache", "--compress", compress, "--filter", "kkt", "--pull-filter", p.GetValue(PullFilter)!]),
                 };
                 var wanted = p.GetValue(Steps)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
                 var results = new List<Dictionary<string, object?>>();

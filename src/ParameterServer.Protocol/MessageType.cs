@@ -95,11 +95,17 @@ internal enum FrameFlags : ushort
     Masked = 1 << 6,
     /// <summary>The key list is packed as varint deltas (<see cref="KeyPacking"/>).</summary>
     PackedKeys = 1 << 7,
+    /// <summary>
+    /// On a pull: filter the answer by the table's pull filter against what this connection was sent before (Aux 1: send
+    /// every row this time, a refresh). On its answer: the values follow a mask section ([u32 rows present][u32 0]
+    /// [bitmap]); a row left out is the one this connection was last sent for that key.
+    /// </summary>
+    FilterAnswer = 1 << 8,
 
     /// <summary>Flags that a receiver must decode before it can read the frame as a plain data frame.</summary>
     Encoded = Compressed | KeysCached | StoreKeys | Masked | PackedKeys,
 
-    Known = KeyRange | Resend | RoundsFrom | Encoded,
+    Known = KeyRange | Resend | RoundsFrom | Encoded | FilterAnswer,
 }
 
 /// <summary>Element type of a table's values. Sizes come from <see cref="ElementTypes.SizeOf"/>; the transport never looks inside.</summary>

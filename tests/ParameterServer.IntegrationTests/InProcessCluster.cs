@@ -15,13 +15,15 @@ internal sealed class InProcessCluster : IAsyncDisposable
 
     public string Address => $"127.0.0.1:{Scheduler.Port}";
 
-    public static async Task<(InProcessCluster Cluster, PsClient[] Clients)> StartAsync(int servers, int workers)
+    public static async Task<(InProcessCluster Cluster, PsClient[] Clients)> StartAsync(int servers, int workers, Action<ServerOptions>? configure = null)
     {
         var cluster = new InProcessCluster();
         cluster.Scheduler = SchedulerNode.Start(new SchedulerOptions { Port = 0, Servers = servers, Workers = workers });
         for (int i = 0; i < servers; i++)
         {
-            cluster._servers.Add(await ServerNode.StartAsync(new ServerOptions { Scheduler = cluster.Address }));
+            var options = new ServerOptions { Scheduler = cluster.Address };
+            configure?.Invoke(options);
+            cluster._servers.Add(await ServerNode.StartAsync(options));
         }
         var clients = await Task.WhenAll(Enumerable.Range(0, workers).Select(_ =>
             PsClient.ConnectAsync(new WorkerOptions { Scheduler = cluster.Address, RequestTimeout = TimeSpan.FromSeconds(10) })));

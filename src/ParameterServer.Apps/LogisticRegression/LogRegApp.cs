@@ -31,7 +31,7 @@ public sealed class LogRegApp(LogRegOptions options) : IPsApp
         }
         bool sequential = options.Consistency.Tau == 0;
         var mode = sequential ? UpdateMode.Sync : UpdateMode.Async;
-        var weightsTable = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.weights") { Handler = options.HandlerSpec, Mode = mode, KeyCaching = options.KeyCaching, Compression = options.Compression }, cancellationToken).ConfigureAwait(false);
+        var weightsTable = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.weights") { Handler = options.HandlerSpec, Mode = mode, KeyCaching = options.KeyCaching, Compression = options.Compression, PullFilter = options.PullFilter }, cancellationToken).ConfigureAwait(false);
         weightsTable.Consistency = options.Consistency;
         weightsTable.PushFilter = PushFilters.Parse(options.Filter, () => new KktFilter((float)options.L1));
         var metricsTable = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.metrics") { DenseSize = (ulong)((options.Epochs + 1) * Stride), BlockKeys = Stride, Mode = UpdateMode.Sync }, cancellationToken).ConfigureAwait(false);

@@ -41,6 +41,9 @@ public sealed record LogRegOptions
     /// <summary>Push filter: none, kkt, sigmod:THRESHOLD or random:P (see <see cref="PushFilters.Parse"/>).</summary>
     public string Filter { get; init; } = "none";
 
+    /// <summary>Pull filter of the weights table: none or sigmod:THRESHOLD (see <see cref="TableSpec.PullFilter"/>).</summary>
+    public string PullFilter { get; init; } = "none";
+
     public bool UsesKkt => Filter.Trim().Equals("kkt", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Internal: a dedicated table name, so several runs can share a cluster (benchmarks).</summary>
@@ -81,7 +84,7 @@ public sealed record LogRegOptions
             throw new ArgumentException($"--l1 and --l2 must be >= 0 and --lr > 0 (got {L1}, {L2}, {EffectiveLearningRate})");
         }
         _ = HandlerSpec;
-        new TableSpec("check") { Compression = Compression }.Validate(); // names a bad --compress stage
+        new TableSpec("check") { Compression = Compression, PullFilter = PullFilter }.Validate(); // names a bad --compress stage or --pull-filter
         _ = PushFilters.Parse(Filter, () => new KktFilter((float)L1));
         if (UsesKkt && Optimizer != "ftrl")
         {

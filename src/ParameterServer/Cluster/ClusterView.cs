@@ -160,6 +160,7 @@ internal sealed class ClusterView
             w.WriteUInt64(t.DenseSize);
             w.WriteInt32(t.BlockKeys);
             w.WriteInt32(t.BlockBits);
+            w.WriteString(t.PullFilter);
         }
         w.WriteInt32(Replication);
     }
@@ -205,7 +206,8 @@ internal sealed class ClusterView
             ulong denseSize = r.ReadUInt64();
             int blockKeys = r.ReadInt32();
             int blockBits = r.ReadInt32();
-            tables[i] = new TableInfo(id, name, width, handler, mode, denseSize, blockKeys, blockBits);
+            string pullFilter = r.ReadString(4096);
+            tables[i] = new TableInfo(id, name, width, handler, mode, denseSize, blockKeys, blockBits, pullFilter);
         }
         int replication = r.ReadInt32();
         return new ClusterView(number, ready, Math.Max(vnodes, 1), expectedServers, expectedWorkers, nodes, tables, replication);

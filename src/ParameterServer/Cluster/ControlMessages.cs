@@ -42,6 +42,7 @@ internal static class ControlMessages
         w.WriteUInt64(spec.DenseSize);
         w.WriteInt32(spec.BlockKeys);
         w.WriteInt32(spec.BlockBits);
+        w.WriteString(spec.PullFilter);
     }
 
     public static TableSpec ReadTableSpec(ReadOnlySpan<byte> payload)
@@ -56,6 +57,7 @@ internal static class ControlMessages
             DenseSize = r.ReadUInt64(),
             BlockKeys = r.ReadInt32(),
             BlockBits = r.ReadInt32(),
+            PullFilter = r.ReadString(4096),
         };
     }
 

@@ -148,7 +148,7 @@ public sealed partial class ServerNode : IAsyncDisposable
                 {
                     try
                     {
-                        tables[info.Id] = new TableStore(info, _options.CreateHandler(info.Handler));
+                        tables[info.Id] = new TableStore(info, _options.CreateHandler(info.Handler)) { PullFilter = _options.CreatePullFilter(info.PullFilter) };
                         _log.LogInformation("Server {Id}: created table {Table}", Id, info.Describe());
                     }
                     catch (ArgumentException ex)
@@ -503,7 +503,11 @@ public sealed partial class ServerNode : IAsyncDisposable
     }
 
     /// <summary>What a server knows about the node on the other end of a connection.</summary>
-    private sealed record PeerState(int NodeId, ReceiverKeyCache Keys);
+    private sealed record PeerState(int NodeId, ReceiverKeyCache Keys)
+    {
+        /// <summary>Per table, the rows last sent on this connection in filtered pull answers.</summary>
+        public Dictionary<int, RowMemory> PulledRows { get; } = new();
+    }
 
     private readonly List<ReceiverKeyCache> _keyCaches = new();
 
@@ -542,7 +546,14 @@ public sealed partial class ServerNode : IAsyncDisposable
         var values = MemoryMarshal.Cast<byte, float>(DataPayload.Values(header, payload));
         if (header.Type == MessageType.Pull)
         {
-            SendValues(connection, header, table, keys);
+            if ((header.Flags & FrameFlags.FilterAnswer) != 0 && table.PullFilter is { } filter && connection.Tag is PeerState peer)
+            {
+                SendFilteredValues(connection, header, table, keys, filter, peer);
+            }
+            else
+            {
+                SendValues(connection, header, table, keys);
+            }
             return;
         }
         if (table.Aggregator is { } aggregator && (header.Flags & FrameFlags.Resend) != 0)
@@ -907,6 +918,7 @@ public sealed partial class ServerNode : IAsyncDisposable
             ["bytes_received"] = traffic.BytesReceived,
             ["traffic"] = traffic.ToJson(),
             ["key_cache"] = KeyCacheJson(),
+            ["pull_filter"] = new Dictionary<string, long> { ["rows"] = Interlocked.Read(ref _pullRowsFiltered), ["rows_left_out"] = Interlocked.Read(ref _pullRowsSkipped) },
             ["traffic_counters"] = Convert.ToBase64String(w.WrittenSpan), // the same counts, for adding up across servers (JobTraffic)
             ["tables"] = tables,
         });

@@ -6,6 +6,7 @@ namespace ParameterServer;
 public sealed class ServerOptions
 {
     private readonly Dictionary<string, Func<string, IUpdateHandler>> _handlers = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Func<string, IPullFilter>> _pullFilters = new(StringComparer.Ordinal);
 
     /// <summary>The scheduler as HOST:PORT. Defaults to 127.0.0.1:9700.</summary>
     public string Scheduler { get; set; } = "127.0.0.1:9700";
@@ -29,6 +30,37 @@ public sealed class ServerOptions
 
     /// <summary>Key caching: bytes of key lists kept per worker connection (least recently used dropped first). Defaults to 64 MiB.</summary>
     public long KeyCacheBytes { get; set; } = 64L << 20;
+
+    /// <summary>Pull filters: bytes of rows remembered per worker connection and table (what it was last sent). Defaults to 256 MiB.</summary>
+    public long PullFilterBytes { get; set; } = 256L << 20;
+
+    /// <summary>
+    /// Registers a user-defined pull filter under <paramref name="name"/>; tables select it with <c>PullFilter = "name"</c>
+    /// or <c>"name:parameters"</c>. The factory receives that full string.
+    /// </summary>
+    public ServerOptions AddPullFilter(string name, Func<string, IPullFilter> factory)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ArgumentNullException.ThrowIfNull(factory);
+        if (name.Contains(':') || PullFilters.BuiltInNames.Contains(name.ToLowerInvariant()))
+        {
+            throw new ArgumentException($"pull filter name '{name}' is reserved or contains ':'", nameof(name));
+        }
+        _pullFilters[name] = factory;
+        return this;
+    }
+
+    internal IPullFilter? CreatePullFilter(string spec)
+    {
+        string name = spec.Split(':', 2)[0];
+        if (_pullFilters.TryGetValue(name, out var factory))
+        {
+            return factory(spec);
+        }
+        return PullFilters.IsBuiltIn(spec)
+            ? PullFilters.Parse(spec)
+            : throw new ArgumentException($"pull filter '{name}' is not registered on this server (ServerOptions.AddPullFilter; built in: sigmod:THRESHOLD)");
+    }
 
     /// <summary>
     /// Registers a user-defined update handler under <paramref name="name"/>; tables select it with
@@ -59,6 +91,10 @@ public sealed class ServerOptions
         if (Port is < 0 or > 65535)
         {
             throw new ArgumentOutOfRangeException(nameof(Port), Port, "port must be in [0, 65535]");
+        }
+        if (PullFilterBytes < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(PullFilterBytes), PullFilterBytes, "must not be negative");
         }
         Transport.Validate();
     }

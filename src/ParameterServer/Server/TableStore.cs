@@ -45,6 +45,9 @@ internal sealed class TableStore
 
     public IUpdateHandler Handler { get; }
 
+    /// <summary>What this table's pull answers leave out (<see cref="TableSpec.PullFilter"/>); null: everything is sent.</summary>
+    public IPullFilter? PullFilter { get; init; }
+
     public int Width { get; }
 
     /// <summary>Floats per stored key: values plus handler state.</summary>

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using System.Text;
 using ParameterServer.Protocol;
@@ -69,6 +70,14 @@ public sealed partial class PsClient
         {
             // Under replication a slice may be sent again to a new primary, so its frame must hold its values.
             BuildSlices(op, routes, keys, pushes ? values : default, round, deferLargeValues: inline && routes != Routing.None && routes.View.ChainLength <= 1 && table.Traffic is null);
+            if (kind == MessageType.Pull && table.Info.FiltersPulls)
+            {
+                foreach (var slice in op.Slices)
+                {
+                    var flags = (FrameFlags)BinaryPrimitives.ReadUInt16LittleEndian(slice.Frame.AsSpan(4));
+                    BinaryPrimitives.WriteUInt16LittleEndian(slice.Frame.AsSpan(4), (ushort)(flags | FrameFlags.FilterAnswer));
+                }
+            }
             if (table.Traffic is { } traffic)
             {
                 foreach (var slice in op.Slices)
@@ -152,6 +161,18 @@ public sealed partial class PsClient
 
     /// <summary>Keys that push filters kept from being sent.</summary>
     internal long FilteredKeys => Interlocked.Read(ref _filteredKeys);
+
+    /// <summary>Forgets the rows of filtered pull answers held for a table (tests: left-out rows must then be asked for again).</summary>
+    internal void ForgetPulledRows(int tableId)
+    {
+        lock (_everyLink)
+        {
+            foreach (var link in _everyLink)
+            {
+                link.ForgetPulledRows(tableId);
+            }
+        }
+    }
 
     private void Validate(PsTable table, MessageType kind, ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, Memory<float> destination, ReadOnlySpan<long> after)
     {
@@ -387,6 +408,10 @@ public sealed partial class PsClient
         var slice = TakeInflight(header.RequestId);
         if (slice is null)
         {
+            if ((header.Flags & FrameFlags.FilterAnswer) != 0)
+            {
+                link.ForgetPulledRows(header.TableId); // its rows are not taken in: what the server remembers is unknown now
+            }
             return; // timed out or failed already
         }
         var op = slice.Op;
@@ -413,7 +438,15 @@ public sealed partial class PsClient
         else if (op.Kind != MessageType.Push)
         {
             int width = op.Table.Width;
-            if ((header.Flags & FrameFlags.Compressed) != 0 && header.KeyCount == slice.Count)
+            if ((header.Flags & FrameFlags.FilterAnswer) != 0)
+            {
+                error = ScatterFiltered(link, slice, header, payload, width, out bool lacking);
+                if (lacking && ResendRefresh(link, slice))
+                {
+                    return;
+                }
+            }
+            else if ((header.Flags & FrameFlags.Compressed) != 0 && header.KeyCount == slice.Count)
             {
                 error = ScatterEncoded(link, slice, payload, width);
             }
@@ -456,6 +489,129 @@ public sealed partial class PsClient
         }
     }
 
+    private long _pullRefreshes;
+
+    /// <summary>Filtered pull answers that left out a row this worker did not hold (each followed by a refresh).</summary>
+    internal long PullRefreshes => Interlocked.Read(ref _pullRefreshes);
+
+    /// <summary>Asks again for every row of a filtered pull (Aux 1): an answer left out a row this side does not hold.</summary>
+    private bool ResendRefresh(ServerLink link, Slice slice)
+    {
+        Interlocked.Increment(ref _pullRefreshes);
+        BinaryPrimitives.WriteUInt32LittleEndian(slice.Frame.AsSpan(52), 1); // FrameHeader.Aux
+        slice.WireSignature = null;
+        return ResendPlain(link, slice);
+    }
+
+    /// <summary>
+    /// Takes in a filtered pull answer (<see cref="FrameFlags.FilterAnswer"/>): the rows it carries are remembered for
+    /// this connection, the rows it leaves out are filled from what was remembered. <paramref name="lacking"/> when a
+    /// left-out row is not held here (then nothing is scattered and the caller asks again for every row).
+    /// </summary>
+    private PsException? ScatterFiltered(ServerLink link, Slice slice, in FrameHeader header, ReadOnlySpan<byte> payload, int width, out bool lacking)
+    {
+        lacking = false;
+        int count = slice.Count;
+        var memory = link.PulledRows(header.TableId, width, _options.PullFilterBytes);
+        int maskBytes = 8 + ((count + 63) / 64 * 8);
+        string? problem = null;
+        int present = 0;
+        ReadOnlySpan<ulong> bitmap = default;
+        if (header.KeyCount != count || payload.Length < maskBytes)
+        {
+            problem = $"answered {header.KeyCount} rows in {payload.Length} bytes to a filtered pull of {count} rows";
+        }
+        else
+        {
+            present = MemoryMarshal.Read<int>(payload);
+            bitmap = MemoryMarshal.Cast<byte, ulong>(payload[8..maskBytes]);
+            int marked = 0;
+            foreach (ulong word in bitmap)
+            {
+                marked += System.Numerics.BitOperations.PopCount(word);
+            }
+            if (present != marked || (count % 64 != 0 && bitmap[^1] >> (count % 64) != 0))
+            {
+                problem = $"sent a filtered answer that says {present} of its {count} rows are present; its bitmap marks {marked} (or rows past the end)";
+            }
+        }
+        var rows = ArrayPool<float>.Shared.Rent(Math.Max(1, present * width));
+        var full = ArrayPool<float>.Shared.Rent(Math.Max(1, count * width));
+        try
+        {
+            var carried = rows.AsSpan(0, present * width);
+            problem ??= ReadFilteredValues(header, payload[maskBytes..], width, carried);
+            if (problem is not null)
+            {
+                link.ForgetPulledRows(header.TableId);
+                return new PsException(PsErrorCode.MalformedPayload, $"{link.Server.Describe()} {problem}");
+            }
+            FrameHeader.TryRead(slice.Frame, int.MaxValue, out var sent, out _);
+            bool range = (sent.Flags & FrameFlags.KeyRange) != 0;
+            var keyList = range ? default : MemoryMarshal.Cast<byte, ulong>(slice.Frame.AsSpan(FrameHeader.Size, count * sizeof(ulong)));
+            ulong first = range ? MemoryMarshal.Read<ulong>(slice.Frame.AsSpan(FrameHeader.Size)) : 0;
+            var filled = full.AsSpan(0, count * width);
+            lock (memory)
+            {
+                int next = 0;
+                for (int j = 0; j < count; j++)
+                {
+                    ulong key = range ? first + (ulong)j : keyList[j];
+                    var target = filled.Slice(j * width, width);
+                    if ((bitmap[j >> 6] & (1UL << (j & 63))) != 0)
+                    {
+                        var row = carried.Slice(next * width, width);
+                        next++;
+                        memory.Set(key, row);
+                        row.CopyTo(target);
+                    }
+                    else if (memory.TryGet(key, out var held))
+                    {
+                        held.CopyTo(target);
+                    }
+                    else
+                    {
+                        lacking = true;
+                    }
+                }
+            }
+            if (lacking)
+            {
+                return new PsException(PsErrorCode.MalformedPayload, $"{link.Server.Describe()} left rows out of a filtered pull answer that this worker does not hold");
+            }
+            KeySlicer.Scatter(slice, filled, slice.Op.Destination.Span, width);
+            return null;
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(rows);
+            ArrayPool<float>.Shared.Return(full);
+        }
+    }
+
+    /// <summary>The carried rows of a filtered answer into <paramref name="carried"/>; what is wrong, or null.</summary>
+    private static string? ReadFilteredValues(in FrameHeader header, ReadOnlySpan<byte> values, int width, Span<float> carried)
+    {
+        if ((header.Flags & FrameFlags.Compressed) != 0)
+        {
+            try
+            {
+                ValueCodec.Decode(values, width, carried);
+                return null;
+            }
+            catch (ProtocolException ex)
+            {
+                return $"sent a filtered answer that does not decode: {ex.Message}";
+            }
+        }
+        if (values.Length < carried.Length * sizeof(float))
+        {
+            return $"sent a filtered answer of {values.Length} value bytes for {carried.Length / width} rows of width {width}";
+        }
+        MemoryMarshal.Cast<byte, float>(values[..(carried.Length * sizeof(float))]).CopyTo(carried);
+        return null;
+    }
+
     /// <summary>Decodes an encoded pull answer and scatters it; returns the error if it is malformed.</summary>
     private static PsException? ScatterEncoded(ServerLink link, Slice slice, ReadOnlySpan<byte> payload, int width)
     {
@@ -484,7 +640,7 @@ public sealed partial class PsClient
     internal bool TryBeginDirect(ServerLink link, in FrameHeader header, out Span<byte> target)
     {
         target = default;
-        if (header.Type != MessageType.Response || header.Error != ErrorCode.None || (header.Flags & FrameFlags.Compressed) != 0)
+        if (header.Type != MessageType.Response || header.Error != ErrorCode.None || (header.Flags & (FrameFlags.Compressed | FrameFlags.FilterAnswer)) != 0)
         {
             return false;
         }

@@ -9,6 +9,7 @@ namespace ParameterServer.Worker;
 internal sealed class ServerLink(PsClient client, NodeInfo server) : IFrameHandler
 {
     private readonly Lock _callsLock = new();
+    private readonly Dictionary<int, Traffic.RowMemory> _pulledRows = new();
     private readonly Dictionary<ulong, TaskCompletionSource<(FrameHeader Header, byte[] Payload)>> _calls = new();
 
     public NodeInfo Server { get; } = server;
@@ -19,6 +20,10 @@ internal sealed class ServerLink(PsClient client, NodeInfo server) : IFrameHandl
         set
         {
             KeyCache.Clear(); // a new connection starts with an empty cache on the server
+            lock (_pulledRows)
+            {
+                _pulledRows.Clear(); // and with nothing sent in filtered pull answers
+            }
             _connection = value;
         }
     }
@@ -27,6 +32,34 @@ internal sealed class ServerLink(PsClient client, NodeInfo server) : IFrameHandl
 
     /// <summary>The key lists this worker believes the server holds (key caching).</summary>
     public Traffic.SenderKeyCache KeyCache { get; } = new(SenderKeyCacheLists);
+
+    /// <summary>The rows of a table this server sent in filtered pull answers on this connection, as the server remembers them.</summary>
+    public Traffic.RowMemory PulledRows(int tableId, int width, long capacityBytes)
+    {
+        lock (_pulledRows)
+        {
+            if (!_pulledRows.TryGetValue(tableId, out var rows))
+            {
+                _pulledRows[tableId] = rows = new Traffic.RowMemory(width, capacityBytes);
+            }
+            return rows;
+        }
+    }
+
+    /// <summary>A filtered answer was not taken in: this side no longer knows what the server remembers, so it starts over.</summary>
+    public void ForgetPulledRows(int tableId)
+    {
+        lock (_pulledRows)
+        {
+            if (_pulledRows.TryGetValue(tableId, out var rows))
+            {
+                lock (rows)
+                {
+                    rows.Clear();
+                }
+            }
+        }
+    }
 
     /// <summary>Signatures a worker remembers per server; servers keep up to ServerOptions.KeyCacheBytes of keys per worker.</summary>
     public const int SenderKeyCacheLists = 1 << 16;

@@ -22,8 +22,15 @@ public sealed class WorkerOptions
     /// <summary>Join a job that is already running (pserver worker --join) instead of being one of the workers it starts with.</summary>
     public bool Join { get; set; }
 
+    /// <summary>Pull filters: bytes of rows kept per server and table to fill the rows an answer leaves out. Defaults to 256 MiB.</summary>
+    public long PullFilterBytes { get; set; } = 256L << 20;
+
     internal void Validate()
     {
+        if (PullFilterBytes < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(PullFilterBytes), PullFilterBytes, "must not be negative");
+        }
         if (RequestTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(RequestTimeout), RequestTimeout, "RequestTimeout must be positive");

@@ -1,0 +1,67 @@
+namespace ParameterServer.Traffic;
+
+/// <summary>
+/// The rows of one table that went over one connection in filtered pull answers: on the server, what it last sent the
+/// worker (<see cref="IPullFilter"/> compares against it); on the worker, the same rows as received (left-out rows are
+/// filled from it). Both sides update it in the order the answers go over the connection, so the two stay equal.
+/// Bounded: once full, new keys are not remembered (a server then always sends them; a worker that lacks a left-out
+/// row asks for a refresh). Not thread safe: callers lock it.
+/// </summary>
+internal sealed class RowMemory(int width, long capacityBytes)
+{
+    private readonly Dictionary<ulong, int> _slots = new();
+    private float[] _rows = new float[Math.Max(width, 256 * width)];
+    private int _used;
+
+    public int Width { get; } = width;
+
+    public long CapacityBytes { get; } = capacityBytes;
+
+    public int Count => _slots.Count;
+
+    /// <summary>Bytes held: rows plus about 24 bytes of index per key.</summary>
+    public long Bytes => ((long)_rows.Length * sizeof(float)) + (_slots.Count * 24L);
+
+    public bool TryGet(ulong key, out ReadOnlySpan<float> row)
+    {
+        if (_slots.TryGetValue(key, out int slot))
+        {
+            row = _rows.AsSpan(slot, Width);
+            return true;
+        }
+        row = default;
+        return false;
+    }
+
+    /// <summary>Remembers <paramref name="row"/> for <paramref name="key"/>; false when a new key does not fit.</summary>
+    public bool Set(ulong key, ReadOnlySpan<float> row)
+    {
+        if (!_slots.TryGetValue(key, out int slot))
+        {
+            if (_used + Width > _rows.Length)
+            {
+                long grown = Math.Max((long)_rows.Length * 2, _used + Width);
+                if ((grown * sizeof(float)) + ((_slots.Count + 1) * 24L) > CapacityBytes || grown > Array.MaxLength)
+                {
+                    grown = Math.Min(Array.MaxLength, (CapacityBytes - ((_slots.Count + 1) * 24L)) / sizeof(float));
+                    if (grown < _used + Width)
+                    {
+                        return false;
+                    }
+                }
+                Array.Resize(ref _rows, (int)grown);
+            }
+            slot = _used;
+            _used += Width;
+            _slots[key] = slot;
+        }
+        row.CopyTo(_rows.AsSpan(slot, Width));
+        return true;
+    }
+
+    public void Clear()
+    {
+        _slots.Clear();
+        _used = 0;
+    }
+}

@@ -62,12 +62,14 @@ public sealed class LogRegClusterTests : IDisposable
     }
 
     [Fact]
-    public async Task Key_caching_and_lossless_compression_give_the_same_model_bit_for_bit_with_fewer_bytes()
+    public async Task Key_caching_lossless_compression_and_a_zero_threshold_pull_filter_give_the_same_model_bit_for_bit_with_fewer_bytes()
     {
-        // Sequential training is deterministic, so the traffic options must not change one bit of the model.
+        // Sequential training is deterministic, so lossless traffic options must not change one bit of the model. A pull
+        // filter with threshold 0 leaves out only weights that did not change since the worker was last sent them.
         var models = new List<byte[]>();
-        var sent = new List<long>();
-        foreach (string[] traffic in new[] { Array.Empty<string>(), ["--key-cache", "--compress", "zero+lz"] })
+        var workersSent = new List<long>();
+        var serversSent = new List<long>();
+        foreach (string[] traffic in new[] { Array.Empty<string>(), ["--key-cache", "--compress", "zero+lz"], ["--pull-filter", "sigmod:0"] })
         {
             string model = System.IO.Path.Combine(_dir, $"traffic{models.Count}.model");
             using var p = await Pserver.RunAsync(Limit, ["train", "logreg", "--data", SharedData.A9a, "--test", SharedData.A9aTest,
@@ -75,10 +77,13 @@ public sealed class LogRegClusterTests : IDisposable
             Assert.True(p.ExitCode == 0, p.Describe());
             var final = Final(p);
             models.Add(await File.ReadAllBytesAsync(model));
-            sent.Add(final.GetProperty("traffic").GetProperty("workers_sent").GetInt64());
+            workersSent.Add(final.GetProperty("traffic").GetProperty("workers_sent").GetInt64());
+            serversSent.Add(final.GetProperty("traffic").GetProperty("servers_sent").GetInt64());
         }
         Assert.Equal(models[0], models[1]);
-        Assert.True(sent[1] < sent[0] * 0.75, $"workers sent {sent[1]} bytes with key caching, {sent[0]} without");
+        Assert.Equal(models[0], models[2]);
+        Assert.True(workersSent[1] < workersSent[0] * 0.75, $"workers sent {workersSent[1]} bytes with key caching, {workersSent[0]} without");
+        Assert.True(serversSent[2] < serversSent[0], $"servers sent {serversSent[2]} bytes with the pull filter, {serversSent[0]} without");
     }
 
     private string Write(string name, string text)

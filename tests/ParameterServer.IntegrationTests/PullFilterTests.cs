@@ -150,16 +150,6 @@ public sealed class PullFilterTests
         Assert.Contains("pull filter 'nosuch' is not registered", error.Message);
     }
 
-    [Fact]
-    public void Tables_name_a_valid_built_in_pull_filter()
-    {
-        Assert.Contains("sigmod takes a threshold", Assert.Throws<ArgumentException>(() => new TableSpec("t") { PullFilter = "sigmod:-1" }.Validate()).Message);
-        Assert.Contains("sigmod takes a threshold", Assert.Throws<ArgumentException>(() => new TableSpec("t") { PullFilter = "sigmod" }.Validate()).Message);
-        new TableSpec("t") { PullFilter = "registered:on-servers" }.Validate(); // checked where it runs
-        Assert.IsType<SignificantlyModifiedPullFilter>(PullFilters.Parse("sigmod:0.01"));
-        Assert.Null(PullFilters.Parse("none"));
-    }
-
     private static long ResponseBytes(PsClient client) => client.TrafficMeter.Snapshot().Get(nameof(MessageType.Response), PeerTraffic.BytesIn);
 
     private static long PullRowsLeftOut(ServerNode server) =>

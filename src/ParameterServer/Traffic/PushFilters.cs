@@ -132,9 +132,11 @@ public sealed class RandomSkipFilter : IPushFilter
 
 /// <summary>
 /// The KKT filter for L1-regularised models (the paper's section 5.1): a feature whose weight is zero stays zero
-/// unless its gradient exceeds the L1 penalty, so such gradients are not sent. The app tells the filter the current
-/// weights of the keys it is about to push (<see cref="SetWeights"/>, aligned with the push's keys); without them,
-/// or when they do not match the push, everything is sent.
+/// unless its gradient exceeds the L1 penalty, so such gradients are not sent. Minibatch gradients are noisy, so a
+/// held-back gradient is not dropped: it is added to the key's next gradient, and the sum is sent once it exceeds the
+/// penalty or the weight is no longer zero (the server's accumulated gradient then misses at most lambda per key).
+/// The app tells the filter the current weights of the keys it is about to push (<see cref="SetWeights"/>, aligned with
+/// the push's keys); without them, or when they do not match the push, everything is sent.
 /// </summary>
 public sealed class KktFilter(float lambda) : IPushFilter
 {
@@ -144,7 +146,11 @@ public sealed class KktFilter(float lambda) : IPushFilter
     [ThreadStatic]
     private static int t_count;
 
-    /// <summary>The L1 penalty: gradients of zero weights at most this large in magnitude are dropped.</summary>
+    private readonly Dictionary<ulong, int> _slots = new();
+    private float[] _heldBack = new float[1024];
+    private int _used;
+
+    /// <summary>The L1 penalty: gradients of zero weights at most this large in magnitude are held back.</summary>
     public float Lambda { get; } = lambda;
 
     /// <summary>The weights of the keys of this thread's next push, in the push's key order (copied).</summary>
@@ -165,19 +171,55 @@ public sealed class KktFilter(float lambda) : IPushFilter
         {
             return;
         }
-        for (int i = 0; i < keys.Length; i++)
+        t_count = -1; // used once: a later push without fresh weights sends everything
+        lock (_slots)
         {
-            bool zeroAndSmall = true;
-            for (int j = 0; j < width && zeroAndSmall; j++)
+            for (int i = 0; i < keys.Length; i++)
             {
-                int at = (i * width) + j;
-                zeroAndSmall = weights[at] == 0 && MathF.Abs(values[at]) <= Lambda;
-            }
-            if (zeroAndSmall)
-            {
-                keep[i] = false;
+                var row = values.Slice(i * width, width);
+                bool known = _slots.TryGetValue(keys[i], out int slot);
+                if (known)
+                {
+                    var held = _heldBack.AsSpan(slot, width);
+                    for (int j = 0; j < width; j++)
+                    {
+                        row[j] += held[j];
+                    }
+                }
+                bool zeroAndSmall = true;
+                for (int j = 0; j < width && zeroAndSmall; j++)
+                {
+                    zeroAndSmall = weights[(i * width) + j] == 0 && MathF.Abs(row[j]) <= Lambda;
+                }
+                if (zeroAndSmall)
+                {
+                    if (!known)
+                    {
+                        slot = _used;
+                        _used += width;
+                        if (_used > _heldBack.Length)
+                        {
+                            Array.Resize(ref _heldBack, Math.Max(_heldBack.Length * 2, _used));
+                        }
+                        _slots[keys[i]] = slot;
+                    }
+                    row.CopyTo(_heldBack.AsSpan(slot, width));
+                    keep[i] = false;
+                }
+                else if (known)
+                {
+                    _heldBack.AsSpan(slot, width).Clear(); // sent with this push
+                }
             }
         }
-        t_count = -1; // used once: a later push without fresh weights sends everything
+    }
+
+    /// <summary>What is held back for a key (tests).</summary>
+    internal float[] HeldBack(ulong key, int width)
+    {
+        lock (_slots)
+        {
+            return _slots.TryGetValue(key, out int slot) ? _heldBack.AsSpan(slot, width).ToArray() : new float[width];
+        }
     }
 }

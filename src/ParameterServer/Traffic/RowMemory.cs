@@ -10,7 +10,8 @@ namespace ParameterServer.Traffic;
 internal sealed class RowMemory(int width, long capacityBytes)
 {
     private readonly Dictionary<ulong, int> _slots = new();
-    private float[] _rows = new float[Math.Max(width, 256 * width)];
+    private const long IndexBytesPerKey = 24;
+    private float[] _rows = new float[Math.Clamp(capacityBytes / sizeof(float) / 2, 0, 256 * width)];
     private int _used;
 
     public int Width { get; } = width;
@@ -20,7 +21,7 @@ internal sealed class RowMemory(int width, long capacityBytes)
     public int Count => _slots.Count;
 
     /// <summary>Bytes held: rows plus about 24 bytes of index per key.</summary>
-    public long Bytes => ((long)_rows.Length * sizeof(float)) + (_slots.Count * 24L);
+    public long Bytes => ((long)_rows.Length * sizeof(float)) + (_slots.Count * IndexBytesPerKey);
 
     public bool TryGet(ulong key, out ReadOnlySpan<float> row)
     {
@@ -38,17 +39,15 @@ internal sealed class RowMemory(int width, long capacityBytes)
     {
         if (!_slots.TryGetValue(key, out int slot))
         {
-            if (_used + Width > _rows.Length)
+            long indexBytes = (_slots.Count + 1) * IndexBytesPerKey;
+            long needed = _used + Width;
+            if ((Math.Max(needed, _rows.Length) * sizeof(float)) + indexBytes > CapacityBytes)
             {
-                long grown = Math.Max((long)_rows.Length * 2, _used + Width);
-                if ((grown * sizeof(float)) + ((_slots.Count + 1) * 24L) > CapacityBytes || grown > Array.MaxLength)
-                {
-                    grown = Math.Min(Array.MaxLength, (CapacityBytes - ((_slots.Count + 1) * 24L)) / sizeof(float));
-                    if (grown < _used + Width)
-                    {
-                        return false;
-                    }
-                }
+                return false;
+            }
+            if (needed > _rows.Length)
+            {
+                long grown = Math.Min(Math.Max((long)_rows.Length * 2, needed), Math.Min(Array.MaxLength, (CapacityBytes - indexBytes) / sizeof(float)));
                 Array.Resize(ref _rows, (int)grown);
             }
             slot = _used;

@@ -17,7 +17,7 @@ internal static class LocalCluster
         var command = new Command("local", "Start a local cluster (scheduler, servers, workers as child processes on 127.0.0.1) and run an app")
         {
             Servers, Workers, Options.Json, Options.VirtualNodes, Options.Replication, Options.HeartbeatMs, Options.HeartbeatTimeoutMs, Options.RequestTimeoutS,
-            Options.CheckpointDir, Options.CheckpointEvery, Options.Restore, Options.OnWorkerFailure, Options.BackupAfter,
+            Options.CheckpointDir, Options.CheckpointEvery, Options.Restore, Options.OnWorkerFailure, Options.BackupAfter, Options.KeyCacheMb, Options.PullFilterMb,
         };
         foreach (var option in AppOptions.All)
         {
@@ -85,7 +85,7 @@ internal static class LocalCluster
             LogLevel = logLevel ?? p.GetValue(Options.LogLevel)!,
             ResultsOnly = resultsOnly,
             SchedulerArguments = SchedulerArguments(p),
-            ServerArguments = json && !resultsOnly ? ["--json"] : [],
+            ServerArguments = [.. json && !resultsOnly ? ["--json"] : Array.Empty<string>(), .. Options.ServerMemoryArguments(p)],
             WorkerArguments = ["--request-timeout", LocalJob.Inv(p.GetValue(Options.RequestTimeoutS)), .. (json ? new[] { "--json" } : []), .. appArguments],
         };
     }

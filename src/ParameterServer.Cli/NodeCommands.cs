@@ -61,7 +61,7 @@ internal static class NodeCommands
         var serverPort = Options.Create("--port", 0, "Port to listen on for workers (0: any free port)");
         var command = new Command("server", "Run a server: holds a share of the parameters and applies updates")
         {
-            Options.Scheduler, Host, serverPort, Advertise, Options.Json, Options.MaxFrameMb, Join,
+            Options.Scheduler, Host, serverPort, Advertise, Options.Json, Options.MaxFrameMb, Join, Options.KeyCacheMb, Options.PullFilterMb,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
@@ -74,6 +74,8 @@ internal static class NodeCommands
                 AdvertisedHost = p.GetValue(Advertise),
                 Transport = Options.Transport(p),
                 Join = p.GetValue(Join),
+                KeyCacheBytes = Options.Bytes(p, Options.KeyCacheMb),
+                PullFilterBytes = Options.Bytes(p, Options.PullFilterMb),
             };
             await using var server = await ServerNode.StartAsync(options, loggers, ct);
             int code = await server.Completion.WaitAsync(ct);

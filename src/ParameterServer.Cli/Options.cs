@@ -77,5 +77,35 @@ internal static class Options
 
     public static readonly Option<int> MaxFrameMb = Create("--max-frame-mb", 512, "Largest frame accepted, in MiB");
 
+    public static readonly Option<double> KeyCacheMb = Create("--key-cache-mb", 64.0, "Servers: MiB of key lists kept per worker connection for key caching (least recently used dropped first)");
+
+    public static readonly Option<double> PullFilterMb = Create("--pull-filter-mb", 256.0, "Servers: MiB of rows remembered per worker connection and table for pull filters");
+
+    /// <summary>Server memory options given to a launcher, passed on to its servers.</summary>
+    public static string[] ServerMemoryArguments(ParseResult p)
+    {
+        var args = new List<string>();
+        foreach (var option in new[] { KeyCacheMb, PullFilterMb })
+        {
+            if (p.GetResult(option) is { Implicit: false })
+            {
+                Bytes(p, option); // refused here, before any process starts
+                args.AddRange([option.Name, p.GetValue(option).ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+            }
+        }
+        return [.. args];
+    }
+
+    /// <summary>MiB as bytes, refusing what is not a size.</summary>
+    public static long Bytes(ParseResult p, Option<double> option)
+    {
+        double mib = p.GetValue(option);
+        if (!(mib >= 0) || mib > 1 << 20)
+        {
+            throw new ArgumentException($"{option.Name} must be a size in MiB between 0 and 1048576, got {mib}");
+        }
+        return (long)(mib * (1 << 20));
+    }
+
     public static Transport.TransportOptions Transport(ParseResult p) => new() { MaxFrameBytes = checked(p.GetValue(MaxFrameMb) * (1 << 20)) };
 }

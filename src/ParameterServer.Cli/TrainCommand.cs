@@ -17,7 +17,7 @@ internal static class TrainCommand
         var logreg = new Command("logreg", "Train L1-regularised logistic regression on a local cluster of real processes")
         {
             LocalCluster.Servers, LocalCluster.Workers, Options.Json, Options.RequestTimeoutS, Options.VirtualNodes, Options.Replication, Options.HeartbeatMs, Options.HeartbeatTimeoutMs,
-            Synthetic, SyntheticRows, AppOptions.Consistency,
+            Synthetic, SyntheticRows, AppOptions.Consistency, Options.KeyCacheMb, Options.PullFilterMb,
         };
         foreach (var option in AppOptions.LogReg)
         {

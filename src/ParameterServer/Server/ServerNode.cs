@@ -435,7 +435,8 @@ public sealed partial class ServerNode : IAsyncDisposable
         {
             return notMine;
         }
-        long answerLength = FrameHeader.Size + (header.Type == MessageType.Push ? 0 : (long)keys.Count * table.Width * sizeof(float));
+        long answerLength = FrameHeader.Size + (header.Type == MessageType.Push ? 0 : (long)keys.Count * table.Width * sizeof(float))
+            + ((header.Flags & FrameFlags.FilterAnswer) != 0 ? 8 + ((keys.Count + 63L) / 64 * 8) : 0); // a filtered answer's mask
         if (answerLength > connection.MaxFrameBytes)
         {
             return (ErrorCode.InvalidArgument, $"the answer would be {answerLength} bytes, over MaxFrameBytes ({connection.MaxFrameBytes}); pull fewer keys per call");

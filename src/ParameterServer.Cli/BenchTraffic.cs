@@ -14,7 +14,7 @@ internal static class BenchTraffic
     private static readonly Option<int> Features = Options.Create("--features", 1_000_000, "Synthetic data (without --data): features");
     private static readonly Option<long> Rows = Options.Create("--rows", 200_000L, "Synthetic data (without --data): training rows");
     private static readonly Option<string> Compress = Options.Create("--compress", "zero+fp16", "The value encoding of the compression step");
-    private static readonly Option<string> PullFilter = Options.Create("--pull-filter", "sigmod:0.001", "The pull filter of the last step");
+    private static readonly Option<string> PullFilter = Options.Create("--pull-filter", "sigmod:0.01", "The pull filter of the last step");
     private static readonly Option<string> Steps = Options.Create("--steps", "none,cache,compress,kkt,pull", "The configurations to run, each adding to the one before: none, cache, compress, kkt, pull");
 
     private sealed record Step(string Name, string[] Arguments);

@@ -241,6 +241,10 @@ public sealed partial class ServerNode : IAsyncDisposable
         public void OnClosed(Connection connection, string reason)
         {
             server._inboundPeers.TryRemove(connection, out _);
+            if (connection.Tag is PeerState state)
+            {
+                server.RetireKeyCache(state.Keys);
+            }
             server._log.LogDebug("Server {Id}: {Peer} disconnected: {Reason}", server.Id, connection.Peer, reason);
         }
     }
@@ -925,15 +929,29 @@ public sealed partial class ServerNode : IAsyncDisposable
         });
     }
 
+    private (long Hits, long Misses, long Evictions) _retiredKeyCaches;
+
+    /// <summary>A closed connection's key cache: its counts are kept, the cache is let go.</summary>
+    private void RetireKeyCache(ReceiverKeyCache cache)
+    {
+        lock (_keyCaches)
+        {
+            if (_keyCaches.Remove(cache))
+            {
+                _retiredKeyCaches = (_retiredKeyCaches.Hits + cache.Hits, _retiredKeyCaches.Misses + cache.Misses, _retiredKeyCaches.Evictions + cache.Evictions);
+            }
+        }
+    }
+
     private Dictionary<string, long> KeyCacheJson()
     {
         lock (_keyCaches)
         {
             return new Dictionary<string, long>
             {
-                ["hits"] = _keyCaches.Sum(c => c.Hits),
-                ["misses"] = _keyCaches.Sum(c => c.Misses),
-                ["evictions"] = _keyCaches.Sum(c => c.Evictions),
+                ["hits"] = _retiredKeyCaches.Hits + _keyCaches.Sum(c => c.Hits),
+                ["misses"] = _retiredKeyCaches.Misses + _keyCaches.Sum(c => c.Misses),
+                ["evictions"] = _retiredKeyCaches.Evictions + _keyCaches.Sum(c => c.Evictions),
                 ["bytes"] = _keyCaches.Sum(c => c.Bytes),
             };
         }

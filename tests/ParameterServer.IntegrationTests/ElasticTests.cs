@@ -191,6 +191,27 @@ public class ElasticTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Logistic_regression_with_every_traffic_option_survives_a_server_killed_mid_training()
+    {
+        // Key caches and pull filters live per connection: the survivors' answers to new pulls must still be whole.
+        using var job = await FailoverTests.Job.StartAsync(3, 2, 2, "--app", "logreg", "--data", SharedData.A9a, "--test", SharedData.A9aTest, "--json",
+            "--key-cache", "--compress", "zero+fp16", "--filter", "kkt", "--pull-filter", "sigmod:0.01");
+        await Task.WhenAny(job.Workers.Select(w => w.WaitForLineAsync(l => l.Contains("\"epoch\":1,", StringComparison.Ordinal), Limit)));
+        job.Servers[1].Process.Kill();
+        Assert.True(job.Workers.All(w => !w.Process.HasExited), "training ended before the kill");
+        foreach (var worker in job.Workers)
+        {
+            await worker.WaitForExitAsync(Limit);
+            Assert.True(worker.ExitCode == 0, job.Describe());
+        }
+        var worker0 = job.Workers.First(w => w.StdoutLines.Any(l => l.StartsWith("{\"app\":\"logreg\"", StringComparison.Ordinal) && !l.Contains("\"epoch\"", StringComparison.Ordinal)));
+        var final = JsonDocument.Parse(worker0.StdoutLines.Last(l => l.StartsWith("{\"app\":\"logreg\"", StringComparison.Ordinal) && !l.Contains("\"epoch\"", StringComparison.Ordinal))).RootElement;
+        output.WriteLine($"test accuracy {final.GetProperty("test_accuracy").GetDouble():0.0000}, AUC {final.GetProperty("test_auc").GetDouble():0.0000}, bytes sent {final.GetProperty("bytes_sent").GetInt64()}");
+        Assert.True(final.GetProperty("test_accuracy").GetDouble() >= 0.849, job.Describe());
+        Assert.True(final.GetProperty("test_auc").GetDouble() >= 0.900, job.Describe());
+    }
+
+    [Fact]
     public async Task Joins_and_drains_that_cannot_work_are_refused_with_the_reason()
     {
         // Before the job starts, nothing can join.

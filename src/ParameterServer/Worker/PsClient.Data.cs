@@ -533,6 +533,7 @@ public sealed partial class PsClient
             if (present != marked || (count % 64 != 0 && bitmap[^1] >> (count % 64) != 0))
             {
                 problem = $"sent a filtered answer that says {present} of its {count} rows are present; its bitmap marks {marked} (or rows past the end)";
+                present = 0;
             }
         }
         var rows = ArrayPool<float>.Shared.Rent(Math.Max(1, present * width));

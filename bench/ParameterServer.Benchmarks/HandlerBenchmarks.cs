@@ -1,4 +1,5 @@
 using BenchmarkDotNet.Attributes;
+using ParameterServer.Extensions;
 
 namespace ParameterServer.Benchmarks;
 

@@ -1,9 +1,9 @@
 using System.Buffers;
 using System.Runtime.InteropServices;
 using BenchmarkDotNet.Attributes;
-using ParameterServer.Cluster;
+using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
-using ParameterServer.Worker;
+using ParameterServer.Client;
 
 namespace ParameterServer.Benchmarks;
 

@@ -1,5 +1,6 @@
 using BenchmarkDotNet.Attributes;
-using ParameterServer.Cluster;
+using ParameterServer.Core.Cluster;
+using ParameterServer.Extensions;
 using ParameterServer.Protocol;
 using ParameterServer.Server;
 

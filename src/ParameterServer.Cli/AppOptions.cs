@@ -1,8 +1,9 @@
 using System.CommandLine;
 using System.Globalization;
-using ParameterServer.Apps;
 using ParameterServer.Apps.Counter;
 using ParameterServer.Apps.LogisticRegression;
+using ParameterServer.Apps;
+using ParameterServer.Hosting;
 
 namespace ParameterServer.Cli;
 
@@ -113,7 +114,7 @@ internal static class AppOptions
                 PauseMs = p.GetValue(PauseMs),
                 SlowRank = p.GetValue(SlowRank) is int r and >= 0 ? r : null,
                 Mode = ParseMode(p.GetValue(Mode)!),
-                Consistency = ParameterServer.Consistency.Parse(p.GetValue(Consistency)!),
+                Consistency = Client.Consistency.Parse(p.GetValue(Consistency)!),
             }),
             "logreg" => new LogRegApp(LogRegOptionsFrom(p)),
             _ => throw new ArgumentException($"unknown app '{name}': expected one of {string.Join(", ", AppCatalog.Names)}"),
@@ -132,7 +133,7 @@ internal static class AppOptions
             LearningRate = p.GetValue(LearningRate),
             L1 = p.GetValue(L1),
             L2 = p.GetValue(L2),
-            Consistency = ParameterServer.Consistency.Parse(p.GetValue(Consistency)!),
+            Consistency = Client.Consistency.Parse(p.GetValue(Consistency)!),
             HashBits = p.GetValue(HashBits),
             ModelOut = p.GetValue(ModelOut),
             SkipBadLines = p.GetValue(SkipBadLines),

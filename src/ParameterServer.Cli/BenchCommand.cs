@@ -3,6 +3,8 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using ParameterServer.Apps.Bench;
+using ParameterServer.Client;
+using ParameterServer.Hosting;
 
 namespace ParameterServer.Cli;
 

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using ParameterServer.Apps.Data;
 using ParameterServer.Apps.LogisticRegression;
+using ParameterServer.Client;
 
 namespace ParameterServer.Cli;
 
@@ -22,7 +23,7 @@ internal static class BenchTraining
             string data = p.GetValue(AppOptions.Data) ?? throw new ArgumentException("bench logreg needs --data FILE (e.g. ../shared/data/a9a/a9a)");
             int epochs = Math.Max(2, p.GetResult(AppOptions.Epochs) is { Implicit: false } ? p.GetValue(AppOptions.Epochs) : 3);
             int batch = p.GetResult(AppOptions.Batch) is { Implicit: false } ? p.GetValue(AppOptions.Batch) : 1000;
-            var options = new LogRegOptions { Data = data, Batch = batch, Epochs = epochs, Optimizer = p.GetValue(AppOptions.Optimizer)!, Consistency = ParameterServer.Consistency.Parse(p.GetValue(AppOptions.Consistency)!) };
+            var options = new LogRegOptions { Data = data, Batch = batch, Epochs = epochs, Optimizer = p.GetValue(AppOptions.Optimizer)!, Consistency = Client.Consistency.Parse(p.GetValue(AppOptions.Consistency)!) };
             options.Validate();
             string file = RepeatFile(data, p.GetValue(Repeat));
             try
@@ -90,7 +91,7 @@ internal static class BenchTraining
             string data = p.GetValue(AppOptions.Data) ?? throw new ArgumentException("bench consistency needs --data FILE and --test FILE");
             string test = p.GetValue(AppOptions.Test) ?? throw new ArgumentException("bench consistency needs --test FILE");
             var taus = p.GetValue(Taus)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                .Select(t => t == "inf" ? ParameterServer.Consistency.Eventual : ParameterServer.Consistency.BoundedDelay(int.Parse(t, CultureInfo.InvariantCulture)))
+                .Select(t => t == "inf" ? Client.Consistency.Eventual : Client.Consistency.BoundedDelay(int.Parse(t, CultureInfo.InvariantCulture)))
                 .ToList();
             int repeat = p.GetResult(Repeat) is { Implicit: false } ? p.GetValue(Repeat) : 1;
             string file = RepeatFile(data, repeat);

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
-using ParameterServer.Checkpoints;
+using ParameterServer.Core.Checkpoints;
 
 namespace ParameterServer.Cli;
 

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using ParameterServer.Apps.Data;
+using ParameterServer.Hosting;
 
 namespace ParameterServer.Cli;
 

@@ -1,5 +1,5 @@
 using System.CommandLine;
-using ParameterServer.Cluster;
+using ParameterServer.Core.Cluster;
 
 namespace ParameterServer.Cli;
 

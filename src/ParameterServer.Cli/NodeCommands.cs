@@ -1,5 +1,9 @@
 using System.CommandLine;
 using Microsoft.Extensions.Logging;
+using ParameterServer.Client;
+using ParameterServer.Hosting;
+using ParameterServer.Scheduler;
+using ParameterServer.Server;
 
 namespace ParameterServer.Cli;
 

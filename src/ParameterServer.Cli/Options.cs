@@ -1,4 +1,5 @@
 using System.CommandLine;
+using ParameterServer.Scheduler;
 
 namespace ParameterServer.Cli;
 
@@ -36,7 +37,7 @@ internal static class Options
         {
             try
             {
-                Checkpoints.CheckpointFiles.Open(restore);
+                Core.Checkpoints.CheckpointFiles.Open(restore);
             }
             catch (PsException ex)
             {

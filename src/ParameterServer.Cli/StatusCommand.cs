@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
-using ParameterServer.Cluster;
+using ParameterServer.Core.Cluster;
 
 namespace ParameterServer.Cli;
 

@@ -65,18 +65,18 @@ public sealed record TableSpec
     public string Compression { get; init; } = "none";
 
     /// <summary>
-    /// Which rows of pull answers servers send (<see cref="IPullFilter"/>): <c>none</c> (default, every row), <c>sigmod:T</c>
+    /// Which rows of pull answers servers send (<see cref="Extensions.IPullFilter"/>): <c>none</c> (default, every row), <c>sigmod:T</c>
     /// (only rows that changed by more than T since this worker was last sent them; its copy of the others stays within T),
-    /// or the name of a filter registered on the servers (<see cref="ServerOptions.AddPullFilter"/>).
+    /// or the name of a filter registered on the servers (<see cref="Server.ServerOptions.AddPullFilter"/>).
     /// </summary>
     public string PullFilter { get; init; } = "none";
 
     internal void Validate()
     {
         Protocol.CodecSpec.Parse(Compression); // throws naming the bad stage
-        if (ParameterServer.PullFilters.IsBuiltIn(PullFilter))
+        if (Extensions.PullFilters.IsBuiltIn(PullFilter))
         {
-            ParameterServer.PullFilters.Parse(PullFilter); // throws saying what is accepted
+            Extensions.PullFilters.Parse(PullFilter); // throws saying what is accepted
         }
         if (BlockKeys < 1)
         {

@@ -1,3 +1,4 @@
+using ParameterServer.Client;
 namespace ParameterServer.IntegrationTests;
 
 /// <summary>

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using System.Text;
+using ParameterServer.Client;
 using ParameterServer.Protocol;
 
 namespace ParameterServer.IntegrationTests;

@@ -1,3 +1,5 @@
+using ParameterServer.Client;
+using ParameterServer.Extensions;
 using ParameterServer.Protocol;
 
 namespace ParameterServer.IntegrationTests;

@@ -1,6 +1,9 @@
-using System.Net;
 using System.Net.Sockets;
+using System.Net;
+using ParameterServer.Client;
 using ParameterServer.Protocol;
+using ParameterServer.Scheduler;
+using ParameterServer.Server;
 
 namespace ParameterServer.IntegrationTests;
 

@@ -1,4 +1,6 @@
 using System.Runtime.InteropServices;
+using ParameterServer.Client;
+using ParameterServer.Extensions;
 using ParameterServer.Protocol;
 
 namespace ParameterServer.IntegrationTests;

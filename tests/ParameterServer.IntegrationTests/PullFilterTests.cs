@@ -1,4 +1,7 @@
+using ParameterServer.Client;
+using ParameterServer.Extensions;
 using ParameterServer.Protocol;
+using ParameterServer.Server;
 using ParameterServer.Transport;
 
 namespace ParameterServer.IntegrationTests;

@@ -1,5 +1,6 @@
 using System.Reflection;
 using System.Text.RegularExpressions;
+using ParameterServer.Client;
 
 namespace ParameterServer.Tests;
 
@@ -12,9 +13,7 @@ public partial class ArchitectureTests
     [Fact]
     public void Assemblies_reference_only_the_layers_below_them()
     {
-        Assert.Empty(ProjectReferences(typeof(Protocol.FrameHeader).Assembly));
-        Assert.Equal(["ParameterServer.Protocol"], ProjectReferences(typeof(Transport.TransportOptions).Assembly));
-        Assert.Equal(["ParameterServer.Protocol", "ParameterServer.Transport"], ProjectReferences(typeof(PsClient).Assembly));
+        Assert.Empty(ProjectReferences(typeof(PsClient).Assembly));
         Assert.DoesNotContain("pserver", ProjectReferences(typeof(Apps.AppCatalog).Assembly));
     }
 
@@ -30,18 +29,18 @@ public partial class ArchitectureTests
         throw new DirectoryNotFoundException("ParameterServer.slnx not found above the test binaries");
     }
 
-    [GeneratedRegex(@"ParameterServer\.(Worker|Server|Scheduler|Hosting)\b")]
+    [GeneratedRegex(@"ParameterServer\.(Client|Server|Scheduler|Hosting)\b")]
     private static partial Regex RoleNamespace();
 
     /// <summary>Inside the runtime assembly: Cluster knows no role; roles do not know each other; only Hosting may know them all.</summary>
     [Theory]
-    [InlineData("Cluster", new string[0])]
+    [InlineData("Core", new string[0])]
     [InlineData("Server", new[] { "Server" })]
-    [InlineData("Worker", new[] { "Worker" })]
+    [InlineData("Client", new[] { "Client" })]
     [InlineData("Scheduler", new[] { "Scheduler" })]
     public void Runtime_folders_do_not_reach_sideways(string folder, string[] allowed)
     {
-        foreach (var file in Directory.EnumerateFiles(Path.Combine(SourceRoot(), folder), "*.cs"))
+        foreach (var file in Directory.EnumerateFiles(Path.Combine(SourceRoot(), folder), "*.cs", SearchOption.AllDirectories))
         {
             foreach (Match m in RoleNamespace().Matches(File.ReadAllText(file)))
             {

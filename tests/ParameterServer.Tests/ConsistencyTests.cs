@@ -1,4 +1,4 @@
-using ParameterServer.Worker;
+using ParameterServer.Client;
 
 namespace ParameterServer.Tests;
 

@@ -1,4 +1,6 @@
-using ParameterServer.Traffic;
+using ParameterServer.Core.Codecs;
+using ParameterServer.Extensions;
+using ParameterServer.Server;
 
 namespace ParameterServer.Tests;
 

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
-using ParameterServer.Cluster;
+using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
-using ParameterServer.Worker;
+using ParameterServer.Client;
 
 namespace ParameterServer.Tests;
 

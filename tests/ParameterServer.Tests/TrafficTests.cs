@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Runtime.InteropServices;
 using ParameterServer.Protocol;
-using ParameterServer.Traffic;
+using ParameterServer.Core.Codecs;
 using ParameterServer.Transport;
 
 namespace ParameterServer.Tests;

@@ -1,5 +1,6 @@
-using FsCheck;
 using FsCheck.Fluent;
+using FsCheck;
+using ParameterServer.Extensions;
 
 namespace ParameterServer.Tests;
 

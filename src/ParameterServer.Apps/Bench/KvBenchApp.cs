@@ -2,7 +2,8 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
-using ParameterServer.Worker;
+using ParameterServer.Client;
+using ParameterServer.Hosting;
 
 namespace ParameterServer.Apps.Bench;
 

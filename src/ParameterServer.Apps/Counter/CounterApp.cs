@@ -2,6 +2,8 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
+using ParameterServer.Client;
+using ParameterServer.Hosting;
 
 namespace ParameterServer.Apps.Counter;
 

@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Buffers.Text;
 using System.IO.Compression;
-using ParameterServer.Cluster;
+using ParameterServer.Core.Cluster;
 
 namespace ParameterServer.Apps.Data;
 

@@ -1,4 +1,4 @@
-using ParameterServer.Cluster;
+using ParameterServer.Core.Cluster;
 
 namespace ParameterServer.Apps.Data;
 

@@ -38,7 +38,7 @@ public static class SparseGenerator
     /// <summary>The true weight of feature i (1-based) and the bias: deterministic in (seed, i), about 30% nonzero.</summary>
     public static float TrueWeight(int seed, ulong feature)
     {
-        ulong h = ParameterServer.Cluster.Hashing.Mix64(feature * 0x9E3779B97F4A7C15UL ^ (ulong)seed);
+        ulong h = ParameterServer.Core.Cluster.Hashing.Mix64(feature * 0x9E3779B97F4A7C15UL ^ (ulong)seed);
         if ((h & 0xff) >= 77)
         {
             return 0; // about 70% of features carry no signal: what L1 should find

@@ -3,6 +3,8 @@ using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using ParameterServer.Apps.Data;
+using ParameterServer.Extensions;
+using ParameterServer.Hosting;
 
 namespace ParameterServer.Apps.LogisticRegression;
 

@@ -1,4 +1,6 @@
 using System.Globalization;
+using ParameterServer.Client;
+using ParameterServer.Extensions;
 
 namespace ParameterServer.Apps.LogisticRegression;
 

@@ -1,4 +1,5 @@
 using ParameterServer.Apps.Data;
+using ParameterServer.Extensions;
 
 namespace ParameterServer.Apps.LogisticRegression;
 

@@ -1,4 +1,6 @@
-using ParameterServer.Cluster;
+using ParameterServer.Client;
+using ParameterServer.Core.Cluster;
+using ParameterServer.Extensions;
 using ParameterServer.Server;
 
 namespace ParameterServer.Apps.LogisticRegression;

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
+using ParameterServer.Client;
 
-namespace ParameterServer;
+namespace ParameterServer.Hosting;
 
 /// <summary>An application that runs on every worker of a job (counter, logistic regression, ...).</summary>
 public interface IPsApp

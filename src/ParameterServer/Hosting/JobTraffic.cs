@@ -1,9 +1,10 @@
 using System.Text.Json;
-using ParameterServer.Cluster;
+using ParameterServer.Client;
+using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
 using ParameterServer.Transport;
 
-namespace ParameterServer;
+namespace ParameterServer.Hosting;
 
 /// <summary>
 /// A job's traffic, added up over its nodes: what the workers sent and received (their counters as published to the

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
+using ParameterServer.Client;
 
-namespace ParameterServer;
+namespace ParameterServer.Hosting;
 
 /// <summary>Runs an app on one worker: connect, run, tell the scheduler the worker finished, disconnect.</summary>
 public static class WorkerHost

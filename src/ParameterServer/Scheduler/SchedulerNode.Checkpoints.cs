@@ -1,11 +1,11 @@
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
-using ParameterServer.Checkpoints;
-using ParameterServer.Cluster;
+using ParameterServer.Core.Checkpoints;
+using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
 using ParameterServer.Transport;
 
-namespace ParameterServer;
+namespace ParameterServer.Scheduler;
 
 /// <summary>
 /// Checkpoint coordination: every interval (and once when all workers have finished) the scheduler asks each live

@@ -1,11 +1,11 @@
 using System.Globalization;
 using System.Text;
 using Microsoft.Extensions.Logging;
-using ParameterServer.Cluster;
+using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
 using ParameterServer.Transport;
 
-namespace ParameterServer;
+namespace ParameterServer.Scheduler;
 
 /// <summary>
 /// Elastic scaling: servers and workers join and leave a running job. A server's key ranges move in two phases (the

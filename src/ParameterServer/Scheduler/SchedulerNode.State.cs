@@ -1,12 +1,11 @@
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
-using ParameterServer.Checkpoints;
-using ParameterServer.Cluster;
+using ParameterServer.Core.Checkpoints;
+using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
-using ParameterServer.Scheduler;
 using ParameterServer.Transport;
 
-namespace ParameterServer;
+namespace ParameterServer.Scheduler;
 
 /// <summary>
 /// Scheduler restart: with a state directory the scheduler keeps its metadata (nodes, tables, view number, work

@@ -1,10 +1,9 @@
 using Microsoft.Extensions.Logging;
-using ParameterServer.Cluster;
+using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
-using ParameterServer.Scheduler;
 using ParameterServer.Transport;
 
-namespace ParameterServer;
+namespace ParameterServer.Scheduler;
 
 /// <summary>The work queue: units claimed by workers one at a time, given back or dropped when a worker dies.</summary>
 public sealed partial class SchedulerNode

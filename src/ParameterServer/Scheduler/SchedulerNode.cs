@@ -1,11 +1,11 @@
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
-using ParameterServer.Cluster;
+using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
 using ParameterServer.Transport;
 
-namespace ParameterServer;
+namespace ParameterServer.Scheduler;
 
 /// <summary>
 /// The scheduler: registers nodes and gives them ids, declares tables, publishes versioned cluster views,

@@ -1,6 +1,6 @@
 using ParameterServer.Transport;
 
-namespace ParameterServer;
+namespace ParameterServer.Scheduler;
 
 /// <summary>Settings of the scheduler (the paper's server manager). One per job.</summary>
 public sealed class SchedulerOptions
@@ -58,7 +58,7 @@ public sealed class SchedulerOptions
     /// <summary>A checkpoint to resume from: an epoch folder, or a checkpoint directory (its newest complete epoch).</summary>
     public string? RestoreFrom { get; set; }
 
-    /// <summary>What happens to the work units a dead worker had not finished (see <see cref="PsClient.ClaimWorkAsync"/>). Defaults to reassign.</summary>
+    /// <summary>What happens to the work units a dead worker had not finished (see <see cref="Client.PsClient.ClaimWorkAsync"/>). Defaults to reassign.</summary>
     public WorkerFailurePolicy OnWorkerFailure { get; set; } = WorkerFailurePolicy.Reassign;
 
     /// <summary>When the queue is empty, a unit claimed longer ago than this is also given to an idle worker (first result wins). Zero (the default): no backups.</summary>

@@ -1,12 +1,11 @@
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
-using ParameterServer.Checkpoints;
-using ParameterServer.Cluster;
+using ParameterServer.Core.Checkpoints;
+using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
-using ParameterServer.Server;
 
-namespace ParameterServer;
+namespace ParameterServer.Server;
 
 /// <summary>
 /// Checkpoints, driven by the scheduler: on request a server copies the rows of the blocks it is primary for in one

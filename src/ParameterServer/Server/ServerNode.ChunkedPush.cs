@@ -1,10 +1,9 @@
 using System.Buffers;
 using System.Runtime.InteropServices;
 using ParameterServer.Protocol;
-using ParameterServer.Server;
 using ParameterServer.Transport;
 
-namespace ParameterServer;
+namespace ParameterServer.Server;
 
 public sealed partial class ServerNode
 {

@@ -1,11 +1,11 @@
 using System.Buffers;
 using System.Runtime.InteropServices;
+using ParameterServer.Core.Codecs;
+using ParameterServer.Extensions;
 using ParameterServer.Protocol;
-using ParameterServer.Server;
-using ParameterServer.Traffic;
 using ParameterServer.Transport;
 
-namespace ParameterServer;
+namespace ParameterServer.Server;
 
 // Pull filters: answers that leave out rows the worker already holds closely enough (FrameFlags.FilterAnswer).
 public sealed partial class ServerNode

@@ -1,12 +1,11 @@
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
-using ParameterServer.Cluster;
+using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
-using ParameterServer.Server;
-using ParameterServer.Traffic;
+using ParameterServer.Core.Codecs;
 using ParameterServer.Transport;
 
-namespace ParameterServer;
+namespace ParameterServer.Server;
 
 /// <summary>
 /// Chain replication of asynchronous tables: the primary of a block applies a push, forwards it to the block's other
@@ -580,7 +579,7 @@ public sealed partial class ServerNode
     }
 
     /// <summary>A forward with packed keys or encoded values: decoded to the plain forward, then applied as one.</summary>
-    private void HandleEncodedReplicate(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload, Traffic.ReceiverKeyCache keys)
+    private void HandleEncodedReplicate(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload, ReceiverKeyCache keys)
     {
         string? problem = null;
         if ((header.Flags & (FrameFlags.KeysCached | FrameFlags.StoreKeys | FrameFlags.Masked)) != 0

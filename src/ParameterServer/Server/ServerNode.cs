@@ -5,13 +5,12 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
-using ParameterServer.Cluster;
+using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
-using ParameterServer.Server;
-using ParameterServer.Traffic;
+using ParameterServer.Core.Codecs;
 using ParameterServer.Transport;
 
-namespace ParameterServer;
+namespace ParameterServer.Server;
 
 /// <summary>
 /// A server node: registers with the scheduler, follows its views, creates the declared tables and serves

@@ -1,6 +1,7 @@
+using ParameterServer.Extensions;
 using ParameterServer.Transport;
 
-namespace ParameterServer;
+namespace ParameterServer.Server;
 
 /// <summary>Settings of a server node.</summary>
 public sealed class ServerOptions

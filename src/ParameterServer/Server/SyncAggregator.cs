@@ -1,4 +1,5 @@
 using System.Buffers;
+using ParameterServer.Extensions;
 using ParameterServer.Protocol;
 using ParameterServer.Transport;
 

@@ -1,4 +1,5 @@
-using ParameterServer.Cluster;
+using ParameterServer.Core.Cluster;
+using ParameterServer.Extensions;
 using ParameterServer.Protocol;
 
 namespace ParameterServer.Server;

@@ -1,0 +1,13 @@
+namespace ParameterServer.Client;
+
+/// <summary>
+/// Watches calls of one <see cref="PsClient"/>: <see cref="OnIssued"/> runs on the calling thread once the call
+/// has its timestamp (after any bounded-delay wait), <see cref="OnCompleted"/> on whichever thread completes it.
+/// Both must be quick and must not call back into the client.
+/// </summary>
+internal interface ICallObserver
+{
+    void OnIssued(long timestamp);
+
+    void OnCompleted(long timestamp, PsException? error);
+}

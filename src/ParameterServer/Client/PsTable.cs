@@ -1,0 +1,135 @@
+using ParameterServer.Core.Codecs;
+using System.Buffers;
+using ParameterServer.Core.Cluster;
+using ParameterServer.Extensions;
+using ParameterServer.Protocol;
+
+namespace ParameterServer.Client;
+
+/// <summary>
+/// A worker's handle on one table. Keys are sorted ascending without duplicates; each key carries
+/// <see cref="Width"/> values. Every call returns its timestamp at once (after waiting, if needed, for
+/// the table's <see cref="Consistency"/>); the inputs are copied, the destination of a pull is filled
+/// by the time <see cref="Wait"/> returns. <c>after</c> lists timestamps that must complete first.
+/// </summary>
+public sealed class PsTable
+{
+    private readonly PsClient _client;
+    private volatile int _tau = 4;
+
+    internal PsTable(PsClient client, TableInfo info, TableTraffic? traffic = null)
+    {
+        _client = client;
+        Info = info;
+        Traffic = traffic is { Active: true } ? traffic : null;
+    }
+
+    /// <summary>Key caching and value encoding of this table's calls; null when both are off.</summary>
+    internal TableTraffic? Traffic { get; }
+
+    /// <summary>Runs on every push of this worker to this table before it is sent (see <see cref="IPushFilter"/>); null: send everything.</summary>
+    public IPushFilter? PushFilter { get; set; }
+
+    internal TableInfo Info { get; }
+
+    internal CompletionWindow Window { get; } = new();
+
+    internal long NextRound { get; set; }
+
+    internal int Tau => _tau;
+
+    public string Name => Info.Name;
+
+    public int Width => Info.Width;
+
+    public UpdateMode Mode => Info.Mode;
+
+    /// <summary>Keys of a dense table are [0, DenseSize); 0 for a sparse table.</summary>
+    public ulong DenseSize => Info.DenseSize;
+
+    /// <summary>Bounded delay of this worker's calls on this table; may be changed while the job runs. Defaults to bounded:4.</summary>
+    public Consistency Consistency
+    {
+        get => _tau == int.MaxValue ? Consistency.Eventual : Consistency.BoundedDelay(_tau);
+        set => _client.SetTau(this, value.Tau);
+    }
+
+    internal void SetTauUnderLock(int tau) => _tau = tau;
+
+    /// <summary>Sends values for keys to the servers' update handlers.</summary>
+    public long Push(ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, ReadOnlySpan<long> after = default) =>
+        _client.Submit(this, MessageType.Push, keys, values, default, after);
+
+    /// <summary>Fetches the values of keys into <paramref name="destination"/> (keys.Length x Width floats).</summary>
+    public long Pull(ReadOnlySpan<ulong> keys, Memory<float> destination, ReadOnlySpan<long> after = default) =>
+        _client.Submit(this, MessageType.Pull, keys, default, destination, after);
+
+    /// <summary>Pushes, then returns the values after the update, in one round trip.</summary>
+    public long PushPull(ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, Memory<float> destination, ReadOnlySpan<long> after = default) =>
+        _client.Submit(this, MessageType.PushPull, keys, values, destination, after);
+
+    /// <summary>Pushes values.Length / Width consecutive keys starting at <paramref name="firstKey"/>.</summary>
+    public long PushRange(ulong firstKey, ReadOnlySpan<float> values, ReadOnlySpan<long> after = default)
+    {
+        var keys = RangeKeys(firstKey, values.Length, out var rented);
+        try
+        {
+            return Push(keys, values, after);
+        }
+        finally
+        {
+            ArrayPool<ulong>.Shared.Return(rented);
+        }
+    }
+
+    /// <summary>Pulls destination.Length / Width consecutive keys starting at <paramref name="firstKey"/>.</summary>
+    public long PullRange(ulong firstKey, Memory<float> destination, ReadOnlySpan<long> after = default)
+    {
+        var keys = RangeKeys(firstKey, destination.Length, out var rented);
+        try
+        {
+            return Pull(keys, destination, after);
+        }
+        finally
+        {
+            ArrayPool<ulong>.Shared.Return(rented);
+        }
+    }
+
+    private ReadOnlySpan<ulong> RangeKeys(ulong firstKey, int valueCount, out ulong[] rented)
+    {
+        if (valueCount % Width != 0)
+        {
+            throw new ArgumentException($"table '{Name}' has width {Width}: {valueCount} values are not whole rows");
+        }
+        int count = valueCount / Width;
+        if (count > 0 && firstKey + (ulong)(count - 1) < firstKey)
+        {
+            throw new ArgumentOutOfRangeException(nameof(firstKey), firstKey, $"a range of {count} keys from {firstKey} passes 2^64");
+        }
+        rented = ArrayPool<ulong>.Shared.Rent(Math.Max(count, 1));
+        var keys = rented.AsSpan(0, count);
+        for (int i = 0; i < count; i++)
+        {
+            keys[i] = firstKey + (ulong)i;
+        }
+        return keys;
+    }
+
+    public Task PushAsync(ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, CancellationToken cancellationToken = default) =>
+        _client.WaitAsync(Push(keys, values), cancellationToken);
+
+    public Task PullAsync(ReadOnlySpan<ulong> keys, Memory<float> destination, CancellationToken cancellationToken = default) =>
+        _client.WaitAsync(Pull(keys, destination), cancellationToken);
+
+    public Task PushPullAsync(ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, Memory<float> destination, CancellationToken cancellationToken = default) =>
+        _client.WaitAsync(PushPull(keys, values, destination), cancellationToken);
+
+    /// <summary>Every row the servers hold for this table, sorted by key (for exporting a model). Bulk: it allocates.</summary>
+    public Task<(ulong[] Keys, float[] Values)> ReadAllAsync(CancellationToken cancellationToken = default) => _client.ReadAllAsync(this, cancellationToken);
+
+    /// <summary>Blocks until the call with this timestamp is done; throws its error if it failed.</summary>
+    public void Wait(long timestamp) => _client.Wait(timestamp);
+
+    public override string ToString() => $"table {Info.Describe()}";
+}

@@ -1,0 +1,387 @@
+using System.Text;
+using Microsoft.Extensions.Logging;
+using ParameterServer.Protocol;
+using ParameterServer.Transport;
+
+namespace ParameterServer.Core.Cluster;
+
+/// <summary>A reply on the control plane: its header and a copy of its payload.</summary>
+internal sealed record ControlReply(FrameHeader Header, byte[] Payload);
+
+/// <summary>
+/// A node's connection to the scheduler: request/response calls with timeouts, plus a callback for frames the
+/// scheduler sends on its own (views, shutdown). Control plane only, so it may allocate.
+/// </summary>
+internal sealed class ControlChannel : IFrameHandler, IDisposable
+{
+    private readonly Dictionary<ulong, PendingCall> _calls = new();
+    private readonly Lock _lock = new();
+    private readonly Action<FrameHeader, byte[]> _onPush;
+    private readonly Action<string>? _onClosed;
+    private Connection? _connection;
+    private ulong _nextRequestId;
+    private TransportOptions _transport = new();
+    private ILogger? _logger;
+    private TimeSpan _reconnectFor;
+    private Func<byte[]>? _rejoinPayload;
+    private volatile bool _disposed;
+    private volatile bool _lost;
+
+    /// <summary>A call waiting for its answer; kept whole so it can be sent again after a reconnect.</summary>
+    private sealed record PendingCall(TaskCompletionSource<ControlReply> Reply, MessageType Type, byte[] Payload, int TableId, long Round, uint Aux);
+
+    private ControlChannel(string address, Action<FrameHeader, byte[]> onPush, Action<string>? onClosed)
+    {
+        Address = address;
+        _onPush = onPush;
+        _onClosed = onClosed;
+    }
+
+    public string Address { get; }
+
+    /// <summary>How long a node tries to reach a lost scheduler again before giving up on the job.</summary>
+    public static readonly TimeSpan ReconnectWindow = TimeSpan.FromSeconds(15);
+
+    public int SenderId { get; set; } = -1;
+
+    /// <summary>Closed for good: disposed, or lost and not reconnected within the grace period.</summary>
+    public bool IsClosed => _disposed || _lost || _connection is null;
+
+    private TrafficMeter? _meter;
+
+    /// <summary>
+    /// Sends this node's traffic counters to the scheduler now (a heartbeat with a payload). Frames on the channel
+    /// stay in order, so a barrier entered after this finds the counters at the scheduler.
+    /// </summary>
+    public void PublishTraffic()
+    {
+        if (_meter is null)
+        {
+            return;
+        }
+        var w = new PayloadWriter();
+        _meter.Snapshot().Write(w);
+        Send(MessageType.Heartbeat, w.WrittenSpan);
+    }
+
+    /// <summary>The traffic counters the scheduler last heard from each live node (see <see cref="PublishTraffic"/>).</summary>
+    public async Task<Dictionary<int, TrafficSnapshot>> FetchTrafficAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var reply = await CallAsync(MessageType.Status, ReadOnlyMemory<byte>.Empty, "a status request", timeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+        return ReadStatus(reply.Payload).Traffic;
+    }
+
+    /// <summary>
+    /// After a lost connection, reconnect for up to <paramref name="grace"/> (a restarted scheduler resumes the job)
+    /// and rejoin with <paramref name="rejoinPayload"/>; calls in flight are sent again. Only if that fails is the
+    /// channel closed (and the close callback run).
+    /// </summary>
+    public void EnableReconnect(TimeSpan grace, Func<byte[]> rejoinPayload)
+    {
+        _reconnectFor = grace;
+        _rejoinPayload = rejoinPayload;
+    }
+
+    /// <summary>Connects to the scheduler at "host:port" or throws <see cref="PsException"/> (Unreachable) saying so.</summary>
+    public static ControlChannel Connect(string address, TransportOptions options, ILogger? logger, Action<FrameHeader, byte[]> onPush, Action<string>? onClosed = null, TrafficMeter? meter = null)
+    {
+        var (host, port) = Endpoints.Parse(address, "--scheduler");
+        var channel = new ControlChannel(address, onPush, onClosed);
+        try
+        {
+            channel._connection = Connection.Connect(host, port, channel, options, logger, $"the scheduler", meter);
+            channel._meter = meter;
+            channel._transport = options;
+            channel._logger = logger;
+        }
+        catch (TransportException ex)
+        {
+            throw new PsException(PsErrorCode.Unreachable, $"{ex.Message}. Is `pserver scheduler` running there? Check --scheduler / PS_SCHEDULER.", ex);
+        }
+        return channel;
+    }
+
+    /// <summary>Asks a scheduler for its current view without joining the job (pserver status).</summary>
+    public static async Task<ClusterView> FetchViewAsync(string address, TimeSpan timeout, CancellationToken cancellationToken) =>
+        (await FetchStatusAsync(address, timeout, cancellationToken).ConfigureAwait(false)).View;
+
+    /// <summary>The scheduler's current view and its migrations (done and in progress), one line each.</summary>
+    public static async Task<(ClusterView View, string[] Migrations, Dictionary<int, TrafficSnapshot> Traffic)> FetchStatusAsync(string address, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        using var channel = Connect(address, new TransportOptions { ConnectTimeout = timeout }, null, (_, _) => { });
+        var reply = await channel.CallAsync(MessageType.Status, ReadOnlyMemory<byte>.Empty, "a status request", timeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+        return ReadStatus(reply.Payload);
+    }
+
+    /// <summary>The status reply: the view, the migration lines, then each node's last published traffic counters.</summary>
+    private static (ClusterView View, string[] Migrations, Dictionary<int, TrafficSnapshot> Traffic) ReadStatus(ReadOnlySpan<byte> payload)
+    {
+        var r = new PayloadReader(payload);
+        var view = ClusterView.Read(ref r);
+        var migrations = new string[r.Remaining > 0 ? r.ReadCount(1 << 16) : 0];
+        for (int i = 0; i < migrations.Length; i++)
+        {
+            migrations[i] = r.ReadString(4096);
+        }
+        var traffic = new Dictionary<int, TrafficSnapshot>();
+        int nodes = r.Remaining > 0 ? r.ReadCount(1 << 20) : 0;
+        for (int i = 0; i < nodes; i++)
+        {
+            int id = r.ReadInt32();
+            traffic[id] = TrafficSnapshot.Read(ref r);
+        }
+        return (view, migrations, traffic);
+    }
+
+    /// <summary>Asks the scheduler to drain a node (pserver drain); returns its answer.</summary>
+    public static Task<string> DrainAsync(string address, int nodeId, CancellationToken cancellationToken) =>
+        AdminCallAsync(address, MessageType.Drain, ControlMessages.Ints(nodeId), $"draining node {nodeId}", TimeSpan.FromSeconds(10), cancellationToken);
+
+    /// <summary>Asks the scheduler to even out the servers' ring shares (pserver rebalance); returns its answer.</summary>
+    public static Task<string> RebalanceAsync(string address, bool dryRun, CancellationToken cancellationToken) =>
+        AdminCallAsync(address, MessageType.Rebalance, ControlMessages.Ints(dryRun ? 1 : 0), "a rebalance", TimeSpan.FromSeconds(30), cancellationToken);
+
+    /// <summary>An operator's request to the scheduler (drain, rebalance); returns its answer, or throws <see cref="PsException"/> with the refusal.</summary>
+    private static async Task<string> AdminCallAsync(string address, MessageType type, byte[] payload, string what, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        using var channel = Connect(address, new TransportOptions { ConnectTimeout = timeout }, null, (_, _) => { });
+        var reply = await channel.CallAsync(type, payload, what, timeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+        return Encoding.UTF8.GetString(reply.Payload);
+    }
+
+    /// <summary>Sends a request and waits for its response; throws <see cref="PsException"/> on error, close or timeout.</summary>
+    public async Task<ControlReply> CallAsync(MessageType type, ReadOnlyMemory<byte> payload, string what, TimeSpan timeout, int tableId = 0, long round = 0, uint aux = 0, CancellationToken cancellationToken = default)
+    {
+        if (_connection is null)
+        {
+            throw new InvalidOperationException("not connected");
+        }
+        if (IsClosed)
+        {
+            throw new PsException(PsErrorCode.ConnectionLost, $"lost the scheduler at {Address}");
+        }
+        var tcs = new TaskCompletionSource<ControlReply>(TaskCreationOptions.RunContinuationsAsynchronously);
+        ulong id;
+        lock (_lock)
+        {
+            id = ++_nextRequestId;
+            _calls[id] = new PendingCall(tcs, type, payload.ToArray(), tableId, round, aux);
+        }
+        try
+        {
+            try
+            {
+                Send(type, payload.Span, id, tableId, round, aux);
+            }
+            catch (PsException) when (_rejoinPayload is not null && !IsClosed)
+            {
+                // Reconnecting: the call is sent again once the scheduler is back.
+            }
+            var reply = await tcs.Task.WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
+            if (reply.Header.Error != ErrorCode.None)
+            {
+                throw new PsException((PsErrorCode)reply.Header.Error, $"the scheduler refused {what}: {Encoding.UTF8.GetString(reply.Payload)}");
+            }
+            return reply;
+        }
+        catch (TimeoutException)
+        {
+            throw new PsException(PsErrorCode.Timeout, $"no answer from the scheduler at {Address} to {what} within {timeout.TotalSeconds:0.#} s");
+        }
+        finally
+        {
+            lock (_lock)
+            {
+                _calls.Remove(id);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Sends a heartbeat every <paramref name="interval"/> until the channel closes or <paramref name="stopped"/> says so,
+    /// from its own thread: a busy thread pool must not make a live node look dead.
+    /// </summary>
+    public void StartHeartbeats(TimeSpan interval, Func<bool> stopped)
+    {
+        var thread = new Thread(() =>
+        {
+            long beats = 0;
+            while (!stopped() && !IsClosed)
+            {
+                try
+                {
+                    // About once a second a heartbeat carries the node's traffic counters (for `pserver status`).
+                    if (_meter is not null && beats++ % Math.Max(1, (long)(1000 / Math.Max(1, interval.TotalMilliseconds))) == 0)
+                    {
+                        PublishTraffic();
+                    }
+                    else
+                    {
+                        Send(MessageType.Heartbeat, []);
+                    }
+                }
+                catch (PsException)
+                {
+                    // Disconnected: reconnecting, or closed for good (the loop ends).
+                }
+                Thread.Sleep(interval);
+            }
+        })
+        { IsBackground = true, Name = "ps-heartbeat" };
+        thread.Start();
+    }
+
+    /// <summary>Sends a frame that needs no answer (heartbeat, view acknowledgement).</summary>
+    public void Send(MessageType type, ReadOnlySpan<byte> payload, ulong requestId = 0, int tableId = 0, long round = 0, uint aux = 0)
+    {
+        var connection = _connection ?? throw new InvalidOperationException("not connected");
+        var header = new FrameHeader { Type = type, SenderId = SenderId, RequestId = requestId, TableId = tableId, Round = round, Aux = aux, RowWidth = 1, ElementType = WireElementType.Float32 };
+        try
+        {
+            connection.Send(header, payload);
+        }
+        catch (TransportException ex)
+        {
+            throw new PsException(PsErrorCode.ConnectionLost, $"cannot reach the scheduler at {Address}: {ex.Message}", ex);
+        }
+    }
+
+    public void Reply(in FrameHeader request, ReadOnlySpan<byte> payload)
+    {
+        var header = new FrameHeader { Type = MessageType.Response, SenderId = SenderId, RequestId = request.RequestId, RowWidth = 1, ElementType = WireElementType.Float32 };
+        _connection?.Send(header, payload);
+    }
+
+    void IFrameHandler.OnFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        if (header.Type == MessageType.Response)
+        {
+            PendingCall? call;
+            lock (_lock)
+            {
+                _calls.Remove(header.RequestId, out call);
+            }
+            call?.Reply.TrySetResult(new ControlReply(header, payload.ToArray()));
+            return;
+        }
+        _onPush(header, payload.ToArray());
+    }
+
+    void IFrameHandler.OnClosed(Connection connection, string reason)
+    {
+        if (_disposed || connection != _connection)
+        {
+            return;
+        }
+        if (_rejoinPayload is not null && _reconnectFor > TimeSpan.Zero)
+        {
+            _ = Task.Run(() => ReconnectAsync(reason));
+            return;
+        }
+        CloseForGood(reason);
+    }
+
+    private void CloseForGood(string reason)
+    {
+        _lost = true;
+        List<PendingCall> pending;
+        lock (_lock)
+        {
+            pending = _calls.Values.ToList();
+            _calls.Clear();
+        }
+        foreach (var call in pending)
+        {
+            call.Reply.TrySetException(new PsException(PsErrorCode.ConnectionLost, $"lost the scheduler at {Address}: {reason}"));
+        }
+        _onClosed?.Invoke(reason);
+    }
+
+    /// <summary>Connects again and rejoins (the scheduler may be restarting), then sends the calls still waiting.</summary>
+    private async Task ReconnectAsync(string reason)
+    {
+        _logger?.LogWarning("Lost the scheduler at {Address} ({Reason}); reconnecting for up to {Seconds:0} s", Address, reason, _reconnectFor.TotalSeconds);
+        var (host, port) = Endpoints.Parse(Address, "--scheduler");
+        long deadline = Environment.TickCount64 + (long)_reconnectFor.TotalMilliseconds;
+        string last = reason;
+        while (!_disposed && Environment.TickCount64 < deadline)
+        {
+            await Task.Delay(100).ConfigureAwait(false);
+            Connection connection;
+            try
+            {
+                connection = Connection.Connect(host, port, this, _transport, _logger, "the scheduler", _meter);
+            }
+            catch (TransportException ex)
+            {
+                last = ex.Message;
+                continue;
+            }
+            _connection = connection;
+            var rejoin = new TaskCompletionSource<ControlReply>(TaskCreationOptions.RunContinuationsAsynchronously);
+            ulong id;
+            lock (_lock)
+            {
+                id = ++_nextRequestId;
+                _calls[id] = new PendingCall(rejoin, MessageType.Rejoin, [], 0, 0, 0);
+            }
+            try
+            {
+                Send(MessageType.Rejoin, _rejoinPayload!(), id);
+                var reply = await rejoin.Task.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+                if (reply.Header.Error != ErrorCode.None)
+                {
+                    CloseForGood($"{reason}; the scheduler at {Address} came back but refused this node: {Encoding.UTF8.GetString(reply.Payload)}");
+                    return;
+                }
+            }
+            catch (Exception ex) when (ex is PsException or TimeoutException)
+            {
+                last = ex.Message;
+                continue;
+            }
+            List<(ulong Id, PendingCall Call)> resend;
+            lock (_lock)
+            {
+                resend = _calls.Where(c => c.Value.Type != MessageType.Rejoin).Select(c => (c.Key, c.Value)).ToList();
+            }
+            foreach (var (callId, call) in resend)
+            {
+                try
+                {
+                    Send(call.Type, call.Payload, callId, call.TableId, call.Round, call.Aux);
+                }
+                catch (PsException)
+                {
+                    break; // lost again: OnClosed starts over
+                }
+            }
+            _logger?.LogWarning("Rejoined the scheduler at {Address}; sent {Calls} waiting calls again", Address, resend.Count);
+            return;
+        }
+        if (!_disposed)
+        {
+            CloseForGood($"{reason}; no scheduler at {Address} for {_reconnectFor.TotalSeconds:0} s ({last})");
+        }
+    }
+
+    public void Dispose()
+    {
+        _disposed = true;
+        _connection?.Close("closed by this node");
+    }
+}
+
+internal static class Endpoints
+{
+    /// <summary>Parses "host:port"; the error names the option the value came from.</summary>
+    public static (string Host, int Port) Parse(string address, string optionName)
+    {
+        int colon = address.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(address.AsSpan(colon + 1), out int port) || port is < 1 or > 65535)
+        {
+            throw new ArgumentException($"{optionName} must be HOST:PORT with a port in 1..65535, got '{address}'");
+        }
+        return (address[..colon], port);
+    }
+}

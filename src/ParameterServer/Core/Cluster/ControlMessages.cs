@@ -1,0 +1,84 @@
+using ParameterServer.Protocol;
+
+namespace ParameterServer.Core.Cluster;
+
+/// <summary>Payload codecs of the control plane (node &lt;-&gt; scheduler). Control frames are rare: these may allocate.</summary>
+internal static class ControlMessages
+{
+    public static void WriteRegister(PayloadWriter w, NodeRole role, string host, int port, IReadOnlyCollection<string> handlerNames, bool join = false)
+    {
+        w.WriteByte((byte)role);
+        w.WriteString(host);
+        w.WriteInt32(port);
+        w.WriteInt32(handlerNames.Count);
+        foreach (var name in handlerNames)
+        {
+            w.WriteString(name);
+        }
+        w.WriteBool(join);
+    }
+
+    public static (NodeRole Role, string Host, int Port, string[] Handlers, bool Join) ReadRegister(ReadOnlySpan<byte> payload)
+    {
+        var r = new PayloadReader(payload);
+        var role = (NodeRole)r.ReadByte();
+        string host = r.ReadString(1024);
+        int port = r.ReadInt32();
+        var handlers = new string[r.ReadCount(4096)];
+        for (int i = 0; i < handlers.Length; i++)
+        {
+            handlers[i] = r.ReadString(256);
+        }
+        bool join = r.Remaining > 0 && r.ReadBool();
+        return (role, host, port, handlers, join);
+    }
+
+    public static void WriteTableSpec(PayloadWriter w, TableSpec spec)
+    {
+        w.WriteString(spec.Name);
+        w.WriteInt32(spec.Width);
+        w.WriteString(spec.Handler);
+        w.WriteByte((byte)spec.Mode);
+        w.WriteUInt64(spec.DenseSize);
+        w.WriteInt32(spec.BlockKeys);
+        w.WriteInt32(spec.BlockBits);
+        w.WriteString(spec.PullFilter);
+    }
+
+    public static TableSpec ReadTableSpec(ReadOnlySpan<byte> payload)
+    {
+        var r = new PayloadReader(payload);
+        string name = r.ReadString(1024);
+        int width = r.ReadInt32();
+        return new TableSpec(name, width)
+        {
+            Handler = r.ReadString(4096),
+            Mode = (UpdateMode)r.ReadByte(),
+            DenseSize = r.ReadUInt64(),
+            BlockKeys = r.ReadInt32(),
+            BlockBits = r.ReadInt32(),
+            PullFilter = r.ReadString(4096),
+        };
+    }
+
+    public static byte[] Ints(params int[] values)
+    {
+        var w = new PayloadWriter();
+        foreach (int v in values)
+        {
+            w.WriteInt32(v);
+        }
+        return w.WrittenSpan.ToArray();
+    }
+
+    public static int[] ReadInts(ReadOnlySpan<byte> payload, int count)
+    {
+        var r = new PayloadReader(payload);
+        var values = new int[count];
+        for (int i = 0; i < count; i++)
+        {
+            values[i] = r.ReadInt32();
+        }
+        return values;
+    }
+}

@@ -2,7 +2,7 @@ using BenchmarkDotNet.Attributes;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Extensions;
 using ParameterServer.Protocol;
-using ParameterServer.Server;
+using ParameterServer.Server.Store;
 
 namespace ParameterServer.Benchmarks;
 

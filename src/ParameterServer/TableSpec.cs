@@ -10,8 +10,17 @@ public enum UpdateMode : byte
     Sync = 1,
 }
 
+/// <summary>What each value of a table's rows is. Only <see cref="Float32"/> tables can be created today; integer count tables come with LDA and sketches.</summary>
+public enum ElementType : byte
+{
+    Float32 = 1,
+    Float64 = 2,
+    Int32 = 3,
+    Int64 = 4,
+}
+
 /// <summary>
-/// A table of parameters: every key holds a row of <see cref="Width"/> float32 values.
+/// A table of parameters: every key holds a row of <see cref="Width"/> values of <see cref="ElementType"/> (float32 by default).
 /// Tables are declared by workers (the same name and definition from every worker), created on all servers.
 /// </summary>
 public sealed record TableSpec
@@ -40,6 +49,9 @@ public sealed record TableSpec
     public string Handler { get; init; } = "sum";
 
     public UpdateMode Mode { get; init; } = UpdateMode.Async;
+
+    /// <summary>What the rows hold. Defaults to <see cref="ParameterServer.ElementType.Float32"/>, the only type supported so far.</summary>
+    public ElementType ElementType { get; init; } = ElementType.Float32;
 
     /// <summary>0 for a sparse table (any uint64 key); otherwise keys are [0, DenseSize) and stored as flat arrays.</summary>
     public ulong DenseSize { get; init; }
@@ -77,6 +89,10 @@ public sealed record TableSpec
         if (Extensions.PullFilters.IsBuiltIn(PullFilter))
         {
             Extensions.PullFilters.Parse(PullFilter); // throws saying what is accepted
+        }
+        if (ElementType != ElementType.Float32)
+        {
+            throw new ArgumentException($"table '{Name}': element type {ElementType} is not supported yet; tables hold float32 values", nameof(ElementType));
         }
         if (BlockKeys < 1)
         {

@@ -192,7 +192,7 @@ public class ClusterTests
     {
         // Few virtual nodes make uneven shares.
         var points = Enumerable.Range(1, 5).ToDictionary(id => id, _ => 16);
-        var plan = ParameterServer.Scheduler.RebalancePlan.Compute(points, 16);
+        var plan = ParameterServer.Scheduler.Elastic.RebalancePlan.Compute(points, 16);
         Assert.True(plan.Before > 1.15, $"16 virtual nodes per server should be uneven; largest share / mean = {plan.Before}");
         Assert.True(plan.After < plan.Before, $"{plan.Before} -> {plan.After} in {plan.Moves} moves");
         Assert.True(plan.Moves > 0);

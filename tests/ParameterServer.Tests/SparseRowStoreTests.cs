@@ -1,6 +1,6 @@
-using FsCheck;
 using FsCheck.Fluent;
-using ParameterServer.Server;
+using FsCheck;
+using ParameterServer.Server.Store;
 
 namespace ParameterServer.Tests;
 

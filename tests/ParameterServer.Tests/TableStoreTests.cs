@@ -1,7 +1,8 @@
 using ParameterServer.Core.Cluster;
 using ParameterServer.Extensions;
 using ParameterServer.Protocol;
-using ParameterServer.Server;
+using ParameterServer.Server.Store;
+using ParameterServer.Server.Sync;
 
 namespace ParameterServer.Tests;
 

@@ -1,7 +1,7 @@
 using ParameterServer.Client;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Extensions;
-using ParameterServer.Server;
+using ParameterServer.Server.Store;
 
 namespace ParameterServer.Apps.LogisticRegression;
 

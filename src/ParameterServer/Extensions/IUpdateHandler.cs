@@ -15,7 +15,7 @@ public interface IUpdateHandler
 }
 
 /// <summary>A handler that can apply a run of consecutive keys' rows in one call.</summary>
-internal interface IRunUpdateHandler : IUpdateHandler
+public interface IRunUpdateHandler : IUpdateHandler
 {
     /// <summary>
     /// Applies <paramref name="count"/> pushed rows (back to back, stride <paramref name="width"/>) to
@@ -29,7 +29,7 @@ internal interface IRunUpdateHandler : IUpdateHandler
 /// A stateless handler whose every value is updated from its own pushed value alone, so any contiguous slice of a row
 /// can be applied on its own (a large push is then applied piece by piece as it arrives).
 /// </summary>
-internal interface IElementwiseUpdateHandler : IUpdateHandler
+public interface IElementwiseUpdateHandler : IUpdateHandler
 {
     /// <summary>Applies <paramref name="pushed"/> to the equally long slice <paramref name="values"/> of one row.</summary>
     void ApplyElements(Span<float> values, ReadOnlySpan<float> pushed);

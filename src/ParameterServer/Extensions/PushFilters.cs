@@ -17,6 +17,9 @@ public interface IPushFilter
 /// <summary>The built-in filters, and the parser for their command-line names.</summary>
 public static class PushFilters
 {
+    /// <summary>The names known without registration.</summary>
+    internal static IReadOnlyList<string> BuiltInNames { get; } = ["none", "sigmod", "random", "kkt"];
+
     /// <summary>Parses "none", "sigmod:THRESHOLD", "random:P" or "kkt" (kkt needs the app's weights: <see cref="KktFilter"/>).</summary>
     public static IPushFilter? Parse(string spec, Func<KktFilter>? kkt = null)
     {

@@ -1,6 +1,5 @@
-using System.Text.Json;
 using Microsoft.Extensions.Logging;
-using ParameterServer.Core.Checkpoints;
+using ParameterServer.Scheduler.Metadata;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
 using ParameterServer.Transport;
@@ -9,13 +8,12 @@ namespace ParameterServer.Scheduler;
 
 /// <summary>
 /// Scheduler restart: with a state directory the scheduler keeps its metadata (nodes, tables, view number, work
-/// queue, checkpoint epoch) in a file, rewritten shortly after each change (temp + rename, with a checksum). A
+/// queue, checkpoint epoch) in a metadata store (<see cref="FileMetadataStore"/>), rewritten shortly after each change. A
 /// scheduler started again on the same port and directory resumes the job: the nodes reconnect and rejoin with
 /// their ids; those that do not come back within the rejoin window are declared dead.
 /// </summary>
 public sealed partial class SchedulerNode
 {
-    private const string StateFileName = "scheduler-state.json";
     private static readonly TimeSpan RejoinWindow = TimeSpan.FromSeconds(5);
     private readonly AutoResetEvent _stateChanged = new(false);
     private readonly List<(long Version, Outgoing Reply)> _afterDurable = new(); // under _lock
@@ -35,7 +33,7 @@ public sealed partial class SchedulerNode
     /// </summary>
     private void ReplyWhenDurable(Outgoing reply, List<Outgoing> outbox)
     {
-        if (StatePath is null)
+        if (_store is null)
         {
             outbox.Add(reply);
             return;
@@ -44,34 +42,15 @@ public sealed partial class SchedulerNode
         _afterDurable.Add((_stateVersion, reply));
     }
 
-    internal sealed record PersistedNode(int Id, NodeRole Role, int Rank, string Host, int Port, bool Alive, bool Finished, string[] Handlers,
-        int Points = -1, int TargetPoints = -1, bool Joined = false, bool Left = false, bool Draining = false, long BarrierBase = 0);
-
-    internal sealed record PersistedState(int Format, uint View, bool Ready, int NextNodeId, long Epoch, PersistedNode[] Nodes, TableInfo[] Tables, PersistedWork? Work, long Barriers = 0);
-
-    private string? StatePath => _options.StateDirectory is { } dir ? Path.Combine(dir, StateFileName) : null;
+    /// <summary>Where the metadata is kept: a file in the state directory, or nowhere (null) without one.</summary>
+    private readonly IMetadataStore? _store;
 
     /// <summary>Loads the persisted state if there is one (a restart); returns whether it did.</summary>
     private bool LoadState()
     {
-        if (StatePath is not { } path)
+        if (_store?.Load() is not { } state)
         {
             return false;
-        }
-        Directory.CreateDirectory(_options.StateDirectory!);
-        if (!File.Exists(path))
-        {
-            return false;
-        }
-        PersistedState state;
-        try
-        {
-            state = JsonSerializer.Deserialize<PersistedState>(CheckpointFiles.ReadVerified(path))
-                ?? throw new JsonException("empty");
-        }
-        catch (JsonException ex)
-        {
-            throw CheckpointFiles.Corrupt(path, $"is not a valid scheduler state: {ex.Message}");
         }
         _viewNumber = state.View;
         _ready = state.Ready;
@@ -108,13 +87,13 @@ public sealed partial class SchedulerNode
             _work = WorkQueue.Import(work, _options.OnWorkerFailure, _options.BackupAfter);
         }
         _log.LogWarning("Resuming the job from {Path}: view {View}, {Nodes} live nodes; waiting up to {Seconds:0} s for them to reconnect",
-            path, state.View, state.Nodes.Count(n => n.Alive), RejoinWindow.TotalSeconds + _options.HeartbeatTimeout.TotalSeconds);
+            _store.Location, state.View, state.Nodes.Count(n => n.Alive), RejoinWindow.TotalSeconds + _options.HeartbeatTimeout.TotalSeconds);
         return true;
     }
 
     private void StartStateWriter()
     {
-        if (StatePath is not { } path)
+        if (_store is not { } store)
         {
             return;
         }
@@ -142,11 +121,11 @@ public sealed partial class SchedulerNode
                 }
                 try
                 {
-                    CheckpointFiles.WriteAtomically(path, stream => JsonSerializer.Serialize(stream, state));
+                    store.Save(state);
                 }
                 catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
                 {
-                    _log.LogError("Cannot write the scheduler state to {Path}: {Message} (work-queue answers wait until it can)", path, ex.Message);
+                    _log.LogError("Cannot write the scheduler state to {Path}: {Message} (work-queue answers wait until it can)", store.Location, ex.Message);
                     Thread.Sleep(500);
                     continue;
                 }

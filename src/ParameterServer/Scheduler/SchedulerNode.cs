@@ -1,3 +1,4 @@
+using ParameterServer.Scheduler.Metadata;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -39,6 +40,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         options.Validate();
         _options = options;
         _log = loggers.CreateLogger("scheduler");
+        _store = options.StateDirectory is { } dir ? new FileMetadataStore(dir) : null;
         OpenRestore();
         LoadState(); // before listening: a node rejoining a resumed job must find itself
         _listener = new Listener(options.Host, options.Port, socket => new Connection(socket, new Handler(this), options.Transport, _log, $"node at {socket.RemoteEndPoint}", _traffic), _log);

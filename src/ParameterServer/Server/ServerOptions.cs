@@ -6,9 +6,6 @@ namespace ParameterServer.Server;
 /// <summary>Settings of a server node.</summary>
 public sealed class ServerOptions
 {
-    private readonly Dictionary<string, Func<string, IUpdateHandler>> _handlers = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, Func<string, IPullFilter>> _pullFilters = new(StringComparer.Ordinal);
-
     /// <summary>The scheduler as HOST:PORT. Defaults to 127.0.0.1:9700.</summary>
     public string Scheduler { get; set; } = "127.0.0.1:9700";
 
@@ -35,57 +32,35 @@ public sealed class ServerOptions
     /// <summary>Pull filters: bytes of rows remembered per worker connection and table (what it was last sent). Defaults to 256 MiB.</summary>
     public long PullFilterBytes { get; set; } = 256L << 20;
 
+    /// <summary>The update handlers and pull filters this server can create, built-in and registered (<see cref="ExtensionRegistry"/>).</summary>
+    public ExtensionRegistry Extensions { get; } = new();
+
     /// <summary>
     /// Registers a user-defined pull filter under <paramref name="name"/>; tables select it with <c>PullFilter = "name"</c>
-    /// or <c>"name:parameters"</c>. The factory receives that full string.
+    /// or <c>"name:parameters"</c>. The factory receives that full string. Same as <c>Extensions.AddPullFilter</c>.
     /// </summary>
     public ServerOptions AddPullFilter(string name, Func<string, IPullFilter> factory)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(name);
-        ArgumentNullException.ThrowIfNull(factory);
-        if (name.Contains(':') || PullFilters.BuiltInNames.Contains(name.ToLowerInvariant()))
-        {
-            throw new ArgumentException($"pull filter name '{name}' is reserved or contains ':'", nameof(name));
-        }
-        _pullFilters[name] = factory;
+        Extensions.AddPullFilter(name, factory);
         return this;
-    }
-
-    internal IPullFilter? CreatePullFilter(string spec)
-    {
-        string name = spec.Split(':', 2)[0];
-        if (_pullFilters.TryGetValue(name, out var factory))
-        {
-            return factory(spec);
-        }
-        return PullFilters.IsBuiltIn(spec)
-            ? PullFilters.Parse(spec)
-            : throw new ArgumentException($"pull filter '{name}' is not registered on this server (ServerOptions.AddPullFilter; built in: sigmod:THRESHOLD)");
     }
 
     /// <summary>
     /// Registers a user-defined update handler under <paramref name="name"/>; tables select it with
-    /// <c>Handler = "name"</c> or <c>"name:param=value,..."</c>. The factory receives that full string.
+    /// <c>Handler = "name"</c> or <c>"name:param=value,..."</c>. The factory receives that full string. Same as
+    /// <c>Extensions.AddHandler</c>.
     /// </summary>
     public ServerOptions AddHandler(string name, Func<string, IUpdateHandler> factory)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(name);
-        ArgumentNullException.ThrowIfNull(factory);
-        if (name.Contains(':') || UpdateHandlers.BuiltInNames.Contains(name))
-        {
-            throw new ArgumentException($"handler name '{name}' is reserved or contains ':'", nameof(name));
-        }
-        _handlers[name] = factory;
+        Extensions.AddHandler(name, factory);
         return this;
     }
 
-    internal IReadOnlyCollection<string> HandlerNames => UpdateHandlers.BuiltInNames.Concat(_handlers.Keys).ToArray();
+    internal IReadOnlyCollection<string> HandlerNames => Extensions.HandlerNames;
 
-    internal IUpdateHandler CreateHandler(string spec)
-    {
-        string name = spec.Split(':', 2)[0];
-        return _handlers.TryGetValue(name, out var factory) ? factory(spec) : UpdateHandlers.Parse(spec);
-    }
+    internal IUpdateHandler CreateHandler(string spec) => Extensions.CreateHandler(spec);
+
+    internal IPullFilter? CreatePullFilter(string spec) => Extensions.CreatePullFilter(spec);
 
     internal void Validate()
     {

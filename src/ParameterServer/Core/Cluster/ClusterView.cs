@@ -153,14 +153,7 @@ internal sealed class ClusterView
         foreach (var t in Tables)
         {
             w.WriteInt32(t.Id);
-            w.WriteString(t.Name);
-            w.WriteInt32(t.Width);
-            w.WriteString(t.Handler);
-            w.WriteByte((byte)t.Mode);
-            w.WriteUInt64(t.DenseSize);
-            w.WriteInt32(t.BlockKeys);
-            w.WriteInt32(t.BlockBits);
-            w.WriteString(t.PullFilter);
+            t.WriteDefinition(w);
         }
         w.WriteInt32(Replication);
     }
@@ -199,15 +192,7 @@ internal sealed class ClusterView
         for (int i = 0; i < tableCount; i++)
         {
             int id = r.ReadInt32();
-            string name = r.ReadString(1024);
-            int width = r.ReadInt32();
-            string handler = r.ReadString(4096);
-            var mode = (UpdateMode)r.ReadByte();
-            ulong denseSize = r.ReadUInt64();
-            int blockKeys = r.ReadInt32();
-            int blockBits = r.ReadInt32();
-            string pullFilter = r.ReadString(4096);
-            tables[i] = new TableInfo(id, name, width, handler, mode, denseSize, blockKeys, blockBits, pullFilter);
+            tables[i] = TableInfo.ReadDefinition(ref r, id);
         }
         int replication = r.ReadInt32();
         return new ClusterView(number, ready, Math.Max(vnodes, 1), expectedServers, expectedWorkers, nodes, tables, replication);

@@ -33,32 +33,12 @@ internal static class ControlMessages
         return (role, host, port, handlers, join);
     }
 
-    public static void WriteTableSpec(PayloadWriter w, TableSpec spec)
-    {
-        w.WriteString(spec.Name);
-        w.WriteInt32(spec.Width);
-        w.WriteString(spec.Handler);
-        w.WriteByte((byte)spec.Mode);
-        w.WriteUInt64(spec.DenseSize);
-        w.WriteInt32(spec.BlockKeys);
-        w.WriteInt32(spec.BlockBits);
-        w.WriteString(spec.PullFilter);
-    }
+    public static void WriteTableSpec(PayloadWriter w, TableSpec spec) => TableInfo.From(0, spec).WriteDefinition(w);
 
     public static TableSpec ReadTableSpec(ReadOnlySpan<byte> payload)
     {
         var r = new PayloadReader(payload);
-        string name = r.ReadString(1024);
-        int width = r.ReadInt32();
-        return new TableSpec(name, width)
-        {
-            Handler = r.ReadString(4096),
-            Mode = (UpdateMode)r.ReadByte(),
-            DenseSize = r.ReadUInt64(),
-            BlockKeys = r.ReadInt32(),
-            BlockBits = r.ReadInt32(),
-            PullFilter = r.ReadString(4096),
-        };
+        return TableInfo.ReadDefinition(ref r, 0).ToSpec();
     }
 
     public static byte[] Ints(params int[] values)

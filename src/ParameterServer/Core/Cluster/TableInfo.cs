@@ -3,9 +3,15 @@ using ParameterServer.Protocol;
 namespace ParameterServer.Core.Cluster;
 
 /// <summary>A declared table as published in the view: the user's <see cref="TableSpec"/> plus the id the scheduler gave it.</summary>
-internal sealed record TableInfo(int Id, string Name, int Width, string Handler, UpdateMode Mode, ulong DenseSize, int BlockKeys, int BlockBits, string PullFilter = "none")
+/// <remarks>
+/// One definition, one codec: the view, the DeclareTable message (<see cref="WriteDefinition"/>), the scheduler's
+/// metadata and the checkpoint manifest (JSON of this record) all carry a table as this record.
+/// </remarks>
+internal sealed record TableInfo(int Id, string Name, int Width, string Handler, UpdateMode Mode, ulong DenseSize, int BlockKeys, int BlockBits, string PullFilter = "none",
+    ElementType Element = ElementType.Float32)
 {
-    public WireElementType ElementType => WireElementType.Float32;
+    /// <summary>The element type as frames carry it.</summary>
+    public WireElementType ElementType => (WireElementType)Element;
 
     public bool IsDense => DenseSize > 0;
 
@@ -22,15 +28,57 @@ internal sealed record TableInfo(int Id, string Name, int Width, string Handler,
     public ulong RingPositionOf(long block) => Hashing.Mix64((ulong)block ^ ((ulong)(uint)Id * 0x9E3779B97F4A7C15UL));
 
     public static TableInfo From(int id, TableSpec spec) =>
-        new(id, spec.Name, spec.Width, spec.Handler, spec.Mode, spec.DenseSize, spec.BlockKeys, spec.BlockBits, NormalizedPullFilter(spec.PullFilter));
+        new(id, spec.Name, spec.Width, spec.Handler, spec.Mode, spec.DenseSize, spec.BlockKeys, spec.BlockBits, NormalizedPullFilter(spec.PullFilter), spec.ElementType);
+
+    /// <summary>The definition as a worker declares it (no id: the scheduler gives one).</summary>
+    public TableSpec ToSpec() => new(Name, Width)
+    {
+        Handler = Handler,
+        Mode = Mode,
+        DenseSize = DenseSize,
+        BlockKeys = BlockKeys,
+        BlockBits = BlockBits,
+        PullFilter = PullFilter,
+        ElementType = Element,
+    };
+
+    /// <summary>Writes the definition (everything but the id) in the one binary form views and declarations use.</summary>
+    public void WriteDefinition(PayloadWriter w)
+    {
+        w.WriteString(Name);
+        w.WriteInt32(Width);
+        w.WriteString(Handler);
+        w.WriteByte((byte)Mode);
+        w.WriteUInt64(DenseSize);
+        w.WriteInt32(BlockKeys);
+        w.WriteInt32(BlockBits);
+        w.WriteString(PullFilter);
+        w.WriteByte((byte)Element);
+    }
+
+    /// <summary>Reads what <see cref="WriteDefinition"/> wrote, as table <paramref name="id"/>.</summary>
+    public static TableInfo ReadDefinition(ref PayloadReader r, int id)
+    {
+        string name = r.ReadString(1024);
+        int width = r.ReadInt32();
+        string handler = r.ReadString(4096);
+        var mode = (UpdateMode)r.ReadByte();
+        ulong denseSize = r.ReadUInt64();
+        int blockKeys = r.ReadInt32();
+        int blockBits = r.ReadInt32();
+        string pullFilter = r.ReadString(4096);
+        var element = (ElementType)r.ReadByte();
+        return new TableInfo(id, name, width, handler, mode, denseSize, blockKeys, blockBits, pullFilter, element);
+    }
 
     private static string NormalizedPullFilter(string spec) =>
         string.IsNullOrWhiteSpace(spec) || spec.Trim().Equals("none", StringComparison.OrdinalIgnoreCase) ? "none" : spec.Trim();
 
     public bool SameDefinition(TableSpec spec) =>
         Name == spec.Name && Width == spec.Width && Handler == spec.Handler && Mode == spec.Mode
-        && DenseSize == spec.DenseSize && BlockKeys == spec.BlockKeys && BlockBits == spec.BlockBits && PullFilter == NormalizedPullFilter(spec.PullFilter);
+        && DenseSize == spec.DenseSize && BlockKeys == spec.BlockKeys && BlockBits == spec.BlockBits && PullFilter == NormalizedPullFilter(spec.PullFilter)
+        && Element == spec.ElementType;
 
     public string Describe() =>
-        $"'{Name}' (width {Width}, {(IsDense ? $"dense size {DenseSize}" : "sparse")}, handler {Handler}, {Mode.ToString().ToLowerInvariant()}{(PullFilter == "none" ? "" : $", pull filter {PullFilter}")})";
+        $"'{Name}' (width {Width}{(Element == ParameterServer.ElementType.Float32 ? "" : $" {Element.ToString().ToLowerInvariant()}")}, {(IsDense ? $"dense size {DenseSize}" : "sparse")}, handler {Handler}, {Mode.ToString().ToLowerInvariant()}{(PullFilter == "none" ? "" : $", pull filter {PullFilter}")})";
 }

@@ -1,9 +1,10 @@
 using System.Buffers;
 using ParameterServer.Extensions;
 using ParameterServer.Protocol;
+using ParameterServer.Server.Store;
 using ParameterServer.Transport;
 
-namespace ParameterServer.Server;
+namespace ParameterServer.Server.Sync;
 
 /// <summary>
 /// Sync mode: the pushes of all live workers for one round (the per-table push sequence each worker carries

@@ -4,21 +4,31 @@ using ParameterServer.Core.Codecs;
 using ParameterServer.Extensions;
 using ParameterServer.Protocol;
 using ParameterServer.Transport;
+using ParameterServer.Server.Store;
+using ParameterServer.Server.Sessions;
 
-namespace ParameterServer.Server;
+namespace ParameterServer.Server.Filters;
 
-// Pull filters: answers that leave out rows the worker already holds closely enough (FrameFlags.FilterAnswer).
-public sealed partial class ServerNode
+/// <summary>
+/// Pull answers through the table's filter (FrameFlags.FilterAnswer): rows the worker already holds closely enough
+/// are left out, against what this connection was last sent (kept per session, bounded by ServerOptions.PullFilterBytes).
+/// </summary>
+internal sealed class FilteredAnswers(LocalServer self, Answers answers)
 {
+    private readonly LocalServer _self = self;
+    private readonly Answers _answers = answers;
     private long _pullRowsSkipped;
     private long _pullRowsFiltered;
+
+    /// <summary>Rows answered through a filter, and of them those left out.</summary>
+    public (long Rows, long LeftOut) Counts => (Interlocked.Read(ref _pullRowsFiltered), Interlocked.Read(ref _pullRowsSkipped));
 
     /// <summary>
     /// Answers a pull through the table's filter, against the rows this connection was last sent. Filtering, remembering
     /// what is sent and queueing the frame happen under one lock, so the worker (which updates its copy as answers
     /// arrive, in order) holds exactly what this side remembers.
     /// </summary>
-    private void SendFilteredValues(Connection connection, in FrameHeader request, TableStore table, KeyList keys, IPullFilter filter, PeerState peer)
+    public void SendFilteredValues(Connection connection, in FrameHeader request, TableStore table, KeyList keys, IPullFilter filter, Session peer)
     {
         int count = keys.Count;
         int width = table.Width;
@@ -49,7 +59,7 @@ public sealed partial class ServerNode
             {
                 if (!peer.PulledRows.TryGetValue(table.Info.Id, out memory!))
                 {
-                    peer.PulledRows[table.Info.Id] = memory = new RowMemory(width, _options.PullFilterBytes);
+                    peer.PulledRows[table.Info.Id] = memory = new RowMemory(width, _self.Options.PullFilterBytes);
                 }
             }
             lock (memory)
@@ -75,7 +85,7 @@ public sealed partial class ServerNode
                     }
                     catch (Exception ex)
                     {
-                        SendError(connection, request, ErrorCode.Internal, $"pull filter '{table.Info.PullFilter}' of table '{table.Info.Name}' failed on server {Id}: {ex.Message}");
+                        _answers.SendError(connection, request, ErrorCode.Internal, $"pull filter '{table.Info.PullFilter}' of table '{table.Info.Name}' failed on server {_self.Id}: {ex.Message}");
                         return;
                     }
                 }
@@ -101,7 +111,7 @@ public sealed partial class ServerNode
                 }
                 MemoryMarshal.Write(mask, present);
                 var kept = current[..(present * width)];
-                var header = ResponseTo(request);
+                var header = _answers.ResponseTo(request);
                 header.KeyCount = count;
                 header.RowWidth = width;
                 header.Flags |= FrameFlags.FilterAnswer;

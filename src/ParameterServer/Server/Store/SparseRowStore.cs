@@ -1,7 +1,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 
-namespace ParameterServer.Server;
+namespace ParameterServer.Server.Store;
 
 /// <summary>
 /// Open-addressing hash map from <see cref="ulong"/> key to a fixed-length row of floats.

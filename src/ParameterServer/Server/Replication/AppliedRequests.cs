@@ -1,4 +1,4 @@
-namespace ParameterServer.Server;
+namespace ParameterServer.Server.Replication;
 
 /// <summary>
 /// The pushes a server has applied, as primary or as replica, by (sender, dedup id): a push sent again after a

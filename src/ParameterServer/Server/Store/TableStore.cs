@@ -1,8 +1,9 @@
 using ParameterServer.Core.Cluster;
 using ParameterServer.Extensions;
 using ParameterServer.Protocol;
+using ParameterServer.Server.Sync;
 
-namespace ParameterServer.Server;
+namespace ParameterServer.Server.Store;
 
 /// <summary>Receives the values a <see cref="TableStore.Read{TSink}"/> produces, in key order, while the block lock is held.</summary>
 internal interface IRowSink

@@ -1,11 +1,11 @@
-using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
-using ParameterServer.Core.Checkpoints;
 using ParameterServer.Core.Cluster;
+using ParameterServer.Core.Checkpoints;
 using ParameterServer.Protocol;
+using ParameterServer.Server.Store;
 
-namespace ParameterServer.Server;
+namespace ParameterServer.Server.Checkpoints;
 
 /// <summary>
 /// Checkpoints, driven by the scheduler: on request a server copies the rows of the blocks it is primary for in one
@@ -13,49 +13,14 @@ namespace ParameterServer.Server;
 /// this server's history), then writes them off the update path (Project Adam's delayed persistence) and reports
 /// the file. On restore it loads, from every server's file, the rows of the blocks whose chain it is in.
 /// </summary>
-public sealed partial class ServerNode
+internal sealed class ServerCheckpoints(LocalServer self, ViewGate gate, TableSet tables, Action<long, byte[]> reportWritten)
 {
-    private int _streamPauses; // snapshots and view changes under way: no new streamed applies meanwhile
-    private int _streamedApplies; // large pushes being applied piece by piece, outside the forward lock
+    private readonly LocalServer _self = self;
+    private readonly ViewGate _gate = gate;
+    private readonly TableSet _tables = tables;
 
-    /// <summary>
-    /// A large push may be applied piece by piece unless a snapshot is being taken or a view installed (then it goes
-    /// whole, under the lock): both need every push either wholly before them or wholly after.
-    /// </summary>
-    internal bool TryEnterStreamedApply()
-    {
-        if (Volatile.Read(ref _streamPauses) > 0)
-        {
-            return false;
-        }
-        Interlocked.Increment(ref _streamedApplies);
-        if (Volatile.Read(ref _streamPauses) > 0)
-        {
-            Interlocked.Decrement(ref _streamedApplies);
-            return false;
-        }
-        return true;
-    }
-
-    /// <summary>Stops new streamed applies and waits (up to 10 s) for those under way; undo with <see cref="ResumeStreamedApplies"/>.</summary>
-    private void PauseStreamedApplies()
-    {
-        Interlocked.Increment(ref _streamPauses);
-        long deadline = Environment.TickCount64 + 10_000;
-        while (Volatile.Read(ref _streamedApplies) > 0)
-        {
-            if (Environment.TickCount64 > deadline)
-            {
-                Interlocked.Decrement(ref _streamPauses);
-                throw new IOException("a large push being applied piece by piece did not finish within 10 s");
-            }
-            Thread.Sleep(1);
-        }
-    }
-
-    private void ResumeStreamedApplies() => Interlocked.Decrement(ref _streamPauses);
-
-    internal void ExitStreamedApply() => Interlocked.Decrement(ref _streamedApplies);
+    /// <summary>The folder the scheduler asked this server to restore from, loaded on the first ready view.</summary>
+    public void RestoreFrom(string folder) => _restoreFolder = folder;
 
     /// <summary>
     /// Copies the rows of the blocks <paramref name="include"/> selects while no push is applied here: pushes apply under
@@ -63,10 +28,10 @@ public sealed partial class ServerNode
     /// </summary>
     private List<CheckpointFiles.TableRows> Snapshot(IReadOnlyList<TableStore> tables, Func<TableStore, long, bool> include)
     {
-        PauseStreamedApplies();
+        _gate.PauseStreamedApplies();
         try
         {
-            _forwardOrder.EnterWriteLock();
+            _gate.EnterExclusive();
             try
             {
                 var snapshot = new List<CheckpointFiles.TableRows>();
@@ -95,53 +60,55 @@ public sealed partial class ServerNode
             }
             finally
             {
-                _forwardOrder.ExitWriteLock();
+                _gate.ExitExclusive();
             }
         }
         finally
         {
-            ResumeStreamedApplies();
+            _gate.ResumeStreamedApplies();
         }
     }
 
     private string? _restoreFolder;
+
     private bool _restored;
+
     private long _checkpointsWritten;
 
-    private void OnCheckpointRequest(long epoch, string folder) => _ = Task.Run(() =>
+    public void OnCheckpointRequest(long epoch, string folder) => _ = Task.Run(() =>
     {
-        string path = Path.Combine(folder, CheckpointFiles.ServerFileName(Id));
+        string path = Path.Combine(folder, CheckpointFiles.ServerFileName(_self.Id));
         object result;
         try
         {
-            var view = _view ?? throw new InvalidOperationException("no view yet");
-            int mySlot = view.SlotOfServer(Id);
-            var tables = _tables.OfType<TableStore>().ToList();
+            var view = _gate.Current ?? throw new InvalidOperationException("no view yet");
+            int mySlot = view.SlotOfServer(_self.Id);
+            var tables = _tables.All.OfType<TableStore>().ToList();
             var started = System.Diagnostics.Stopwatch.GetTimestamp();
             var snapshot = Snapshot(tables, (table, block) => view.PlacementOf(table.Info).SlotOfBlock(block) == mySlot);
-            var (bytes, sha, rows) = CheckpointFiles.WriteServerFile(path, Id, epoch, snapshot);
+            var (bytes, sha, rows) = CheckpointFiles.WriteServerFile(path, _self.Id, epoch, snapshot);
             Interlocked.Increment(ref _checkpointsWritten);
-            _log.LogInformation("Server {Id}: wrote checkpoint epoch {Epoch}: {Rows} rows, {Bytes} bytes in {Ms:0} ms", Id, epoch, rows, bytes,
+            _self.Log.LogInformation("Server {Id}: wrote checkpoint epoch {Epoch}: {Rows} rows, {Bytes} bytes in {Ms:0} ms", _self.Id, epoch, rows, bytes,
                 System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
             result = new { ok = true, name = Path.GetFileName(path), bytes, sha256 = sha, rows };
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or InvalidOperationException)
         {
-            _log.LogError("Server {Id}: cannot write checkpoint epoch {Epoch} to {Path}: {Message}", Id, epoch, path, ex.Message);
-            result = new { ok = false, error = $"server {Id} cannot write {path}: {ex.Message}" };
+            _self.Log.LogError("Server {Id}: cannot write checkpoint epoch {Epoch} to {Path}: {Message}", _self.Id, epoch, path, ex.Message);
+            result = new { ok = false, error = $"server {_self.Id} cannot write {path}: {ex.Message}" };
         }
         try
         {
-            _scheduler?.Send(MessageType.CheckpointDone, JsonSerializer.SerializeToUtf8Bytes(result), round: epoch);
+            reportWritten(epoch, JsonSerializer.SerializeToUtf8Bytes(result));
         }
         catch (PsException ex)
         {
-            _log.LogWarning("Server {Id}: cannot report checkpoint epoch {Epoch}: {Message}", Id, epoch, ex.Message);
+            _self.Log.LogWarning("Server {Id}: cannot report checkpoint epoch {Epoch}: {Message}", _self.Id, epoch, ex.Message);
         }
     });
 
     /// <summary>On the first ready view after a Restore request: loads the rows this server holds under that view. Under _tablesLock.</summary>
-    private void RestoreIfAsked(ClusterView view)
+    public void RestoreIfAsked(ClusterView view)
     {
         if (_restoreFolder is not { } folder || _restored || !view.Ready)
         {
@@ -150,9 +117,9 @@ public sealed partial class ServerNode
         _restored = true;
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var (_, manifest) = CheckpointFiles.Open(folder);
-        int mySlot = view.SlotOfServer(Id);
+        int mySlot = view.SlotOfServer(_self.Id);
         long loaded = 0;
-        var tables = _tables;
+        var tables = _tables.All;
         foreach (var file in manifest.Files)
         {
             string path = Path.Combine(folder, file.Name);
@@ -184,9 +151,7 @@ public sealed partial class ServerNode
                 }
             });
         }
-        _log.LogInformation("Server {Id}: restored {Rows} rows from {Folder} (epoch {Epoch}) in {Ms:0} ms", Id, loaded, folder, manifest.Epoch,
+        _self.Log.LogInformation("Server {Id}: restored {Rows} rows from {Folder} (epoch {Epoch}) in {Ms:0} ms", _self.Id, loaded, folder, manifest.Epoch,
             System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
     }
-
-    private static string Utf8(byte[] payload) => Encoding.UTF8.GetString(payload);
 }

@@ -1,3 +1,4 @@
+using ParameterServer.Scheduler.JobControl;
 using ParameterServer.Scheduler;
 
 namespace ParameterServer.Tests;

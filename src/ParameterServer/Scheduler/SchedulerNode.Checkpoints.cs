@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using ParameterServer.Core.Checkpoints;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
+using ParameterServer.Scheduler.Membership;
 using ParameterServer.Transport;
 
 namespace ParameterServer.Scheduler;

@@ -1,9 +1,10 @@
-using ParameterServer.Scheduler.Elastic;
 using System.Globalization;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
+using ParameterServer.Scheduler.Elastic;
+using ParameterServer.Scheduler.Membership;
 using ParameterServer.Transport;
 
 namespace ParameterServer.Scheduler;
@@ -58,7 +59,7 @@ public sealed partial class SchedulerNode
             Points = role == NodeRole.Server ? 0 : -1,
             TargetPoints = role == NodeRole.Server ? _options.VirtualNodes : -1,
             // Barriers passed, plus the one the others wait at now: the newcomer's first barrier is the next they reach.
-            BarrierBase = _barrierGeneration + (_barrier.Count > 0 ? 1 : 0),
+            BarrierBase = _barriers.Released + (_barriers.AnyWaiting ? 1 : 0),
         };
         _nodes[node.Id] = node;
         connection.Tag = node;

@@ -1,7 +1,9 @@
 using Microsoft.Extensions.Logging;
-using ParameterServer.Scheduler.Metadata;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
+using ParameterServer.Scheduler.JobControl;
+using ParameterServer.Scheduler.Membership;
+using ParameterServer.Scheduler.Metadata;
 using ParameterServer.Transport;
 
 namespace ParameterServer.Scheduler;
@@ -56,7 +58,7 @@ public sealed partial class SchedulerNode
         _ready = state.Ready;
         _nextNodeId = state.NextNodeId;
         _epoch = Math.Max(_epoch, state.Epoch);
-        _barrierGeneration = state.Barriers;
+        _barriers.Restore(state.Barriers);
         _tables.Clear();
         _tables.AddRange(state.Tables);
         long rejoinBy = Environment.TickCount64 + (long)RejoinWindow.TotalMilliseconds;
@@ -117,7 +119,7 @@ public sealed partial class SchedulerNode
                     version = _stateVersion;
                     state = new PersistedState(1, _viewNumber, _ready, _nextNodeId, _epoch,
                         _nodes.Values.OrderBy(n => n.Id).Select(n => new PersistedNode(n.Id, n.Role, n.Rank, n.Host, n.Port, n.Alive, n.Finished, n.Handlers, n.Points, n.TargetPoints, n.Joined, n.Left, n.Draining, n.BarrierBase)).ToArray(),
-                        _tables.ToArray(), _work?.Export(), _barrierGeneration);
+                        _tables.ToArray(), _work?.Export(), _barriers.Released);
                 }
                 try
                 {

@@ -1,6 +1,8 @@
 using Microsoft.Extensions.Logging;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
+using ParameterServer.Scheduler.JobControl;
+using ParameterServer.Scheduler.Membership;
 using ParameterServer.Transport;
 
 namespace ParameterServer.Scheduler;

@@ -1,9 +1,11 @@
-using ParameterServer.Scheduler.Metadata;
 using System.Text;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
+using ParameterServer.Scheduler.JobControl;
+using ParameterServer.Scheduler.Membership;
+using ParameterServer.Scheduler.Metadata;
 using ParameterServer.Transport;
 
 namespace ParameterServer.Scheduler;
@@ -24,7 +26,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
     private readonly Lock _lock = new();
     private readonly Dictionary<int, NodeState> _nodes = new();
     private readonly List<TableInfo> _tables = new();
-    private readonly List<BarrierWaiter> _barrier = new();
+    private readonly Barriers _barriers = new();
     private readonly List<PendingDeclare> _declares = new();
     private readonly TaskCompletionSource<int> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stop = new();
@@ -68,41 +70,6 @@ public sealed partial class SchedulerNode : IAsyncDisposable
             }
         }
     }
-
-    private sealed class NodeState(int id, NodeRole role, int rank, string host, int port, Connection? connection, string[] handlers)
-    {
-        public int Id { get; } = id;
-        public NodeRole Role { get; } = role;
-        public int Rank { get; } = rank;
-        public string Host { get; } = host;
-        public int Port { get; } = port;
-        /// <summary>Null while a node of a resumed job has not rejoined yet.</summary>
-        public Connection? Connection { get; set; } = connection;
-        public string[] Handlers { get; } = handlers;
-        public long LastSeen { get; set; } = Environment.TickCount64;
-        /// <summary>The node's traffic counters from its last heartbeat that carried them.</summary>
-        public TrafficSnapshot? Traffic { get; set; }
-        public bool Alive { get; set; } = true;
-        public bool Finished { get; set; }
-        public uint AckedView { get; set; }
-        /// <summary>The newest view for which this server reported its new copies made (RefillDone).</summary>
-        public uint RefilledView { get; set; }
-        /// <summary>Servers: virtual nodes owned now and after the migration in progress (equal when none is).</summary>
-        public int Points { get; set; } = -1;
-        public int TargetPoints { get; set; } = -1;
-        /// <summary>It joined the running job (was not among the nodes the job started with).</summary>
-        public bool Joined { get; set; }
-        /// <summary>It left gracefully: drained (a server whose ranges moved away, a worker that handed its work back).</summary>
-        public bool Left { get; set; }
-        /// <summary>A worker asked to leave: it gets no more work units and leaves after its current one.</summary>
-        public bool Draining { get; set; }
-        /// <summary>Barriers the job had passed when this worker joined: its n-th barrier is the job's BarrierBase + n.</summary>
-        public long BarrierBase { get; set; }
-        public NodeInfo Info => new(Id, Role, Rank, Host, Port, Alive, Points, TargetPoints, Joined, Left);
-    }
-
-    /// <summary>A worker waiting at barrier number <paramref name="Generation"/> of the job (its own count plus its base).</summary>
-    private sealed record BarrierWaiter(int NodeId, Connection Connection, ulong RequestId, long Generation);
 
     private sealed record PendingDeclare(Connection Connection, ulong RequestId, int TableId, uint ViewNumber, long Deadline);
 
@@ -337,31 +304,23 @@ public sealed partial class SchedulerNode : IAsyncDisposable
             return;
         }
         // A worker's n-th barrier is the job's barrier BarrierBase + n: a worker that joined late lines up with the next one.
-        long generation = node.BarrierBase + Math.Max(1, header.Round);
-        _barrier.RemoveAll(b => b.NodeId == node.Id && b.Generation == generation); // a call resent after a rejoin
-        _barrier.Add(new BarrierWaiter(node.Id, connection, header.RequestId, generation));
+        _barriers.Arrive(node.Id, connection, header.RequestId, node.BarrierBase + Math.Max(1, header.Round));
         ReleaseBarrier(outbox);
     }
 
-    private long _barrierGeneration; // barriers released so far (under _lock)
-
     private void ReleaseBarrier(List<Outgoing> outbox)
     {
-        while (_barrier.Count > 0 && _ready)
+        if (!_ready)
         {
-            long next = _barrierGeneration + 1;
-            var needed = _nodes.Values.Where(n => n.Role == NodeRole.Worker && n.Alive && !n.Finished && n.BarrierBase < next).Select(n => n.Id).ToList();
-            var arrived = _barrier.Where(b => b.Generation <= next).ToList();
-            if (!needed.All(id => arrived.Any(b => b.NodeId == id)))
-            {
-                return;
-            }
-            foreach (var waiter in arrived)
-            {
-                outbox.Add(Reply(waiter.Connection, new FrameHeader { RequestId = waiter.RequestId }, ControlMessages.Ints(arrived.Count)));
-            }
-            _barrier.RemoveAll(arrived.Contains);
-            _barrierGeneration = next;
+            return;
+        }
+        var released = _barriers.Release(_nodes.Values.Where(n => n.Role == NodeRole.Worker && n.Alive && !n.Finished));
+        foreach (var (connection, requestId, count) in released)
+        {
+            outbox.Add(Reply(connection, new FrameHeader { RequestId = requestId }, ControlMessages.Ints(count)));
+        }
+        if (released.Count > 0)
+        {
             StateChanged();
         }
     }

@@ -1,4 +1,4 @@
-namespace ParameterServer.Scheduler;
+namespace ParameterServer.Scheduler.JobControl;
 
 /// <summary>The answer to a claim: a unit to do, or none for now (ask again), or none at all (the work is done).</summary>
 internal readonly record struct Claim(int Unit, bool Backup)

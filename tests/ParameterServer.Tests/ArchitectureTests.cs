@@ -71,6 +71,34 @@ public partial class ArchitectureTests
         return violations;
     }
 
+    /// <summary>Shipped assemblies that open their internals to another shipped assembly (not a test or benchmark).
+    /// Known exceptions, to be removed: the apps and the CLI must use the public API only.</summary>
+    private static readonly string[] KnownInternalsOpenedToBeRemoved =
+    [
+        "ParameterServer -> ParameterServer.Apps",
+        "ParameterServer -> pserver",
+    ];
+
+    [Fact]
+    public void Internals_are_opened_to_tests_only()
+    {
+        var shipped = ShippedAssemblies();
+        var opened = new List<string>();
+        foreach (var (name, path) in shipped.OrderBy(s => s.Key, StringComparer.Ordinal))
+        {
+            using var assembly = AssemblyDefinition.ReadAssembly(path);
+            opened.AddRange(assembly.CustomAttributes
+                .Where(a => a.AttributeType.FullName == "System.Runtime.CompilerServices.InternalsVisibleToAttribute")
+                .Select(a => ((string)a.ConstructorArguments[0].Value).Split(',')[0].Trim())
+                .Where(friend => shipped.ContainsKey(friend))
+                .Select(friend => $"{name} -> {friend}"));
+        }
+        var unexpected = opened.Except(KnownInternalsOpenedToBeRemoved).ToArray();
+        var stale = KnownInternalsOpenedToBeRemoved.Except(opened).ToArray();
+        Assert.True(unexpected.Length == 0, "internals opened to a shipped assembly:\n" + string.Join("\n", unexpected));
+        Assert.True(stale.Length == 0, $"fixed, remove from {nameof(KnownInternalsOpenedToBeRemoved)}:\n" + string.Join("\n", stale));
+    }
+
     /// <summary>The shipped assemblies: one per project under src/, read from that project's bin/ in this test's
     /// configuration, or from this test's output folder when the project was not built there.</summary>
     private static Dictionary<string, string> ShippedAssemblies()

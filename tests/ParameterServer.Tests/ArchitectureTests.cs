@@ -186,7 +186,7 @@ public partial class ArchitectureTests
             Assert.StartsWith("ParameterServer.Server.", v.From, StringComparison.Ordinal);
             Assert.StartsWith("ParameterServer.Core.Cluster.", v.To, StringComparison.Ordinal);
         });
-        var arrow = Assert.Single(violations, v => v.Arrow == "ParameterServer.Server.ServerNode -> ParameterServer.Core.Cluster.ClusterView");
+        var arrow = Assert.Single(violations, v => v.Arrow == "ParameterServer.Server.ViewGate -> ParameterServer.Core.Cluster.ClusterView");
         Assert.Contains("field", arrow.Via);
         Assert.Contains("call", arrow.Via);
         Assert.Contains(violations, v => v.To == "ParameterServer.Core.Cluster.HashRing");

@@ -1,4 +1,5 @@
 using BenchmarkDotNet.Attributes;
+using ParameterServer.Core.Codecs;
 using ParameterServer.Protocol;
 
 namespace ParameterServer.Benchmarks;

@@ -1,3 +1,5 @@
+using ParameterServer.Core.Codecs;
+
 namespace ParameterServer;
 
 /// <summary>How pushes meet the stored values on the servers.</summary>
@@ -85,7 +87,7 @@ public sealed record TableSpec
 
     internal void Validate()
     {
-        Protocol.CodecSpec.Parse(Compression); // throws naming the bad stage
+        CodecSpec.Parse(Compression); // throws naming the bad stage
         if (Extensions.PullFilters.IsBuiltIn(PullFilter))
         {
             Extensions.PullFilters.Parse(PullFilter); // throws saying what is accepted

@@ -1,4 +1,5 @@
 using ParameterServer.Client;
+
 namespace ParameterServer.IntegrationTests;
 
 /// <summary>

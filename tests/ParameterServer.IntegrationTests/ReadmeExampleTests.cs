@@ -1,4 +1,5 @@
 using ParameterServer.Client;
+
 namespace ParameterServer.IntegrationTests;
 
 /// <summary>The README's push/pull example, compiled and run against a real (in-process) cluster.</summary>

@@ -1,4 +1,5 @@
 using ParameterServer.Server;
+
 namespace ParameterServer.IntegrationTests;
 
 /// <summary>Sync rounds across a server joining the running job (real TCP, in this process so the order is forced).</summary>

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Buffers;
 using System.Runtime.InteropServices;
 using System.Text;
+using ParameterServer.Core.Codecs;
 using ParameterServer.Core.Diagnostics;
 using ParameterServer.Extensions;
 using ParameterServer.Protocol;

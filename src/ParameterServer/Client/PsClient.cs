@@ -276,7 +276,7 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
         {
             if (!_tables.TryGetValue(spec.Name, out var table))
             {
-                _tables[spec.Name] = table = new PsTable(this, info, new TableTraffic(spec.KeyCaching, Protocol.CodecSpec.Parse(spec.Compression), info.Width));
+                _tables[spec.Name] = table = new PsTable(this, info, new TableTraffic(spec.KeyCaching, CodecSpec.Parse(spec.Compression), info.Width));
                 var prompt = _promptTables;
                 if (info.Id >= prompt.Length)
                 {

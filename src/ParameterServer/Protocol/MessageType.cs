@@ -71,7 +71,7 @@ internal enum FrameFlags : ushort
     None = 0,
     /// <summary>The key section is [u64 first key][u64 key count] instead of a list: a contiguous range.</summary>
     KeyRange = 1 << 0,
-    /// <summary>The value section is encoded (<see cref="ValueCodec"/>): zero suppression, quantization, general compression.</summary>
+    /// <summary>The value section is encoded (Core.Codecs.ValueCodec): zero suppression, quantization, general compression.</summary>
     Compressed = 1 << 1,
     /// <summary>The key section is a 16-byte <see cref="KeySignature"/> of a key list this sender sent before with <see cref="StoreKeys"/>.</summary>
     KeysCached = 1 << 2,

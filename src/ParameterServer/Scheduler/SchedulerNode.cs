@@ -71,8 +71,6 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         }
     }
 
-    private sealed record PendingDeclare(Connection Connection, ulong RequestId, int TableId, uint ViewNumber, long Deadline);
-
     /// <summary>Frames to send once the lock is released.</summary>
     private readonly record struct Outgoing(Connection? Connection, FrameHeader Header, byte[] Payload);
 
@@ -240,62 +238,6 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         CompleteDeclares(outbox);
     }
 
-    private void OnDeclareTable(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload, List<Outgoing> outbox)
-    {
-        var spec = ControlMessages.ReadTableSpec(payload);
-        spec.Validate();
-        var existing = _tables.FirstOrDefault(t => t.Name == spec.Name);
-        if (existing is not null)
-        {
-            if (!existing.SameDefinition(spec))
-            {
-                outbox.Add(Error(connection, header, ErrorCode.Conflict,
-                    $"table '{spec.Name}' already exists as {existing.Describe()}, not {TableInfo.From(existing.Id, spec).Describe()}"));
-                return;
-            }
-            _declares.Add(new PendingDeclare(connection, header.RequestId, existing.Id, _viewNumber, DeadlineAfter(_options.ViewAckTimeout)));
-            CompleteDeclares(outbox);
-            return;
-        }
-        string handlerName = spec.Handler.Split(':', 2)[0];
-        var lacking = _nodes.Values.Where(n => n.Role == NodeRole.Server && n.Alive && !n.Handlers.Contains(handlerName)).ToList();
-        if (lacking.Count > 0)
-        {
-            outbox.Add(Error(connection, header, ErrorCode.InvalidArgument,
-                $"update handler '{handlerName}' of table '{spec.Name}' is unknown to {string.Join(", ", lacking.Select(n => n.Info.Describe()))}; they know: {string.Join(", ", lacking[0].Handlers)}"));
-            return;
-        }
-        var table = TableInfo.From(_tables.Count == 0 ? 1 : _tables.Max(t => t.Id) + 1, spec);
-        _tables.Add(table);
-        _log.LogInformation("Declared table {Table} as id {Id}", table.Describe(), table.Id);
-        Publish(outbox);
-        _declares.Add(new PendingDeclare(connection, header.RequestId, table.Id, _viewNumber, DeadlineAfter(_options.ViewAckTimeout)));
-        CompleteDeclares(outbox);
-    }
-
-    /// <summary>A declaration is answered once every live server has accepted a view that contains the table.</summary>
-    private void CompleteDeclares(List<Outgoing> outbox)
-    {
-        for (int i = _declares.Count - 1; i >= 0; i--)
-        {
-            var d = _declares[i];
-            var laggards = _nodes.Values.Where(n => n.Role == NodeRole.Server && n.Alive && n.AckedView < d.ViewNumber).ToList();
-            if (laggards.Count == 0)
-            {
-                var header = new FrameHeader { RequestId = d.RequestId };
-                outbox.Add(Reply(d.Connection, header, ControlMessages.Ints(d.TableId, (int)d.ViewNumber)));
-                _declares.RemoveAt(i);
-            }
-            else if (Environment.TickCount64 > d.Deadline)
-            {
-                var header = new FrameHeader { RequestId = d.RequestId };
-                outbox.Add(Error(d.Connection, header, ErrorCode.NotReady,
-                    $"{string.Join(", ", laggards.Select(n => n.Info.Describe()))} did not accept view {d.ViewNumber} within {_options.ViewAckTimeout.TotalSeconds:0.#} s"));
-                _declares.RemoveAt(i);
-            }
-        }
-    }
-
     private void OnBarrier(Connection connection, in FrameHeader header, List<Outgoing> outbox)
     {
         if (connection.Tag is not NodeState { Role: NodeRole.Worker } node)
@@ -400,120 +342,6 @@ public sealed partial class SchedulerNode : IAsyncDisposable
             MarkDead(node, node.Finished ? "left after finishing" : $"disconnected ({reason})", outbox);
         }
         Flush(outbox);
-    }
-
-    private void MarkDead(NodeState node, string why, List<Outgoing> outbox)
-    {
-        node.Alive = false;
-        StateChanged();
-        FailCheckpointWaits(node);
-        if (!node.Finished)
-        {
-            OnWorkerDied(node);
-        }
-        if (node.Finished || _shuttingDown)
-        {
-            _log.LogInformation("{Node} {Why}", node.Info.Describe(), why);
-        }
-        else
-        {
-            _log.LogWarning("{Node} is dead: {Why}", node.Info.Describe(), why);
-        }
-        if (_shuttingDown)
-        {
-            return;
-        }
-        if (node.Role == NodeRole.Server && !node.Finished && LosesData(node, outbox))
-        {
-            return;
-        }
-        Publish(outbox);
-        if (node.Role == NodeRole.Server)
-        {
-            _lastServerLossView = _viewNumber;
-        }
-        ReleaseBarrier(outbox);
-        CompleteDeclares(outbox);
-        MaybeShutDown(outbox);
-        if (node.Role == NodeRole.Server && !_nodes.Values.Any(n => n.Role == NodeRole.Server && n.Alive))
-        {
-            _log.LogError("No server is alive: the parameters are gone; ending the job");
-            _shuttingDown = true;
-            foreach (var n in _nodes.Values.Where(n => n.Alive))
-            {
-                outbox.Add(new Outgoing(n.Connection, new FrameHeader { Type = MessageType.Shutdown, SenderId = SchedulerId }, []));
-            }
-            _completion.TrySetResult(1);
-        }
-    }
-
-    private uint _lastServerLossView;
-    private int _serversLostSinceHealthy;
-
-    /// <summary>
-    /// A server died: were all copies of some key range on servers lost since the copies were last complete? Copies
-    /// are complete again once every live server has reported its refill for a view published after the last loss.
-    /// If so the job cannot go on with correct values: it ends, saying so, instead of serving zeros.
-    /// </summary>
-    private bool LosesData(NodeState node, List<Outgoing> outbox)
-    {
-        var live = _nodes.Values.Where(n => n.Role == NodeRole.Server && n.Alive).ToList();
-        if (_serversLostSinceHealthy > 0 && live.All(n => n.RefilledView >= _lastServerLossView))
-        {
-            _serversLostSinceHealthy = 0;
-        }
-        _serversLostSinceHealthy++;
-        int copies = _options.EffectiveReplication;
-        if (_serversLostSinceHealthy < copies || live.Count == 0)
-        {
-            return false;
-        }
-        string why = copies == 1
-            ? $"{node.Info.Describe()} held the only copy of its key ranges (replication 1)"
-            : $"{_serversLostSinceHealthy} servers died before the copies lost with the first were restored (replication {copies})";
-        _log.LogError("Parameters are lost: {Why}. Ending the job; resume from the last checkpoint (--restore) or run with a higher --replication", why);
-        _shuttingDown = true;
-        AddShutdownFrames(outbox);
-        _completion.TrySetResult(1);
-        return true;
-    }
-
-    private void MonitorLoop()
-    {
-        while (!_stop.IsCancellationRequested)
-        {
-            Thread.Sleep(Math.Max(10, (int)(_options.HeartbeatInterval.TotalMilliseconds / 4)));
-            var outbox = new List<Outgoing>();
-            lock (_lock)
-            {
-                long now = Environment.TickCount64;
-                foreach (var node in _nodes.Values.Where(n => n.Alive).ToList())
-                {
-                    if (now - node.LastSeen > _options.HeartbeatTimeout.TotalMilliseconds)
-                    {
-                        MarkDead(node, $"no heartbeat for {_options.HeartbeatTimeout.TotalSeconds:0.#} s", outbox);
-                        node.Connection?.Close("declared dead: no heartbeat");
-                    }
-                }
-                CompleteDeclares(outbox);
-                MaybeFinishMigration(outbox);
-                ShutDownLeftServers(outbox);
-                if (!_ready && now - _startedAt > _options.StartupTimeout.TotalMilliseconds && !_completion.Task.IsCompleted)
-                {
-                    int servers = _nodes.Values.Count(n => n.Role == NodeRole.Server);
-                    int workers = _nodes.Values.Count(n => n.Role == NodeRole.Worker);
-                    _log.LogError("Waited {Seconds:0} s for {Servers} servers and {Workers} workers; only {S} servers and {W} workers registered. Start the missing nodes with --scheduler {Host}:{Port}",
-                        _options.StartupTimeout.TotalSeconds, _options.Servers, _options.Workers, servers, workers, AdvertisedHost, Port);
-                    _shuttingDown = true;
-                    foreach (var n in _nodes.Values.Where(n => n.Alive))
-                    {
-                        outbox.Add(new Outgoing(n.Connection, new FrameHeader { Type = MessageType.Shutdown, SenderId = SchedulerId }, []));
-                    }
-                    _completion.TrySetResult(1);
-                }
-            }
-            Flush(outbox);
-        }
     }
 
     private string AdvertisedHost => _options.AdvertisedHost ?? _options.Host;

@@ -3,10 +3,11 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text;
 using Microsoft.Extensions.Logging;
+using ParameterServer.Core.Codecs;
 using ParameterServer.Protocol;
-using ParameterServer.Transport;
 using ParameterServer.Server.Store;
 using ParameterServer.Server.Sync;
+using ParameterServer.Transport;
 
 namespace ParameterServer.Server;
 

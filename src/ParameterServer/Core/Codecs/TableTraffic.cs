@@ -1,4 +1,3 @@
-using ParameterServer.Protocol;
 
 namespace ParameterServer.Core.Codecs;
 

@@ -1,9 +1,10 @@
 using Microsoft.Extensions.Logging;
 using ParameterServer.Core.Cluster;
+using ParameterServer.Core.Codecs;
 using ParameterServer.Protocol;
-using ParameterServer.Transport;
-using ParameterServer.Server.Store;
 using ParameterServer.Server.Replication;
+using ParameterServer.Server.Store;
+using ParameterServer.Transport;
 
 namespace ParameterServer.Server.Sync;
 

@@ -1,0 +1,127 @@
+using Microsoft.Extensions.Logging;
+using ParameterServer.Core.Cluster;
+using ParameterServer.Protocol;
+using ParameterServer.Scheduler.Membership;
+
+namespace ParameterServer.Scheduler;
+
+/// <summary>
+/// Liveness: a monitor thread declares nodes dead after HeartbeatTimeout of silence, completes what waited for them
+/// (declarations, migrations, barriers, work) and ends the job when a loss leaves some keys without a copy.
+/// </summary>
+public sealed partial class SchedulerNode
+{
+    private void MarkDead(NodeState node, string why, List<Outgoing> outbox)
+    {
+        node.Alive = false;
+        StateChanged();
+        FailCheckpointWaits(node);
+        if (!node.Finished)
+        {
+            OnWorkerDied(node);
+        }
+        if (node.Finished || _shuttingDown)
+        {
+            _log.LogInformation("{Node} {Why}", node.Info.Describe(), why);
+        }
+        else
+        {
+            _log.LogWarning("{Node} is dead: {Why}", node.Info.Describe(), why);
+        }
+        if (_shuttingDown)
+        {
+            return;
+        }
+        if (node.Role == NodeRole.Server && !node.Finished && LosesData(node, outbox))
+        {
+            return;
+        }
+        Publish(outbox);
+        if (node.Role == NodeRole.Server)
+        {
+            _lastServerLossView = _viewNumber;
+        }
+        ReleaseBarrier(outbox);
+        CompleteDeclares(outbox);
+        MaybeShutDown(outbox);
+        if (node.Role == NodeRole.Server && !_nodes.Values.Any(n => n.Role == NodeRole.Server && n.Alive))
+        {
+            _log.LogError("No server is alive: the parameters are gone; ending the job");
+            _shuttingDown = true;
+            foreach (var n in _nodes.Values.Where(n => n.Alive))
+            {
+                outbox.Add(new Outgoing(n.Connection, new FrameHeader { Type = MessageType.Shutdown, SenderId = SchedulerId }, []));
+            }
+            _completion.TrySetResult(1);
+        }
+    }
+
+    private uint _lastServerLossView;
+    private int _serversLostSinceHealthy;
+
+    /// <summary>
+    /// A server died: were all copies of some key range on servers lost since the copies were last complete? Copies
+    /// are complete again once every live server has reported its refill for a view published after the last loss.
+    /// If so the job cannot go on with correct values: it ends, saying so, instead of serving zeros.
+    /// </summary>
+    private bool LosesData(NodeState node, List<Outgoing> outbox)
+    {
+        var live = _nodes.Values.Where(n => n.Role == NodeRole.Server && n.Alive).ToList();
+        if (_serversLostSinceHealthy > 0 && live.All(n => n.RefilledView >= _lastServerLossView))
+        {
+            _serversLostSinceHealthy = 0;
+        }
+        _serversLostSinceHealthy++;
+        int copies = _options.EffectiveReplication;
+        if (_serversLostSinceHealthy < copies || live.Count == 0)
+        {
+            return false;
+        }
+        string why = copies == 1
+            ? $"{node.Info.Describe()} held the only copy of its key ranges (replication 1)"
+            : $"{_serversLostSinceHealthy} servers died before the copies lost with the first were restored (replication {copies})";
+        _log.LogError("Parameters are lost: {Why}. Ending the job; resume from the last checkpoint (--restore) or run with a higher --replication", why);
+        _shuttingDown = true;
+        AddShutdownFrames(outbox);
+        _completion.TrySetResult(1);
+        return true;
+    }
+
+    private void MonitorLoop()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            Thread.Sleep(Math.Max(10, (int)(_options.HeartbeatInterval.TotalMilliseconds / 4)));
+            var outbox = new List<Outgoing>();
+            lock (_lock)
+            {
+                long now = Environment.TickCount64;
+                foreach (var node in _nodes.Values.Where(n => n.Alive).ToList())
+                {
+                    if (now - node.LastSeen > _options.HeartbeatTimeout.TotalMilliseconds)
+                    {
+                        MarkDead(node, $"no heartbeat for {_options.HeartbeatTimeout.TotalSeconds:0.#} s", outbox);
+                        node.Connection?.Close("declared dead: no heartbeat");
+                    }
+                }
+                CompleteDeclares(outbox);
+                MaybeFinishMigration(outbox);
+                ShutDownLeftServers(outbox);
+                if (!_ready && now - _startedAt > _options.StartupTimeout.TotalMilliseconds && !_completion.Task.IsCompleted)
+                {
+                    int servers = _nodes.Values.Count(n => n.Role == NodeRole.Server);
+                    int workers = _nodes.Values.Count(n => n.Role == NodeRole.Worker);
+                    _log.LogError("Waited {Seconds:0} s for {Servers} servers and {Workers} workers; only {S} servers and {W} workers registered. Start the missing nodes with --scheduler {Host}:{Port}",
+                        _options.StartupTimeout.TotalSeconds, _options.Servers, _options.Workers, servers, workers, AdvertisedHost, Port);
+                    _shuttingDown = true;
+                    foreach (var n in _nodes.Values.Where(n => n.Alive))
+                    {
+                        outbox.Add(new Outgoing(n.Connection, new FrameHeader { Type = MessageType.Shutdown, SenderId = SchedulerId }, []));
+                    }
+                    _completion.TrySetResult(1);
+                }
+            }
+            Flush(outbox);
+        }
+    }
+}

@@ -1,0 +1,71 @@
+using Microsoft.Extensions.Logging;
+using ParameterServer.Core.Cluster;
+using ParameterServer.Protocol;
+using ParameterServer.Transport;
+
+namespace ParameterServer.Scheduler;
+
+/// <summary>
+/// Table declarations: the first worker to declare a table gives it an id and a place in the view; every declaration
+/// is answered once every live server has accepted a view that holds the table (or fails after ViewAckTimeout).
+/// </summary>
+public sealed partial class SchedulerNode
+{
+    private sealed record PendingDeclare(Connection Connection, ulong RequestId, int TableId, uint ViewNumber, long Deadline);
+
+    private void OnDeclareTable(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload, List<Outgoing> outbox)
+    {
+        var spec = ControlMessages.ReadTableSpec(payload);
+        spec.Validate();
+        var existing = _tables.FirstOrDefault(t => t.Name == spec.Name);
+        if (existing is not null)
+        {
+            if (!existing.SameDefinition(spec))
+            {
+                outbox.Add(Error(connection, header, ErrorCode.Conflict,
+                    $"table '{spec.Name}' already exists as {existing.Describe()}, not {TableInfo.From(existing.Id, spec).Describe()}"));
+                return;
+            }
+            _declares.Add(new PendingDeclare(connection, header.RequestId, existing.Id, _viewNumber, DeadlineAfter(_options.ViewAckTimeout)));
+            CompleteDeclares(outbox);
+            return;
+        }
+        string handlerName = spec.Handler.Split(':', 2)[0];
+        var lacking = _nodes.Values.Where(n => n.Role == NodeRole.Server && n.Alive && !n.Handlers.Contains(handlerName)).ToList();
+        if (lacking.Count > 0)
+        {
+            outbox.Add(Error(connection, header, ErrorCode.InvalidArgument,
+                $"update handler '{handlerName}' of table '{spec.Name}' is unknown to {string.Join(", ", lacking.Select(n => n.Info.Describe()))}; they know: {string.Join(", ", lacking[0].Handlers)}"));
+            return;
+        }
+        var table = TableInfo.From(_tables.Count == 0 ? 1 : _tables.Max(t => t.Id) + 1, spec);
+        _tables.Add(table);
+        _log.LogInformation("Declared table {Table} as id {Id}", table.Describe(), table.Id);
+        Publish(outbox);
+        _declares.Add(new PendingDeclare(connection, header.RequestId, table.Id, _viewNumber, DeadlineAfter(_options.ViewAckTimeout)));
+        CompleteDeclares(outbox);
+    }
+
+    /// <summary>A declaration is answered once every live server has accepted a view that contains the table.</summary>
+    private void CompleteDeclares(List<Outgoing> outbox)
+    {
+        for (int i = _declares.Count - 1; i >= 0; i--)
+        {
+            var d = _declares[i];
+            var laggards = _nodes.Values.Where(n => n.Role == NodeRole.Server && n.Alive && n.AckedView < d.ViewNumber).ToList();
+            if (laggards.Count == 0)
+            {
+                var header = new FrameHeader { RequestId = d.RequestId };
+                outbox.Add(Reply(d.Connection, header, ControlMessages.Ints(d.TableId, (int)d.ViewNumber)));
+                _declares.RemoveAt(i);
+            }
+            else if (Environment.TickCount64 > d.Deadline)
+            {
+                var header = new FrameHeader { RequestId = d.RequestId };
+                outbox.Add(Error(d.Connection, header, ErrorCode.NotReady,
+                    $"{string.Join(", ", laggards.Select(n => n.Info.Describe()))} did not accept view {d.ViewNumber} within {_options.ViewAckTimeout.TotalSeconds:0.#} s"));
+                _declares.RemoveAt(i);
+            }
+        }
+    }
+}

@@ -45,7 +45,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         _store = options.StateDirectory is { } dir ? new FileMetadataStore(dir) : null;
         OpenRestore();
         LoadState(); // before listening: a node rejoining a resumed job must find itself
-        _listener = new Listener(options.Host, options.Port, socket => new Connection(socket, new Handler(this), options.Transport, _log, $"node at {socket.RemoteEndPoint}", _traffic), _log);
+        _listener = new Listener(options.Host, options.Port, stream => new Connection(stream, new Handler(this), options.Transport, _log, $"node at {stream.RemoteAddress}", _traffic), _log, options.Transport.Connections);
         _view = BuildView();
         StartStateWriter();
         var monitor = new Thread(MonitorLoop) { IsBackground = true, Name = "ps-scheduler-monitor" };

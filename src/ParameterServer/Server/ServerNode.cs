@@ -56,8 +56,8 @@ public sealed class ServerNode : IAsyncDisposable
         _data = new DataRequests(_self, _gate, _answers, _tables, _replication, _sync, _filtered);
         _refiller = new Refiller(_self, _gate, _tables, _links, view => ReportToScheduler(MessageType.RefillDone, [], view));
         _checkpoints = new ServerCheckpoints(_self, _gate, _tables, (epoch, result) => ReportToScheduler(MessageType.CheckpointDone, result, epoch));
-        _listener = new Listener(options.Host, options.Port, socket =>
-            new Connection(socket, new DataHandler(this), options.Transport, _self.Log, $"worker at {socket.RemoteEndPoint}", _self.Traffic), _self.Log);
+        _listener = new Listener(options.Host, options.Port, stream =>
+            new Connection(stream, new DataHandler(this), options.Transport, _self.Log, $"worker at {stream.RemoteAddress}", _self.Traffic), _self.Log, options.Transport.Connections);
     }
 
     /// <summary>Starts listening, registers with the scheduler and returns once it has a node id.</summary>

@@ -13,7 +13,7 @@ internal sealed partial class Connection
     {
         while (!target.IsEmpty)
         {
-            int read = _socket.Receive(target, SocketFlags.None);
+            int read = _stream.Read(target);
             if (read == 0)
             {
                 return false;
@@ -42,7 +42,7 @@ internal sealed partial class Connection
                 }
                 // Read ahead at most the initial buffer size: a large frame then starts near the front, and the rest
                 // of it is read in place (ReceiveLarge) instead of being moved there after a deep read-ahead.
-                int read = _socket.Receive(buffer, end, Math.Min(buffer.Length - end, _options.ReceiveBufferBytes), SocketFlags.None);
+                int read = _stream.Read(buffer.AsSpan(end, Math.Min(buffer.Length - end, _options.ReceiveBufferBytes)));
                 if (read == 0)
                 {
                     Close("the peer closed the connection");
@@ -73,7 +73,7 @@ internal sealed partial class Connection
             _logger?.LogWarning("Closing connection from {Peer}: {Problem}", Peer, ex.Message);
             Close($"protocol error: {ex.Message}");
         }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException)
         {
             Close(_closeReason ?? $"receive failed: {ex.Message}");
         }
@@ -220,7 +220,7 @@ internal sealed partial class Connection
             int chunk = Math.Min(buffer.Length, ChunkBytes);
             while (remaining > 0)
             {
-                int read = _socket.Receive(buffer, 0, Math.Min(chunk, remaining), SocketFlags.None);
+                int read = _stream.Read(buffer.AsSpan(0, Math.Min(chunk, remaining)));
                 if (read == 0)
                 {
                     break;

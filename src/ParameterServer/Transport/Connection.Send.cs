@@ -171,20 +171,10 @@ internal sealed partial class Connection
         int length = data.Length;
         try
         {
-            if (NativeSend.IsSupported)
-            {
-                NativeSend.SendAll(_socket, data, more);
-            }
-            else
-            {
-                while (!data.IsEmpty)
-                {
-                    data = data[_socket.Send(data, SocketFlags.None)..];
-                }
-            }
+            _stream.WriteAll(data, more);
             Interlocked.Add(ref _bytesSent, length);
         }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException)
         {
             Close($"send failed: {ex.Message}");
             throw new TransportException($"connection to {Peer} is closed: {CloseReason}", ex);
@@ -194,17 +184,17 @@ internal sealed partial class Connection
     /// <summary>Sends what the kernel takes without blocking (for callers holding a lock); 0 when it takes nothing or the platform cannot.</summary>
     public int TrySendExclusiveNow(ReadOnlySpan<byte> data)
     {
-        if (!NativeSend.IsSupported)
+        if (!_stream.SupportsPartialWrites)
         {
             return 0;
         }
         try
         {
-            int sent = NativeSend.TrySendNow(_socket, data);
+            int sent = _stream.TryWriteNow(data);
             Interlocked.Add(ref _bytesSent, sent);
             return sent;
         }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException)
         {
             Close($"send failed: {ex.Message}");
             throw new TransportException($"connection to {Peer} is closed: {CloseReason}", ex);
@@ -217,17 +207,17 @@ internal sealed partial class Connection
     /// </summary>
     public int SendExclusiveUntil(ReadOnlySpan<byte> data, long deadline)
     {
-        if (!NativeSend.IsSupported)
+        if (!_stream.SupportsPartialWrites)
         {
             return 0;
         }
         try
         {
-            int sent = NativeSend.SendUntil(_socket, data, deadline);
+            int sent = _stream.WriteUntil(data, deadline);
             Interlocked.Add(ref _bytesSent, sent);
             return sent;
         }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException)
         {
             Close($"send failed: {ex.Message}");
             throw new TransportException($"connection to {Peer} is closed: {CloseReason}", ex);
@@ -299,15 +289,11 @@ internal sealed partial class Connection
     {
         try
         {
-            int sent = 0;
-            while (sent < length)
-            {
-                sent += _socket.Send(buffer, sent, length - sent, SocketFlags.None);
-            }
+            _stream.Write(buffer.AsSpan(0, length));
             Interlocked.Add(ref _bytesSent, length);
             return true;
         }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException)
         {
             Close($"send failed: {ex.Message}");
             return false;

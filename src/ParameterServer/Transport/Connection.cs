@@ -1,13 +1,12 @@
 using System.Buffers;
-using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using ParameterServer.Protocol;
+using ParameterServer.Transport.Streams;
 
 namespace ParameterServer.Transport;
 
 /// <summary>
-/// One TCP connection to a peer node. Receiving: a dedicated thread reads into a pooled buffer, parses whole
+/// One connection to a peer node, over a stream (<see cref="IConnectionStream"/>: TCP, or in-process for tests). Receiving: a dedicated thread reads into a pooled buffer, parses whole
 /// frames in place and hands each to the <see cref="IFrameHandler"/> inline (no thread hand-off). Sending:
 /// callers reserve room in a pooled batch buffer; the first caller that finds no send in progress becomes the
 /// flusher and writes everything queued meanwhile in one <c>Send</c> (write coalescing without a send thread).
@@ -36,7 +35,7 @@ internal sealed partial class Connection
     /// <summary>Bytes per piece of a chunked frame: small enough to stay in a core's cache between the kernel's copy and the handler's use.</summary>
     public const int ChunkBytes = 128 << 10;
 
-    private readonly Socket _socket;
+    private readonly IConnectionStream _stream;
     private readonly IFrameHandler _handler;
     private readonly TransportOptions _options;
     private readonly ILogger? _logger;
@@ -52,15 +51,14 @@ internal sealed partial class Connection
     private long _bytesSent;
     private long _bytesReceived;
 
-    public Connection(Socket socket, IFrameHandler handler, TransportOptions options, ILogger? logger, string peer, TrafficMeter? meter = null)
+    public Connection(IConnectionStream stream, IFrameHandler handler, TransportOptions options, ILogger? logger, string peer, TrafficMeter? meter = null)
     {
-        _socket = socket;
+        _stream = stream;
         _handler = handler;
         _options = options;
         _logger = logger;
         Traffic = meter?.Add(peer) ?? new PeerTraffic(peer);
         _peer = peer;
-        socket.NoDelay = true;
         _pending = ArrayPool<byte>.Shared.Rent(64 << 10);
     }
 
@@ -89,7 +87,8 @@ internal sealed partial class Connection
     /// <summary>State owned by the handler (for example the peer's node id).</summary>
     public object? Tag { get; set; }
 
-    public EndPoint? RemoteEndPoint => _socket.RemoteEndPoint;
+    /// <summary>The peer's address, if the stream knows it.</summary>
+    public string? RemoteAddress => _stream.RemoteAddress;
 
     public bool IsClosed => Volatile.Read(ref _closeReason) is not null;
 
@@ -104,32 +103,8 @@ internal sealed partial class Connection
     /// <summary>Opens a connection, or throws <see cref="TransportException"/> naming the peer and the cause.</summary>
     public static Connection Connect(string host, int port, IFrameHandler handler, TransportOptions options, ILogger? logger, string peer, TrafficMeter? meter = null)
     {
-        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        try
-        {
-            var address = IPAddress.TryParse(host, out var ip) ? ip : Dns.GetHostAddresses(host).First(a => a.AddressFamily == AddressFamily.InterNetwork);
-            // A blocking connect on a helper thread, not ConnectAsync: on Linux a socket that was used
-            // asynchronously stays non-blocking, and every later synchronous Send/Receive then allocates.
-            var connect = Task.Run(() => socket.Connect(new IPEndPoint(address, port)));
-            if (!((IAsyncResult)connect).AsyncWaitHandle.WaitOne(options.ConnectTimeout))
-            {
-                socket.Dispose();
-                throw new OperationCanceledException();
-            }
-            connect.GetAwaiter().GetResult(); // rethrows the SocketException itself
-        }
-        catch (Exception ex) when (ex is SocketException or OperationCanceledException or InvalidOperationException or ObjectDisposedException)
-        {
-            socket.Dispose();
-            string cause = ex switch
-            {
-                SocketException se => se.SocketErrorCode == SocketError.ConnectionRefused ? "connection refused (nothing listens there)" : se.Message,
-                OperationCanceledException => $"no answer within {options.ConnectTimeout.TotalSeconds:0.#} s",
-                _ => ex.Message,
-            };
-            throw new TransportException($"cannot connect to {peer} at {host}:{port}: {cause}", ex);
-        }
-        var connection = new Connection(socket, handler, options, logger, peer, meter);
+        var stream = options.Connections.Connect(host, port, options.ConnectTimeout, peer);
+        var connection = new Connection(stream, handler, options, logger, peer, meter);
         connection.Start();
         return connection;
     }
@@ -184,15 +159,8 @@ internal sealed partial class Connection
         {
             return;
         }
-        try
-        {
-            _socket.Shutdown(SocketShutdown.Both);
-        }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-        {
-            // already gone
-        }
-        _socket.Close();
+        _stream.Shutdown();
+        _stream.Dispose();
         lock (_sendLock)
         {
             Monitor.PulseAll(_sendLock);

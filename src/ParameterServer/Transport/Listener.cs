@@ -1,52 +1,39 @@
-using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using ParameterServer.Transport.Streams;
 
 namespace ParameterServer.Transport;
 
-/// <summary>Accepts TCP connections on one address and starts a <see cref="Connection"/> for each.</summary>
+/// <summary>Accepts connections on one address (TCP, or in-process: <see cref="TransportOptions"/>) and starts a <see cref="Connection"/> for each.</summary>
 internal sealed class Listener : IDisposable
 {
-    private readonly Socket _socket;
-    private readonly Func<Socket, Connection> _accept;
+    private readonly IAcceptor _acceptor;
+    private readonly Func<IConnectionStream, Connection> _accept;
     private readonly ILogger? _logger;
     private volatile bool _disposed;
 
-    public Listener(string host, int port, Func<Socket, Connection> accept, ILogger? logger)
+    /// <summary>Listens on HOST:PORT (0: any free port) through <paramref name="connections"/> (TCP when null).</summary>
+    public Listener(string host, int port, Func<IConnectionStream, Connection> accept, ILogger? logger, IConnectionFactory? connections = null)
     {
         _accept = accept;
         _logger = logger;
-        _socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        var address = host is "*" or "0.0.0.0" ? IPAddress.Any : IPAddress.TryParse(host, out var ip) ? ip : Dns.GetHostAddresses(host).First(a => a.AddressFamily == AddressFamily.InterNetwork);
-        try
-        {
-            _socket.Bind(new IPEndPoint(address, port));
-            _socket.Listen(512);
-        }
-        catch (SocketException ex)
-        {
-            _socket.Dispose();
-            string hint = ex.SocketErrorCode == SocketError.AddressAlreadyInUse ? " (the port is in use: pick another with --port, or 0 for any free port)" : "";
-            throw new TransportException($"cannot listen on {host}:{port}: {ex.Message}{hint}", ex);
-        }
-        Port = ((IPEndPoint)_socket.LocalEndPoint!).Port;
+        _acceptor = (connections ?? TcpConnections.Instance).Listen(host, port);
         var thread = new Thread(AcceptLoop) { IsBackground = true, Name = "ps-accept" };
         thread.Start();
     }
 
     /// <summary>The bound port (the chosen one when 0 was asked for).</summary>
-    public int Port { get; }
+    public int Port => _acceptor.Port;
 
     private void AcceptLoop()
     {
         while (!_disposed)
         {
-            Socket client;
+            IConnectionStream client;
             try
             {
-                client = _socket.Accept();
+                client = _acceptor.Accept();
             }
-            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            catch (Exception ex) when (ex is System.Net.Sockets.SocketException or ObjectDisposedException)
             {
                 if (!_disposed)
                 {
@@ -60,7 +47,7 @@ internal sealed class Listener : IDisposable
             }
             catch (Exception ex)
             {
-                _logger?.LogError(ex, "Could not start a connection from {Remote}", client.RemoteEndPoint);
+                _logger?.LogError(ex, "Could not start a connection from {Remote}", client.RemoteAddress);
                 client.Dispose();
             }
         }
@@ -69,6 +56,6 @@ internal sealed class Listener : IDisposable
     public void Dispose()
     {
         _disposed = true;
-        _socket.Dispose();
+        _acceptor.Dispose();
     }
 }

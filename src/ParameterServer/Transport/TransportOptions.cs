@@ -1,3 +1,4 @@
+using ParameterServer.Transport.Streams;
 namespace ParameterServer.Transport;
 
 /// <summary>Limits and timeouts of one node's connections.</summary>
@@ -17,6 +18,9 @@ public sealed class TransportOptions
 
     /// <summary>Initial receive buffer per connection; it grows to the largest frame seen. Defaults to 256 KiB.</summary>
     public int ReceiveBufferBytes { get; set; } = 256 << 10;
+
+    /// <summary>How connections are opened and accepted: TCP (the default), or in-process for test clusters.</summary>
+    internal IConnectionFactory Connections { get; set; } = TcpConnections.Instance;
 
     internal void Validate()
     {

@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Logging;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
 using ParameterServer.Scheduler.JobControl;
@@ -81,15 +80,13 @@ public sealed partial class SchedulerNode
         {
             _transitionView = state.View + 1; // a migration was under way: its copies are confirmed again for the next view
             _migrations.Add(new Migration("a migration resumed after the scheduler restarted", state.View + 1, Environment.TickCount64, 0));
-            _log.LogWarning("Resuming a migration: {Servers} move toward their new virtual nodes once the copies are confirmed",
-                string.Join(", ", state.Nodes.Where(n => n.Alive && n.Points != n.TargetPoints).Select(n => $"server {n.Id} ({n.Points} -> {n.TargetPoints})")));
+            _log.LogResumingMigration(string.Join(", ", state.Nodes.Where(n => n.Alive && n.Points != n.TargetPoints).Select(n => $"server {n.Id} ({n.Points} -> {n.TargetPoints})")));
         }
         if (state.Work is { } work)
         {
             _work = WorkQueue.Import(work, _options.OnWorkerFailure, _options.BackupAfter);
         }
-        _log.LogWarning("Resuming the job from {Path}: view {View}, {Nodes} live nodes; waiting up to {Seconds:0} s for them to reconnect",
-            _store.Location, state.View, state.Nodes.Count(n => n.Alive), RejoinWindow.TotalSeconds + _options.HeartbeatTimeout.TotalSeconds);
+        _log.LogResumingJob(_store.Location, state.View, state.Nodes.Count(n => n.Alive), RejoinWindow.TotalSeconds + _options.HeartbeatTimeout.TotalSeconds);
         return true;
     }
 
@@ -127,7 +124,7 @@ public sealed partial class SchedulerNode
                 }
                 catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
                 {
-                    _log.LogError("Cannot write the scheduler state to {Path}: {Message} (work-queue answers wait until it can)", store.Location, ex.Message);
+                    _log.LogStateWriteFailed(store.Location, ex.Message);
                     Thread.Sleep(500);
                     continue;
                 }
@@ -168,7 +165,7 @@ public sealed partial class SchedulerNode
         connection.Tag = node;
         connection.Peer = node.Info.Describe();
         _work?.OnWorkerRejoined(node.Id, fields[2..]);
-        _log.LogInformation("{Node} rejoined", node.Info.Describe());
+        _log.LogNodeRejoined(node.Info.Describe());
         outbox.Add(Reply(connection, header, []));
         Publish(outbox);
     }

@@ -217,13 +217,13 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         _nodes[node.Id] = node;
         connection.Tag = node;
         connection.Peer = node.Info.Describe();
-        _log.LogInformation("Registered {Node} ({Count}/{Expected} {Role}s)", node.Info.Describe(), registered + 1, expected, role.ToString().ToLowerInvariant());
+        _log.LogNodeRegistered(node.Info.Describe(), registered + 1, expected, role.ToString().ToLowerInvariant());
         outbox.Add(Reply(connection, header, ControlMessages.Ints(node.Id, node.Rank, (int)_options.HeartbeatInterval.TotalMilliseconds, 0)));
         AddRestoreFrame(node, outbox);
         if (!_ready && _nodes.Values.Count(n => n.Role == NodeRole.Server) == _options.Servers && _nodes.Values.Count(n => n.Role == NodeRole.Worker) == _options.Workers)
         {
             _ready = true;
-            _log.LogInformation("All {Servers} servers and {Workers} workers registered; the job starts", _options.Servers, _options.Workers);
+            _log.LogAllRegistered(_options.Servers, _options.Workers);
         }
         Publish(outbox);
     }
@@ -272,7 +272,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         if (connection.Tag is NodeState { Role: NodeRole.Worker } node)
         {
             node.Finished = true;
-            _log.LogInformation("{Node} finished", node.Info.Describe());
+            _log.LogNodeFinished(node.Info.Describe());
         }
         outbox.Add(Reply(connection, header, []));
         ReleaseBarrier(outbox);
@@ -291,11 +291,11 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         int exitCode = failed.Count == 0 ? 0 : 1;
         if (failed.Count > 0)
         {
-            _log.LogError("The job ends without {Workers}: they died before finishing", string.Join(", ", failed.Select(w => w.Info.Describe())));
+            _log.LogWorkersFailed(string.Join(", ", failed.Select(w => w.Info.Describe())));
         }
         else
         {
-            _log.LogInformation("All workers finished; shutting the job down");
+            _log.LogAllWorkersFinished();
         }
         if (_options.CheckpointDirectory is not null)
         {
@@ -388,7 +388,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
             }
             catch (TransportException ex)
             {
-                _log.LogDebug("Could not send {Type} to {Peer}: {Message}", o.Header.Type, o.Connection?.Peer, ex.Message);
+                _log.LogSendFailed(o.Header.Type, o.Connection?.Peer, ex.Message);
             }
         }
     }

@@ -50,7 +50,7 @@ internal sealed class Listener : IDisposable
             {
                 if (!_disposed)
                 {
-                    _logger?.LogWarning("Accept failed: {Message}", ex.Message);
+                    _logger?.LogAcceptFailed(ex.Message);
                 }
                 continue;
             }
@@ -60,7 +60,7 @@ internal sealed class Listener : IDisposable
             }
             catch (Exception ex)
             {
-                _logger?.LogError(ex, "Could not start a connection from {Remote}", client.RemoteEndPoint);
+                _logger?.LogConnectionStartFailed(ex, client.RemoteEndPoint);
                 client.Dispose();
             }
         }

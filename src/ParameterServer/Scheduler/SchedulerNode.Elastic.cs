@@ -52,7 +52,7 @@ public sealed partial class SchedulerNode
             }
         }
         int rank = _nodes.Values.Count(n => n.Role == role);
-        var node = new NodeState(_nextNodeId++, role, rank, host, port, connection, handlers)
+        var node = new NodeState(_nextNodeId++, role, rank, host, port, connection, handlers, NowMs)
         {
             Joined = true,
             Points = role == NodeRole.Server ? 0 : -1,

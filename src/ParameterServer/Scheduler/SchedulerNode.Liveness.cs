@@ -94,7 +94,7 @@ public sealed partial class SchedulerNode
             var outbox = new List<Outgoing>();
             lock (_lock)
             {
-                long now = Environment.TickCount64;
+                long now = NowMs;
                 foreach (var node in _nodes.Values.Where(n => n.Alive).ToList())
                 {
                     if (now - node.LastSeen > _options.HeartbeatTimeout.TotalMilliseconds)
@@ -106,7 +106,7 @@ public sealed partial class SchedulerNode
                 CompleteDeclares(outbox);
                 MaybeFinishMigration(outbox);
                 ShutDownLeftServers(outbox);
-                if (!_ready && now - _startedAt > _options.StartupTimeout.TotalMilliseconds && !_completion.Task.IsCompleted)
+                if (!_ready && Environment.TickCount64 - _startedAt > _options.StartupTimeout.TotalMilliseconds && !_completion.Task.IsCompleted)
                 {
                     int servers = _nodes.Values.Count(n => n.Role == NodeRole.Server);
                     int workers = _nodes.Values.Count(n => n.Role == NodeRole.Worker);

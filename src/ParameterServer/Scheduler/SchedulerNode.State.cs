@@ -60,10 +60,10 @@ public sealed partial class SchedulerNode
         _barriers.Restore(state.Barriers);
         _tables.Clear();
         _tables.AddRange(state.Tables);
-        long rejoinBy = Environment.TickCount64 + (long)RejoinWindow.TotalMilliseconds;
+        long rejoinBy = NowMs + (long)RejoinWindow.TotalMilliseconds; // silence is counted from the end of the rejoin window
         foreach (var n in state.Nodes)
         {
-            _nodes[n.Id] = new NodeState(n.Id, n.Role, n.Rank, n.Host, n.Port, null, n.Handlers)
+            _nodes[n.Id] = new NodeState(n.Id, n.Role, n.Rank, n.Host, n.Port, null, n.Handlers, rejoinBy)
             {
                 Alive = n.Alive,
                 Finished = n.Finished,
@@ -73,7 +73,6 @@ public sealed partial class SchedulerNode
                 Left = n.Left,
                 Draining = n.Draining,
                 BarrierBase = n.BarrierBase,
-                LastSeen = rejoinBy, // silence is counted from the end of the rejoin window
             };
         }
         if (state.Nodes.Any(n => n.Alive && n.Points != n.TargetPoints))
@@ -84,7 +83,7 @@ public sealed partial class SchedulerNode
         }
         if (state.Work is { } work)
         {
-            _work = WorkQueue.Import(work, _options.OnWorkerFailure, _options.BackupAfter);
+            _work = WorkQueue.Import(work, _options.OnWorkerFailure, _options.BackupAfter, NowMs);
         }
         _log.LogResumingJob(_store.Location, state.View, state.Nodes.Count(n => n.Alive), RejoinWindow.TotalSeconds + _options.HeartbeatTimeout.TotalSeconds);
         return true;
@@ -161,7 +160,7 @@ public sealed partial class SchedulerNode
         }
         node.Connection?.Close("replaced by a rejoin");
         node.Connection = connection;
-        node.LastSeen = Environment.TickCount64;
+        node.LastSeen = NowMs;
         connection.Tag = node;
         connection.Peer = node.Info.Describe();
         _work?.OnWorkerRejoined(node.Id, fields[2..]);

@@ -40,7 +40,7 @@ public sealed partial class SchedulerNode
             return;
         }
         // A draining worker is told the work is done: its app winds down and the unit it had is finished first.
-        var claim = node.Draining ? new Claim(Claim.Done, false) : _work.ClaimFor(node.Id, Environment.TickCount64);
+        var claim = node.Draining ? new Claim(Claim.Done, false) : _work.ClaimFor(node.Id, NowMs);
         if (claim.Backup)
         {
             _log.LogBackupStarted(claim.Unit, node.Info.Describe());

@@ -30,7 +30,8 @@ public sealed partial class SchedulerNode : IAsyncDisposable
     private readonly List<PendingDeclare> _declares = new();
     private readonly TaskCompletionSource<int> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stop = new();
-    private readonly long _startedAt = Environment.TickCount64;
+    private readonly long _startedAt = Environment.TickCount64; // the startup timeout runs on the real clock
+    private readonly TimeProvider _time;
     private ClusterView _view;
     private uint _viewNumber;
     private int _nextNodeId = 1;
@@ -41,6 +42,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
     {
         options.Validate();
         _options = options;
+        _time = options.TimeProvider;
         _log = loggers.CreateLogger("scheduler");
         _store = options.StateDirectory is { } dir ? new FileMetadataStore(dir) : null;
         OpenRestore();
@@ -89,7 +91,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
             var known = connection.Tag as NodeState;
             if (known is not null)
             {
-                known.LastSeen = Environment.TickCount64;
+                known.LastSeen = NowMs;
             }
             try
             {
@@ -209,7 +211,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
                 $"the job already has its {expected} {role.ToString().ToLowerInvariant()}s; to add one to the running job start it with --join"));
             return;
         }
-        var node = new NodeState(_nextNodeId++, role, registered, host, port, connection, handlers)
+        var node = new NodeState(_nextNodeId++, role, registered, host, port, connection, handlers, NowMs)
         {
             Points = role == NodeRole.Server ? _options.VirtualNodes : -1,
             TargetPoints = role == NodeRole.Server ? _options.VirtualNodes : -1,
@@ -366,6 +368,12 @@ public sealed partial class SchedulerNode : IAsyncDisposable
             outbox.Add(new Outgoing(n.Connection, new FrameHeader { Type = MessageType.View, SenderId = SchedulerId, RequestId = _viewNumber }, payload));
         }
     }
+
+    /// <summary>
+    /// Milliseconds on the options' clock, monotonic (a TimeProvider's timestamps): what node silence, the rejoin window
+    /// and the work queue's backups are measured in. Only differences of two of these values mean anything.
+    /// </summary>
+    private long NowMs => (long)_time.GetElapsedTime(0, _time.GetTimestamp()).TotalMilliseconds;
 
     private static long DeadlineAfter(TimeSpan timeout) => Environment.TickCount64 + (long)timeout.TotalMilliseconds;
 

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using Microsoft.Extensions.Logging;
 using ParameterServer.Core.Checkpoints;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
@@ -32,7 +31,7 @@ public sealed partial class SchedulerNode
             _restoreFolder = Path.GetFullPath(folder);
             _tables.AddRange(manifest.Tables);
             _epoch = manifest.Epoch;
-            _log.LogInformation("Restoring epoch {Epoch} from {Folder}: {Tables} tables, {Rows} rows", manifest.Epoch, _restoreFolder,
+            _log.LogRestoring(manifest.Epoch, _restoreFolder,
                 manifest.Tables.Length, manifest.Files.Sum(f => f.Rows));
         }
         if (_options.CheckpointDirectory is { } root)
@@ -103,7 +102,7 @@ public sealed partial class SchedulerNode
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
-                _log.LogError("Cannot create checkpoint folder {Folder}: {Message}", folder, ex.Message);
+                _log.LogCheckpointFolderFailed(folder, ex.Message);
                 return false;
             }
             var started = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -153,7 +152,7 @@ public sealed partial class SchedulerNode
             }
             if (failure is not null)
             {
-                _log.LogError("Checkpoint epoch {Epoch} is incomplete and will not be used: {Failure}", epoch, failure);
+                _log.LogCheckpointIncomplete(epoch, failure);
                 return false;
             }
             try
@@ -166,11 +165,11 @@ public sealed partial class SchedulerNode
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
-                _log.LogError("Cannot write the manifest of checkpoint epoch {Epoch} in {Folder}: {Message}", epoch, folder, ex.Message);
+                _log.LogManifestWriteFailed(epoch, folder, ex.Message);
                 return false;
             }
             LastCheckpointEpoch = epoch;
-            _log.LogInformation("Checkpoint epoch {Epoch} complete: {Rows} rows from {Servers} servers in {Ms:0} ms ({Folder})", epoch, files.Sum(f => f.Rows), files.Count,
+            _log.LogCheckpointComplete(epoch, files.Sum(f => f.Rows), files.Count,
                 System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds, folder);
             return true;
         }

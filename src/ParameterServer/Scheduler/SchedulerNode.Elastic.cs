@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text;
-using Microsoft.Extensions.Logging;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
 using ParameterServer.Scheduler.Elastic;
@@ -53,7 +52,7 @@ public sealed partial class SchedulerNode
             }
         }
         int rank = _nodes.Values.Count(n => n.Role == role);
-        var node = new NodeState(_nextNodeId++, role, rank, host, port, connection, handlers)
+        var node = new NodeState(_nextNodeId++, role, rank, host, port, connection, handlers, NowMs)
         {
             Joined = true,
             Points = role == NodeRole.Server ? 0 : -1,
@@ -71,7 +70,7 @@ public sealed partial class SchedulerNode
         }
         else
         {
-            _log.LogInformation("{Node} joined the running job ({Count} live workers)", node.Info.Describe(), _nodes.Values.Count(n => n.Role == NodeRole.Worker && n.Alive && !n.Finished));
+            _log.LogNodeJoined(node.Info.Describe(), _nodes.Values.Count(n => n.Role == NodeRole.Worker && n.Alive && !n.Finished));
             Publish(outbox);
         }
     }
@@ -106,7 +105,7 @@ public sealed partial class SchedulerNode
             }
             node.Draining = true;
             outbox.Add(new Outgoing(node.Connection, new FrameHeader { Type = MessageType.Drain, SenderId = SchedulerId }, []));
-            _log.LogInformation("Draining {Node}: it gets no more work units and leaves after its current one", node.Info.Describe());
+            _log.LogDraining(node.Info.Describe());
             outbox.Add(Reply(connection, header, Encoding.UTF8.GetBytes($"{node.Info.Describe()} takes no more work units; it leaves after its current one and the others do the rest")));
             return;
         }
@@ -167,8 +166,7 @@ public sealed partial class SchedulerNode
         _migrationSlowLogged = false;
         double moved = _view.MovedRingFraction();
         _migrations.Add(new Migration(what, _viewNumber, Environment.TickCount64, moved));
-        _log.LogInformation(string.Create(CultureInfo.InvariantCulture,
-            $"Migration started in view {_viewNumber}: {what}; {moved:P1} of the key space changes owner. The current owners copy it while serving"));
+        _log.LogMigrationStarted(_viewNumber, what, moved);
     }
 
     /// <summary>When every current owner has copied its moving blocks, publishes the target view (and lets drained servers go).</summary>
@@ -189,8 +187,7 @@ public sealed partial class SchedulerNode
             if (!_migrationSlowLogged && Environment.TickCount64 - started > 30_000)
             {
                 _migrationSlowLogged = true;
-                _log.LogWarning("Migration still copying after 30 s: waiting for {Nodes} to report their copies for (or accept) view {View}",
-                    string.Join(", ", lagging.Select(n => n.Info.Describe())), _transitionView);
+                _log.LogMigrationStillCopying(string.Join(", ", lagging.Select(n => n.Info.Describe())), _transitionView);
             }
             return;
         }
@@ -210,8 +207,7 @@ public sealed partial class SchedulerNode
         {
             double ms = Environment.TickCount64 - m.StartedAt;
             _migrationsDone.Add((m.What, ms, m.MovedFraction));
-            _log.LogInformation(string.Create(CultureInfo.InvariantCulture,
-                $"Migration done in {ms:0} ms (views {m.StartView}-{_viewNumber}): {m.What}; {m.MovedFraction:P1} of the key space moved"));
+            _log.LogMigrationDone(ms, m.StartView, _viewNumber, m.What, m.MovedFraction);
         }
         _migrations.Clear();
     }
@@ -228,7 +224,7 @@ public sealed partial class SchedulerNode
                 continue;
             }
             _leaving.RemoveAt(i);
-            _log.LogInformation("{Node} is drained: its ranges have moved; it exits", node.Info.Describe());
+            _log.LogNodeDrained(node.Info.Describe());
             outbox.Add(new Outgoing(node.Connection, new FrameHeader { Type = MessageType.Shutdown, SenderId = SchedulerId }, []));
         }
     }

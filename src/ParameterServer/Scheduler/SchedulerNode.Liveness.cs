@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Logging;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
 using ParameterServer.Scheduler.Membership;
@@ -22,11 +21,11 @@ public sealed partial class SchedulerNode
         }
         if (node.Finished || _shuttingDown)
         {
-            _log.LogInformation("{Node} {Why}", node.Info.Describe(), why);
+            _log.LogNodeGone(node.Info.Describe(), why);
         }
         else
         {
-            _log.LogWarning("{Node} is dead: {Why}", node.Info.Describe(), why);
+            _log.LogNodeDead(node.Info.Describe(), why);
         }
         if (_shuttingDown)
         {
@@ -46,7 +45,7 @@ public sealed partial class SchedulerNode
         MaybeShutDown(outbox);
         if (node.Role == NodeRole.Server && !_nodes.Values.Any(n => n.Role == NodeRole.Server && n.Alive))
         {
-            _log.LogError("No server is alive: the parameters are gone; ending the job");
+            _log.LogNoServerAlive();
             _shuttingDown = true;
             foreach (var n in _nodes.Values.Where(n => n.Alive))
             {
@@ -80,7 +79,7 @@ public sealed partial class SchedulerNode
         string why = copies == 1
             ? $"{node.Info.Describe()} held the only copy of its key ranges (replication 1)"
             : $"{_serversLostSinceHealthy} servers died before the copies lost with the first were restored (replication {copies})";
-        _log.LogError("Parameters are lost: {Why}. Ending the job; resume from the last checkpoint (--restore) or run with a higher --replication", why);
+        _log.LogParametersLost(why);
         _shuttingDown = true;
         AddShutdownFrames(outbox);
         _completion.TrySetResult(1);
@@ -95,7 +94,7 @@ public sealed partial class SchedulerNode
             var outbox = new List<Outgoing>();
             lock (_lock)
             {
-                long now = Environment.TickCount64;
+                long now = NowMs;
                 foreach (var node in _nodes.Values.Where(n => n.Alive).ToList())
                 {
                     if (now - node.LastSeen > _options.HeartbeatTimeout.TotalMilliseconds)
@@ -107,12 +106,11 @@ public sealed partial class SchedulerNode
                 CompleteDeclares(outbox);
                 MaybeFinishMigration(outbox);
                 ShutDownLeftServers(outbox);
-                if (!_ready && now - _startedAt > _options.StartupTimeout.TotalMilliseconds && !_completion.Task.IsCompleted)
+                if (!_ready && Environment.TickCount64 - _startedAt > _options.StartupTimeout.TotalMilliseconds && !_completion.Task.IsCompleted)
                 {
                     int servers = _nodes.Values.Count(n => n.Role == NodeRole.Server);
                     int workers = _nodes.Values.Count(n => n.Role == NodeRole.Worker);
-                    _log.LogError("Waited {Seconds:0} s for {Servers} servers and {Workers} workers; only {S} servers and {W} workers registered. Start the missing nodes with --scheduler {Host}:{Port}",
-                        _options.StartupTimeout.TotalSeconds, _options.Servers, _options.Workers, servers, workers, AdvertisedHost, Port);
+                    _log.LogStartupTimedOut(_options.StartupTimeout.TotalSeconds, _options.Servers, _options.Workers, servers, workers, AdvertisedHost, Port);
                     _shuttingDown = true;
                     foreach (var n in _nodes.Values.Where(n => n.Alive))
                     {

@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Logging;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
 using ParameterServer.Scheduler.JobControl;
@@ -61,10 +60,10 @@ public sealed partial class SchedulerNode
         _barriers.Restore(state.Barriers);
         _tables.Clear();
         _tables.AddRange(state.Tables);
-        long rejoinBy = Environment.TickCount64 + (long)RejoinWindow.TotalMilliseconds;
+        long rejoinBy = NowMs + (long)RejoinWindow.TotalMilliseconds; // silence is counted from the end of the rejoin window
         foreach (var n in state.Nodes)
         {
-            _nodes[n.Id] = new NodeState(n.Id, n.Role, n.Rank, n.Host, n.Port, null, n.Handlers)
+            _nodes[n.Id] = new NodeState(n.Id, n.Role, n.Rank, n.Host, n.Port, null, n.Handlers, rejoinBy)
             {
                 Alive = n.Alive,
                 Finished = n.Finished,
@@ -74,22 +73,19 @@ public sealed partial class SchedulerNode
                 Left = n.Left,
                 Draining = n.Draining,
                 BarrierBase = n.BarrierBase,
-                LastSeen = rejoinBy, // silence is counted from the end of the rejoin window
             };
         }
         if (state.Nodes.Any(n => n.Alive && n.Points != n.TargetPoints))
         {
             _transitionView = state.View + 1; // a migration was under way: its copies are confirmed again for the next view
             _migrations.Add(new Migration("a migration resumed after the scheduler restarted", state.View + 1, Environment.TickCount64, 0));
-            _log.LogWarning("Resuming a migration: {Servers} move toward their new virtual nodes once the copies are confirmed",
-                string.Join(", ", state.Nodes.Where(n => n.Alive && n.Points != n.TargetPoints).Select(n => $"server {n.Id} ({n.Points} -> {n.TargetPoints})")));
+            _log.LogResumingMigration(string.Join(", ", state.Nodes.Where(n => n.Alive && n.Points != n.TargetPoints).Select(n => $"server {n.Id} ({n.Points} -> {n.TargetPoints})")));
         }
         if (state.Work is { } work)
         {
-            _work = WorkQueue.Import(work, _options.OnWorkerFailure, _options.BackupAfter);
+            _work = WorkQueue.Import(work, _options.OnWorkerFailure, _options.BackupAfter, NowMs);
         }
-        _log.LogWarning("Resuming the job from {Path}: view {View}, {Nodes} live nodes; waiting up to {Seconds:0} s for them to reconnect",
-            _store.Location, state.View, state.Nodes.Count(n => n.Alive), RejoinWindow.TotalSeconds + _options.HeartbeatTimeout.TotalSeconds);
+        _log.LogResumingJob(_store.Location, state.View, state.Nodes.Count(n => n.Alive), RejoinWindow.TotalSeconds + _options.HeartbeatTimeout.TotalSeconds);
         return true;
     }
 
@@ -127,7 +123,7 @@ public sealed partial class SchedulerNode
                 }
                 catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
                 {
-                    _log.LogError("Cannot write the scheduler state to {Path}: {Message} (work-queue answers wait until it can)", store.Location, ex.Message);
+                    _log.LogStateWriteFailed(store.Location, ex.Message);
                     Thread.Sleep(500);
                     continue;
                 }
@@ -164,11 +160,11 @@ public sealed partial class SchedulerNode
         }
         node.Connection?.Close("replaced by a rejoin");
         node.Connection = connection;
-        node.LastSeen = Environment.TickCount64;
+        node.LastSeen = NowMs;
         connection.Tag = node;
         connection.Peer = node.Info.Describe();
         _work?.OnWorkerRejoined(node.Id, fields[2..]);
-        _log.LogInformation("{Node} rejoined", node.Info.Describe());
+        _log.LogNodeRejoined(node.Info.Describe());
         outbox.Add(Reply(connection, header, []));
         Publish(outbox);
     }

@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Logging;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
 using ParameterServer.Transport;
@@ -40,7 +39,7 @@ public sealed partial class SchedulerNode
         }
         var table = TableInfo.From(_tables.Count == 0 ? 1 : _tables.Max(t => t.Id) + 1, spec);
         _tables.Add(table);
-        _log.LogInformation("Declared table {Table} as id {Id}", table.Describe(), table.Id);
+        _log.LogTableDeclared(table.Describe(), table.Id);
         Publish(outbox);
         _declares.Add(new PendingDeclare(connection, header.RequestId, table.Id, _viewNumber, DeadlineAfter(_options.ViewAckTimeout)));
         CompleteDeclares(outbox);

@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Logging;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
 using ParameterServer.Scheduler.JobControl;
@@ -22,7 +21,7 @@ public sealed partial class SchedulerNode
         if (_work is null)
         {
             _work = new WorkQueue(units, _options.OnWorkerFailure, _options.BackupAfter);
-            _log.LogInformation("Work: {Units} units; a dead worker's unfinished units are {Policy}", units,
+            _log.LogWorkDeclared(units,
                 _options.OnWorkerFailure == WorkerFailurePolicy.Reassign ? "reassigned" : "dropped");
         }
         else if (_work.Units != units)
@@ -41,10 +40,10 @@ public sealed partial class SchedulerNode
             return;
         }
         // A draining worker is told the work is done: its app winds down and the unit it had is finished first.
-        var claim = node.Draining ? new Claim(Claim.Done, false) : _work.ClaimFor(node.Id, Environment.TickCount64);
+        var claim = node.Draining ? new Claim(Claim.Done, false) : _work.ClaimFor(node.Id, NowMs);
         if (claim.Backup)
         {
-            _log.LogInformation("Work: unit {Unit} is slow; {Node} runs a backup of it", claim.Unit, node.Info.Describe());
+            _log.LogBackupStarted(claim.Unit, node.Info.Describe());
         }
         ReplyWhenDurable(Reply(connection, header, ControlMessages.Ints(claim.Unit, claim.Backup ? 1 : 0, _work.Completed, _work.Dropped, _work.Reassigned, _work.Backups, _work.Completions)), outbox);
     }
@@ -70,7 +69,7 @@ public sealed partial class SchedulerNode
         var lost = _work.OnWorkerDied(node.Id);
         if (lost.Count > 0)
         {
-            _log.LogWarning("Work: {Node} died with units {Units} unfinished; they are {Policy}", node.Info.Describe(), string.Join(", ", lost),
+            _log.LogWorkLost(node.Info.Describe(), string.Join(", ", lost),
                 _options.OnWorkerFailure == WorkerFailurePolicy.Reassign ? "given to the other workers" : "dropped");
         }
     }

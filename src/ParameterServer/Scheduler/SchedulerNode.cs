@@ -30,7 +30,8 @@ public sealed partial class SchedulerNode : IAsyncDisposable
     private readonly List<PendingDeclare> _declares = new();
     private readonly TaskCompletionSource<int> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stop = new();
-    private readonly long _startedAt = Environment.TickCount64;
+    private readonly long _startedAt = Environment.TickCount64; // the startup timeout runs on the real clock
+    private readonly TimeProvider _time;
     private ClusterView _view;
     private uint _viewNumber;
     private int _nextNodeId = 1;
@@ -41,6 +42,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
     {
         options.Validate();
         _options = options;
+        _time = options.TimeProvider;
         _log = loggers.CreateLogger("scheduler");
         _store = options.StateDirectory is { } dir ? new FileMetadataStore(dir) : null;
         OpenRestore();
@@ -89,7 +91,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
             var known = connection.Tag as NodeState;
             if (known is not null)
             {
-                known.LastSeen = Environment.TickCount64;
+                known.LastSeen = NowMs;
             }
             try
             {
@@ -209,7 +211,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
                 $"the job already has its {expected} {role.ToString().ToLowerInvariant()}s; to add one to the running job start it with --join"));
             return;
         }
-        var node = new NodeState(_nextNodeId++, role, registered, host, port, connection, handlers)
+        var node = new NodeState(_nextNodeId++, role, registered, host, port, connection, handlers, NowMs)
         {
             Points = role == NodeRole.Server ? _options.VirtualNodes : -1,
             TargetPoints = role == NodeRole.Server ? _options.VirtualNodes : -1,
@@ -217,13 +219,13 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         _nodes[node.Id] = node;
         connection.Tag = node;
         connection.Peer = node.Info.Describe();
-        _log.LogInformation("Registered {Node} ({Count}/{Expected} {Role}s)", node.Info.Describe(), registered + 1, expected, role.ToString().ToLowerInvariant());
+        _log.LogNodeRegistered(node.Info.Describe(), registered + 1, expected, role.ToString().ToLowerInvariant());
         outbox.Add(Reply(connection, header, ControlMessages.Ints(node.Id, node.Rank, (int)_options.HeartbeatInterval.TotalMilliseconds, 0)));
         AddRestoreFrame(node, outbox);
         if (!_ready && _nodes.Values.Count(n => n.Role == NodeRole.Server) == _options.Servers && _nodes.Values.Count(n => n.Role == NodeRole.Worker) == _options.Workers)
         {
             _ready = true;
-            _log.LogInformation("All {Servers} servers and {Workers} workers registered; the job starts", _options.Servers, _options.Workers);
+            _log.LogAllRegistered(_options.Servers, _options.Workers);
         }
         Publish(outbox);
     }
@@ -272,7 +274,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         if (connection.Tag is NodeState { Role: NodeRole.Worker } node)
         {
             node.Finished = true;
-            _log.LogInformation("{Node} finished", node.Info.Describe());
+            _log.LogNodeFinished(node.Info.Describe());
         }
         outbox.Add(Reply(connection, header, []));
         ReleaseBarrier(outbox);
@@ -291,11 +293,11 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         int exitCode = failed.Count == 0 ? 0 : 1;
         if (failed.Count > 0)
         {
-            _log.LogError("The job ends without {Workers}: they died before finishing", string.Join(", ", failed.Select(w => w.Info.Describe())));
+            _log.LogWorkersFailed(string.Join(", ", failed.Select(w => w.Info.Describe())));
         }
         else
         {
-            _log.LogInformation("All workers finished; shutting the job down");
+            _log.LogAllWorkersFinished();
         }
         if (_options.CheckpointDirectory is not null)
         {
@@ -367,6 +369,12 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Milliseconds on the options' clock, monotonic (a TimeProvider's timestamps): what node silence, the rejoin window
+    /// and the work queue's backups are measured in. Only differences of two of these values mean anything.
+    /// </summary>
+    private long NowMs => (long)_time.GetElapsedTime(0, _time.GetTimestamp()).TotalMilliseconds;
+
     private static long DeadlineAfter(TimeSpan timeout) => Environment.TickCount64 + (long)timeout.TotalMilliseconds;
 
     private static Outgoing Reply(Connection connection, in FrameHeader request, byte[] payload) =>
@@ -388,7 +396,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
             }
             catch (TransportException ex)
             {
-                _log.LogDebug("Could not send {Type} to {Peer}: {Message}", o.Header.Type, o.Connection?.Peer, ex.Message);
+                _log.LogSendFailed(o.Header.Type, o.Connection?.Peer, ex.Message);
             }
         }
     }

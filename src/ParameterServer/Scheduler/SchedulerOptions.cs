@@ -64,6 +64,9 @@ public sealed class SchedulerOptions
     /// <summary>When the queue is empty, a unit claimed longer ago than this is also given to an idle worker (first result wins). Zero (the default): no backups.</summary>
     public TimeSpan BackupAfter { get; set; }
 
+    /// <summary>The clock for heartbeat timeouts and backup work units; tests pass a fake one. Defaults to TimeProvider.System.</summary>
+    public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+
     /// <summary>
     /// Where the scheduler keeps its metadata so that, restarted on the same port with the same directory, it resumes
     /// the job (the nodes reconnect). Null: a restarted scheduler starts a new job.
@@ -74,6 +77,7 @@ public sealed class SchedulerOptions
 
     internal void Validate()
     {
+        ArgumentNullException.ThrowIfNull(TimeProvider);
         if (Servers < 1)
         {
             throw new ArgumentOutOfRangeException(nameof(Servers), Servers, "a job needs at least one server");

@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text;
-using Microsoft.Extensions.Logging;
 using ParameterServer.Core.Codecs;
 using ParameterServer.Protocol;
 using ParameterServer.Server.Store;
@@ -37,7 +36,7 @@ internal sealed class Answers(LocalServer self, ViewGate gate)
             }
             catch (TransportException ex)
             {
-                _self.Log.LogDebug("Server {Id}: could not acknowledge {Peer}: {Message}", _self.Id, ack.Connection.Peer, ex.Message);
+                _self.Log.LogAcknowledgeFailed(_self.Id, ack.Connection.Peer, ex.Message);
             }
         }
     }
@@ -232,7 +231,7 @@ internal sealed class Answers(LocalServer self, ViewGate gate)
         }
         catch (TransportException ex)
         {
-            _self.Log.LogDebug("Server {Id}: could not send an error to {Peer}: {Message}", _self.Id, connection.Peer, ex.Message);
+            _self.Log.LogErrorReplyFailed(_self.Id, connection.Peer, ex.Message);
         }
     }
 }

@@ -104,7 +104,7 @@ public sealed class ServerNode : IAsyncDisposable
         _scheduler.SenderId = Id;
         _scheduler.EnableReconnect(ControlChannel.ReconnectWindow, () => ControlMessages.Ints(Id, (int)NodeRole.Server));
         var heartbeat = TimeSpan.FromMilliseconds(fields[2]);
-        Log.LogInformation("Server {Id} listening on {Host}:{Port}", Id, Options.AdvertisedHost ?? Options.Host, Port);
+        Log.LogListening(Id, Options.AdvertisedHost ?? Options.Host, Port);
         _scheduler.StartHeartbeats(heartbeat, () => _completion.Task.IsCompleted);
     }
 
@@ -122,7 +122,7 @@ public sealed class ServerNode : IAsyncDisposable
                 }
                 catch (PsException ex)
                 {
-                    Log.LogError("Server {Id}: {Message}", Id, ex.Message);
+                    Log.LogViewRejected(Id, ex.Message);
                     _completion.TrySetResult(2); // a checkpoint it was asked to restore is unreadable: do not serve without it
                     return;
                 }
@@ -135,7 +135,7 @@ public sealed class ServerNode : IAsyncDisposable
                 _checkpoints.RestoreFrom(Encoding.UTF8.GetString(payload));
                 break;
             case MessageType.Shutdown:
-                Log.LogInformation("Server {Id}: the scheduler ends the job", Id);
+                Log.LogJobEnded(Id);
                 _completion.TrySetResult(0);
                 _scheduler?.Dispose(); // no reconnecting to a scheduler that is going away
                 break;
@@ -146,7 +146,7 @@ public sealed class ServerNode : IAsyncDisposable
     {
         if (!_completion.Task.IsCompleted)
         {
-            Log.LogError("Server {Id} lost the scheduler at {Address}: {Reason}", Id, Options.Scheduler, reason);
+            Log.LogSchedulerLost(Id, Options.Scheduler, reason);
             _completion.TrySetResult(1);
         }
     }
@@ -171,7 +171,7 @@ public sealed class ServerNode : IAsyncDisposable
             catch (IOException ex)
             {
                 paused = false;
-                Log.LogWarning("Server {Id}: installing view {View} without waiting for a large push: {Message}", Id, view.Number, ex.Message);
+                Log.LogViewInstalledWithoutDrain(Id, view.Number, ex.Message);
             }
             _gate.Remember(view); // before a push cut by it can arrive
             var participants = new SyncAggregator.Participants(view.Workers.Select(w => w.Id).ToArray(), view.Nodes.Any(n => n.Id == Id && n.Joined));
@@ -230,7 +230,7 @@ public sealed class ServerNode : IAsyncDisposable
         {
             server._links.ForgetInbound(connection);
             server._sessions.Close(connection);
-            server.Log.LogDebug("Server {Id}: {Peer} disconnected: {Reason}", server.Id, connection.Peer, reason);
+            server.Log.LogPeerDisconnected(server.Id, connection.Peer, reason);
         }
     }
 

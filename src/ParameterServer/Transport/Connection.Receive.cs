@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Net.Sockets;
-using Microsoft.Extensions.Logging;
 using ParameterServer.Protocol;
 
 namespace ParameterServer.Transport;
@@ -70,7 +69,7 @@ internal sealed partial class Connection
         }
         catch (ProtocolException ex)
         {
-            _logger?.LogWarning("Closing connection from {Peer}: {Problem}", Peer, ex.Message);
+            _logger?.LogProtocolError(Peer, ex.Message);
             Close($"protocol error: {ex.Message}");
         }
         catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException)
@@ -80,12 +79,12 @@ internal sealed partial class Connection
         catch (TransportException ex)
         {
             // The handler could not answer on some connection (this one or another): that one is gone.
-            _logger?.LogDebug("Closing connection from {Peer}: {Message}", Peer, ex.Message);
+            _logger?.LogConnectionBroken(Peer,ex.Message);
             Close(_closeReason ?? ex.Message);
         }
         catch (Exception ex)
         {
-            _logger?.LogError(ex, "Handler failed on a frame from {Peer}; closing the connection", Peer);
+            _logger?.LogHandlerFailed(ex, Peer);
             Close($"internal error: {ex.Message}");
         }
     }
@@ -102,7 +101,7 @@ internal sealed partial class Connection
             }
             if (status == HeaderStatus.Corrupt)
             {
-                _logger?.LogWarning("Closing connection from {Peer}: {Problem}", Peer, problem);
+                _logger?.LogProtocolError(Peer, problem);
                 Close($"protocol error: {problem}");
                 return false;
             }

@@ -171,7 +171,7 @@ internal sealed partial class Connection
         }
         catch (Exception ex)
         {
-            _logger?.LogError(ex, "OnClosed handler failed for {Peer}", Peer);
+            _logger?.LogOnClosedHandlerFailed(ex, Peer);
         }
     }
 

@@ -37,7 +37,7 @@ internal sealed class Listener : IDisposable
             {
                 if (!_disposed)
                 {
-                    _logger?.LogWarning("Accept failed: {Message}", ex.Message);
+                    _logger?.LogAcceptFailed(ex.Message);
                 }
                 continue;
             }
@@ -47,7 +47,7 @@ internal sealed class Listener : IDisposable
             }
             catch (Exception ex)
             {
-                _logger?.LogError(ex, "Could not start a connection from {Remote}", client.RemoteAddress);
+                _logger?.LogConnectionStartFailed(ex, client.RemoteAddress);
                 client.Dispose();
             }
         }

@@ -1,5 +1,6 @@
 using System.Text;
 using Microsoft.Extensions.Logging;
+using ParameterServer.Core.Diagnostics;
 using ParameterServer.Protocol;
 using ParameterServer.Transport;
 
@@ -300,7 +301,7 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
     /// <summary>Connects again and rejoins (the scheduler may be restarting), then sends the calls still waiting.</summary>
     private async Task ReconnectAsync(string reason)
     {
-        _logger?.LogWarning("Lost the scheduler at {Address} ({Reason}); reconnecting for up to {Seconds:0} s", Address, reason, _reconnectFor.TotalSeconds);
+        _logger?.LogSchedulerReconnecting(Address, reason, _reconnectFor.TotalSeconds);
         var (host, port) = Endpoints.Parse(Address, "--scheduler");
         long deadline = Environment.TickCount64 + (long)_reconnectFor.TotalMilliseconds;
         string last = reason;
@@ -356,7 +357,7 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
                     break; // lost again: OnClosed starts over
                 }
             }
-            _logger?.LogWarning("Rejoined the scheduler at {Address}; sent {Calls} waiting calls again", Address, resend.Count);
+            _logger?.LogSchedulerRejoined(Address, resend.Count);
             return;
         }
         if (!_disposed)

@@ -10,4 +10,11 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 1002, Level = LogLevel.Warning, Message = "Worker {NodeId} lost {Server}: {Reason}")]
     public static partial void LogWarningLinkLost(this ILogger logger, int nodeId, string server, string reason);
+
+    // The control channel to the scheduler (5000-5099)
+    [LoggerMessage(EventId = 5000, Level = LogLevel.Warning, Message = "Lost the scheduler at {Address} ({Reason}); reconnecting for up to {Seconds:0} s")]
+    public static partial void LogSchedulerReconnecting(this ILogger logger, string address, string reason, double seconds);
+
+    [LoggerMessage(EventId = 5001, Level = LogLevel.Warning, Message = "Rejoined the scheduler at {Address}; sent {Calls} waiting calls again")]
+    public static partial void LogSchedulerRejoined(this ILogger logger, string address, int calls);
 }

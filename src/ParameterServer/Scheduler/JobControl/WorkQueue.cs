@@ -101,7 +101,7 @@ internal sealed class WorkQueue(int units, WorkerFailurePolicy policy, TimeSpan 
         _completions.Select(c => new[] { c.Unit, c.Worker }).ToArray());
 
     /// <summary>A queue as persisted: units neither done, dropped nor claimed are pending again.</summary>
-    public static WorkQueue Import(PersistedWork saved, WorkerFailurePolicy policy, TimeSpan backupAfter)
+    public static WorkQueue Import(PersistedWork saved, WorkerFailurePolicy policy, TimeSpan backupAfter, long now)
     {
         var queue = new WorkQueue(saved.Units, policy, backupAfter) { Reassigned = saved.Reassigned, Backups = saved.Backups };
         foreach (var pair in saved.Completions)
@@ -112,7 +112,7 @@ internal sealed class WorkQueue(int units, WorkerFailurePolicy policy, TimeSpan 
         queue._dropped.UnionWith(saved.Dropped);
         foreach (var pair in saved.Claimed)
         {
-            queue._claimed[pair[0]] = (pair[1], Environment.TickCount64, false);
+            queue._claimed[pair[0]] = (pair[1], now, false);
         }
         var pending = Enumerable.Range(0, saved.Units).Where(u => !queue._completed.Contains(u) && !queue._dropped.Contains(u) && !queue._claimed.ContainsKey(u));
         queue._pending.Clear();

@@ -4,7 +4,7 @@ using ParameterServer.Transport;
 namespace ParameterServer.Scheduler.Membership;
 
 /// <summary>What the scheduler knows of one node of the job (under the scheduler's lock).</summary>
-internal sealed class NodeState(int id, NodeRole role, int rank, string host, int port, Connection? connection, string[] handlers)
+internal sealed class NodeState(int id, NodeRole role, int rank, string host, int port, Connection? connection, string[] handlers, long lastSeen)
 {
     public int Id { get; } = id;
     public NodeRole Role { get; } = role;
@@ -14,7 +14,8 @@ internal sealed class NodeState(int id, NodeRole role, int rank, string host, in
     /// <summary>Null while a node of a resumed job has not rejoined yet.</summary>
     public Connection? Connection { get; set; } = connection;
     public string[] Handlers { get; } = handlers;
-    public long LastSeen { get; set; } = Environment.TickCount64;
+    /// <summary>When the scheduler last heard from the node, in milliseconds of the scheduler's clock (its options' TimeProvider).</summary>
+    public long LastSeen { get; set; } = lastSeen;
     /// <summary>The node's traffic counters from its last heartbeat that carried them.</summary>
     public TrafficSnapshot? Traffic { get; set; }
     public bool Alive { get; set; } = true;

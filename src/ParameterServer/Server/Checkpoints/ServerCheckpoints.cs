@@ -1,5 +1,4 @@
 using System.Text.Json;
-using Microsoft.Extensions.Logging;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Core.Checkpoints;
 using ParameterServer.Protocol;
@@ -88,13 +87,13 @@ internal sealed class ServerCheckpoints(LocalServer self, ViewGate gate, TableSe
             var snapshot = Snapshot(tables, (table, block) => view.PlacementOf(table.Info).SlotOfBlock(block) == mySlot);
             var (bytes, sha, rows) = CheckpointFiles.WriteServerFile(path, _self.Id, epoch, snapshot);
             Interlocked.Increment(ref _checkpointsWritten);
-            _self.Log.LogInformation("Server {Id}: wrote checkpoint epoch {Epoch}: {Rows} rows, {Bytes} bytes in {Ms:0} ms", _self.Id, epoch, rows, bytes,
+            _self.Log.LogCheckpointWritten(_self.Id, epoch, rows, bytes,
                 System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
             result = new { ok = true, name = Path.GetFileName(path), bytes, sha256 = sha, rows };
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or InvalidOperationException)
         {
-            _self.Log.LogError("Server {Id}: cannot write checkpoint epoch {Epoch} to {Path}: {Message}", _self.Id, epoch, path, ex.Message);
+            _self.Log.LogCheckpointWriteFailed(_self.Id, epoch, path, ex.Message);
             result = new { ok = false, error = $"server {_self.Id} cannot write {path}: {ex.Message}" };
         }
         try
@@ -103,7 +102,7 @@ internal sealed class ServerCheckpoints(LocalServer self, ViewGate gate, TableSe
         }
         catch (PsException ex)
         {
-            _self.Log.LogWarning("Server {Id}: cannot report checkpoint epoch {Epoch}: {Message}", _self.Id, epoch, ex.Message);
+            _self.Log.LogCheckpointReportFailed(_self.Id, epoch, ex.Message);
         }
     });
 
@@ -151,7 +150,7 @@ internal sealed class ServerCheckpoints(LocalServer self, ViewGate gate, TableSe
                 }
             });
         }
-        _self.Log.LogInformation("Server {Id}: restored {Rows} rows from {Folder} (epoch {Epoch}) in {Ms:0} ms", _self.Id, loaded, folder, manifest.Epoch,
+        _self.Log.LogCheckpointRestored(_self.Id, loaded, folder, manifest.Epoch,
             System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
     }
 }

@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using Microsoft.Extensions.Logging;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
 using ParameterServer.Transport;
@@ -52,7 +51,7 @@ internal sealed class Refiller(LocalServer self, ViewGate gate, TableSet tables,
                 }
                 catch (Exception ex) when (ex is TransportException or PsException)
                 {
-                    _self.Log.LogWarning("Server {Id}: refilling replicas for view {View} stopped: {Message}", _self.Id, view.Number, ex.Message);
+                    _self.Log.LogRefillStopped(_self.Id, view.Number, ex.Message);
                 }
             }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
         }
@@ -122,7 +121,7 @@ internal sealed class Refiller(LocalServer self, ViewGate gate, TableSet tables,
         if (blocksSent > 0)
         {
             Interlocked.Add(ref _refillBlocksSent, blocksSent);
-            _self.Log.LogInformation("Server {Id}: copied {Blocks} blocks to new replicas for view {View} in {Ms:0} ms", _self.Id, blocksSent, view.Number,
+            _self.Log.LogReplicasRefilled(_self.Id, blocksSent, view.Number,
                 System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         }
     }
@@ -180,7 +179,7 @@ internal sealed class Refiller(LocalServer self, ViewGate gate, TableSet tables,
         var table = _tables.FromPeer(header.TableId);
         if (table is null || header.RowWidth != table.RowStride || DataPayload.Validate(header) is { } problem && problem.Length > 0)
         {
-            _self.Log.LogWarning("Server {Id}: ignored a malformed refill of table {Table} from server {Sender}", _self.Id, header.TableId, header.SenderId);
+            _self.Log.LogMalformedRefillIgnored(_self.Id, header.TableId, header.SenderId);
             return;
         }
         var keys = DataPayload.Keys(header, payload);
@@ -190,7 +189,7 @@ internal sealed class Refiller(LocalServer self, ViewGate gate, TableSet tables,
         }
         catch (ArgumentException ex)
         {
-            _self.Log.LogWarning("Server {Id}: ignored a refill from server {Sender}: {Message}", _self.Id, header.SenderId, ex.Message);
+            _self.Log.LogRefillIgnored(_self.Id, header.SenderId, ex.Message);
             return;
         }
         if (header.Timestamp == 1)
@@ -239,7 +238,7 @@ internal sealed class Refiller(LocalServer self, ViewGate gate, TableSet tables,
         }
         if (dropped > 0)
         {
-            _self.Log.LogInformation("Server {Id}: dropped {Blocks} blocks that moved to other servers in view {View}", _self.Id, dropped, view.Number);
+            _self.Log.LogMovedBlocksDropped(_self.Id, dropped, view.Number);
         }
     }
 }

@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using Microsoft.Extensions.Logging;
 using ParameterServer.Core.Codecs;
 using ParameterServer.Protocol;
 using ParameterServer.Transport;
@@ -227,7 +226,7 @@ internal sealed class ChainReplicator
             catch (TransportException ex)
             {
                 // The successor is gone: the copies that remain have the push; the next view fills a new replica.
-                _self.Log.LogDebug("Server {Id}: cannot replicate to {Peer}: {Message}", _self.Id, successor.Describe(), ex.Message);
+                _self.Log.LogReplicateFailed(_self.Id, successor.Describe(), ex.Message);
                 bool mine;
                 lock (_pendingLock)
                 {
@@ -357,7 +356,7 @@ internal sealed class ChainReplicator
         }
         if (error != ErrorCode.None)
         {
-            _self.Log.LogWarning("Server {Id}: a replica refused push {Request}: {Message}", _self.Id, id, System.Text.Encoding.UTF8.GetString(payload));
+            _self.Log.LogReplicaRefusedPush(_self.Id, id, System.Text.Encoding.UTF8.GetString(payload));
         }
         if (pending is not null)
         {
@@ -378,7 +377,7 @@ internal sealed class ChainReplicator
         }
         if (lost.Count > 0)
         {
-            _self.Log.LogInformation("Server {Id}: replica server {Peer} is gone ({Reason}); {Count} pushes are acknowledged on the remaining copies", _self.Id, peerId, reason, lost.Count);
+            _self.Log.LogReplicaLost(_self.Id, peerId, reason, lost.Count);
         }
         foreach (var pending in lost)
         {
@@ -409,7 +408,7 @@ internal sealed class ChainReplicator
         }
         catch (TransportException ex)
         {
-            _self.Log.LogDebug("Server {Id}: could not acknowledge {Peer}: {Message}", _self.Id, pending.Worker.Peer, ex.Message);
+            _self.Log.LogAcknowledgeFailed(_self.Id, pending.Worker.Peer, ex.Message);
         }
         finally
         {

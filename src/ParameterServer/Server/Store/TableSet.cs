@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Logging;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
 
@@ -55,7 +54,7 @@ internal sealed class TableSet(LocalServer self, Func<ClusterView?> currentView)
                 try
                 {
                     tables[info.Id] = new TableStore(info, self.Options.CreateHandler(info.Handler)) { PullFilter = self.Options.CreatePullFilter(info.PullFilter) };
-                    self.Log.LogInformation("Server {Id}: created table {Table}", self.Id, info.Describe());
+                    self.Log.LogTableCreated(self.Id, info.Describe());
                 }
                 catch (ArgumentException ex)
                 {
@@ -63,7 +62,7 @@ internal sealed class TableSet(LocalServer self, Func<ClusterView?> currentView)
                     {
                         _errors[info.Id] = ex.Message;
                     }
-                    self.Log.LogError("Server {Id}: cannot create table {Table}: {Message}", self.Id, info.Describe(), ex.Message);
+                    self.Log.LogTableCreateFailed(self.Id, info.Describe(), ex.Message);
                 }
             }
         }

@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Logging;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Core.Codecs;
 using ParameterServer.Protocol;
@@ -63,7 +62,7 @@ internal sealed class SyncRounds(LocalServer self, ViewGate gate, Answers answer
         var table = _tables.ForRequest(header, out _);
         if (table?.Aggregator is not { } aggregator)
         {
-            _self.Log.LogDebug("Server {Id}: a rounds marker from node {Sender} names table {Table}, which is not a sync table here", _self.Id, header.SenderId, header.TableId);
+            _self.Log.LogRoundsMarkerForUnknownTable(_self.Id, header.SenderId, header.TableId);
             return;
         }
         _gate.EnterApply();
@@ -227,7 +226,7 @@ internal sealed class SyncRounds(LocalServer self, ViewGate gate, Answers answer
                 {
                 }
             }
-            _self.Log.LogInformation("Server {Id}: {Count} pushes of open rounds of table '{Table}' hold keys that moved; refused, to be sent to their new owners", _self.Id, acks.Count, table.Info.Name);
+            _self.Log.LogMovedRoundPushesRefused(_self.Id, acks.Count, table.Info.Name);
         }
     }
 }

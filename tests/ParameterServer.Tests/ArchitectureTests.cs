@@ -4,7 +4,7 @@ using ParameterServer.Client;
 
 namespace ParameterServer.Tests;
 
-/// <summary>Dependencies flow one way: protocol &lt;- transport &lt;- cluster &lt;- scheduler / server / worker &lt;- hosting &lt;- apps &lt;- CLI.</summary>
+/// <summary>Dependencies flow one way: protocol &lt;- transport &lt;- cluster &lt;- scheduler / server / worker (the runtime) &lt;- hosting &lt;- apps &lt;- bench &lt;- CLI.</summary>
 public partial class ArchitectureTests
 {
     private static string[] ProjectReferences(Assembly assembly) =>
@@ -14,7 +14,35 @@ public partial class ArchitectureTests
     public void Assemblies_reference_only_the_layers_below_them()
     {
         Assert.Empty(ProjectReferences(typeof(PsClient).Assembly));
-        Assert.DoesNotContain("pserver", ProjectReferences(typeof(Apps.AppCatalog).Assembly));
+        Assert.Equal(["ParameterServer"], ProjectReferences(typeof(Hosting.AppRegistry).Assembly));
+        foreach (var app in new[] { typeof(Apps.Counter.CounterAppDefinition).Assembly, typeof(Apps.LogReg.LogRegAppDefinition).Assembly })
+        {
+            Assert.Equal(["ParameterServer", "ParameterServer.Hosting"], ProjectReferences(app));
+        }
+        Assert.Equal(["ParameterServer", "ParameterServer.Apps.LogReg", "ParameterServer.Hosting"], ProjectReferences(typeof(Bench.BenchCommand).Assembly));
+    }
+
+    /// <summary>No internals are opened to a shipped assembly: only the test projects, the test kit and the micro-benchmarks see them.</summary>
+    [Fact]
+    public void Internals_are_visible_to_test_assemblies_only()
+    {
+        string[] allowed = ["ParameterServer.Tests", "ParameterServer.IntegrationTests", "ParameterServer.Benchmarks", "ParameterServer.TestKit"];
+        foreach (var assembly in new[] { typeof(PsClient).Assembly, typeof(Hosting.AppRegistry).Assembly, typeof(Apps.Counter.CounterAppDefinition).Assembly, typeof(Apps.LogReg.LogRegAppDefinition).Assembly, typeof(Bench.BenchCommand).Assembly })
+        {
+            foreach (var friend in assembly.GetCustomAttributes<System.Runtime.CompilerServices.InternalsVisibleToAttribute>())
+            {
+                Assert.True(allowed.Contains(friend.AssemblyName), $"{assembly.GetName().Name} opens its internals to {friend.AssemblyName}");
+            }
+        }
+    }
+
+    /// <summary>An app is found by its [assembly: PsApp] attribute alone: the registry lists every app project referenced.</summary>
+    [Fact]
+    public void The_app_registry_finds_the_referenced_apps()
+    {
+        Assert.Equal(["counter", "logreg"], Hosting.AppRegistry.Names);
+        Assert.IsType<Apps.LogReg.LogRegAppDefinition>(Hosting.AppRegistry.Find("logreg"));
+        Assert.Contains("expected one of counter, logreg", Assert.Throws<ArgumentException>(() => Hosting.AppRegistry.Find("nope")).Message);
     }
 
     private static string SourceRoot()

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 
-namespace ParameterServer.IntegrationTests;
+namespace ParameterServer.TestKit;
 
 /// <summary>Runs the real `pserver` (built next to the tests) as a child process and captures its output.</summary>
 internal sealed class Pserver : IDisposable
@@ -139,7 +139,3 @@ internal sealed class Pserver : IDisposable
         Process.Dispose();
     }
 }
-
-/// <summary>Tests that start process clusters run one at a time: the machines have two cores.</summary>
-[CollectionDefinition("processes", DisableParallelization = true)]
-public sealed class ProcessCollection;

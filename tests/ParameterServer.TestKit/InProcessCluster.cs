@@ -5,7 +5,7 @@ using ParameterServer.Protocol;
 using ParameterServer.Scheduler;
 using ParameterServer.Server;
 
-namespace ParameterServer.IntegrationTests;
+namespace ParameterServer.TestKit;
 
 /// <summary>A scheduler and servers in this process, talking real TCP on 127.0.0.1 (for protocol abuse tests).</summary>
 internal sealed class InProcessCluster : IAsyncDisposable

@@ -1,4 +1,4 @@
-namespace ParameterServer.IntegrationTests;
+namespace ParameterServer.TestKit;
 
 /// <summary>The real data sets in ../shared/data (next to the repository), found by walking up from the test binaries.</summary>
 internal static class SharedData

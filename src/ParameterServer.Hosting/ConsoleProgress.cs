@@ -15,6 +15,7 @@ public sealed class ConsoleProgress : IProgress<JobProgress>
     private int _step = -1;
     private bool _drawn;
 
+    /// <summary>Draws the bar (a terminal) or prints a line at every 10% step.</summary>
     public void Report(JobProgress value)
     {
         lock (_lock)
@@ -57,12 +58,15 @@ public sealed class ConsoleProgress : IProgress<JobProgress>
 /// </summary>
 public sealed class ProgressEvents : IProgress<JobProgress>
 {
+    /// <summary>Set to 1 by a launcher for its children: workers then report progress as JSON lines.</summary>
     public const string Variable = "PS_PROGRESS_EVENTS";
+    /// <summary>How every progress line starts.</summary>
     public const string Prefix = "{\"event\":\"progress\"";
 
     private string _phase = "";
     private int _percent = -1;
 
+    /// <summary>Prints a progress line when the whole percent or the phase changed.</summary>
     public void Report(JobProgress value)
     {
         int percent = (int)(Math.Clamp(value.Fraction, 0, 1) * 100);
@@ -78,6 +82,7 @@ public sealed class ProgressEvents : IProgress<JobProgress>
         Console.Out.WriteLine($"{Prefix},\"phase\":{JsonSerializer.Serialize(value.Phase)},\"fraction\":{(percent / 100.0).ToString(CultureInfo.InvariantCulture)}}}");
     }
 
+    /// <summary>Reads a progress line a child printed; false for any other line.</summary>
     public static bool TryParse(string line, out JobProgress progress)
     {
         progress = default;

@@ -18,12 +18,16 @@ public readonly record struct JobProgress(string Phase, double Fraction);
 /// <summary>What an app gets on a worker: the client, its rank, a logger, where to print results, where to report progress.</summary>
 public sealed class WorkerContext(PsClient client, ILogger log, TextWriter output, bool json, IProgress<JobProgress>? progress = null)
 {
+    /// <summary>The connected client: tables, push, pull, barriers, work queue.</summary>
     public PsClient Client { get; } = client;
 
+    /// <summary>This worker's rank, 0..WorkerCount-1.</summary>
     public int Rank => Client.Rank;
 
+    /// <summary>Workers in the job.</summary>
     public int WorkerCount => Client.WorkerCount;
 
+    /// <summary>The app's logger (standard error).</summary>
     public ILogger Log { get; } = log;
 
     /// <summary>Standard output: results and JSON summaries go here, logs go to the logger (standard error).</summary>

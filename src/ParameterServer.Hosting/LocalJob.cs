@@ -6,16 +6,22 @@ namespace ParameterServer.Hosting;
 /// <summary>What to start: node counts, the workers' app arguments, and how to show the output.</summary>
 public sealed record LocalJobSpec
 {
+    /// <summary>Server processes to start.</summary>
     public required int Servers { get; init; }
 
+    /// <summary>Worker processes to start.</summary>
     public required int Workers { get; init; }
 
+    /// <summary>Arguments after `pserver worker --scheduler ADDRESS --log-level L`: the app and its options.</summary>
     public required IReadOnlyList<string> WorkerArguments { get; init; }
 
+    /// <summary>More arguments for `pserver scheduler`.</summary>
     public IReadOnlyList<string> SchedulerArguments { get; init; } = [];
 
+    /// <summary>More arguments for every `pserver server`.</summary>
     public IReadOnlyList<string> ServerArguments { get; init; } = [];
 
+    /// <summary>The --log-level of every node.</summary>
     public string LogLevel { get; init; } = "info";
 
     /// <summary>
@@ -31,6 +37,7 @@ public sealed record LocalJobSpec
     public bool ShowProgress { get; init; } = true;
 }
 
+/// <summary>How a local job ended: its exit code, what failed (null: nothing), and the workers' JSON lines.</summary>
 public sealed record LocalJobResult(int ExitCode, string? Failure, IReadOnlyList<string> WorkerLines);
 
 /// <summary>
@@ -40,6 +47,7 @@ public sealed record LocalJobResult(int ExitCode, string? Failure, IReadOnlyList
 /// </summary>
 public static partial class LocalJob
 {
+    /// <summary>Starts the job, streams its output, and waits until every node exited, one failed, or <paramref name="ct"/> is cancelled.</summary>
     public static async Task<LocalJobResult> RunAsync(LocalJobSpec spec, CancellationToken ct)
     {
         using var children = new ProcessGroup();
@@ -136,6 +144,7 @@ public static partial class LocalJob
         }
     }
 
+    /// <summary>An integer as an argument (invariant culture).</summary>
     public static string Inv(int value) => value.ToString(CultureInfo.InvariantCulture);
 
     [GeneratedRegex(@"^scheduler listening on (\S+:\d+)$")]

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging.Console;
 
 namespace ParameterServer.Hosting;
 
+/// <summary>The loggers every pserver node uses.</summary>
 public static class Logging
 {
     /// <summary>One line per message on standard error (standard output carries results and JSON).</summary>

@@ -6,8 +6,10 @@ namespace ParameterServer.Hosting;
 /// </summary>
 public static class ParentWatch
 {
+    /// <summary>Set to 1 by a launcher for its children.</summary>
     public const string Variable = "PS_EXIT_WITH_PARENT";
 
+    /// <summary>When <see cref="Variable"/> is 1: exits (code 130) once standard input closes, that is when the launcher died.</summary>
     public static void StartIfRequested()
     {
         if (Environment.GetEnvironmentVariable(Variable) != "1")

@@ -15,6 +15,7 @@ public sealed class ProcessGroup : IDisposable
     /// <summary>Serialises what the pumps print (and what callers print while children run).</summary>
     public Lock Output { get; } = new();
 
+    /// <summary>A started child: the name its output is prefixed with, and its process.</summary>
     public sealed record Child(string Name, Process Process);
 
     /// <summary>The child started last.</summary>
@@ -72,6 +73,7 @@ public sealed class ProcessGroup : IDisposable
         await Console.Out.FlushAsync(CancellationToken.None);
     }
 
+    /// <summary>Kills every child still running (with its process tree).</summary>
     public void Kill()
     {
         foreach (var child in _children)
@@ -89,6 +91,7 @@ public sealed class ProcessGroup : IDisposable
         }
     }
 
+    /// <summary>Kills every child still running.</summary>
     public void Dispose() => Kill();
 
     private static Process Spawn(IEnumerable<string> arguments)

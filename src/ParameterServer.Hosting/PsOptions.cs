@@ -6,6 +6,7 @@ namespace ParameterServer.Hosting;
 /// <summary>The options nodes and launchers share, and the factory of every option: every option can also come from PS_* variables and the config file (see <see cref="Settings"/>).</summary>
 public static class PsOptions
 {
+    /// <summary>An option whose default comes from PS_NAME, then the --config file, then <paramref name="fallback"/> (the command line wins over all).</summary>
     public static Option<T> Create<T>(string name, T fallback, string description, bool hidden = false)
     {
         return new Option<T>(name)
@@ -16,21 +17,43 @@ public static class PsOptions
         };
     }
 
+    /// <summary>--scheduler.</summary>
     public static readonly Option<string> Scheduler = Create("--scheduler", "127.0.0.1:9700", "The scheduler as HOST:PORT");
+
     /// <summary>--consistency: how far a worker's pushes may run ahead (every app's tables use it).</summary>
     public static readonly Option<string> Consistency = Create("--consistency", "bounded:4", "sequential, eventual or bounded:TAU");
 
+    /// <summary>--json.</summary>
     public static readonly Option<bool> Json = Create("--json", false, "Print machine-readable JSON lines on standard output");
+
+    /// <summary>--log-level.</summary>
     public static readonly Option<string> LogLevel = Create("--log-level", "info", "Log level: trace, debug, info, warning, error");
+
+    /// <summary>--config.</summary>
     public static readonly Option<string?> Config = Create<string?>("--config", null, "JSON file with option values (keys are option names without dashes)");
+
+    /// <summary>--heartbeat-ms.</summary>
     public static readonly Option<int> HeartbeatMs = Create("--heartbeat-ms", 100, "Heartbeat interval in milliseconds");
+
+    /// <summary>--heartbeat-timeout-ms.</summary>
     public static readonly Option<int> HeartbeatTimeoutMs = Create("--heartbeat-timeout-ms", 800, "Silence after which a node is declared dead, in milliseconds");
+
+    /// <summary>--request-timeout.</summary>
     public static readonly Option<int> RequestTimeoutS = Create("--request-timeout", 30, "Seconds a push or pull may wait for its servers");
+
+    /// <summary>--virtual-nodes.</summary>
     public static readonly Option<int> VirtualNodes = Create("--virtual-nodes", 256, "Points per server on the consistent-hash ring");
 
+    /// <summary>--replication.</summary>
     public static readonly Option<int> Replication = Create("--replication", 0, "Copies of each key range: a primary and its successors on the ring; a push is acknowledged once all have it (0: 2 with at least 2 servers, else 1)");
+
+    /// <summary>--checkpoint-dir.</summary>
     public static readonly Option<string?> CheckpointDir = Create<string?>("--checkpoint-dir", null, "Write checkpoints here (a folder per epoch; shared storage when servers run on many machines)");
+
+    /// <summary>--checkpoint-every.</summary>
     public static readonly Option<double> CheckpointEvery = Create("--checkpoint-every", 0.0, "Seconds between checkpoints while the job runs (0: only one, when every worker has finished)");
+
+    /// <summary>--restore.</summary>
     public static readonly Option<string?> Restore = Create<string?>("--restore", null, "Resume from a checkpoint: a checkpoint directory (its newest complete epoch) or one epoch folder");
 
     /// <summary>Verifies --restore before any node starts: a corrupted checkpoint is a usage error naming the file.</summary>
@@ -53,6 +76,7 @@ public static class PsOptions
         }
     }
 
+    /// <summary>The checkpoint options a launcher passes to its scheduler (paths absolute).</summary>
     public static string[] CheckpointArguments(ParseResult p) =>
     [
         .. p.GetValue(CheckpointDir) is { } dir ? new[] { "--checkpoint-dir", Path.GetFullPath(dir) } : [],
@@ -60,9 +84,13 @@ public static class PsOptions
         .. p.GetValue(Restore) is { } restore ? new[] { "--restore", Path.GetFullPath(restore) } : [],
     ];
 
+    /// <summary>--on-worker-failure.</summary>
     public static readonly Option<string> OnWorkerFailure = Create("--on-worker-failure", "reassign", "What happens to the work units a dead worker had not finished: reassign (to the other workers) or drop");
+
+    /// <summary>--backup-after.</summary>
     public static readonly Option<double> BackupAfter = Create("--backup-after", 0.0, "Seconds after which a slow worker's unit is also given to an idle worker, first result wins (0: never)");
 
+    /// <summary>--on-worker-failure as a policy; throws <see cref="ArgumentException"/> for another word.</summary>
     public static WorkerFailurePolicy ParseWorkerFailure(ParseResult p) => p.GetValue(OnWorkerFailure) switch
     {
         "reassign" => WorkerFailurePolicy.Reassign,
@@ -77,12 +105,16 @@ public static class PsOptions
         .. p.GetValue(BackupAfter) is > 0 and var after ? new[] { "--backup-after", after.ToString(System.Globalization.CultureInfo.InvariantCulture) } : [],
     ];
 
+    /// <summary>--state-dir.</summary>
     public static readonly Option<string?> StateDir = Create<string?>("--state-dir", null, "Keep the scheduler's metadata here; restarted on the same port with the same directory, it resumes the job");
 
+    /// <summary>--max-frame-mb.</summary>
     public static readonly Option<int> MaxFrameMb = Create("--max-frame-mb", 512, "Largest frame accepted, in MiB");
 
+    /// <summary>--key-cache-mb.</summary>
     public static readonly Option<double> KeyCacheMb = Create("--key-cache-mb", 64.0, "Servers: MiB of key lists kept per worker connection for key caching (least recently used dropped first)");
 
+    /// <summary>--pull-filter-mb.</summary>
     public static readonly Option<double> PullFilterMb = Create("--pull-filter-mb", 256.0, "Servers: MiB of rows remembered per worker connection and table for pull filters");
 
     /// <summary>Server memory options given to a launcher, passed on to its servers.</summary>
@@ -111,5 +143,6 @@ public static class PsOptions
         return (long)(mib * (1 << 20));
     }
 
+    /// <summary>The transport options from --max-frame-mb.</summary>
     public static Transport.TransportOptions Transport(ParseResult p) => new() { MaxFrameBytes = checked(p.GetValue(MaxFrameMb) * (1 << 20)) };
 }

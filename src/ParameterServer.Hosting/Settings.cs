@@ -38,8 +38,10 @@ public static class Settings
         }
     }
 
+    /// <summary>The variable an option can be set by: --heartbeat-ms reads PS_HEARTBEAT_MS.</summary>
     public static string EnvironmentName(string option) => "PS_" + option.TrimStart('-').Replace('-', '_').ToUpperInvariant();
 
+    /// <summary>The option's value from the environment, else the config file, else <paramref name="fallback"/>; throws <see cref="ArgumentException"/> naming the source of a bad value.</summary>
     public static T Get<T>(string option, T fallback)
     {
         string env = EnvironmentName(option);

@@ -13,24 +13,18 @@ namespace ParameterServer.Bench;
 /// directory), a server (while more than --replication remain; a replacement joins the running job), or a worker (while more than one remains). At
 /// the end every counter must have grown by exactly the units done (plus at most the units dead workers held).
 /// </summary>
-internal static class ChaosBench
+public static class ChaosBench
 {
-    private static readonly Option<int> Duration = PsOptions.Create("--duration", 60, "Seconds of killing (the job is sized to run about this long)");
-    private static readonly Option<double> KillEvery = PsOptions.Create("--kill-every", 5.0, "Seconds between kills");
-    private static readonly Option<int> Seed = PsOptions.Create("--seed", 0, "Random seed for the victims (0: a new one each run)");
+    /// <summary>--duration.</summary>
+    public static readonly Option<int> Duration = PsOptions.Create("--duration", 60, "Seconds of killing (the job is sized to run about this long)");
+    /// <summary>--kill-every.</summary>
+    public static readonly Option<double> KillEvery = PsOptions.Create("--kill-every", 5.0, "Seconds between kills");
+    /// <summary>--seed.</summary>
+    public static readonly Option<int> Seed = PsOptions.Create("--seed", 0, "Random seed for the victims (0: a new one each run)");
     private const int PauseMs = 20;
 
-    public static Command Create()
-    {
-        var command = new Command("chaos", "Soak test: a job runs while random processes are killed (scheduler, servers, workers); the counters must stay exact")
-        {
-            LocalCluster.Servers, LocalCluster.Workers, PsOptions.Replication, Duration, KillEvery, Seed, PsOptions.Json,
-        };
-        command.SetAction((p, ct) => ExitCodes.Guard(() => RunAsync(p, ct)));
-        return command;
-    }
-
-    private static async Task<int> RunAsync(ParseResult p, CancellationToken ct)
+    /// <summary>`pserver bench chaos`: runs the counter while killing random nodes; exit code 1 when a counter is off.</summary>
+    public static async Task<int> RunAsync(ParseResult p, CancellationToken ct)
     {
         int servers = p.GetValue(LocalCluster.Servers);
         int workers = p.GetValue(LocalCluster.Workers);

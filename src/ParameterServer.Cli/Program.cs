@@ -1,5 +1,4 @@
 using System.CommandLine;
-using ParameterServer.Bench;
 using ParameterServer.Cli;
 using ParameterServer.Hosting;
 
@@ -26,7 +25,7 @@ var root = new RootCommand("pserver: ParameterServer.NET, a parameter server for
     TrainCommand.Create(),
     PredictCommand.Create(),
     DataCommand.Create(),
-    BenchCommand.Create(),
+    BenchCommands.Create(),
     CheckpointCommand.Create(),
 };
 root.Options.Add(PsOptions.Config);

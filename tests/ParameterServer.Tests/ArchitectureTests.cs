@@ -19,7 +19,7 @@ public partial class ArchitectureTests
         {
             Assert.Equal(["ParameterServer", "ParameterServer.Hosting"], ProjectReferences(app));
         }
-        Assert.Equal(["ParameterServer", "ParameterServer.Apps.LogReg", "ParameterServer.Hosting"], ProjectReferences(typeof(Bench.BenchCommand).Assembly));
+        Assert.Equal(["ParameterServer", "ParameterServer.Apps.LogReg", "ParameterServer.Hosting"], ProjectReferences(typeof(Bench.KvBench).Assembly));
     }
 
     /// <summary>No internals are opened to a shipped assembly: only the test projects, the test kit and the micro-benchmarks see them.</summary>
@@ -27,7 +27,7 @@ public partial class ArchitectureTests
     public void Internals_are_visible_to_test_assemblies_only()
     {
         string[] allowed = ["ParameterServer.Tests", "ParameterServer.IntegrationTests", "ParameterServer.Benchmarks", "ParameterServer.TestKit"];
-        foreach (var assembly in new[] { typeof(PsClient).Assembly, typeof(Hosting.AppRegistry).Assembly, typeof(Apps.Counter.CounterAppDefinition).Assembly, typeof(Apps.LogReg.LogRegAppDefinition).Assembly, typeof(Bench.BenchCommand).Assembly })
+        foreach (var assembly in new[] { typeof(PsClient).Assembly, typeof(Hosting.AppRegistry).Assembly, typeof(Apps.Counter.CounterAppDefinition).Assembly, typeof(Apps.LogReg.LogRegAppDefinition).Assembly, typeof(Bench.KvBench).Assembly })
         {
             foreach (var friend in assembly.GetCustomAttributes<System.Runtime.CompilerServices.InternalsVisibleToAttribute>())
             {

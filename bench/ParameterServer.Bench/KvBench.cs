@@ -12,42 +12,41 @@ namespace ParameterServer.Bench;
 /// loopback limit measured in the same run (and iperf3's, when it is installed). The measuring is done by
 /// <see cref="KvBenchApp"/> on the workers and <see cref="LoopbackLimit"/> in two hidden child commands.
 /// </summary>
-public static partial class BenchCommand
+public static partial class KvBench
 {
-    private static readonly Option<int> Servers = PsOptions.Create("--servers", 1, "Server processes to start");
-    private static readonly Option<int> Workers = PsOptions.Create("--workers", 1, "Worker processes to start");
-    private static readonly Option<string> Sizes = PsOptions.Create("--sizes", "4KB,64KB,1MB,16MB", "Value bytes per request (B, KB, MB; binary multiples)");
-    private static readonly Option<int> KeysPerRequest = PsOptions.Create("--keys-per-request", 1, "Keys each request's values are split over");
-    private static readonly Option<string> Windows = PsOptions.Create("--window", "1,8,32", "Requests each worker keeps in flight");
-    private static readonly Option<string> Ops = PsOptions.Create("--ops", "push,pull,pushpull", "Operations to measure for each size");
-    private static readonly Option<string> RttSizes = PsOptions.Create("--rtt-sizes", "4B,1KB", "Value sizes of the small-message round trips (one key, push-pull); empty to skip");
-    private static readonly Option<string> RttWindows = PsOptions.Create("--rtt-window", "1,32", "Round trips each worker keeps in flight");
-    private static readonly Option<double> Duration = PsOptions.Create("--duration", 2.0, "Measured seconds per case (each after a warm-up of a quarter of it, at most 0.5 s)");
-    private static readonly Option<int> Span = PsOptions.Create("--span", 0, "Loopback limit: bytes of the buffer the calls cycle through (0: one chunk)", hidden: true);
+    /// <summary>--servers.</summary>
+    public static readonly Option<int> Servers = PsOptions.Create("--servers", 1, "Server processes to start");
+    /// <summary>--workers.</summary>
+    public static readonly Option<int> Workers = PsOptions.Create("--workers", 1, "Worker processes to start");
+    /// <summary>--sizes.</summary>
+    public static readonly Option<string> Sizes = PsOptions.Create("--sizes", "4KB,64KB,1MB,16MB", "Value bytes per request (B, KB, MB; binary multiples)");
+    /// <summary>--keys-per-request.</summary>
+    public static readonly Option<int> KeysPerRequest = PsOptions.Create("--keys-per-request", 1, "Keys each request's values are split over");
+    /// <summary>--window.</summary>
+    public static readonly Option<string> Windows = PsOptions.Create("--window", "1,8,32", "Requests each worker keeps in flight");
+    /// <summary>--ops.</summary>
+    public static readonly Option<string> Ops = PsOptions.Create("--ops", "push,pull,pushpull", "Operations to measure for each size");
+    /// <summary>--rtt-sizes.</summary>
+    public static readonly Option<string> RttSizes = PsOptions.Create("--rtt-sizes", "4B,1KB", "Value sizes of the small-message round trips (one key, push-pull); empty to skip");
+    /// <summary>--rtt-window.</summary>
+    public static readonly Option<string> RttWindows = PsOptions.Create("--rtt-window", "1,32", "Round trips each worker keeps in flight");
+    /// <summary>--duration.</summary>
+    public static readonly Option<double> Duration = PsOptions.Create("--duration", 2.0, "Measured seconds per case (each after a warm-up of a quarter of it, at most 0.5 s)");
+    /// <summary>--span.</summary>
+    public static readonly Option<int> Span = PsOptions.Create("--span", 0, "Loopback limit: bytes of the buffer the calls cycle through (0: one chunk)", hidden: true);
 
     /// <summary>Values from this size on are also judged against the loopback limit over value-sized buffers (cold memory).</summary>
     private const int BufferLimitFromBytes = 4 << 20;
 
-    private static readonly Option<int> Chunk = PsOptions.Create("--chunk", LoopbackLimit.DefaultChunk, "Loopback limit: bytes per send and receive call", hidden: true);
-    private static readonly Option<int> SinkPort = PsOptions.Create("--port", 0, "Port to listen on", hidden: true);
-    private static readonly Option<string> Target = PsOptions.Create("--target", "127.0.0.1:0", "Where the sink listens", hidden: true);
+    /// <summary>--chunk.</summary>
+    public static readonly Option<int> Chunk = PsOptions.Create("--chunk", LoopbackLimit.DefaultChunk, "Loopback limit: bytes per send and receive call", hidden: true);
+    /// <summary>--port.</summary>
+    public static readonly Option<int> SinkPort = PsOptions.Create("--port", 0, "Port to listen on", hidden: true);
+    /// <summary>--target.</summary>
+    public static readonly Option<string> Target = PsOptions.Create("--target", "127.0.0.1:0", "Where the sink listens", hidden: true);
 
-    private static IEnumerable<Option> PlanOptions => [Sizes, KeysPerRequest, Windows, Ops, RttSizes, RttWindows, Duration];
-
-    /// <summary>`pserver bench` and its subcommands (kv, logreg, consistency, traffic, chaos, and the hidden children they start).</summary>
-    public static Command Create()
-    {
-        var command = new Command("bench", "Benchmarks: the data plane (kv), training throughput (logreg), consistency (the paper's Fig. 13)");
-        command.Subcommands.Add(BenchTraining.LogReg());
-        command.Subcommands.Add(BenchTraining.Consistency());
-        command.Subcommands.Add(BenchTraffic.Create());
-        command.Subcommands.Add(Kv());
-        command.Subcommands.Add(ChaosBench.Create());
-        command.Subcommands.Add(Worker());
-        command.Subcommands.Add(LoopbackSink());
-        command.Subcommands.Add(LoopbackSource());
-        return command;
-    }
+    /// <summary>The options `bench kv` passes on to its workers.</summary>
+    public static IEnumerable<Option> PlanOptions => [Sizes, KeysPerRequest, Windows, Ops, RttSizes, RttWindows, Duration];
 
     private static KvBenchPlan Plan(ParseResult p) => new()
     {
@@ -71,21 +70,8 @@ public static partial class BenchCommand
         Duration.Name, p.GetValue(Duration).ToString(CultureInfo.InvariantCulture),
     ];
 
-    private static Command Kv()
-    {
-        var command = new Command("kv", "Push / pull throughput and latency on a local cluster of real processes, against the raw loopback limit")
-        {
-            Servers, Workers, PsOptions.Json, PsOptions.VirtualNodes, PsOptions.Replication, PsOptions.HeartbeatMs, PsOptions.HeartbeatTimeoutMs, PsOptions.RequestTimeoutS, Chunk,
-        };
-        foreach (var option in PlanOptions)
-        {
-            command.Options.Add(option);
-        }
-        command.SetAction((p, ct) => ExitCodes.Guard(() => RunKvAsync(p, ct)));
-        return command;
-    }
-
-    private static async Task<int> RunKvAsync(ParseResult p, CancellationToken ct)
+    /// <summary>`pserver bench kv`: starts the cluster and the workers, measures the loopback limit, prints the results; returns the exit code.</summary>
+    public static async Task<int> RunAsync(ParseResult p, CancellationToken ct)
     {
         int servers = p.GetValue(Servers);
         int workers = p.GetValue(Workers);
@@ -224,56 +210,36 @@ public static partial class BenchCommand
         return gbps ?? throw new PsException(PsErrorCode.Internal, "the loopback sink reported no result");
     }
 
-    private static Command Worker()
+    /// <summary>`pserver bench worker` (hidden, started by `bench kv`): runs <see cref="KvBenchApp"/> on one worker.</summary>
+    public static async Task<int> RunWorkerAsync(ParseResult p, CancellationToken ct)
     {
-        var command = new Command("worker", "A benchmark worker (started by `bench kv`)") { Hidden = true };
-        command.Options.Add(PsOptions.Scheduler);
-        command.Options.Add(PsOptions.RequestTimeoutS);
-        foreach (var option in PlanOptions)
+        using var loggers = Logging.Create(p.GetValue(PsOptions.LogLevel)!);
+        var options = new WorkerOptions
         {
-            command.Options.Add(option);
-        }
-        command.SetAction((p, ct) => ExitCodes.Guard(async () =>
-        {
-            using var loggers = Logging.Create(p.GetValue(PsOptions.LogLevel)!);
-            var options = new WorkerOptions
-            {
-                Scheduler = p.GetValue(PsOptions.Scheduler)!,
-                RequestTimeout = TimeSpan.FromSeconds(p.GetValue(PsOptions.RequestTimeoutS)),
-            };
-            return await WorkerHost.RunAsync(options, new KvBenchApp(Plan(p)), loggers, Console.Out, json: true, cancellationToken: ct);
-        }));
-        return command;
+            Scheduler = p.GetValue(PsOptions.Scheduler)!,
+            RequestTimeout = TimeSpan.FromSeconds(p.GetValue(PsOptions.RequestTimeoutS)),
+        };
+        return await WorkerHost.RunAsync(options, new KvBenchApp(Plan(p)), loggers, Console.Out, json: true, cancellationToken: ct);
     }
 
-    private static Command LoopbackSink()
+    /// <summary>`pserver bench loopback-sink` (hidden): reads one TCP stream to its end, then prints the bytes and seconds.</summary>
+    public static int RunLoopbackSink(ParseResult p)
     {
-        var command = new Command("loopback-sink", "Reads one TCP stream to its end as fast as possible (started by `bench kv`)") { SinkPort, Chunk, Span };
-        command.Hidden = true;
-        command.SetAction(p =>
-        {
-            using var listener = LoopbackLimit.Listen(p.GetValue(SinkPort));
-            Console.Out.WriteLine($"loopback sink listening on {((System.Net.IPEndPoint)listener.LocalEndPoint!).Port}");
-            Console.Out.Flush();
-            var (bytes, seconds) = LoopbackLimit.RunSink(listener, p.GetValue(Chunk), p.GetValue(Span));
-            Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{{\"loopback_bytes\":{bytes},\"seconds\":{seconds}}}"));
-            return ExitCodes.Ok;
-        });
-        return command;
+        using var listener = LoopbackLimit.Listen(p.GetValue(SinkPort));
+        Console.Out.WriteLine($"loopback sink listening on {((System.Net.IPEndPoint)listener.LocalEndPoint!).Port}");
+        Console.Out.Flush();
+        var (bytes, seconds) = LoopbackLimit.RunSink(listener, p.GetValue(Chunk), p.GetValue(Span));
+        Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{{\"loopback_bytes\":{bytes},\"seconds\":{seconds}}}"));
+        return ExitCodes.Ok;
     }
 
-    private static Command LoopbackSource()
+    /// <summary>`pserver bench loopback-source` (hidden): writes one TCP stream for --duration seconds.</summary>
+    public static int RunLoopbackSource(ParseResult p)
     {
-        var command = new Command("loopback-source", "Writes one TCP stream as fast as possible (started by `bench kv`)") { Target, Duration, Chunk, Span };
-        command.Hidden = true;
-        command.SetAction(p =>
-        {
-            string target = p.GetValue(Target)!;
-            int colon = target.LastIndexOf(':');
-            LoopbackLimit.RunSource(target[..colon], int.Parse(target[(colon + 1)..], CultureInfo.InvariantCulture), p.GetValue(Duration), p.GetValue(Chunk), p.GetValue(Span));
-            return ExitCodes.Ok;
-        });
-        return command;
+        string target = p.GetValue(Target)!;
+        int colon = target.LastIndexOf(':');
+        LoopbackLimit.RunSource(target[..colon], int.Parse(target[(colon + 1)..], CultureInfo.InvariantCulture), p.GetValue(Duration), p.GetValue(Chunk), p.GetValue(Span));
+        return ExitCodes.Ok;
     }
 
     [GeneratedRegex(@"^loopback sink listening on (\d+)$")]

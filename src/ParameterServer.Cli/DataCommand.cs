@@ -1,5 +1,5 @@
 using System.CommandLine;
-using ParameterServer.Apps.Data;
+using ParameterServer.Apps.LogReg.Data;
 using ParameterServer.Hosting;
 
 namespace ParameterServer.Cli;
@@ -9,12 +9,12 @@ internal static class DataCommand
 {
     public static Command Create()
     {
-        var rows = Options.Create("--rows", 1_000_000L, "Rows to generate");
-        var features = Options.Create("--features", 1_000_000, "Distinct feature ids (1..F)");
-        var zipf = Options.Create("--zipf", 1.1, "Power-law exponent of feature frequencies");
-        var perRow = Options.Create("--per-row", 20, "Nonzero features per row on average");
-        var seed = Options.Create("--seed", 1, "Seed of the true weights and the rows");
-        var output = Options.Create<string?>("--out", null, "Output file (the true weights go to OUT.weights)");
+        var rows = PsOptions.Create("--rows", 1_000_000L, "Rows to generate");
+        var features = PsOptions.Create("--features", 1_000_000, "Distinct feature ids (1..F)");
+        var zipf = PsOptions.Create("--zipf", 1.1, "Power-law exponent of feature frequencies");
+        var perRow = PsOptions.Create("--per-row", 20, "Nonzero features per row on average");
+        var seed = PsOptions.Create("--seed", 1, "Seed of the true weights and the rows");
+        var output = PsOptions.Create<string?>("--out", null, "Output file (the true weights go to OUT.weights)");
         var gen = new Command("gen-sparse", "Generate sparse LIBSVM data with power-law feature frequencies and known true weights")
         {
             rows, features, zipf, perRow, seed, output,

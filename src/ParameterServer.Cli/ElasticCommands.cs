@@ -1,5 +1,6 @@
 using System.CommandLine;
-using ParameterServer.Core.Cluster;
+using ParameterServer.Client;
+using ParameterServer.Hosting;
 
 namespace ParameterServer.Cli;
 
@@ -11,11 +12,11 @@ internal static class ElasticCommands
         var node = new Option<int>("--node") { Description = "Id of the server or worker to drain (pserver status lists them)", Required = true };
         var command = new Command("drain", "Let a server or worker leave a running job gracefully: a server's key ranges move to the others first, a worker hands its remaining work units back")
         {
-            Options.Scheduler, node,
+            PsOptions.Scheduler, node,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
-            string answer = await ControlChannel.DrainAsync(p.GetValue(Options.Scheduler)!, p.GetValue(node), ct);
+            string answer = await ClusterAdmin.DrainAsync(p.GetValue(PsOptions.Scheduler)!, p.GetValue(node), ct);
             Console.Out.WriteLine(answer);
             return ExitCodes.Ok;
         }));
@@ -24,14 +25,14 @@ internal static class ElasticCommands
 
     public static Command Rebalance()
     {
-        var dryRun = Options.Create("--dry-run", false, "Only say what would move");
+        var dryRun = PsOptions.Create("--dry-run", false, "Only say what would move");
         var command = new Command("rebalance", "Even out the servers' shares of the key space by moving virtual nodes from the most loaded to the least loaded servers")
         {
-            Options.Scheduler, dryRun,
+            PsOptions.Scheduler, dryRun,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
-            string answer = await ControlChannel.RebalanceAsync(p.GetValue(Options.Scheduler)!, p.GetValue(dryRun), ct);
+            string answer = await ClusterAdmin.RebalanceAsync(p.GetValue(PsOptions.Scheduler)!, p.GetValue(dryRun), ct);
             Console.Out.WriteLine(answer);
             return ExitCodes.Ok;
         }));

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using ParameterServer.Cli;
+using ParameterServer.Hosting;
 
 try
 {
@@ -17,18 +18,18 @@ var root = new RootCommand("pserver: ParameterServer.NET, a parameter server for
     NodeCommands.Scheduler(),
     NodeCommands.Server(),
     NodeCommands.Worker(),
-    LocalCluster.Command(),
+    LocalCommand.Create(),
     StatusCommand.Create(),
     ElasticCommands.Drain(),
     ElasticCommands.Rebalance(),
     TrainCommand.Create(),
     PredictCommand.Create(),
     DataCommand.Create(),
-    BenchCommand.Create(),
+    BenchCommands.Create(),
     CheckpointCommand.Create(),
 };
-root.Options.Add(Options.Config);
-root.Options.Add(Options.LogLevel);
-Options.Config.Recursive = true;
-Options.LogLevel.Recursive = true;
+root.Options.Add(PsOptions.Config);
+root.Options.Add(PsOptions.LogLevel);
+PsOptions.Config.Recursive = true;
+PsOptions.LogLevel.Recursive = true;
 return await root.Parse(args).InvokeAsync();

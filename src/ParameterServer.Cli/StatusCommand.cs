@@ -1,7 +1,6 @@
 using System.CommandLine;
-using System.Globalization;
-using System.Text.Json;
-using ParameterServer.Core.Cluster;
+using ParameterServer.Client;
+using ParameterServer.Hosting;
 
 namespace ParameterServer.Cli;
 
@@ -10,127 +9,21 @@ internal static class StatusCommand
 {
     public static Command Create()
     {
-        var command = new Command("status", "Show the nodes, their liveness and the key ranges of a running job") { Options.Scheduler, Options.Json };
+        var command = new Command("status", "Show the nodes, their liveness and the key ranges of a running job") { PsOptions.Scheduler, PsOptions.Json };
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
-            string address = p.GetValue(Options.Scheduler)!;
-            var (view, migrations, traffic) = await ControlChannel.FetchStatusAsync(address, TimeSpan.FromSeconds(10), ct);
-            var ranges = Ranges(view);
-            var shares = view.Ring.Shares();
-            if (p.GetValue(Options.Json))
+            var status = await ClusterAdmin.StatusAsync(p.GetValue(PsOptions.Scheduler)!, TimeSpan.FromSeconds(10), ct);
+            if (p.GetValue(PsOptions.Json))
             {
-                Console.Out.WriteLine(JsonSerializer.Serialize(new
-                {
-                    view = view.Number,
-                    ready = view.Ready,
-                    nodes = view.Nodes.Select(n => new
-                    {
-                        id = n.Id, role = n.Role.ToString().ToLowerInvariant(), rank = n.Rank, address = n.Address, alive = n.Alive, state = State(view, n),
-                        virtual_nodes = n.Role == NodeRole.Server && n.Alive ? view.PointsOf(n) : 0,
-                        target_virtual_nodes = n.Role == NodeRole.Server && n.Alive ? view.TargetPointsOf(n) : 0,
-                        ring_share = shares.GetValueOrDefault(n.Id),
-                    }),
-                    replication = new { factor = view.Replication, copies = view.Copies, healthy = view.Copies >= view.Replication },
-                    migrating = view.InTransition,
-                    moving_fraction = view.MovedRingFraction(),
-                    migrations,
-                    bytes_sent = traffic.Values.Sum(t => t.BytesSent),
-                    bytes_received = traffic.Values.Sum(t => t.BytesReceived),
-                    traffic = traffic.OrderBy(t => t.Key).ToDictionary(t => t.Key.ToString(CultureInfo.InvariantCulture), t => t.Value.ToJson()),
-                    ranges = ranges.Select(r => new { server = r.Server, chain = r.Chain, start = Hex(r.Start), end = Hex(r.End) }),
-                    tables = view.Tables.Select(t => new { id = t.Id, name = t.Name, width = t.Width, handler = t.Handler, mode = t.Mode.ToString().ToLowerInvariant(), dense_size = t.DenseSize }),
-                }));
+                Console.Out.WriteLine(status.ToJson());
                 return ExitCodes.Ok;
             }
-            Console.Out.WriteLine($"view {view.Number} ({(view.Ready ? "running" : $"starting: waiting for {view.ExpectedServers} servers and {view.ExpectedWorkers} workers")})");
-            Console.Out.WriteLine($"{"id",4}  {"role",-9}  {"rank",4}  {"address",-22}  state");
-            foreach (var n in view.Nodes)
+            foreach (string line in status.ToText())
             {
-                Console.Out.WriteLine($"{n.Id,4}  {n.Role.ToString().ToLowerInvariant(),-9}  {n.Rank,4}  {n.Address,-22}  {State(view, n)}");
-            }
-            foreach (string line in migrations)
-            {
-                Console.Out.WriteLine($"migration {line}");
-            }
-            Console.Out.WriteLine($"key space: {ranges.Count} ranges on the consistent-hash ring ({view.VirtualNodes} virtual nodes per server)");
-            Console.Out.WriteLine(view.Copies >= view.Replication
-                ? $"replication: {view.Replication} copies of every range (primary + ring successors), healthy"
-                : $"replication: DEGRADED, {view.Copies} copies of every range where {view.Replication} were asked: only {view.Ring.Servers} servers own ranges");
-            foreach (var server in view.Servers)
-            {
-                double primary = ranges.Where(r => r.Server == server.Id).Sum(r => (double)(r.End - r.Start + 1)) / Math.Pow(2, 64);
-                double replica = ranges.Where(r => r.Server != server.Id && r.Chain.Contains(server.Id)).Sum(r => (double)(r.End - r.Start + 1)) / Math.Pow(2, 64);
-                string moving = view.PointsOf(server) == view.TargetPointsOf(server) ? "" : $", moving to {view.TargetPointsOf(server)} virtual nodes";
-                Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"  server {server.Id}: {view.PointsOf(server)} virtual nodes{moving}; primary for {ranges.Count(r => r.Server == server.Id)} ranges, {primary:P1} of the ring; replica for {replica:P1}"));
-            }
-            foreach (var t in view.Tables)
-            {
-                Console.Out.WriteLine($"table {t.Id}: {t.Describe()}");
-            }
-            foreach (var (id, counts) in traffic.OrderBy(t => t.Key))
-            {
-                var node = view.Nodes.FirstOrDefault(n => n.Id == id);
-                string types = string.Join(", ", counts.Types().OrderByDescending(t => t.BytesOut).Take(4).Where(t => t.BytesOut > 0)
-                    .Select(t => $"{t.Type} {Megabytes(t.BytesOut)}"));
-                Console.Out.WriteLine($"traffic of {node?.Describe() ?? $"node {id}"}: sent {Megabytes(counts.BytesSent)}, received {Megabytes(counts.BytesReceived)}{(types.Length > 0 ? $" (sent: {types})" : "")}");
+                Console.Out.WriteLine(line);
             }
             return ExitCodes.Ok;
         }));
         return command;
     }
-
-    /// <summary>
-    /// The ring as inclusive [start, end] ranges of hashed positions, each with its chain (primary first, then the
-    /// replicas); adjacent arcs with the same chain are merged.
-    /// </summary>
-    internal static List<(ulong Start, ulong End, int Server, int[] Chain)> Ranges(ClusterView view)
-    {
-        var ranges = new List<(ulong Start, ulong End, int Server, int[] Chain)>();
-        if (view.Ring.IsEmpty)
-        {
-            return ranges;
-        }
-        var arcs = view.Ring.Arcs().ToList();
-        // Arcs()[0] wraps around zero: split it into [0, end] and [start + 1, max].
-        var (wrapStart, wrapEnd, wrapServer) = arcs[0];
-        var linear = new List<(ulong Start, ulong End, int Server)> { (0, wrapEnd, wrapServer) };
-        linear.AddRange(arcs.Skip(1).Select(a => (a.StartExclusive + 1, a.EndInclusive, a.Server)));
-        if (wrapStart != ulong.MaxValue)
-        {
-            linear.Add((wrapStart + 1, ulong.MaxValue, wrapServer));
-        }
-        var chain = new int[Math.Max(1, view.Copies)];
-        foreach (var r in linear)
-        {
-            int[] members = chain[..view.Ring.ChainOf(r.End, chain)];
-            if (ranges.Count > 0 && ranges[^1].Chain.SequenceEqual(members) && ranges[^1].End + 1 == r.Start)
-            {
-                ranges[^1] = (ranges[^1].Start, r.End, r.Server, ranges[^1].Chain);
-            }
-            else
-            {
-                ranges.Add((r.Start, r.End, r.Server, members));
-            }
-        }
-        return ranges;
-    }
-
-    /// <summary>A node's state in words: alive, joining, draining, left (drained), dead.</summary>
-    internal static string State(ClusterView view, NodeInfo n)
-    {
-        if (!n.Alive)
-        {
-            return n.Left ? "left (drained)" : "dead";
-        }
-        if (n.Role == NodeRole.Server && view.PointsOf(n) != view.TargetPointsOf(n))
-        {
-            return view.PointsOf(n) == 0 ? "joining (copying its ranges)" : view.TargetPointsOf(n) == 0 ? "draining (its ranges move)" : "rebalancing";
-        }
-        return n.Joined ? "alive (joined)" : "alive";
-    }
-
-    private static string Hex(ulong value) => "0x" + value.ToString("x16", CultureInfo.InvariantCulture);
-
-    private static string Megabytes(long bytes) => string.Create(CultureInfo.InvariantCulture, $"{bytes / 1e6:0.###} MB");
 }

@@ -85,7 +85,8 @@ public sealed record TableSpec
     /// </summary>
     public string PullFilter { get; init; } = "none";
 
-    internal void Validate()
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first bad field: a compression stage, a built-in pull filter, the block sizes, an empty handler.</summary>
+    public void Validate()
     {
         CodecSpec.Parse(Compression); // throws naming the bad stage
         if (Extensions.PullFilters.IsBuiltIn(PullFilter))

@@ -51,7 +51,7 @@ public sealed class CheckpointTests : IDisposable
     [Fact]
     public async Task After_a_kill_of_every_process_the_job_restores_exactly_the_last_complete_checkpoint()
     {
-        using (var job = await FailoverTests.Job.StartAsync(3, 2, 2, ["--checkpoint-dir", _root, "--checkpoint-every", "0.3"],
+        using (var job = await ProcessCluster.StartAsync(3, 2, 2, ["--checkpoint-dir", _root, "--checkpoint-every", "0.3"],
             "--app", "counter", "--json", "--keys", "2000", "--rounds", "400", "--pause-ms", "10"))
         {
             await job.WaitUntilPushingAsync();

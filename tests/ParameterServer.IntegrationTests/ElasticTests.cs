@@ -13,7 +13,7 @@ public class ElasticTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(120);
 
-    private static async Task<JsonElement> StatusAsync(FailoverTests.Job job)
+    private static async Task<JsonElement> StatusAsync(ProcessCluster job)
     {
         using var status = await Pserver.RunAsync(Limit, "status", "--scheduler", job.Address, "--json");
         Assert.True(status.ExitCode == 0, status.Describe() + "\n=== the job:\n" + job.Describe());
@@ -24,7 +24,7 @@ public class ElasticTests(ITestOutputHelper output)
         status.GetProperty("nodes").EnumerateArray().Where(n => n.GetProperty("role").GetString() == role && n.GetProperty("alive").GetBoolean());
 
     /// <summary>Polls the status until <paramref name="done"/> holds and no migration is in progress; returns the time it took.</summary>
-    private static async Task<(JsonElement Status, double Ms)> WaitForAsync(FailoverTests.Job job, Func<JsonElement, bool> done, string what)
+    private static async Task<(JsonElement Status, double Ms)> WaitForAsync(ProcessCluster job, Func<JsonElement, bool> done, string what)
     {
         var watch = System.Diagnostics.Stopwatch.StartNew();
         JsonElement? last = null;
@@ -49,7 +49,7 @@ public class ElasticTests(ITestOutputHelper output)
         throw new Xunit.Sdk.XunitException($"waited {watch.Elapsed} for {what}; last status: {last}\n{job.Describe()}");
     }
 
-    private static async Task<string> DrainAsync(FailoverTests.Job job, int node)
+    private static async Task<string> DrainAsync(ProcessCluster job, int node)
     {
         using var drain = await Pserver.RunAsync(Limit, "drain", "--scheduler", job.Address, "--node", node.ToString(CultureInfo.InvariantCulture));
         Assert.True(drain.ExitCode == 0, drain.Describe());
@@ -59,7 +59,7 @@ public class ElasticTests(ITestOutputHelper output)
     private static int IdOf(Pserver node, string pattern) =>
         int.Parse(System.Text.RegularExpressions.Regex.Match(node.Stderr, pattern).Groups[1].Value, CultureInfo.InvariantCulture);
 
-    private static JsonElement Summary(Pserver worker, FailoverTests.Job job)
+    private static JsonElement Summary(Pserver worker, ProcessCluster job)
     {
         var line = worker.StdoutLines.LastOrDefault(l => l.StartsWith("{\"app\"", StringComparison.Ordinal))
             ?? throw new Xunit.Sdk.XunitException($"no summary line\n{job.Describe()}");
@@ -73,7 +73,7 @@ public class ElasticTests(ITestOutputHelper output)
     {
         const int units = 2000;
         string[] app = ["--app", "counter", "--json", "--keys", "2000", "--width", "2", "--work-units", units.ToString(CultureInfo.InvariantCulture), "--pause-ms", "15"];
-        using var job = await FailoverTests.Job.StartAsync(2, 2, replication, app);
+        using var job = await ProcessCluster.StartAsync(2, 2, replication, app);
         await job.WaitUntilPushingAsync();
         var drainedServer = job.Servers[0]; // node ids are in the processes' logs
         int drainedServerId = IdOf(drainedServer, @"Server (\d+) listening");
@@ -135,7 +135,7 @@ public class ElasticTests(ITestOutputHelper output)
         // No pause and several pushes in flight per worker: the switch to a new owner always finds some on their way.
         const int rounds = 2500;
         // 16 virtual nodes per server leave the ring shares uneven enough for `pserver rebalance` to move some.
-        using var job = await FailoverTests.Job.StartAsync(2, 2, replication, ["--virtual-nodes", "16"], "--app", "counter", "--json", "--keys", "1000", "--rounds", rounds.ToString(CultureInfo.InvariantCulture),
+        using var job = await ProcessCluster.StartAsync(2, 2, replication, ["--virtual-nodes", "16"], "--app", "counter", "--json", "--keys", "1000", "--rounds", rounds.ToString(CultureInfo.InvariantCulture),
             "--pause-ms", "1", "--mode", mode, "--consistency", consistency);
         await job.WaitUntilPushingAsync();
         job.Servers.Add(Pserver.Start("server", "--scheduler", job.Address, "--join"));
@@ -169,7 +169,7 @@ public class ElasticTests(ITestOutputHelper output)
     [Fact]
     public async Task Logistic_regression_on_a9a_with_a_server_added_mid_training_reaches_the_same_accuracy()
     {
-        using var job = await FailoverTests.Job.StartAsync(2, 2, 1, "--app", "logreg", "--data", SharedData.A9a, "--test", SharedData.A9aTest, "--json");
+        using var job = await ProcessCluster.StartAsync(2, 2, 1, "--app", "logreg", "--data", SharedData.A9a, "--test", SharedData.A9aTest, "--json");
         // Rank 0 prints a line per epoch: add the server once training is under way.
         await Task.WhenAny(job.Workers.Select(w => w.WaitForLineAsync(l => l.Contains("\"epoch\":1,", StringComparison.Ordinal), Limit)));
         job.Servers.Add(Pserver.Start("server", "--scheduler", job.Address, "--join"));
@@ -194,7 +194,7 @@ public class ElasticTests(ITestOutputHelper output)
     public async Task Logistic_regression_with_every_traffic_option_survives_a_server_killed_mid_training()
     {
         // Key caches and pull filters live per connection: the survivors' answers to new pulls must still be whole.
-        using var job = await FailoverTests.Job.StartAsync(3, 2, 2, "--app", "logreg", "--data", SharedData.A9a, "--test", SharedData.A9aTest, "--json",
+        using var job = await ProcessCluster.StartAsync(3, 2, 2, "--app", "logreg", "--data", SharedData.A9a, "--test", SharedData.A9aTest, "--json",
             "--key-cache", "--compress", "zero+fp16", "--filter", "kkt", "--pull-filter", "sigmod:0.01");
         await Task.WhenAny(job.Workers.Select(w => w.WaitForLineAsync(l => l.Contains("\"epoch\":1,", StringComparison.Ordinal), Limit)));
         job.Servers[1].Process.Kill();
@@ -228,7 +228,7 @@ public class ElasticTests(ITestOutputHelper output)
             waiting.Dispose();
         }
 
-        using var job = await FailoverTests.Job.StartAsync(1, 1, 1, "--app", "counter", "--rounds", "2500", "--pause-ms", "2");
+        using var job = await ProcessCluster.StartAsync(1, 1, 1, "--app", "counter", "--rounds", "2500", "--pause-ms", "2");
         await job.WaitUntilPushingAsync();
         async Task<string> Refusal(params string[] arguments)
         {
@@ -253,7 +253,7 @@ public class ElasticTests(ITestOutputHelper output)
         try
         {
             const int units = 600;
-            using var job = await FailoverTests.Job.StartAsync(2, 2, 1, ["--state-dir", state],
+            using var job = await ProcessCluster.StartAsync(2, 2, 1, ["--state-dir", state],
                 "--app", "counter", "--json", "--keys", "20000", "--work-units", units.ToString(CultureInfo.InvariantCulture), "--pause-ms", "15");
             string port = job.Address[(job.Address.LastIndexOf(':') + 1)..];
             await job.WaitUntilPushingAsync();

@@ -12,62 +12,7 @@ public class FailoverTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(120);
 
-    internal sealed class Job : IDisposable
-    {
-        public required Pserver Scheduler { get; init; }
-
-        public required string Address { get; init; }
-
-        public List<Pserver> Servers { get; } = new();
-
-        public List<Pserver> Workers { get; } = new();
-
-        public static Task<Job> StartAsync(int servers, int workers, int replication, params string[] workerArguments) =>
-            StartAsync(servers, workers, replication, [], workerArguments);
-
-        public static async Task<Job> StartAsync(int servers, int workers, int replication, string[] schedulerArguments, params string[] workerArguments)
-        {
-            var scheduler = Pserver.Start(["scheduler", "--port", "0", "--servers", servers.ToString(), "--workers", workers.ToString(),
-                "--replication", replication.ToString(), .. schedulerArguments]);
-            string line = await scheduler.WaitForLineAsync(l => l.StartsWith("scheduler listening on ", StringComparison.Ordinal), Limit);
-            var job = new Job { Scheduler = scheduler, Address = line["scheduler listening on ".Length..] };
-            for (int i = 0; i < servers; i++)
-            {
-                job.Servers.Add(Pserver.Start("server", "--scheduler", job.Address));
-            }
-            for (int i = 0; i < workers; i++)
-            {
-                job.Workers.Add(Pserver.Start(["worker", "--scheduler", job.Address, .. workerArguments]));
-            }
-            return job;
-        }
-
-        /// <summary>Waits until every worker has started its pushes (the app logs its plan first).</summary>
-        public async Task WaitUntilPushingAsync()
-        {
-            var deadline = DateTime.UtcNow + Limit;
-            while (!Workers.All(w => w.Stderr.Contains("Counter on rank", StringComparison.Ordinal) || w.Stdout.Contains("Counter on rank", StringComparison.Ordinal)))
-            {
-                if (DateTime.UtcNow > deadline || Workers.Any(w => w.Process.HasExited))
-                {
-                    throw new Xunit.Sdk.XunitException($"the workers did not start pushing:\n{string.Join("\n---\n", Workers.Select(w => w.Describe()))}");
-                }
-                await Task.Delay(10);
-            }
-        }
-
-        public string Describe() => string.Join("\n======\n", new[] { Scheduler }.Concat(Servers).Concat(Workers).Select(p => p.Describe()));
-
-        public void Dispose()
-        {
-            foreach (var p in Workers.Concat(Servers).Append(Scheduler))
-            {
-                p.Dispose();
-            }
-        }
-    }
-
-    private static JsonElement Summary(Pserver worker, Job job)
+    private static JsonElement Summary(Pserver worker, ProcessCluster job)
     {
         var line = worker.StdoutLines.LastOrDefault(l => l.StartsWith("{\"app\"", StringComparison.Ordinal))
             ?? throw new Xunit.Sdk.XunitException($"no summary line\n{job.Describe()}");
@@ -84,7 +29,7 @@ public class FailoverTests(ITestOutputHelper output)
     public async Task Servers_killed_during_pushes_lose_nothing_and_apply_nothing_twice(int servers, int victim, int killAfterMs, int secondVictim, int secondKillAfterMs)
     {
         string rounds = secondVictim < 0 ? "200" : "400";
-        using var job = await Job.StartAsync(servers, 2, 2, "--app", "counter", "--json", "--keys", "3000", "--width", "4", "--rounds", rounds, "--pause-ms", "8");
+        using var job = await ProcessCluster.StartAsync(servers, 2, 2, "--app", "counter", "--json", "--keys", "3000", "--width", "4", "--rounds", rounds, "--pause-ms", "8");
         await job.WaitUntilPushingAsync();
         await Task.Delay(killAfterMs);
         var killedAt = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
@@ -132,7 +77,7 @@ public class FailoverTests(ITestOutputHelper output)
     public async Task A_server_killed_during_sync_rounds_loses_nothing_and_applies_nothing_twice(string consistency, int killAfterMs)
     {
         // Rank 1 is slow, so rank 0 always has pushes waiting for their round: the kill always leaves some to resend.
-        using var job = await Job.StartAsync(3, 2, 2, "--app", "counter", "--json", "--keys", "2000", "--width", "2", "--rounds", "150", "--pause-ms", "8",
+        using var job = await ProcessCluster.StartAsync(3, 2, 2, "--app", "counter", "--json", "--keys", "2000", "--width", "2", "--rounds", "150", "--pause-ms", "8",
             "--slow-rank", "1", "--mode", "sync", "--consistency", consistency);
         await job.WaitUntilPushingAsync();
         await Task.Delay(killAfterMs);

@@ -14,7 +14,7 @@ public sealed class SchedulerRestartTests : IDisposable
     [Fact]
     public async Task A_restarted_scheduler_resumes_the_job_and_every_unit_is_counted_once()
     {
-        using var job = await FailoverTests.Job.StartAsync(2, 2, 2, ["--state-dir", _state],
+        using var job = await ProcessCluster.StartAsync(2, 2, 2, ["--state-dir", _state],
             "--app", "counter", "--json", "--keys", "300", "--work-units", "120", "--pause-ms", "40");
         string port = job.Address[(job.Address.LastIndexOf(':') + 1)..];
         await job.WaitUntilPushingAsync();

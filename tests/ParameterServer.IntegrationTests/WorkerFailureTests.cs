@@ -14,7 +14,7 @@ public class WorkerFailureTests
     public async Task A_dead_workers_unit_is_redone_or_dropped_and_the_totals_are_exact(string policy, int completions, int reassigned, int dropped)
     {
         // Rank 1 "computes" for 20 s on its first unit: it is killed while holding it, before pushing anything.
-        using var job = await FailoverTests.Job.StartAsync(2, 3, 2, ["--on-worker-failure", policy],
+        using var job = await ProcessCluster.StartAsync(2, 3, 2, ["--on-worker-failure", policy],
             "--app", "counter", "--json", "--keys", "500", "--work-units", "40", "--pause-ms", "20000", "--slow-rank", "1");
         await job.WaitUntilPushingAsync();
         var victim = job.Workers.Single(w => w.Stderr.Contains("Counter on rank 1", StringComparison.Ordinal));

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using ParameterServer.Apps.Bench;
+using ParameterServer.Bench;
 
 namespace ParameterServer.Tests;
 

@@ -2,7 +2,7 @@ using System.IO.Compression;
 using System.Text;
 using FsCheck;
 using FsCheck.Fluent;
-using ParameterServer.Apps.Data;
+using ParameterServer.Apps.LogReg.Data;
 
 namespace ParameterServer.Tests;
 

@@ -1,5 +1,5 @@
-using ParameterServer.Apps.Data;
-using ParameterServer.Apps.LogisticRegression;
+using ParameterServer.Apps.LogReg.Data;
+using ParameterServer.Apps.LogReg;
 
 namespace ParameterServer.Tests;
 

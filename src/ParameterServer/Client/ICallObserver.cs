@@ -5,9 +5,11 @@ namespace ParameterServer.Client;
 /// has its timestamp (after any bounded-delay wait), <see cref="OnCompleted"/> on whichever thread completes it.
 /// Both must be quick and must not call back into the client.
 /// </summary>
-internal interface ICallObserver
+public interface ICallObserver
 {
+    /// <summary>A call got its timestamp (the value its Push/Pull returned).</summary>
     void OnIssued(long timestamp);
 
+    /// <summary>The call with this timestamp completed; <paramref name="error"/> is null on success.</summary>
     void OnCompleted(long timestamp, PsException? error);
 }

@@ -40,4 +40,4 @@ public sealed class WorkerOptions
 }
 
 /// <summary>The job's work queue, as a worker last saw it: units done, dropped, reassigned, backed up, and every completion reported.</summary>
-internal readonly record struct WorkProgress(int Completed, int Dropped, int Reassigned, int Backups, int Completions);
+public readonly record struct WorkProgress(int Completed, int Dropped, int Reassigned, int Backups, int Completions);

@@ -1,6 +1,7 @@
 namespace ParameterServer.Core.Cluster;
 
-internal static class Hashing
+/// <summary>The 64-bit mix the ring hashes keys with; apps may use it to hash feature ids into keys.</summary>
+public static class Hashing
 {
     /// <summary>splitmix64's finalizer: a bijective 64-bit mix, so distinct keys stay distinct and consecutive ones scatter.</summary>
     public static ulong Mix64(ulong x)

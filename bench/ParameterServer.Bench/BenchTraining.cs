@@ -1,0 +1,207 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using ParameterServer.Apps.LogReg.Data;
+using ParameterServer.Apps.LogReg;
+using ParameterServer.Client;
+
+using ParameterServer.Hosting;
+
+namespace ParameterServer.Bench;
+
+/// <summary>Training benchmarks: `pserver bench logreg` (throughput vs a single-process baseline) and `pserver bench consistency` (the paper's Fig. 13).</summary>
+public static class BenchTraining
+{
+    /// <summary>--repeat.</summary>
+    public static readonly Option<int> Repeat = PsOptions.Create("--repeat", 30, "Concatenate the data this many times, so an epoch is long enough to be steady");
+
+    /// <summary>`pserver bench logreg`: training throughput against the single-process baseline; returns the exit code.</summary>
+    public static async Task<int> RunLogRegAsync(ParseResult p, CancellationToken ct)
+    {
+        string data = p.GetValue(LogRegAppDefinition.Data) ?? throw new ArgumentException("bench logreg needs --data FILE (e.g. ../shared/data/a9a/a9a)");
+        int epochs = Math.Max(2, p.GetResult(LogRegAppDefinition.Epochs) is { Implicit: false } ? p.GetValue(LogRegAppDefinition.Epochs) : 3);
+        int batch = p.GetResult(LogRegAppDefinition.Batch) is { Implicit: false } ? p.GetValue(LogRegAppDefinition.Batch) : 1000;
+        var options = new LogRegOptions { Data = data, Batch = batch, Epochs = epochs, Optimizer = p.GetValue(LogRegAppDefinition.Optimizer)!, Consistency = Client.Consistency.Parse(p.GetValue(PsOptions.Consistency)!) };
+        options.Validate();
+        string file = RepeatFile(data, p.GetValue(Repeat));
+        try
+        {
+            // The baseline: the same trainer and the same store and handler the servers use, in this process.
+            var rates = LogRegBaseline.Measure(options, file, ct);
+            double baseline = SteadyState(rates);
+
+            var job = new LocalJobSpec
+            {
+                Servers = 1,
+                Workers = 1,
+                LogLevel = "warning",
+                ResultsOnly = true,
+                ShowProgress = false,
+                Echo = false,
+                WorkerArguments = ["--json", "--app", "logreg", "--data", file, "--epochs", LocalJob.Inv(epochs), "--batch", LocalJob.Inv(batch),
+                    "--optimizer", options.Optimizer, "--consistency", options.Consistency.ToString()],
+            };
+            var clusterRates = (await EpochsAsync(job, "the 1x1 cluster", ct)).Select(e => e.GetProperty("examples_per_sec").GetDouble()).ToList();
+            double cluster = SteadyState(clusterRates);
+            long rows = LibSvmReader.CountRows(file, 0, 1, new LibSvmOptions());
+            if (p.GetValue(PsOptions.Json))
+            {
+                Console.Out.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+                {
+                    ["bench"] = "logreg",
+                    ["rows_per_epoch"] = rows,
+                    ["epochs"] = epochs,
+                    ["batch"] = batch,
+                    ["baseline_examples_per_sec"] = Math.Round(baseline),
+                    ["cluster_examples_per_sec"] = Math.Round(cluster),
+                    ["ratio"] = Math.Round(cluster / baseline, 3),
+                }));
+            }
+            else
+            {
+                Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"logreg on {rows:N0} rows x {epochs} epochs, batch {batch}, {options.Optimizer}, {options.Consistency}:\n  single process (weights in local memory): {baseline,12:N0} examples/s\n  1 server x 1 worker (TCP, two processes): {cluster,12:N0} examples/s  ({cluster / baseline:0.00} x the baseline)"));
+            }
+            return ExitCodes.Ok;
+        }
+        finally
+        {
+            if (file != data)
+            {
+                File.Delete(file);
+            }
+        }
+    }
+
+    /// <summary>--taus.</summary>
+    public static readonly Option<string> Taus = PsOptions.Create("--taus", "0,1,2,4,8,16,inf", "Bounded delays to compare (0 = sequential, inf = eventual)");
+    /// <summary>--target-logloss.</summary>
+    public static readonly Option<double?> Target = PsOptions.Create<double?>("--target-logloss", null, "Test log loss to reach (default: 0.2% above the best final loss of all runs)");
+
+    /// <summary>`pserver bench consistency`: time to a test log loss for each bounded delay; returns the exit code.</summary>
+    public static async Task<int> RunConsistencyAsync(ParseResult p, CancellationToken ct)
+    {
+        string data = p.GetValue(LogRegAppDefinition.Data) ?? throw new ArgumentException("bench consistency needs --data FILE and --test FILE");
+        string test = p.GetValue(LogRegAppDefinition.Test) ?? throw new ArgumentException("bench consistency needs --test FILE");
+        var taus = p.GetValue(Taus)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(t => t == "inf" ? Client.Consistency.Eventual : Client.Consistency.BoundedDelay(int.Parse(t, CultureInfo.InvariantCulture)))
+            .ToList();
+        int repeat = p.GetResult(Repeat) is { Implicit: false } ? p.GetValue(Repeat) : 1;
+        string file = RepeatFile(data, repeat);
+        var runs = new List<(Consistency Tau, List<JsonElement> Epochs)>();
+        try
+        {
+            foreach (var tau in taus)
+            {
+                Console.Error.WriteLine($"bench consistency: training with {tau}...");
+                var job = new LocalJobSpec
+                {
+                    Servers = p.GetValue(LocalCluster.Servers),
+                    Workers = p.GetValue(LocalCluster.Workers),
+                    LogLevel = "warning",
+                    ResultsOnly = true,
+                    ShowProgress = false,
+                    Echo = false,
+                    WorkerArguments = ["--json", "--app", "logreg", "--data", Path.GetFullPath(file), "--test", Path.GetFullPath(test),
+                        "--epochs", LocalJob.Inv(p.GetValue(LogRegAppDefinition.Epochs)), "--batch", LocalJob.Inv(p.GetValue(LogRegAppDefinition.Batch)),
+                        "--optimizer", p.GetValue(LogRegAppDefinition.Optimizer)!, "--consistency", tau.ToString()],
+                };
+                runs.Add((tau, await EpochsAsync(job, $"training with {tau}", ct)));
+            }
+        }
+        finally
+        {
+            if (file != data)
+            {
+                File.Delete(file);
+            }
+        }
+        double best = runs.Min(r => r.Epochs[^1].GetProperty("test_logloss").GetDouble());
+        double target = p.GetValue(Target) ?? best * 1.002;
+        bool json = p.GetValue(PsOptions.Json);
+        if (!json)
+        {
+            Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"target test logloss {target:0.0000}"));
+            Console.Out.WriteLine($"{"tau",-11} {"epochs",7} {"seconds",8} {"waiting",8} {"final logloss",14} {"accuracy",9}");
+        }
+        foreach (var (tau, epochs) in runs)
+        {
+            double seconds = 0;
+            int reached = -1;
+            for (int i = 0; i < epochs.Count && reached < 0; i++)
+            {
+                seconds += epochs[i].GetProperty("seconds").GetDouble();
+                if (epochs[i].GetProperty("test_logloss").GetDouble() <= target)
+                {
+                    reached = i + 1;
+                }
+            }
+            double wait = epochs.Average(e => e.GetProperty("wait_fraction").GetDouble());
+            double final = epochs[^1].GetProperty("test_logloss").GetDouble();
+            double accuracy = epochs[^1].GetProperty("test_accuracy").GetDouble();
+            string name = tau.Tau switch { 0 => "0 (seq)", int.MaxValue => "inf (ev)", _ => tau.Tau.ToString(CultureInfo.InvariantCulture) };
+            if (json)
+            {
+                Console.Out.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
+                {
+                    ["bench"] = "consistency",
+                    ["tau"] = tau.Tau == int.MaxValue ? "inf" : tau.Tau,
+                    ["target_logloss"] = Math.Round(target, 6),
+                    ["epochs_to_target"] = reached > 0 ? reached : null,
+                    ["seconds_to_target"] = reached > 0 ? Math.Round(seconds, 3) : null,
+                    ["wait_fraction"] = Math.Round(wait, 4),
+                    ["final_test_logloss"] = final,
+                    ["final_test_accuracy"] = accuracy,
+                }));
+            }
+            else
+            {
+                Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{name,-11} {(reached > 0 ? reached.ToString(CultureInfo.InvariantCulture) : "-"),7} {(reached > 0 ? seconds.ToString("0.00", CultureInfo.InvariantCulture) : "not reached"),8} {wait * 100,7:0.0}% {final,14:0.0000} {accuracy * 100,8:0.00}%"));
+            }
+        }
+        return ExitCodes.Ok;
+    }
+
+    /// <summary>Runs a logreg job without echoing it and returns rank 0's per-epoch JSON objects.</summary>
+    private static async Task<List<JsonElement>> EpochsAsync(LocalJobSpec job, string what, CancellationToken ct)
+    {
+        var run = await LocalJob.RunAsync(job, ct);
+        if (run.Failure is not null)
+        {
+            throw new PsException(PsErrorCode.Internal, $"{what} failed: {run.Failure}");
+        }
+        return run.WorkerLines.Select(l => JsonDocument.Parse(l).RootElement).Where(e => e.TryGetProperty("epoch", out _)).ToList();
+    }
+
+    /// <summary>Median of the epochs after the first (which pays for JIT and cold caches).</summary>
+    private static double SteadyState(List<double> rates)
+    {
+        var steady = rates.Skip(1).Order().ToList();
+        return steady.Count == 0 ? double.NaN : steady[steady.Count / 2];
+    }
+
+    private static string RepeatFile(string data, int repeat)
+    {
+        if (!File.Exists(data))
+        {
+            throw new ArgumentException($"--data '{data}' does not exist");
+        }
+        if (repeat <= 1)
+        {
+            return data;
+        }
+        string path = Path.Combine(Path.GetTempPath(), $"pserver-bench-{Guid.NewGuid():N}.libsvm");
+        byte[] bytes = File.ReadAllBytes(data);
+        using var output = File.Create(path);
+        for (int i = 0; i < repeat; i++)
+        {
+            output.Write(bytes);
+            if (bytes.Length > 0 && bytes[^1] != (byte)'\n')
+            {
+                output.WriteByte((byte)'\n');
+            }
+        }
+        return path;
+    }
+}

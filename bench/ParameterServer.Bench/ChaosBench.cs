@@ -1,0 +1,154 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+
+using ParameterServer.Hosting;
+
+namespace ParameterServer.Bench;
+
+/// <summary>
+/// `pserver bench chaos`: a soak test. A local job (the counter, its rounds handed out as work units) runs while a
+/// random process is killed with SIGKILL every few seconds: the scheduler (restarted on its port with its state
+/// directory), a server (while more than --replication remain; a replacement joins the running job), or a worker (while more than one remains). At
+/// the end every counter must have grown by exactly the units done (plus at most the units dead workers held).
+/// </summary>
+public static class ChaosBench
+{
+    /// <summary>--duration.</summary>
+    public static readonly Option<int> Duration = PsOptions.Create("--duration", 60, "Seconds of killing (the job is sized to run about this long)");
+    /// <summary>--kill-every.</summary>
+    public static readonly Option<double> KillEvery = PsOptions.Create("--kill-every", 5.0, "Seconds between kills");
+    /// <summary>--seed.</summary>
+    public static readonly Option<int> Seed = PsOptions.Create("--seed", 0, "Random seed for the victims (0: a new one each run)");
+    private const int PauseMs = 20;
+
+    /// <summary>`pserver bench chaos`: runs the counter while killing random nodes; exit code 1 when a counter is off.</summary>
+    public static async Task<int> RunAsync(ParseResult p, CancellationToken ct)
+    {
+        int servers = p.GetValue(LocalCluster.Servers);
+        int workers = p.GetValue(LocalCluster.Workers);
+        int replication = p.GetValue(PsOptions.Replication) is > 0 and var r ? r : Math.Min(2, servers);
+        int duration = p.GetValue(Duration);
+        double killEvery = p.GetValue(KillEvery);
+        bool json = p.GetValue(PsOptions.Json);
+        if (servers < 2 || replication < 2 || replication > servers || workers < 1 || duration < 1 || killEvery < 0.5)
+        {
+            throw new ArgumentException("bench chaos needs --servers >= 2, --replication in [2, servers], --workers >= 1, --duration >= 1 and --kill-every >= 0.5");
+        }
+        int seed = p.GetValue(Seed) is not 0 and var s ? s : Environment.TickCount;
+        var random = new Random(seed);
+        string state = Directory.CreateTempSubdirectory("pserver-chaos-").FullName;
+        int units = Math.Max(10, (int)(duration * 1000.0 / PauseMs * workers * 0.7)); // about --duration with every worker alive
+        using var children = new ProcessGroup();
+        try
+        {
+            string[] schedulerArguments = ["--servers", LocalJob.Inv(servers), "--workers", LocalJob.Inv(workers), "--replication", LocalJob.Inv(replication),
+                "--state-dir", state, "--log-level", "warning"];
+            string address = await LocalJob.StartSchedulerAsync(children, servers, workers, ["--replication", LocalJob.Inv(replication), "--state-dir", state], "warning", echo: false, ct);
+            string port = address[(address.LastIndexOf(':') + 1)..];
+            var scheduler = children.Last;
+            var serverProcesses = Enumerable.Range(0, servers).Select(i => children.Start($"server {i}", ["server", "--scheduler", address, "--log-level", "warning"], _ => false)).ToList();
+            var results = new List<string>();
+            var workerProcesses = Enumerable.Range(0, workers).Select(i => children.Start($"worker {i}",
+                ["worker", "--scheduler", address, "--log-level", "warning", "--app", "counter", "--json", "--keys", "2000", "--work-units", LocalJob.Inv(units), "--pause-ms", LocalJob.Inv(PauseMs)],
+                line =>
+                {
+                    if (line.StartsWith("{\"app\"", StringComparison.Ordinal))
+                    {
+                        lock (results)
+                        {
+                            results.Add(line);
+                        }
+                    }
+                    return false;
+                })).ToList();
+            Console.Error.WriteLine($"chaos: {servers} servers (replication {replication}), {workers} workers, {units} work units; a kill every {killEvery:0.#} s for {duration} s (seed {seed})");
+
+            var kills = new Dictionary<string, int> { ["scheduler"] = 0, ["server"] = 0, ["worker"] = 0 };
+            int joins = 0;
+            var watch = Stopwatch.StartNew();
+            await Task.Delay(TimeSpan.FromSeconds(Math.Min(killEvery, 2)), ct); // let the job start
+            while (watch.Elapsed.TotalSeconds < duration && workerProcesses.Any(w => !w.Process.HasExited))
+            {
+                var liveServers = serverProcesses.Where(c => !c.Process.HasExited).ToList();
+                if (liveServers.Count < servers)
+                {
+                    // A replacement for a killed server joins the running job (elastic scaling).
+                    serverProcesses.Add(children.Start($"server {serverProcesses.Count}", ["server", "--scheduler", address, "--join", "--log-level", "warning"], _ => false));
+                    joins++;
+                    Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"chaos: {watch.Elapsed.TotalSeconds:0.0} s: a new server joins"));
+                }
+                var liveWorkers = workerProcesses.Where(c => !c.Process.HasExited).ToList();
+                var kinds = new List<string> { "scheduler" };
+                if (liveServers.Count > replication)
+                {
+                    kinds.Add("server");
+                }
+                if (liveWorkers.Count > 1)
+                {
+                    kinds.Add("worker");
+                }
+                string kind = kinds[random.Next(kinds.Count)];
+                switch (kind)
+                {
+                    case "scheduler":
+                        scheduler.Process.Kill();
+                        await scheduler.Process.WaitForExitAsync(ct);
+                        await Task.Delay(200, ct);
+                        scheduler = children.Start("scheduler", ["scheduler", "--port", port, .. schedulerArguments], _ => false);
+                        break;
+                    case "server":
+                        liveServers[random.Next(liveServers.Count)].Process.Kill();
+                        break;
+                    default:
+                        liveWorkers[random.Next(liveWorkers.Count)].Process.Kill();
+                        break;
+                }
+                kills[kind]++;
+                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"chaos: {watch.Elapsed.TotalSeconds:0.0} s: killed the {kind}"));
+                await Task.Delay(TimeSpan.FromSeconds(killEvery), ct);
+            }
+            foreach (var worker in workerProcesses)
+            {
+                await worker.Process.WaitForExitAsync(ct).WaitAsync(TimeSpan.FromSeconds(120), ct);
+            }
+            await children.DrainAsync();
+            var summaries = results.Select(l => JsonDocument.Parse(l).RootElement).ToList();
+            bool ok = summaries.Count > 0 && summaries.All(x => x.GetProperty("ok").GetBoolean())
+                && summaries.Count == workerProcesses.Count(w => w.Process.ExitCode == 0);
+            int completions = summaries.Count > 0 ? summaries.Max(x => x.GetProperty("completions").GetInt32()) : 0;
+            int reassigned = summaries.Count > 0 ? summaries.Max(x => x.GetProperty("reassigned").GetInt32()) : 0;
+            double[] failovers = summaries.Select(x => x.GetProperty("failover_ms").GetDouble()).Where(ms => ms >= 0).ToArray();
+            if (json)
+            {
+                Console.Out.WriteLine(JsonSerializer.Serialize(new
+                {
+                    bench = "chaos",
+                    ok,
+                    seconds = Math.Round(watch.Elapsed.TotalSeconds, 1),
+                    kills,
+                    server_joins = joins,
+                    units,
+                    completions,
+                    reassigned,
+                    finished_workers = summaries.Count,
+                    failover_ms_max = failovers.Length > 0 ? failovers.Max() : -1,
+                    seed,
+                }));
+            }
+            else
+            {
+                Console.Out.WriteLine(ok
+                    ? $"chaos OK: {kills.Values.Sum()} kills (scheduler {kills["scheduler"]}, servers {kills["server"]}, workers {kills["worker"]}) and {joins} server joins in {watch.Elapsed.TotalSeconds:0} s; all {units} units done ({completions} completions, {reassigned} reassigned), every counter exact"
+                    : $"chaos FAILED: {summaries.Count} workers reported, {summaries.Count(x => !x.GetProperty("ok").GetBoolean())} with wrong counters (seed {seed})");
+            }
+            return ok ? ExitCodes.Ok : ExitCodes.Failed;
+        }
+        finally
+        {
+            children.Kill();
+            Directory.Delete(state, recursive: true);
+        }
+    }
+}

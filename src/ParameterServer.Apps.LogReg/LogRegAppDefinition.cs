@@ -1,0 +1,237 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using ParameterServer.Apps.LogReg;
+using ParameterServer.Apps.LogReg.Data;
+using ParameterServer.Hosting;
+
+[assembly: PsApp(typeof(LogRegAppDefinition))]
+
+namespace ParameterServer.Apps.LogReg;
+
+/// <summary>`--app logreg` and `pserver train logreg`: its options, its factory, and the training job on a local cluster.</summary>
+public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
+{
+    /// <summary>--data.</summary>
+    public static readonly Option<string?> Data = PsOptions.Create<string?>("--data", null, "logreg: training data, LIBSVM text (gzip accepted)");
+
+    /// <summary>--test.</summary>
+    public static readonly Option<string?> Test = PsOptions.Create<string?>("--test", null, "logreg: test data evaluated after every epoch");
+
+    /// <summary>--epochs.</summary>
+    public static readonly Option<int> Epochs = PsOptions.Create("--epochs", 10, "logreg: passes over the training data");
+
+    /// <summary>--batch.</summary>
+    public static readonly Option<int> Batch = PsOptions.Create("--batch", 100, "logreg: rows per minibatch");
+
+    /// <summary>--optimizer.</summary>
+    public static readonly Option<string> Optimizer = PsOptions.Create("--optimizer", "ftrl", "logreg: ftrl, adagrad or sgd (run on the servers)");
+
+    /// <summary>--lr.</summary>
+    public static readonly Option<double?> LearningRate = PsOptions.Create<double?>("--lr", null, "logreg: learning rate (FTRL alpha); default 0.1 for ftrl and adagrad, 0.01 for sgd");
+
+    /// <summary>--l1.</summary>
+    public static readonly Option<double> L1 = PsOptions.Create("--l1", 0.5, "logreg: L1 regularisation (ftrl)");
+
+    /// <summary>--l2.</summary>
+    public static readonly Option<double> L2 = PsOptions.Create("--l2", 1.0, "logreg: L2 regularisation (ftrl, sgd)");
+
+    /// <summary>--hash-bits.</summary>
+    public static readonly Option<int> HashBits = PsOptions.Create("--hash-bits", 0, "logreg: hash feature ids into 2^BITS keys (0: use ids as keys)");
+
+    /// <summary>--model-out.</summary>
+    public static readonly Option<string?> ModelOut = PsOptions.Create<string?>("--model-out", null, "logreg: write the trained weights to this file");
+
+    /// <summary>--skip-bad-lines.</summary>
+    public static readonly Option<bool> SkipBadLines = PsOptions.Create("--skip-bad-lines", false, "logreg: count and skip malformed lines instead of stopping");
+
+    /// <summary>--key-cache.</summary>
+    public static readonly Option<bool> KeyCache = PsOptions.Create("--key-cache", false, "logreg: key caching: a key list sent to a server before goes as a 16-byte signature (lossless)");
+
+    /// <summary>--compress.</summary>
+    public static readonly Option<string> Compress = PsOptions.Create("--compress", "none", "logreg: value encoding of pushes and pull answers: none, or zero, lz, fp16, bf16, topk[:F], 1bit joined by '+' (zero and lz are lossless)");
+
+    /// <summary>--filter.</summary>
+    public static readonly Option<string> Filter = PsOptions.Create("--filter", "none", "logreg: push filter: none, kkt (skip gradients that cannot move a zero weight), sigmod:THRESHOLD, random:P");
+
+    /// <summary>--pull-filter.</summary>
+    public static readonly Option<string> PullFilter = PsOptions.Create("--pull-filter", "none", "logreg: pull filter: none, sigmod:THRESHOLD (servers send a weight only when it moved by more than THRESHOLD since they last sent it to this worker)");
+
+    /// <summary>--synthetic (train only).</summary>
+    private static readonly Option<bool> Synthetic = PsOptions.Create("--synthetic", false, "Generate a sample with known true weights (no --data needed) and report how close training got");
+    /// <summary>--synthetic-rows (train only).</summary>
+    private static readonly Option<long> SyntheticRows = PsOptions.Create("--synthetic-rows", 100_000L, "Rows of the generated training sample");
+
+    /// <inheritdoc/>
+    public string Name => "logreg";
+
+    /// <inheritdoc/>
+    public IReadOnlyList<Option> Options { get; } = [Data, Test, Epochs, Batch, Optimizer, LearningRate, L1, L2, HashBits, ModelOut, SkipBadLines, KeyCache, Compress, Filter, PullFilter];
+
+    /// <inheritdoc/>
+    public string TrainDescription => "Train L1-regularised logistic regression on a local cluster of real processes";
+
+    /// <inheritdoc/>
+    public IEnumerable<Option> TrainOptions => [Synthetic, SyntheticRows];
+
+    /// <inheritdoc/>
+    public IPsApp Create(ParseResult p) => new LogRegApp(LogRegOptionsFrom(p));
+
+    /// <inheritdoc/>
+    public IEnumerable<string> Forward(ParseResult p)
+    {
+        var args = new List<string>();
+        AppRegistry.AddArgument(args, Data.Name, FullPath(p.GetValue(Data)));
+        AppRegistry.AddArgument(args, Test.Name, FullPath(p.GetValue(Test)));
+        AppRegistry.AddArgument(args, Epochs.Name, p.GetValue(Epochs));
+        AppRegistry.AddArgument(args, Batch.Name, p.GetValue(Batch));
+        AppRegistry.AddArgument(args, Optimizer.Name, p.GetValue(Optimizer));
+        AppRegistry.AddArgument(args, LearningRate.Name, p.GetValue(LearningRate));
+        AppRegistry.AddArgument(args, L1.Name, p.GetValue(L1));
+        AppRegistry.AddArgument(args, L2.Name, p.GetValue(L2));
+        AppRegistry.AddArgument(args, HashBits.Name, p.GetValue(HashBits));
+        AppRegistry.AddArgument(args, ModelOut.Name, FullPath(p.GetValue(ModelOut)));
+        if (p.GetValue(SkipBadLines))
+        {
+            args.Add(SkipBadLines.Name);
+        }
+        if (p.GetValue(KeyCache))
+        {
+            args.Add(KeyCache.Name);
+        }
+        AppRegistry.AddArgument(args, Compress.Name, p.GetValue(Compress));
+        AppRegistry.AddArgument(args, Filter.Name, p.GetValue(Filter));
+        AppRegistry.AddArgument(args, PullFilter.Name, p.GetValue(PullFilter));
+        return args;
+    }
+
+    private static string? FullPath(string? path) => path is null ? null : Path.GetFullPath(path);
+
+    /// <summary>The app's options from the parsed command line, validated.</summary>
+    public static LogRegOptions LogRegOptionsFrom(ParseResult p)
+    {
+        var options = new LogRegOptions
+        {
+            Data = p.GetValue(Data) ?? throw new ArgumentException("logreg needs --data FILE (LIBSVM text, gzip accepted)"),
+            Test = p.GetValue(Test),
+            Epochs = p.GetValue(Epochs),
+            Batch = p.GetValue(Batch),
+            Optimizer = p.GetValue(Optimizer)!.ToLowerInvariant(),
+            LearningRate = p.GetValue(LearningRate),
+            L1 = p.GetValue(L1),
+            L2 = p.GetValue(L2),
+            Consistency = Client.Consistency.Parse(p.GetValue(PsOptions.Consistency)!),
+            HashBits = p.GetValue(HashBits),
+            ModelOut = p.GetValue(ModelOut),
+            SkipBadLines = p.GetValue(SkipBadLines),
+            KeyCaching = p.GetValue(KeyCache),
+            Compression = p.GetValue(Compress)!,
+            Filter = p.GetValue(Filter)!,
+            PullFilter = p.GetValue(PullFilter)!,
+        };
+        options.Validate();
+        return options;
+    }
+
+    /// <inheritdoc/>
+    public async Task<int> TrainAsync(ParseResult p, CancellationToken ct)
+    {
+        bool json = p.GetValue(PsOptions.Json);
+        string? sampleDir = null;
+        var args = new List<string>();
+        string? modelOut = p.GetValue(ModelOut);
+        SparseDataSpec? synthetic = null;
+        if (p.GetValue(Synthetic))
+        {
+            if (p.GetValue(Data) is not null)
+            {
+                throw new ArgumentException("use either --synthetic or --data, not both");
+            }
+            sampleDir = Directory.CreateTempSubdirectory("pserver-synthetic-").FullName;
+            synthetic = new SparseDataSpec { Rows = p.GetValue(SyntheticRows), Features = 5_000, Zipf = 1.1, FeaturesPerRow = 20, Seed = 7 };
+            string train = Path.Combine(sampleDir, "train.libsvm");
+            string test = Path.Combine(sampleDir, "test.libsvm");
+            await Console.Error.WriteLineAsync($"train: generating {synthetic.Rows:N0} training and {synthetic.Rows / 4:N0} test rows ({synthetic.Features:N0} features, Zipf {synthetic.Zipf}) in {sampleDir}");
+            SparseGenerator.Write(synthetic, train);
+            SparseGenerator.Write(synthetic with { Rows = synthetic.Rows / 4 }, test, rowSeed: synthetic.Seed + 1);
+            modelOut ??= Path.Combine(sampleDir, "model.txt");
+            args.AddRange(["--data", train, "--test", test]);
+        }
+        // Check the options once here, not in every worker.
+        var parsed = p.GetValue(Synthetic) ? null : LogRegOptionsFrom(p);
+        if (parsed is not null)
+        {
+            RequireFile(parsed.Data, "--data");
+            if (parsed.Test is not null)
+            {
+                RequireFile(parsed.Test, "--test");
+            }
+        }
+        args.AddRange(["--app", "logreg"]);
+        var forwarded = AppRegistry.Forward(p, this);
+        for (int i = 0; i < forwarded.Count; i++)
+        {
+            // --app logreg is ours; --data/--test come from the sample when synthetic; --model-out may be ours.
+            if (forwarded[i] is "--app" || (synthetic is not null && forwarded[i] is "--data" or "--test") || forwarded[i] == "--model-out")
+            {
+                i++;
+                continue;
+            }
+            args.Add(forwarded[i]);
+        }
+        if (modelOut is not null)
+        {
+            args.AddRange(["--model-out", Path.GetFullPath(modelOut)]);
+        }
+        string logLevel = p.GetResult(PsOptions.LogLevel) is { Implicit: false } ? p.GetValue(PsOptions.LogLevel)! : "warning";
+        var spec = LocalCluster.Spec(p, args, json, resultsOnly: true, logLevel: logLevel);
+        var result = await LocalJob.RunAsync(spec, ct);
+        if (result.Failure is not null)
+        {
+            await Console.Error.WriteLineAsync($"train: {result.Failure}");
+            return result.ExitCode;
+        }
+        if (synthetic is not null && sampleDir is not null)
+        {
+            ReportSyntheticFit(sampleDir, modelOut!, json);
+        }
+        return ExitCodes.Ok;
+    }
+
+    private static void RequireFile(string path, string option)
+    {
+        if (!File.Exists(path))
+        {
+            throw new ArgumentException($"{option} '{path}' does not exist");
+        }
+        if (new FileInfo(path).Length == 0)
+        {
+            throw new ArgumentException($"{option} '{path}' is empty");
+        }
+    }
+
+    /// <summary>How close the trained model came to the weights that generated the data.</summary>
+    private static void ReportSyntheticFit(string dir, string modelPath, bool json)
+    {
+        var truth = ModelFile.Read(Path.Combine(dir, "train.libsvm.weights"));
+        var trained = ModelFile.Read(modelPath);
+        var (trueMetrics, _, _) = Predictor.Score(truth, Path.Combine(dir, "test.libsvm"));
+        var (trainedMetrics, _, _) = Predictor.Score(trained, Path.Combine(dir, "test.libsvm"));
+        double cosine = Predictor.Cosine(truth.Weights, trained.Weights);
+        if (json)
+        {
+            Console.Out.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+            {
+                ["synthetic"] = true,
+                ["true_model_accuracy"] = Math.Round(trueMetrics.Accuracy, 6),
+                ["true_model_auc"] = Math.Round(trueMetrics.Auc, 6),
+                ["trained_accuracy"] = Math.Round(trainedMetrics.Accuracy, 6),
+                ["trained_auc"] = Math.Round(trainedMetrics.Auc, 6),
+                ["weight_cosine"] = Math.Round(cosine, 6),
+            }));
+            return;
+        }
+        Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"synthetic: the true weights reach accuracy {trueMetrics.Accuracy * 100:0.00}%, AUC {trueMetrics.Auc:0.0000} on the test rows; the trained model {trainedMetrics.Accuracy * 100:0.00}%, AUC {trainedMetrics.Auc:0.0000} (cosine similarity of the weights {cosine:0.000})"));
+    }
+}

@@ -1,0 +1,96 @@
+using System.Globalization;
+using ParameterServer.Client;
+using ParameterServer.Extensions;
+
+namespace ParameterServer.Apps.LogReg;
+
+/// <summary>Options of sparse logistic regression (`pserver train logreg`, `--app logreg`).</summary>
+public sealed record LogRegOptions
+{
+    public required string Data { get; init; }
+
+    public string? Test { get; init; }
+
+    public int Epochs { get; init; } = 10;
+
+    /// <summary>Rows per minibatch.</summary>
+    public int Batch { get; init; } = 100;
+
+    /// <summary>ftrl, adagrad or sgd: the update the servers run.</summary>
+    public string Optimizer { get; init; } = "ftrl";
+
+    /// <summary>Learning rate (FTRL's alpha); null picks the optimizer's default.</summary>
+    public double? LearningRate { get; init; }
+
+    public double L1 { get; init; } = 0.5;
+
+    public double L2 { get; init; } = 1;
+
+    public Consistency Consistency { get; init; } = Consistency.BoundedDelay(4);
+
+    public int HashBits { get; init; }
+
+    public string? ModelOut { get; init; }
+
+    public bool SkipBadLines { get; init; }
+
+    /// <summary>Key caching for the weights table (see <see cref="TableSpec.KeyCaching"/>).</summary>
+    public bool KeyCaching { get; init; }
+
+    /// <summary>Value encoding of pushes and pull answers (see <see cref="TableSpec.Compression"/>).</summary>
+    public string Compression { get; init; } = "none";
+
+    /// <summary>Push filter: none, kkt, sigmod:THRESHOLD or random:P (see <see cref="PushFilters.Parse"/>).</summary>
+    public string Filter { get; init; } = "none";
+
+    /// <summary>Pull filter of the weights table: none or sigmod:THRESHOLD (see <see cref="TableSpec.PullFilter"/>).</summary>
+    public string PullFilter { get; init; } = "none";
+
+    public bool UsesKkt => Filter.Trim().Equals("kkt", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Internal: a dedicated table name, so several runs can share a cluster (benchmarks).</summary>
+    public string TablePrefix { get; init; } = "logreg";
+
+    public double EffectiveLearningRate => LearningRate ?? Optimizer switch
+    {
+        "ftrl" => 0.1,
+        "adagrad" => 0.1,
+        _ => 0.01,
+    };
+
+    /// <summary>The server-side handler spec for the chosen optimizer.</summary>
+    public string HandlerSpec => Optimizer switch
+    {
+        "ftrl" => string.Create(CultureInfo.InvariantCulture, $"ftrl:alpha={EffectiveLearningRate},beta=1,l1={L1},l2={L2}"),
+        "adagrad" => string.Create(CultureInfo.InvariantCulture, $"adagrad:lr={EffectiveLearningRate}"),
+        "sgd" => string.Create(CultureInfo.InvariantCulture, $"sgd:lr={EffectiveLearningRate},l2={L2}"),
+        _ => throw new ArgumentException($"--optimizer must be ftrl, adagrad or sgd, got '{Optimizer}'"),
+    };
+
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(Data))
+        {
+            throw new ArgumentException("--data is required: a LIBSVM file (optionally gzip) to train on");
+        }
+        if (Epochs < 1 || Batch < 1)
+        {
+            throw new ArgumentException($"--epochs and --batch must be at least 1 (got {Epochs} and {Batch})");
+        }
+        if (HashBits is < 0 or > 62)
+        {
+            throw new ArgumentException($"--hash-bits must be in [0, 62] (0: no hashing), got {HashBits}");
+        }
+        if (L1 < 0 || L2 < 0 || EffectiveLearningRate <= 0)
+        {
+            throw new ArgumentException($"--l1 and --l2 must be >= 0 and --lr > 0 (got {L1}, {L2}, {EffectiveLearningRate})");
+        }
+        _ = HandlerSpec;
+        new TableSpec("check") { Compression = Compression, PullFilter = PullFilter }.Validate(); // names a bad --compress stage or --pull-filter
+        _ = PushFilters.Parse(Filter, () => new KktFilter((float)L1));
+        if (UsesKkt && Optimizer != "ftrl")
+        {
+            throw new ArgumentException($"--filter kkt needs an L1-regularised model (--optimizer ftrl), got {Optimizer}");
+        }
+    }
+}

@@ -1,0 +1,62 @@
+using ParameterServer.Apps.LogReg.Data;
+
+namespace ParameterServer.Apps.LogReg;
+
+/// <summary>Scores a LIBSVM file with a model file in this process (`pserver predict`).</summary>
+public static class Predictor
+{
+    /// <summary>Metrics of the model on the data, and how many distinct test features the model has no weight for.</summary>
+    public static (BinaryMetrics Metrics, long Rows, int UnknownFeatures) Score(ModelFile model, string dataPath, bool skipBadLines = false)
+    {
+        var metrics = new BinaryMetrics();
+        var unknown = new HashSet<ulong>();
+        using var reader = new LibSvmReader(dataPath, 0, 1, new LibSvmOptions { HashBits = model.HashBits, SkipBadLines = skipBadLines });
+        var batch = new MiniBatch();
+        long rows = 0;
+        while (reader.ReadBatch(batch, 1024))
+        {
+            var starts = batch.RowStarts;
+            var keys = batch.Keys;
+            var values = batch.Values;
+            for (int r = 0; r < batch.Rows; r++)
+            {
+                double z = 0;
+                for (int j = starts[r]; j < starts[r + 1]; j++)
+                {
+                    if (model.Weights.TryGetValue(keys[j], out float w))
+                    {
+                        z += w * values[j];
+                    }
+                    else if (keys[j] != LibSvmReader.BiasKey)
+                    {
+                        unknown.Add(keys[j]);
+                    }
+                }
+                metrics.Add(batch.Labels[r], 1 / (1 + Math.Exp(-z)));
+            }
+            rows += batch.Rows;
+        }
+        return (metrics, rows, unknown.Count);
+    }
+
+    /// <summary>Cosine similarity of two weight vectors over the union of their keys.</summary>
+    public static double Cosine(IReadOnlyDictionary<ulong, float> a, IReadOnlyDictionary<ulong, float> b)
+    {
+        double dot = 0;
+        double na = 0;
+        double nb = 0;
+        foreach (var (key, wa) in a)
+        {
+            na += wa * wa;
+            if (b.TryGetValue(key, out float wb))
+            {
+                dot += wa * wb;
+            }
+        }
+        foreach (var (_, wb) in b)
+        {
+            nb += wb * wb;
+        }
+        return na == 0 || nb == 0 ? 0 : dot / Math.Sqrt(na * nb);
+    }
+}

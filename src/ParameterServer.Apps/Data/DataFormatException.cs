@@ -1,7 +1,0 @@
-namespace ParameterServer.Apps.Data;
-
-/// <summary>A data file that cannot be used: names the file and, for a bad line, its number.</summary>
-public sealed class DataFormatException(string message) : Exception(message)
-{
-    public static DataFormatException AtLine(string path, long line, string problem) => new($"{path}:{line}: {problem}");
-}

@@ -1,0 +1,109 @@
+using System.CommandLine;
+using ParameterServer.Apps.LogReg;
+using ParameterServer.Bench;
+using ParameterServer.Hosting;
+
+namespace ParameterServer.Cli;
+
+/// <summary>`pserver bench ...`: the commands; the load generators and the chaos soak are in ParameterServer.Bench.</summary>
+internal static class BenchCommands
+{
+    public static Command Create()
+    {
+        var command = new Command("bench", "Benchmarks: the data plane (kv), training throughput (logreg), consistency (the paper's Fig. 13)");
+        command.Subcommands.Add(LogReg());
+        command.Subcommands.Add(Consistency());
+        command.Subcommands.Add(Traffic());
+        command.Subcommands.Add(Kv());
+        command.Subcommands.Add(Chaos());
+        command.Subcommands.Add(Worker());
+        command.Subcommands.Add(LoopbackSink());
+        command.Subcommands.Add(LoopbackSource());
+        return command;
+    }
+
+    private static Command LogReg()
+    {
+        var command = new Command("logreg", "Training throughput of one worker and one server against the same loop with the weights in local memory")
+        {
+            LogRegAppDefinition.Data, LogRegAppDefinition.Epochs, LogRegAppDefinition.Batch, LogRegAppDefinition.Optimizer, PsOptions.Consistency, BenchTraining.Repeat, PsOptions.Json,
+        };
+        command.SetAction((p, ct) => ExitCodes.Guard(() => BenchTraining.RunLogRegAsync(p, ct)));
+        return command;
+    }
+
+    private static Command Consistency()
+    {
+        var command = new Command("consistency", "The paper's Fig. 13: time to reach a test log loss, and time spent waiting, for each bounded delay tau")
+        {
+            LogRegAppDefinition.Data, LogRegAppDefinition.Test, LogRegAppDefinition.Epochs, LogRegAppDefinition.Batch, LogRegAppDefinition.Optimizer, LocalCluster.Servers, LocalCluster.Workers,
+            BenchTraining.Taus, BenchTraining.Target, BenchTraining.Repeat, PsOptions.Json,
+        };
+        command.SetAction((p, ct) => ExitCodes.Guard(() => BenchTraining.RunConsistencyAsync(p, ct)));
+        return command;
+    }
+
+    private static Command Traffic()
+    {
+        var command = new Command("traffic", "Bytes sent by workers and servers with no reduction, key caching, + compression, + KKT filter, + pull filter (the paper's Fig. 11)")
+        {
+            LogRegAppDefinition.Data, LogRegAppDefinition.Test, LogRegAppDefinition.Epochs, LogRegAppDefinition.Batch, LogRegAppDefinition.L1, LocalCluster.Servers, LocalCluster.Workers, PsOptions.Replication,
+            BenchTraffic.Features, BenchTraffic.Rows, BenchTraffic.Compress, BenchTraffic.PullFilter, BenchTraffic.Steps, PsOptions.Json,
+        };
+        command.SetAction((p, ct) => ExitCodes.Guard(() => BenchTraffic.RunAsync(p, ct)));
+        return command;
+    }
+
+    private static Command Kv()
+    {
+        var command = new Command("kv", "Push / pull throughput and latency on a local cluster of real processes, against the raw loopback limit")
+        {
+            KvBench.Servers, KvBench.Workers, PsOptions.Json, PsOptions.VirtualNodes, PsOptions.Replication, PsOptions.HeartbeatMs, PsOptions.HeartbeatTimeoutMs, PsOptions.RequestTimeoutS, KvBench.Chunk,
+        };
+        foreach (var option in KvBench.PlanOptions)
+        {
+            command.Options.Add(option);
+        }
+        command.SetAction((p, ct) => ExitCodes.Guard(() => KvBench.RunAsync(p, ct)));
+        return command;
+    }
+
+    private static Command Chaos()
+    {
+        var command = new Command("chaos", "Soak test: a job runs while random processes are killed (scheduler, servers, workers); the counters must stay exact")
+        {
+            LocalCluster.Servers, LocalCluster.Workers, PsOptions.Replication, ChaosBench.Duration, ChaosBench.KillEvery, ChaosBench.Seed, PsOptions.Json,
+        };
+        command.SetAction((p, ct) => ExitCodes.Guard(() => ChaosBench.RunAsync(p, ct)));
+        return command;
+    }
+
+    private static Command Worker()
+    {
+        var command = new Command("worker", "A benchmark worker (started by `bench kv`)") { Hidden = true };
+        command.Options.Add(PsOptions.Scheduler);
+        command.Options.Add(PsOptions.RequestTimeoutS);
+        foreach (var option in KvBench.PlanOptions)
+        {
+            command.Options.Add(option);
+        }
+        command.SetAction((p, ct) => ExitCodes.Guard(() => KvBench.RunWorkerAsync(p, ct)));
+        return command;
+    }
+
+    private static Command LoopbackSink()
+    {
+        var command = new Command("loopback-sink", "Reads one TCP stream to its end as fast as possible (started by `bench kv`)") { KvBench.SinkPort, KvBench.Chunk, KvBench.Span };
+        command.Hidden = true;
+        command.SetAction(KvBench.RunLoopbackSink);
+        return command;
+    }
+
+    private static Command LoopbackSource()
+    {
+        var command = new Command("loopback-source", "Writes one TCP stream as fast as possible (started by `bench kv`)") { KvBench.Target, KvBench.Duration, KvBench.Chunk, KvBench.Span };
+        command.Hidden = true;
+        command.SetAction(KvBench.RunLoopbackSource);
+        return command;
+    }
+}

@@ -1,0 +1,66 @@
+using System.CommandLine;
+
+namespace ParameterServer.Hosting;
+
+/// <summary>
+/// The launcher options and arithmetic shared by `pserver local`, `pserver train NAME` and the benchmarks: how many
+/// nodes, the scheduler's arguments, the job spec that <see cref="LocalJob"/> runs.
+/// </summary>
+public static class LocalCluster
+{
+    /// <summary>--servers: server processes to start.</summary>
+    public static readonly Option<int> Servers = PsOptions.Create("--servers", 2, "Server processes to start");
+
+    /// <summary>--workers: worker processes to start.</summary>
+    public static readonly Option<int> Workers = PsOptions.Create("--workers", 2, "Worker processes to start");
+
+    /// <summary>Starts `pserver scheduler` with the launcher options on a free port; returns its address.</summary>
+    public static Task<string> StartSchedulerAsync(ProcessGroup children, int servers, int workers, ParseResult p, string logLevel, bool echo, CancellationToken ct)
+    {
+        CheckReplication(p, servers);
+        return LocalJob.StartSchedulerAsync(children, servers, workers, SchedulerArguments(p), logLevel, echo, ct);
+    }
+
+    /// <summary>An integer as an argument (invariant culture).</summary>
+    public static string Inv(int value) => LocalJob.Inv(value);
+
+    /// <summary>Refuses a replication factor the cluster cannot hold before any process starts.</summary>
+    public static void CheckReplication(ParseResult p, int servers)
+    {
+        int replication = p.GetValue(PsOptions.Replication);
+        if (replication < 0 || replication > servers)
+        {
+            throw new ArgumentException($"--replication {replication} needs at least {replication} servers; this cluster has {servers} (use --servers {Math.Max(replication, 1)} or a smaller --replication)");
+        }
+    }
+
+    private static string[] SchedulerArguments(ParseResult p) =>
+    [
+        "--virtual-nodes", LocalJob.Inv(p.GetValue(PsOptions.VirtualNodes)), "--replication", LocalJob.Inv(p.GetValue(PsOptions.Replication)), "--heartbeat-ms", LocalJob.Inv(p.GetValue(PsOptions.HeartbeatMs)),
+        "--heartbeat-timeout-ms", LocalJob.Inv(p.GetValue(PsOptions.HeartbeatTimeoutMs)),
+        .. PsOptions.CheckpointArguments(p),
+        .. PsOptions.WorkArguments(p),
+    ];
+
+    /// <summary>The job spec from the launcher options shared by `local`, `train` and the benchmarks.</summary>
+    public static LocalJobSpec Spec(ParseResult p, IReadOnlyList<string> appArguments, bool json, bool resultsOnly = false, string? logLevel = null)
+    {
+        int servers = p.GetValue(Servers);
+        int workers = p.GetValue(Workers);
+        if (servers < 1 || workers < 1)
+        {
+            throw new ArgumentException($"--servers and --workers must be at least 1 (got {servers} and {workers})");
+        }
+        CheckReplication(p, servers);
+        return new LocalJobSpec
+        {
+            Servers = servers,
+            Workers = workers,
+            LogLevel = logLevel ?? p.GetValue(PsOptions.LogLevel)!,
+            ResultsOnly = resultsOnly,
+            SchedulerArguments = SchedulerArguments(p),
+            ServerArguments = [.. json && !resultsOnly ? ["--json"] : Array.Empty<string>(), .. PsOptions.ServerMemoryArguments(p)],
+            WorkerArguments = ["--request-timeout", LocalJob.Inv(p.GetValue(PsOptions.RequestTimeoutS)), .. (json ? new[] { "--json" } : []), .. appArguments],
+        };
+    }
+}

@@ -1,0 +1,152 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+
+namespace ParameterServer.Hosting;
+
+/// <summary>What to start: node counts, the workers' app arguments, and how to show the output.</summary>
+public sealed record LocalJobSpec
+{
+    /// <summary>Server processes to start.</summary>
+    public required int Servers { get; init; }
+
+    /// <summary>Worker processes to start.</summary>
+    public required int Workers { get; init; }
+
+    /// <summary>Arguments after `pserver worker --scheduler ADDRESS --log-level L`: the app and its options.</summary>
+    public required IReadOnlyList<string> WorkerArguments { get; init; }
+
+    /// <summary>More arguments for `pserver scheduler`.</summary>
+    public IReadOnlyList<string> SchedulerArguments { get; init; } = [];
+
+    /// <summary>More arguments for every `pserver server`.</summary>
+    public IReadOnlyList<string> ServerArguments { get; init; } = [];
+
+    /// <summary>The --log-level of every node.</summary>
+    public string LogLevel { get; init; } = "info";
+
+    /// <summary>
+    /// False (`pserver local`): every line of every node, prefixed with the node's name. True (`pserver train`):
+    /// the workers' results unprefixed on standard output, node logs prefixed on standard error, nothing else.
+    /// </summary>
+    public bool ResultsOnly { get; init; }
+
+    /// <summary>Print what the nodes write on standard output (false: only collect the workers' result lines).</summary>
+    public bool Echo { get; init; } = true;
+
+    /// <summary>Draw the workers' progress events (otherwise they are dropped).</summary>
+    public bool ShowProgress { get; init; } = true;
+}
+
+/// <summary>How a local job ended: its exit code, what failed (null: nothing), and the workers' JSON lines.</summary>
+public sealed record LocalJobResult(int ExitCode, string? Failure, IReadOnlyList<string> WorkerLines);
+
+/// <summary>
+/// Runs a whole job on this machine as real processes (scheduler, servers, workers) in a <see cref="ProcessGroup"/>,
+/// streams their output, stops everything on Ctrl-C or when a node fails. The scheduler is given port 0 and
+/// reports the one it got.
+/// </summary>
+public static partial class LocalJob
+{
+    /// <summary>Starts the job, streams its output, and waits until every node exited, one failed, or <paramref name="ct"/> is cancelled.</summary>
+    public static async Task<LocalJobResult> RunAsync(LocalJobSpec spec, CancellationToken ct)
+    {
+        using var children = new ProcessGroup();
+        var workerLines = new List<string>();
+        var progress = new ConsoleProgress();
+
+        // Returns whether the group should echo the line with the node's prefix.
+        bool OnStdout(string line, bool show)
+        {
+            if (ProgressEvents.TryParse(line, out var p))
+            {
+                if (spec.ShowProgress)
+                {
+                    progress.Report(p);
+                }
+                return false;
+            }
+            if (!show || !spec.Echo)
+            {
+                return false;
+            }
+            progress.Clear();
+            if (spec.ResultsOnly)
+            {
+                lock (children.Output)
+                {
+                    Console.Out.WriteLine(line);
+                }
+                return false;
+            }
+            return true;
+        }
+
+        (string Failure, int Code)? failure;
+        try
+        {
+            string address = await StartSchedulerAsync(children, spec.Servers, spec.Workers, spec.SchedulerArguments, spec.LogLevel, echo: !spec.ResultsOnly && spec.Echo, ct);
+            for (int i = 0; i < spec.Servers; i++)
+            {
+                children.Start($"server {i}", ["server", "--scheduler", address, "--log-level", spec.LogLevel, .. spec.ServerArguments], line => OnStdout(line, !spec.ResultsOnly));
+            }
+            for (int i = 0; i < spec.Workers; i++)
+            {
+                children.Start($"worker {i}", ["worker", "--scheduler", address, "--log-level", spec.LogLevel, .. spec.WorkerArguments], line =>
+                {
+                    if (line.StartsWith('{') && !line.StartsWith(ProgressEvents.Prefix, StringComparison.Ordinal))
+                    {
+                        lock (children.Output)
+                        {
+                            workerLines.Add(line);
+                        }
+                    }
+                    return OnStdout(line, show: true);
+                });
+            }
+            failure = await children.WaitAllAsync(ct);
+        }
+        finally
+        {
+            children.Kill();
+        }
+        await children.DrainAsync();
+        progress.Clear();
+        if (ct.IsCancellationRequested)
+        {
+            return new LocalJobResult(ExitCodes.Interrupted, "interrupted; all nodes stopped", workerLines);
+        }
+        return failure is { } f
+            ? new LocalJobResult(f.Code, $"{f.Failure}; stopped the other nodes", workerLines)
+            : new LocalJobResult(ExitCodes.Ok, null, workerLines);
+    }
+
+    /// <summary>Starts `pserver scheduler` on a free port and returns its address once it printed it; <paramref name="echo"/> passes its standard output on.</summary>
+    public static async Task<string> StartSchedulerAsync(ProcessGroup children, int servers, int workers, IEnumerable<string> schedulerArguments, string logLevel, bool echo, CancellationToken ct)
+    {
+        var listening = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        children.Start("scheduler",
+            ["scheduler", "--port", "0", "--servers", Inv(servers), "--workers", Inv(workers), "--log-level", logLevel, .. schedulerArguments],
+            line =>
+            {
+                if (ListeningLine().Match(line) is { Success: true } m)
+                {
+                    listening.TrySetResult(m.Groups[1].Value);
+                }
+                return echo;
+            });
+        try
+        {
+            return await listening.Task.WaitAsync(TimeSpan.FromSeconds(30), ct);
+        }
+        catch (TimeoutException)
+        {
+            throw new PsException(PsErrorCode.Timeout, "the scheduler did not report its port within 30 s");
+        }
+    }
+
+    /// <summary>An integer as an argument (invariant culture).</summary>
+    public static string Inv(int value) => value.ToString(CultureInfo.InvariantCulture);
+
+    [GeneratedRegex(@"^scheduler listening on (\S+:\d+)$")]
+    private static partial Regex ListeningLine();
+}

@@ -1,0 +1,148 @@
+using System.CommandLine;
+using ParameterServer.Scheduler;
+
+namespace ParameterServer.Hosting;
+
+/// <summary>The options nodes and launchers share, and the factory of every option: every option can also come from PS_* variables and the config file (see <see cref="Settings"/>).</summary>
+public static class PsOptions
+{
+    /// <summary>An option whose default comes from PS_NAME, then the --config file, then <paramref name="fallback"/> (the command line wins over all).</summary>
+    public static Option<T> Create<T>(string name, T fallback, string description, bool hidden = false)
+    {
+        return new Option<T>(name)
+        {
+            Description = $"{description} [env {Settings.EnvironmentName(name)}]",
+            DefaultValueFactory = _ => Settings.Get(name, fallback),
+            Hidden = hidden,
+        };
+    }
+
+    /// <summary>--scheduler.</summary>
+    public static readonly Option<string> Scheduler = Create("--scheduler", "127.0.0.1:9700", "The scheduler as HOST:PORT");
+
+    /// <summary>--consistency: how far a worker's pushes may run ahead (every app's tables use it).</summary>
+    public static readonly Option<string> Consistency = Create("--consistency", "bounded:4", "sequential, eventual or bounded:TAU");
+
+    /// <summary>--json.</summary>
+    public static readonly Option<bool> Json = Create("--json", false, "Print machine-readable JSON lines on standard output");
+
+    /// <summary>--log-level.</summary>
+    public static readonly Option<string> LogLevel = Create("--log-level", "info", "Log level: trace, debug, info, warning, error");
+
+    /// <summary>--config.</summary>
+    public static readonly Option<string?> Config = Create<string?>("--config", null, "JSON file with option values (keys are option names without dashes)");
+
+    /// <summary>--heartbeat-ms.</summary>
+    public static readonly Option<int> HeartbeatMs = Create("--heartbeat-ms", 100, "Heartbeat interval in milliseconds");
+
+    /// <summary>--heartbeat-timeout-ms.</summary>
+    public static readonly Option<int> HeartbeatTimeoutMs = Create("--heartbeat-timeout-ms", 800, "Silence after which a node is declared dead, in milliseconds");
+
+    /// <summary>--request-timeout.</summary>
+    public static readonly Option<int> RequestTimeoutS = Create("--request-timeout", 30, "Seconds a push or pull may wait for its servers");
+
+    /// <summary>--virtual-nodes.</summary>
+    public static readonly Option<int> VirtualNodes = Create("--virtual-nodes", 256, "Points per server on the consistent-hash ring");
+
+    /// <summary>--replication.</summary>
+    public static readonly Option<int> Replication = Create("--replication", 0, "Copies of each key range: a primary and its successors on the ring; a push is acknowledged once all have it (0: 2 with at least 2 servers, else 1)");
+
+    /// <summary>--checkpoint-dir.</summary>
+    public static readonly Option<string?> CheckpointDir = Create<string?>("--checkpoint-dir", null, "Write checkpoints here (a folder per epoch; shared storage when servers run on many machines)");
+
+    /// <summary>--checkpoint-every.</summary>
+    public static readonly Option<double> CheckpointEvery = Create("--checkpoint-every", 0.0, "Seconds between checkpoints while the job runs (0: only one, when every worker has finished)");
+
+    /// <summary>--restore.</summary>
+    public static readonly Option<string?> Restore = Create<string?>("--restore", null, "Resume from a checkpoint: a checkpoint directory (its newest complete epoch) or one epoch folder");
+
+    /// <summary>Verifies --restore before any node starts: a corrupted checkpoint is a usage error naming the file.</summary>
+    public static void CheckRestore(ParseResult p)
+    {
+        if (p.GetValue(Restore) is { } restore)
+        {
+            try
+            {
+                Core.Checkpoints.CheckpointReport.Check(restore);
+            }
+            catch (PsException ex)
+            {
+                throw new ArgumentException(ex.Message, ex);
+            }
+        }
+        if (p.GetValue(CheckpointEvery) is var every && (every < 0 || (every > 0 && p.GetValue(CheckpointDir) is null)))
+        {
+            throw new ArgumentException("--checkpoint-every needs a value >= 0 and a --checkpoint-dir");
+        }
+    }
+
+    /// <summary>The checkpoint options a launcher passes to its scheduler (paths absolute).</summary>
+    public static string[] CheckpointArguments(ParseResult p) =>
+    [
+        .. p.GetValue(CheckpointDir) is { } dir ? new[] { "--checkpoint-dir", Path.GetFullPath(dir) } : [],
+        .. p.GetValue(CheckpointEvery) is > 0 and var every ? new[] { "--checkpoint-every", every.ToString(System.Globalization.CultureInfo.InvariantCulture) } : [],
+        .. p.GetValue(Restore) is { } restore ? new[] { "--restore", Path.GetFullPath(restore) } : [],
+    ];
+
+    /// <summary>--on-worker-failure.</summary>
+    public static readonly Option<string> OnWorkerFailure = Create("--on-worker-failure", "reassign", "What happens to the work units a dead worker had not finished: reassign (to the other workers) or drop");
+
+    /// <summary>--backup-after.</summary>
+    public static readonly Option<double> BackupAfter = Create("--backup-after", 0.0, "Seconds after which a slow worker's unit is also given to an idle worker, first result wins (0: never)");
+
+    /// <summary>--on-worker-failure as a policy; throws <see cref="ArgumentException"/> for another word.</summary>
+    public static WorkerFailurePolicy ParseWorkerFailure(ParseResult p) => p.GetValue(OnWorkerFailure) switch
+    {
+        "reassign" => WorkerFailurePolicy.Reassign,
+        "drop" => WorkerFailurePolicy.Drop,
+        var other => throw new ArgumentException($"--on-worker-failure must be reassign or drop, not '{other}'"),
+    };
+
+    /// <summary>The work-queue options for a scheduler started by a launcher (commands without them pass none).</summary>
+    public static string[] WorkArguments(ParseResult p) =>
+    [
+        .. p.GetValue(OnWorkerFailure) is { } policy ? new[] { "--on-worker-failure", policy } : [],
+        .. p.GetValue(BackupAfter) is > 0 and var after ? new[] { "--backup-after", after.ToString(System.Globalization.CultureInfo.InvariantCulture) } : [],
+    ];
+
+    /// <summary>--state-dir.</summary>
+    public static readonly Option<string?> StateDir = Create<string?>("--state-dir", null, "Keep the scheduler's metadata here; restarted on the same port with the same directory, it resumes the job");
+
+    /// <summary>--max-frame-mb.</summary>
+    public static readonly Option<int> MaxFrameMb = Create("--max-frame-mb", 512, "Largest frame accepted, in MiB");
+
+    /// <summary>--key-cache-mb.</summary>
+    public static readonly Option<double> KeyCacheMb = Create("--key-cache-mb", 64.0, "Servers: MiB of key lists kept per worker connection for key caching (least recently used dropped first)");
+
+    /// <summary>--pull-filter-mb.</summary>
+    public static readonly Option<double> PullFilterMb = Create("--pull-filter-mb", 256.0, "Servers: MiB of rows remembered per worker connection and table for pull filters");
+
+    /// <summary>Server memory options given to a launcher, passed on to its servers.</summary>
+    public static string[] ServerMemoryArguments(ParseResult p)
+    {
+        var args = new List<string>();
+        foreach (var option in new[] { KeyCacheMb, PullFilterMb })
+        {
+            if (p.GetResult(option) is { Implicit: false })
+            {
+                Bytes(p, option); // refused here, before any process starts
+                args.AddRange([option.Name, p.GetValue(option).ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+            }
+        }
+        return [.. args];
+    }
+
+    /// <summary>MiB as bytes, refusing what is not a size.</summary>
+    public static long Bytes(ParseResult p, Option<double> option)
+    {
+        double mib = p.GetValue(option);
+        if (!(mib >= 0) || mib > 1 << 20)
+        {
+            throw new ArgumentException($"{option.Name} must be a size in MiB between 0 and 1048576, got {mib}");
+        }
+        return (long)(mib * (1 << 20));
+    }
+
+    /// <summary>The transport options from --max-frame-mb.</summary>
+    public static Transport.TransportOptions Transport(ParseResult p) => new() { MaxFrameBytes = checked(p.GetValue(MaxFrameMb) * (1 << 20)) };
+}

@@ -1,0 +1,107 @@
+using System.Net.Sockets;
+using System.Net;
+using ParameterServer.Client;
+using ParameterServer.Protocol;
+using ParameterServer.Scheduler;
+using ParameterServer.Server;
+
+namespace ParameterServer.TestKit;
+
+/// <summary>A scheduler and servers in this process, talking real TCP on 127.0.0.1 (for protocol abuse tests).</summary>
+internal sealed class InProcessCluster : IAsyncDisposable
+{
+    private readonly List<ServerNode> _servers = new();
+
+    public SchedulerNode Scheduler { get; private set; } = null!;
+
+    public IReadOnlyList<ServerNode> Servers => _servers;
+
+    public string Address => $"127.0.0.1:{Scheduler.Port}";
+
+    public static async Task<(InProcessCluster Cluster, PsClient[] Clients)> StartAsync(int servers, int workers, Action<ServerOptions>? configure = null)
+    {
+        var cluster = new InProcessCluster();
+        cluster.Scheduler = SchedulerNode.Start(new SchedulerOptions { Port = 0, Servers = servers, Workers = workers });
+        for (int i = 0; i < servers; i++)
+        {
+            var options = new ServerOptions { Scheduler = cluster.Address };
+            configure?.Invoke(options);
+            cluster._servers.Add(await ServerNode.StartAsync(options));
+        }
+        var clients = await Task.WhenAll(Enumerable.Range(0, workers).Select(_ =>
+            PsClient.ConnectAsync(new WorkerOptions { Scheduler = cluster.Address, RequestTimeout = TimeSpan.FromSeconds(10) })));
+        return (cluster, clients.OrderBy(c => c.Rank).ToArray());
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var s in _servers)
+        {
+            await s.DisposeAsync();
+        }
+        await Scheduler.DisposeAsync();
+    }
+}
+
+/// <summary>A hand-driven TCP peer that writes raw bytes and reads raw frames, to attack a node's parser.</summary>
+internal sealed class RawPeer : IDisposable
+{
+    private readonly TcpClient _client = new();
+
+    public RawPeer(int port)
+    {
+        _client.NoDelay = true; // each Write leaves as written: tests control how a frame is split
+        _client.Connect(IPAddress.Loopback, port);
+    }
+
+    public void Write(ReadOnlySpan<byte> bytes) => _client.GetStream().Write(bytes);
+
+    public void WriteFrame(FrameHeader header, ReadOnlySpan<byte> payload)
+    {
+        header.PayloadLength = payload.Length;
+        var bytes = new byte[FrameHeader.Size + payload.Length];
+        header.Write(bytes);
+        payload.CopyTo(bytes.AsSpan(FrameHeader.Size));
+        Write(bytes);
+    }
+
+    /// <summary>Reads one frame, or returns null when the node closed the connection.</summary>
+    public (FrameHeader Header, byte[] Payload)? ReadFrame(TimeSpan timeout)
+    {
+        _client.ReceiveTimeout = (int)timeout.TotalMilliseconds;
+        var head = new byte[FrameHeader.Size];
+        if (!ReadExactly(head))
+        {
+            return null;
+        }
+        Assert.Equal(HeaderStatus.Ok, FrameHeader.TryRead(head, int.MaxValue, out var header, out _));
+        var payload = new byte[header.PayloadLength];
+        Assert.True(ReadExactly(payload));
+        return (header, payload);
+    }
+
+    private bool ReadExactly(byte[] buffer)
+    {
+        int read = 0;
+        while (read < buffer.Length)
+        {
+            int n;
+            try
+            {
+                n = _client.GetStream().Read(buffer, read, buffer.Length - read);
+            }
+            catch (IOException)
+            {
+                return false;
+            }
+            if (n == 0)
+            {
+                return false;
+            }
+            read += n;
+        }
+        return true;
+    }
+
+    public void Dispose() => _client.Dispose();
+}

@@ -1,0 +1,62 @@
+namespace ParameterServer.TestKit;
+
+/// <summary>
+/// A job of real `pserver` processes started by hand (scheduler on a free port, servers, workers), so that a test can
+/// kill, restart, drain or add any of them. Disposing kills every process still running.
+/// </summary>
+internal sealed class ProcessCluster : IDisposable
+{
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(120);
+
+    public required Pserver Scheduler { get; init; }
+
+    public required string Address { get; init; }
+
+    public List<Pserver> Servers { get; } = new();
+
+    public List<Pserver> Workers { get; } = new();
+
+    public static Task<ProcessCluster> StartAsync(int servers, int workers, int replication, params string[] workerArguments) =>
+        StartAsync(servers, workers, replication, [], workerArguments);
+
+    public static async Task<ProcessCluster> StartAsync(int servers, int workers, int replication, string[] schedulerArguments, params string[] workerArguments)
+    {
+        var scheduler = Pserver.Start(["scheduler", "--port", "0", "--servers", servers.ToString(), "--workers", workers.ToString(),
+            "--replication", replication.ToString(), .. schedulerArguments]);
+        string line = await scheduler.WaitForLineAsync(l => l.StartsWith("scheduler listening on ", StringComparison.Ordinal), Limit);
+        var job = new ProcessCluster { Scheduler = scheduler, Address = line["scheduler listening on ".Length..] };
+        for (int i = 0; i < servers; i++)
+        {
+            job.Servers.Add(Pserver.Start("server", "--scheduler", job.Address));
+        }
+        for (int i = 0; i < workers; i++)
+        {
+            job.Workers.Add(Pserver.Start(["worker", "--scheduler", job.Address, .. workerArguments]));
+        }
+        return job;
+    }
+
+    /// <summary>Waits until every worker has started its pushes (the app logs its plan first).</summary>
+    public async Task WaitUntilPushingAsync()
+    {
+        var deadline = DateTime.UtcNow + Limit;
+        while (!Workers.All(w => w.Stderr.Contains("Counter on rank", StringComparison.Ordinal) || w.Stdout.Contains("Counter on rank", StringComparison.Ordinal)))
+        {
+            if (DateTime.UtcNow > deadline || Workers.Any(w => w.Process.HasExited))
+            {
+                throw new Xunit.Sdk.XunitException($"the workers did not start pushing:\n{string.Join("\n---\n", Workers.Select(w => w.Describe()))}");
+            }
+            await Task.Delay(10);
+        }
+    }
+
+    public string Describe() => string.Join("\n======\n", new[] { Scheduler }.Concat(Servers).Concat(Workers).Select(p => p.Describe()));
+
+    public void Dispose()
+    {
+        foreach (var p in Workers.Concat(Servers).Append(Scheduler))
+        {
+            p.Dispose();
+        }
+    }
+}

@@ -1,0 +1,22 @@
+namespace ParameterServer.TestKit;
+
+/// <summary>The real data sets in ../shared/data (next to the repository), found by walking up from the test binaries.</summary>
+internal static class SharedData
+{
+    public static string Path(params string[] parts)
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            string candidate = System.IO.Path.Combine([dir.FullName, "shared", "data", .. parts]);
+            if (File.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+        throw new FileNotFoundException($"shared/data/{string.Join('/', parts)} was not found above {AppContext.BaseDirectory}; the tests expect the shared data sets next to the repository");
+    }
+
+    public static string A9a => Path("a9a", "a9a");
+
+    public static string A9aTest => Path("a9a", "a9a.t");
+}

@@ -1,4 +1,4 @@
-namespace ParameterServer.Client;
+namespace ParameterServer.Client.Diagnostics;
 
 /// <summary>
 /// Watches calls of one <see cref="PsClient"/>: <see cref="OnIssued"/> runs on the calling thread once the call

@@ -1,5 +1,7 @@
 namespace ParameterServer.Client.Diagnostics;
 
+// Room: Diagnostics. The hook benchmarks use to time calls; the call clock (Dispatch) holds the one set.
+
 /// <summary>
 /// Watches calls of one <see cref="PsClient"/>: <see cref="OnIssued"/> runs on the calling thread once the call
 /// has its timestamp (after any bounded-delay wait), <see cref="OnCompleted"/> on whichever thread completes it.

@@ -9,7 +9,7 @@ namespace ParameterServer.Client.Dispatch;
 // Room: Dispatch (the first step of sending a call: it fills the call's own slices, so it lives with them; it uses the
 // view's placement from Core.Cluster, not the routes). Owns nothing: static and allocation free.
 
-/// <summary>Where a <see cref="KeySlicer"/> gets pooled slices and request ids (the client; a stub in benchmarks).</summary>
+/// <summary>Where a <see cref="KeySlicer"/> gets pooled slices and request ids (the dispatcher; a stub in tests and benchmarks).</summary>
 internal interface ISliceSource
 {
     Slice RentSlice();

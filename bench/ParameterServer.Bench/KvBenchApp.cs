@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using ParameterServer.Client;
+using ParameterServer.Client.Diagnostics;
 using ParameterServer.Hosting;
 
 namespace ParameterServer.Bench;

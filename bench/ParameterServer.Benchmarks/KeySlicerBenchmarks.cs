@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 using BenchmarkDotNet.Attributes;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
-using ParameterServer.Client;
+using ParameterServer.Client.Dispatch;
 
 namespace ParameterServer.Benchmarks;
 

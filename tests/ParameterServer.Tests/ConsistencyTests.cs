@@ -1,4 +1,5 @@
 using ParameterServer.Client;
+using ParameterServer.Client.Dispatch;
 
 namespace ParameterServer.Tests;
 

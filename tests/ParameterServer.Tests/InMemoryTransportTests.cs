@@ -89,7 +89,7 @@ public sealed class InMemoryTransportTests
     {
         var pipes = new InMemoryConnections();
         TransportOptions Transport() => new() { Connections = pipes };
-        await using var scheduler = SchedulerNode.Start(new SchedulerOptions { Port = 0, Servers = 2, Workers = 2, Replication = 2, Transport = Transport() });
+        await using var scheduler = SchedulerNode.Start(new SchedulerOptions { Port = 0, Servers = 2, Workers = 2, Replication = 2, Transport = Transport(), HeartbeatTimeout = TimeSpan.FromSeconds(10) }); // not declared dead while the other tests load the machine
         string address = $"127.0.0.1:{scheduler.Port}";
         var servers = await Task.WhenAll(Enumerable.Range(0, 2).Select(_ => ServerNode.StartAsync(new ServerOptions { Scheduler = address, Transport = Transport() })));
         var clients = await Task.WhenAll(Enumerable.Range(0, 2).Select(_ => PsClient.ConnectAsync(new WorkerOptions { Scheduler = address, Transport = Transport(), RequestTimeout = TimeSpan.FromSeconds(10) })));

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
-using ParameterServer.Client;
+using ParameterServer.Client.Dispatch;
 
 namespace ParameterServer.Tests;
 

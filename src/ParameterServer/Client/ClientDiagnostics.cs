@@ -1,4 +1,6 @@
 using System.Text.Json;
+using ParameterServer.Client.Diagnostics;
+using ParameterServer.Client.JobControl;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
 using ParameterServer.Transport;
@@ -82,11 +84,4 @@ public sealed class TableBlocks
 
     /// <summary>The slot (0..<see cref="ServerCount"/>) of the server that is primary for <paramref name="block"/>.</summary>
     public int SlotOfBlock(long block) => _placement.SlotOfBlock(block);
-}
-
-/// <summary>The entry point to <see cref="ClientDiagnostics"/> (kept apart from the data-plane partials of <see cref="PsClient"/>).</summary>
-public sealed partial class PsClient
-{
-    /// <summary>Traffic counters, call timing and block placement of this worker and its job.</summary>
-    public ClientDiagnostics Diagnostics => field ??= new ClientDiagnostics(this);
 }

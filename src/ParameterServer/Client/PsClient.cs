@@ -1,7 +1,11 @@
-using System.Runtime.InteropServices;
-using System.Text;
-using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using ParameterServer.Client.Diagnostics;
+using ParameterServer.Client.Dispatch;
+using ParameterServer.Client.Failover;
+using ParameterServer.Client.JobControl;
+using ParameterServer.Client.PushFilters;
+using ParameterServer.Client.Routing;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Core.Codecs;
 using ParameterServer.Extensions;
@@ -9,6 +13,16 @@ using ParameterServer.Protocol;
 using ParameterServer.Transport;
 
 namespace ParameterServer.Client;
+
+// The host: registers with the scheduler, builds the rooms once the worker has its id, takes the scheduler's frames,
+// and forwards the public API. Owns the declared tables' handles, the startup signal and the drain flag; every other
+// field belongs to a room (see docs/ARCHITECTURE.md). Rooms, lowest first (each uses only those before it):
+//   Diagnostics  log messages, the call observer
+//   JobControl   shutdown; barriers, work queue, finish (scheduler calls only)
+//   Routing      views, routes and links, request ids, side queries to servers
+//   Dispatch     the call clock, slicing, sending, the in-flight ledger, answers (knows failover as ISliceRecovery)
+//   Failover     orphans and resends, failover timing, reacting to new views
+//   PushFilters  runs a table's push filter, then dispatches
 
 /// <summary>
 /// A worker's handle on a running job: registers with the scheduler, connects to every server, declares
@@ -23,35 +37,33 @@ namespace ParameterServer.Client;
 /// w.Pull(keys, values, after: [t]);
 /// </code>
 /// </example>
-public sealed partial class PsClient : IAsyncDisposable, ISliceSource
+public sealed class PsClient : IAsyncDisposable
 {
     private readonly WorkerOptions _options;
     private readonly ILogger _log;
-    private readonly object _gate = new(); // clocks, consistency, parked operations; Monitor.Wait/PulseAll
-    private readonly CompletionWindow _clock = new();
-    private readonly Dictionary<long, PsException> _failures = new();
-    private readonly Dictionary<long, TaskCompletionSource> _waiters = new();
-    private readonly List<Operation> _parked = new();
-    private readonly Stack<Operation> _operationPool = new();
-    private readonly Lock _sliceLock = new();
-    private readonly Dictionary<ulong, Slice> _inflight = new();
-    private readonly Stack<Slice> _slicePool = new();
+    private readonly ClientShutdown _shutdown = new();
+    private readonly ViewFeed _views;
     private readonly Dictionary<string, PsTable> _tables = new();
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly CancellationTokenSource _shutdown = new();
     private ControlChannel _scheduler = null!;
-    private volatile Routing _routes = Routing.None;
-    private volatile ClusterView? _view;
-    private long _nextRequestId;
-    private long _barrierSequence;
-    private long _waitTicks;
-    private string? _shutdownReason;
+
+    // The rooms, built in StartAsync once the worker has its node id.
+    private JobCoordinator _job = null!;
+    private CallClock _calls = null!;
+    private RouteTable _routes = null!;
+    private PromptTables _prompt = null!;
+    private Dispatcher _dispatch = null!;
+    private ResponseHandler _answers = null!;
+    private FailoverCoordinator _failover = null!;
+    private PushFilterStage _pushFilters = null!;
+    private ServerQueries _queries = null!;
 
     private PsClient(WorkerOptions options, ILoggerFactory loggers)
     {
         options.Validate();
         _options = options;
         _log = loggers.CreateLogger("worker");
+        _views = new ViewFeed(_shutdown);
     }
 
     /// <summary>This worker's node id (unique in the job).</summary>
@@ -72,11 +84,14 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
     /// <summary>This worker's rank among the workers: 0 .. <see cref="WorkerCount"/> - 1.</summary>
     public int Rank { get; private set; } = -1;
 
+    /// <summary>Traffic counters, call timing and block placement of this worker and its job.</summary>
+    public ClientDiagnostics Diagnostics => field ??= new ClientDiagnostics(this);
+
     /// <summary>Workers in the job when it started.</summary>
     public int WorkerCount { get; private set; }
 
     /// <summary>Live servers in the current view.</summary>
-    public int ServerCount => _view?.Servers.Count ?? 0;
+    public int ServerCount => _views.Latest?.Servers.Count ?? 0;
 
     /// <summary>Cancelled when the scheduler ends the job (or is lost); long-running apps should stop then.</summary>
     public CancellationToken ShutdownRequested => _shutdown.Token;
@@ -92,37 +107,46 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
         _scheduler.FetchTrafficAsync(_options.RequestTimeout, cancellationToken);
 
     /// <summary>Bytes this worker sent to and received from servers.</summary>
-    public (long Sent, long Received) Traffic
-    {
-        get
-        {
-            lock (_everyLink)
-            {
-                return (_everyLink.Sum(l => l.Connection.BytesSent), _everyLink.Sum(l => l.Connection.BytesReceived));
-            }
-        }
-    }
+    public (long Sent, long Received) Traffic => _routes?.Traffic ?? (0, 0);
 
     /// <summary>Time callers spent blocked: in Wait, and in calls held back by their table's consistency.</summary>
-    public TimeSpan WaitTime => TimeSpan.FromTicks(Interlocked.Read(ref _waitTicks));
-
-    internal void AddWaitTime(long startTimestamp) =>
-        Interlocked.Add(ref _waitTicks, System.Diagnostics.Stopwatch.GetElapsedTime(startTimestamp).Ticks);
+    public TimeSpan WaitTime => _calls?.WaitTime ?? TimeSpan.Zero;
 
     /// <summary>Sees every call get its timestamp and complete (benchmarks measure latency with it); null on the normal path.</summary>
-    internal ICallObserver? Observer { get; set; }
+    internal ICallObserver? Observer
+    {
+        get => _calls.Observer;
+        set => _calls.Observer = value;
+    }
 
-    /// <summary>
-    /// True when the servers answer requests on this table as soon as they arrive (async tables). Answers to sync
-    /// pushes wait for the other workers, so they are not counted as awaited answers (Connection.ExpectAnswer): a frame
-    /// queued behind them would wait for the slowest worker. Every answer echoes its request's table id.
-    /// </summary>
-    internal bool AnswersPromptly(int tableId) =>
-        (uint)tableId < (uint)_promptTables.Length && _promptTables[tableId];
+    internal ClusterView View => _views.Latest ?? throw new InvalidOperationException("not connected");
 
-    private volatile bool[] _promptTables = [];
+    /// <summary>The view this worker routes by and its links (may lag <see cref="View"/> until the new servers are reached).</summary>
+    internal Routes Routes => _routes?.Connected ?? throw new InvalidOperationException("not connected");
 
-    internal ClusterView View => _view ?? throw new InvalidOperationException("not connected");
+    /// <summary>The work queue's counts as of this worker's last claim.</summary>
+    internal WorkProgress WorkCounts => _job.WorkCounts;
+
+    /// <summary>Keys that push filters kept from being sent.</summary>
+    internal long FilteredKeys => _pushFilters.FilteredKeys;
+
+    /// <summary>Answers KeyCacheMiss to this worker's signatures (each followed by a resend with the keys).</summary>
+    internal long KeyCacheMisses => _answers.KeyCacheMisses;
+
+    /// <summary>Filtered pull answers that left out a row this worker did not hold (each followed by a refresh).</summary>
+    internal long PullRefreshes => _answers.PullRefreshes;
+
+    /// <summary>Slices sent again to a new owner after their server was lost or the views disagreed.</summary>
+    internal long Failovers => _failover.Failovers;
+
+    /// <summary>How long the last failover took: from losing a server with calls outstanding to the first answer to a resent call.</summary>
+    internal TimeSpan? LastFailover => _failover.LastFailover;
+
+    /// <summary>When (Unix ms, wall clock) the last failover completed: comparable across processes on one machine.</summary>
+    internal long LastFailoverAnsweredUnixMs => _failover.LastFailoverAnsweredUnixMs;
+
+    /// <summary>Forgets the rows of filtered pull answers held for a table (tests: left-out rows must then be asked for again).</summary>
+    internal void ForgetPulledRows(int tableId) => _routes.ForgetPulledRows(tableId);
 
     /// <summary>
     /// Registers with the scheduler, waits until the job has all its servers and workers, and connects to
@@ -153,23 +177,18 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
         NodeId = fields[0];
         Rank = fields[1];
         JoinedLate = fields[3] > 0;
+        BuildRooms(NodeId);
         _scheduler.SenderId = NodeId;
-        _scheduler.EnableReconnect(ControlChannel.ReconnectWindow, () =>
-        {
-            lock (_heldUnits)
-            {
-                return ControlMessages.Ints([NodeId, (int)NodeRole.Worker, .. _heldUnits]);
-            }
-        });
+        _scheduler.EnableReconnect(ControlChannel.ReconnectWindow, _job.RejoinPayload);
         var heartbeat = TimeSpan.FromMilliseconds(fields[2]);
-        StartHeartbeats(heartbeat);
+        _scheduler.StartHeartbeats(heartbeat, () => _shutdown.IsCancellationRequested);
         try
         {
             await _ready.Task.WaitAsync(_options.StartupTimeout, cancellationToken).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {
-            var v = _view;
+            var v = _views.Latest;
             throw new PsException(PsErrorCode.Timeout,
                 $"the job did not start within {_options.StartupTimeout.TotalSeconds:0} s: the scheduler at {_options.Scheduler} expects {v?.ExpectedServers} servers and {v?.ExpectedWorkers} workers, {v?.Servers.Count} servers and {v?.Workers.Count} workers have registered");
         }
@@ -177,19 +196,52 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
         WorkerCount = view.Workers.Count;
         try
         {
-            UpdateRoutes(view, startup: true);
+            _routes.Update(view, startup: true);
         }
         catch (TransportException ex)
         {
-            CloseLinks("startup failed");
+            _routes.CloseAll("startup failed");
             throw new PsException(PsErrorCode.Unreachable, $"worker {NodeId}: {ex.Message}", ex);
         }
         var scanner = new Thread(ScanTimeouts) { IsBackground = true, Name = "ps-timeouts" };
         scanner.Start();
-        _log.LogInformation("Worker {Id} (rank {Rank} of {Workers}) connected to {Servers} servers", NodeId, Rank, WorkerCount, view.Servers.Count);
+        _log.LogConnected(NodeId, Rank, WorkerCount, view.Servers.Count);
     }
 
-    private void StartHeartbeats(TimeSpan interval) => _scheduler.StartHeartbeats(interval, () => _shutdown.IsCancellationRequested);
+    /// <summary>Builds the rooms, lowest first, and wires the two links that point back up (link events, recovery).</summary>
+    private void BuildRooms(int nodeId)
+    {
+        _job = new JobCoordinator(_scheduler, _options, _shutdown, nodeId);
+        _calls = new CallClock(nodeId, _log, _shutdown, waitTimeout: _options.RequestTimeout * 3);
+        _routes = new RouteTable(nodeId, _options, _log, TrafficMeter, SyncRounds);
+        _prompt = new PromptTables();
+        var ledger = new SliceLedger();
+        _dispatch = new Dispatcher(nodeId, _options, _calls, ledger, _routes, _prompt);
+        _answers = new ResponseHandler(nodeId, _options, _log, _shutdown, _calls, ledger, _dispatch, _prompt);
+        _failover = new FailoverCoordinator(nodeId, _options, _log, _shutdown, _views, _routes, ledger, _dispatch, _prompt);
+        _pushFilters = new PushFilterStage(_dispatch);
+        _queries = new ServerQueries(nodeId, _options, _routes);
+        _routes.LinkEvents = _answers;
+        _dispatch.Recovery = _failover;
+    }
+
+    /// <summary>Each sync table's next push round (under the route switch): the first one cut by routes just switched.</summary>
+    private List<RoundMark> SyncRounds()
+    {
+        var rounds = new List<RoundMark>();
+        lock (_tables)
+        {
+            foreach (var table in _tables.Values)
+            {
+                var state = table.State;
+                if (state.Info.Mode == UpdateMode.Sync && state.NextRound > 0)
+                {
+                    rounds.Add(new RoundMark(state.Info.Id, state.Name, state.Width, state.NextRound));
+                }
+            }
+        }
+        return rounds;
+    }
 
     private void OnSchedulerFrame(FrameHeader header, byte[] payload)
     {
@@ -197,20 +249,11 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
         {
             case MessageType.View:
                 var view = ClusterView.Read(payload);
-                bool newer;
-                lock (_gate)
-                {
-                    newer = _view is null || view.Number > _view.Number;
-                    if (newer)
-                    {
-                        _view = view;
-                    }
-                    Monitor.PulseAll(_gate);
-                }
+                bool newer = _views.Offer(view);
                 _scheduler.Reply(header, []);
-                if (newer && _routes != Routing.None)
+                if (newer && _routes is { } routes && routes.Current != Routes.None)
                 {
-                    OnNewView(); // off the scheduler's receive thread: it may connect and resend
+                    _failover.OnNewView(); // off the scheduler's receive thread: it may connect and resend
                 }
                 if (view.Ready)
                 {
@@ -219,7 +262,7 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
                 break;
             case MessageType.Drain:
                 DrainRequested = true;
-                _log.LogWarning("Worker {Id} is drained: it takes no more work units and leaves after its current one", NodeId);
+                _log.LogDrained(NodeId);
                 break;
             case MessageType.Shutdown:
                 EnterShutdown("the scheduler ended the job");
@@ -232,18 +275,22 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
 
     private void EnterShutdown(string reason)
     {
-        lock (_gate)
-        {
-            _shutdownReason ??= reason;
-            Monitor.PulseAll(_gate);
-        }
+        _shutdown.Enter(reason);
+        _calls?.Wake();
+        _views.Wake();
         _ready.TrySetException(new PsException(PsErrorCode.ShuttingDown, reason));
-        try
+        _shutdown.Cancel();
+    }
+
+    /// <summary>Fails calls past their deadline and resends what failover allows, every <see cref="FailoverCoordinator.OrphanRetryMs"/>.</summary>
+    private void ScanTimeouts()
+    {
+        var expired = new List<Slice>();
+        while (!_shutdown.IsCancellationRequested)
         {
-            _shutdown.Cancel();
-        }
-        catch (ObjectDisposedException)
-        {
+            Thread.Sleep(FailoverCoordinator.OrphanRetryMs);
+            _dispatch.FailExpired(expired);
+            _failover.ResendDue();
         }
     }
 
@@ -270,270 +317,81 @@ public sealed partial class PsClient : IAsyncDisposable, ISliceSource
         ControlMessages.WriteTableSpec(w, spec);
         var reply = await _scheduler.CallAsync(MessageType.DeclareTable, w.WrittenSpan.ToArray(), $"the declaration of table '{spec.Name}'", _options.RequestTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
         int[] fields = ControlMessages.ReadInts(reply.Payload, 2);
-        var info = WaitForView(v => v.Number >= (uint)fields[1], $"view {fields[1]} with table '{spec.Name}'").FindTable(fields[0])
+        var info = _views.WaitFor(v => v.Number >= (uint)fields[1], $"view {fields[1]} with table '{spec.Name}'", _options.RequestTimeout, NodeId).FindTable(fields[0])
             ?? throw new PsException(PsErrorCode.Internal, $"the scheduler declared table '{spec.Name}' as id {fields[0]} but the view lacks it");
         lock (_tables)
         {
             if (!_tables.TryGetValue(spec.Name, out var table))
             {
                 _tables[spec.Name] = table = new PsTable(this, info, new TableTraffic(spec.KeyCaching, CodecSpec.Parse(spec.Compression), info.Width));
-                var prompt = _promptTables;
-                if (info.Id >= prompt.Length)
-                {
-                    Array.Resize(ref prompt, info.Id + 1); // a new array: readers see the old one or the new one, both consistent
-                }
-                prompt[info.Id] = info.Mode == UpdateMode.Async;
-                _promptTables = prompt;
+                _prompt.Add(info);
             }
             return table;
         }
     }
 
-    private ClusterView WaitForView(Func<ClusterView, bool> condition, string what)
-    {
-        long deadline = Environment.TickCount64 + (long)_options.RequestTimeout.TotalMilliseconds;
-        lock (_gate)
-        {
-            while (_view is null || !condition(_view))
-            {
-                ThrowIfShutDown();
-                long left = deadline - Environment.TickCount64;
-                if (left <= 0)
-                {
-                    throw new PsException(PsErrorCode.Timeout, $"worker {NodeId} waited {_options.RequestTimeout.TotalSeconds:0.#} s for {what}");
-                }
-                Monitor.Wait(_gate, (int)left);
-            }
-            return _view;
-        }
-    }
-
     /// <summary>Waits until every live worker has called BarrierAsync the same number of times.</summary>
-    public async Task BarrierAsync(CancellationToken cancellationToken = default)
-    {
-        long sequence = Interlocked.Increment(ref _barrierSequence);
-        await _scheduler.CallAsync(MessageType.Barrier, ReadOnlyMemory<byte>.Empty, $"barrier #{sequence} (waiting for all workers)", _options.BarrierTimeout, round: sequence, cancellationToken: cancellationToken).ConfigureAwait(false);
-    }
+    public Task BarrierAsync(CancellationToken cancellationToken = default) => _job.BarrierAsync(cancellationToken);
 
     /// <summary>
     /// Declares the job's work as units 0 .. <paramref name="units"/> - 1, handed out by the scheduler one at a time
     /// (<see cref="ClaimWorkAsync"/>): a dead worker's unfinished units go to the others or are dropped, by the
     /// scheduler's policy. Every worker may declare it; the count must agree.
     /// </summary>
-    public async Task DeclareWorkAsync(int units, CancellationToken cancellationToken = default)
-    {
-        ArgumentOutOfRangeException.ThrowIfLessThan(units, 1);
-        await _scheduler.CallAsync(MessageType.DeclareWork, ControlMessages.Ints(units), $"the declaration of {units} work units", _options.RequestTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
-    }
+    public Task DeclareWorkAsync(int units, CancellationToken cancellationToken = default) => _job.DeclareWorkAsync(units, cancellationToken);
 
     /// <summary>
     /// The next unit of work for this worker, or null when every unit is done (or dropped). While the remaining units
     /// are in progress on other workers it waits, since a unit comes back if its worker dies.
     /// </summary>
-    public async Task<int?> ClaimWorkAsync(CancellationToken cancellationToken = default)
-    {
-        long deadline = Environment.TickCount64 + (long)_options.BarrierTimeout.TotalMilliseconds;
-        while (true)
-        {
-            var reply = await _scheduler.CallAsync(MessageType.ClaimWork, ReadOnlyMemory<byte>.Empty, "a work unit", _options.RequestTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
-            int[] fields = ControlMessages.ReadInts(reply.Payload, 7);
-            WorkCounts = new WorkProgress(fields[2], fields[3], fields[4], fields[5], fields[6]);
-            if (fields[0] >= 0)
-            {
-                lock (_heldUnits)
-                {
-                    _heldUnits.Add(fields[0]);
-                }
-                return fields[0];
-            }
-            if (fields[0] == -1)
-            {
-                return null;
-            }
-            if (Environment.TickCount64 > deadline)
-            {
-                throw new PsException(PsErrorCode.Timeout, $"worker {NodeId} waited {_options.BarrierTimeout.TotalSeconds:0} s for the other workers' units to finish or come back");
-            }
-            await Task.Delay(20, cancellationToken).ConfigureAwait(false);
-        }
-    }
+    public Task<int?> ClaimWorkAsync(CancellationToken cancellationToken = default) => _job.ClaimWorkAsync(cancellationToken);
 
     /// <summary>Reports a unit done; false when another worker finished it first (a backup of a slow unit).</summary>
-    public async Task<bool> CompleteWorkAsync(int unit, CancellationToken cancellationToken = default)
-    {
-        var reply = await _scheduler.CallAsync(MessageType.CompleteWork, ControlMessages.Ints(unit), $"the completion of work unit {unit}", _options.RequestTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
-        lock (_heldUnits)
-        {
-            _heldUnits.Remove(unit);
-        }
-        return ControlMessages.ReadInts(reply.Payload, 1)[0] == 1;
-    }
-
-    private readonly HashSet<int> _heldUnits = new(); // claimed, not yet reported done: told to a restarted scheduler
-
-    /// <summary>The work queue's counts as of this worker's last claim.</summary>
-    internal WorkProgress WorkCounts { get; private set; }
+    public Task<bool> CompleteWorkAsync(int unit, CancellationToken cancellationToken = default) => _job.CompleteWorkAsync(unit, cancellationToken);
 
     /// <summary>Tells the scheduler this worker is done; the job ends when all workers are.</summary>
     public async Task FinishAsync(CancellationToken cancellationToken = default)
     {
         WaitAll();
-        if (!_scheduler.IsClosed && _shutdownReason is null)
-        {
-            await _scheduler.CallAsync(MessageType.Finish, ReadOnlyMemory<byte>.Empty, "the end of this worker", _options.RequestTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
-        }
+        await _job.FinishAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Blocks until the call with this timestamp has completed; throws its error if it failed.</summary>
-    public void Wait(long timestamp) => Wait(timestamp, WaitTimeout);
+    public void Wait(long timestamp) => _calls.Wait(timestamp, _calls.WaitTimeout);
 
     /// <inheritdoc cref="Wait(long)"/>
-    public void Wait(long timestamp, TimeSpan timeout)
-    {
-        long deadline = Environment.TickCount64 + (long)timeout.TotalMilliseconds;
-        lock (_gate)
-        {
-            if (timestamp < 0 || timestamp >= _clock.Next)
-            {
-                throw new ArgumentOutOfRangeException(nameof(timestamp), timestamp, $"no call with timestamp {timestamp} was issued (next is {_clock.Next})");
-            }
-            long started = System.Diagnostics.Stopwatch.GetTimestamp();
-            while (!_clock.IsDone(timestamp))
-            {
-                long left = deadline - Environment.TickCount64;
-                if (left <= 0)
-                {
-                    throw new PsException(PsErrorCode.Timeout, $"worker {NodeId}: call {timestamp} did not complete within {timeout.TotalSeconds:0.#} s");
-                }
-                Monitor.Wait(_gate, (int)Math.Min(left, int.MaxValue));
-            }
-            AddWaitTime(started);
-            if (_failures.TryGetValue(timestamp, out var error))
-            {
-                throw new PsException(error.Code, error.Message, error);
-            }
-        }
-    }
+    public void Wait(long timestamp, TimeSpan timeout) => _calls.Wait(timestamp, timeout);
 
     /// <summary>Completes when the call with this timestamp has completed; faults with its error if it failed.</summary>
-    public Task WaitAsync(long timestamp, CancellationToken cancellationToken = default)
-    {
-        lock (_gate)
-        {
-            if (timestamp < 0 || timestamp >= _clock.Next)
-            {
-                throw new ArgumentOutOfRangeException(nameof(timestamp), timestamp, $"no call with timestamp {timestamp} was issued (next is {_clock.Next})");
-            }
-            if (_clock.IsDone(timestamp))
-            {
-                return _failures.TryGetValue(timestamp, out var error) ? Task.FromException(new PsException(error.Code, error.Message, error)) : Task.CompletedTask;
-            }
-            if (!_waiters.TryGetValue(timestamp, out var tcs))
-            {
-                _waiters[timestamp] = tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            }
-            return tcs.Task.WaitAsync(WaitTimeout, cancellationToken);
-        }
-    }
+    public Task WaitAsync(long timestamp, CancellationToken cancellationToken = default) => _calls.WaitAsync(timestamp, cancellationToken);
 
     /// <summary>Blocks until every call issued so far has completed (errors are reported by Wait on their timestamps).</summary>
-    public void WaitAll()
-    {
-        long last;
-        lock (_gate)
-        {
-            last = _clock.Next - 1;
-        }
-        long deadline = Environment.TickCount64 + (long)WaitTimeout.TotalMilliseconds;
-        lock (_gate)
-        {
-            while (_clock.OldestIncomplete <= last)
-            {
-                long left = deadline - Environment.TickCount64;
-                if (left <= 0)
-                {
-                    throw new PsException(PsErrorCode.Timeout, $"worker {NodeId}: call {_clock.OldestIncomplete} did not complete within {WaitTimeout.TotalSeconds:0.#} s");
-                }
-                Monitor.Wait(_gate, (int)left);
-            }
-        }
-    }
-
-    private TimeSpan WaitTimeout => _options.RequestTimeout * 3;
-
-    private void ThrowIfShutDown()
-    {
-        if (_shutdownReason is { } reason)
-        {
-            throw new PsException(PsErrorCode.ShuttingDown, $"worker {NodeId}: {reason}");
-        }
-    }
+    public void WaitAll() => _calls.WaitAll();
 
     /// <summary>Asks every server for its counters (JSON objects, one per server).</summary>
-    public async Task<string[]> GetServerStatsAsync(CancellationToken cancellationToken = default)
-    {
-        var links = Routes.BySlot;
-        var results = new string[links.Length];
-        for (int i = 0; i < links.Length; i++)
-        {
-            var request = new FrameHeader { Type = MessageType.ServerStats, SenderId = NodeId, RequestId = NextRequestId(), RowWidth = 1, ElementType = WireElementType.Float32 };
-            var (_, payload) = await links[i].CallAsync(request, "a stats request", _options.RequestTimeout, cancellationToken).ConfigureAwait(false);
-            results[i] = Encoding.UTF8.GetString(payload);
-        }
-        return results;
-    }
+    public Task<string[]> GetServerStatsAsync(CancellationToken cancellationToken = default) => _queries.GetServerStatsAsync(cancellationToken);
 
     /// <summary>Every row the servers hold for a table, sorted by key (a bulk read: model export, checks).</summary>
-    internal async Task<(ulong[] Keys, float[] Values)> ReadAllAsync(PsTable table, CancellationToken cancellationToken)
+    internal Task<(ulong[] Keys, float[] Values)> ReadAllAsync(PsTable table, CancellationToken cancellationToken) => _queries.ReadAllAsync(table.Info, cancellationToken);
+
+    /// <summary>A push, pull or push-pull on a table: through the table's push filter when it has one.</summary>
+    internal long Submit(PsTable table, MessageType kind, ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, Memory<float> destination, ReadOnlySpan<long> after)
     {
-        var keys = new List<ulong>();
-        var values = new List<float>();
-        int width = table.Width;
-        var routes = Routes;
-        foreach (var link in routes.BySlot)
+        var state = table.State;
+        if (kind == MessageType.Push && state.PushFilter is { } filter && keys.Length > 0)
         {
-            long cursor = 0;
-            while (cursor >= 0)
-            {
-                var request = new FrameHeader
-                {
-                    Type = MessageType.Scan,
-                    SenderId = NodeId,
-                    RequestId = NextRequestId(),
-                    TableId = table.Info.Id,
-                    RowWidth = width,
-                    ElementType = WireElementType.Float32,
-                    Round = cursor,
-                    ViewNumber = routes.View.Number,
-                };
-                var (header, payload) = await link.CallAsync(request, $"a scan of table '{table.Name}'", _options.RequestTimeout, cancellationToken).ConfigureAwait(false);
-                int rows = header.KeyCount;
-                if (payload.Length != rows * (sizeof(ulong) + width * sizeof(float)))
-                {
-                    throw new PsException(PsErrorCode.MalformedPayload, $"{link.Server.Describe()} answered a scan with {payload.Length} bytes for {rows} rows");
-                }
-                keys.AddRange(MemoryMarshal.Cast<byte, ulong>(payload.AsSpan(0, rows * sizeof(ulong))));
-                values.AddRange(MemoryMarshal.Cast<byte, float>(payload.AsSpan(rows * sizeof(ulong))));
-                cursor = header.Round;
-            }
+            _dispatch.Validate(state, kind, keys, values, destination, after);
+            return _pushFilters.Submit(state, filter, keys, values, after);
         }
-        var keyArray = keys.ToArray();
-        var order = Enumerable.Range(0, keyArray.Length).ToArray();
-        Array.Sort(keyArray, order);
-        var sorted = new float[values.Count];
-        for (int i = 0; i < order.Length; i++)
-        {
-            values.CopyTo(order[i] * width, sorted, i * width, width);
-        }
-        return (keyArray, sorted);
+        return _dispatch.Submit(state, kind, keys, values, destination, after);
     }
 
-    internal ulong NextRequestId() => (ulong)Interlocked.Increment(ref _nextRequestId);
+    internal void SetTau(PsTable table, int tau) => _calls.SetTau(table.State, tau);
 
     public async ValueTask DisposeAsync()
     {
         EnterShutdown("the worker closed its client");
-        CloseLinks("worker closed its client");
+        _routes?.CloseAll("worker closed its client");
         _scheduler?.Dispose();
         await Task.CompletedTask.ConfigureAwait(false);
     }

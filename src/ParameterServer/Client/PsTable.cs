@@ -1,6 +1,7 @@
-using ParameterServer.Core.Codecs;
 using System.Buffers;
+using ParameterServer.Client.Dispatch;
 using ParameterServer.Core.Cluster;
+using ParameterServer.Core.Codecs;
 using ParameterServer.Extensions;
 using ParameterServer.Protocol;
 
@@ -15,28 +16,24 @@ namespace ParameterServer.Client;
 public sealed class PsTable
 {
     private readonly PsClient _client;
-    private volatile int _tau = 4;
 
     internal PsTable(PsClient client, TableInfo info, TableTraffic? traffic = null)
     {
         _client = client;
-        Info = info;
-        Traffic = traffic is { Active: true } ? traffic : null;
+        State = new TableState(info, traffic);
     }
 
-    /// <summary>Key caching and value encoding of this table's calls; null when both are off.</summary>
-    internal TableTraffic? Traffic { get; }
+    /// <summary>The data path's state of this table (Dispatch): this handle forwards to it.</summary>
+    internal TableState State { get; }
 
     /// <summary>Runs on every push of this worker to this table before it is sent (see <see cref="IPushFilter"/>); null: send everything.</summary>
-    public IPushFilter? PushFilter { get; set; }
+    public IPushFilter? PushFilter
+    {
+        get => State.PushFilter;
+        set => State.PushFilter = value;
+    }
 
-    internal TableInfo Info { get; }
-
-    internal CompletionWindow Window { get; } = new();
-
-    internal long NextRound { get; set; }
-
-    internal int Tau => _tau;
+    internal TableInfo Info => State.Info;
 
     public string Name => Info.Name;
 
@@ -50,11 +47,9 @@ public sealed class PsTable
     /// <summary>Bounded delay of this worker's calls on this table; may be changed while the job runs. Defaults to bounded:4.</summary>
     public Consistency Consistency
     {
-        get => _tau == int.MaxValue ? Consistency.Eventual : Consistency.BoundedDelay(_tau);
+        get => State.Consistency;
         set => _client.SetTau(this, value.Tau);
     }
-
-    internal void SetTauUnderLock(int tau) => _tau = tau;
 
     /// <summary>Sends values for keys to the servers' update handlers.</summary>
     public long Push(ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, ReadOnlySpan<long> after = default) =>

@@ -38,6 +38,3 @@ public sealed class WorkerOptions
         Transport.Validate();
     }
 }
-
-/// <summary>The job's work queue, as a worker last saw it: units done, dropped, reassigned, backed up, and every completion reported.</summary>
-public readonly record struct WorkProgress(int Completed, int Dropped, int Reassigned, int Backups, int Completions);

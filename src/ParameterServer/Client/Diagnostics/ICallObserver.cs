@@ -1,4 +1,6 @@
-namespace ParameterServer.Client;
+namespace ParameterServer.Client.Diagnostics;
+
+// Room: Diagnostics. The hook benchmarks use to time calls; the call clock (Dispatch) holds the one set.
 
 /// <summary>
 /// Watches calls of one <see cref="PsClient"/>: <see cref="OnIssued"/> runs on the calling thread once the call

@@ -1,13 +1,17 @@
+using ParameterServer.Client.Routing;
 using ParameterServer.Protocol;
 
-namespace ParameterServer.Client;
+namespace ParameterServer.Client.Dispatch;
+
+// Room: Dispatch. The data model of a call in flight: an operation and its per-server slices (pooled by CallClock and
+// SliceLedger). Plain data: the components that own them (ledger, clock, dispatcher, failover) keep their invariants.
 
 /// <summary>One Push / Pull / PushPull call: its timestamp, its per-server slices and where pulled values go. Pooled.</summary>
 internal sealed class Operation
 {
     public long Timestamp;
     public long TableSeq;
-    public PsTable Table = null!;
+    public TableState Table = null!;
     public MessageType Kind;
     public int PendingSlices;
     public Memory<float> Destination;
@@ -79,4 +83,10 @@ internal sealed class Slice
     public const int SendIdle = 0;
     public const int SendInProgress = 1;
     public const int SendReleased = 2;
+
+    /// <summary>Reads the header of the plain frame (<see cref="Frame"/>); false when it cannot be read back.</summary>
+    public bool TryReadHeader(out FrameHeader header) => FrameHeader.TryRead(Frame, int.MaxValue, out header, out _) == HeaderStatus.Ok;
+
+    /// <summary>Rewrites the plain frame's header: fields change through <see cref="FrameHeader"/>, never at byte offsets here.</summary>
+    public void WriteHeader(in FrameHeader header) => header.Write(Frame);
 }

@@ -3,7 +3,10 @@ using System.Runtime.InteropServices;
 using ParameterServer.Core.Codecs;
 using ParameterServer.Protocol;
 
-namespace ParameterServer.Client;
+namespace ParameterServer.Client.Dispatch;
+
+// Room: Dispatch. Owns nothing: the wire form of a slice (cached keys, masks of filtered pushes, encoded values);
+// the plain frame, with a pull's wish for its answer codec (FrameHeader.AnswerCodec), is cut by KeySlicer.
 
 /// <summary>A worker's side of <see cref="WireEncoding"/>: gives a slice its wire form (cached keys, masks, encoded values).</summary>
 internal static class SliceEncoding
@@ -15,10 +18,6 @@ internal static class SliceEncoding
     public static void Encode(Slice slice, TableTraffic traffic, MessageType kind, int tableId, int width, ReadOnlySpan<bool> mask = default)
     {
         var frame = slice.Frame;
-        if (kind == MessageType.Pull && traffic.AnswerByte != 0)
-        {
-            frame[51] = traffic.AnswerByte; // FrameHeader.AnswerCodec, also for resends of the plain frame
-        }
         if (FrameHeader.TryRead(frame, int.MaxValue, out var header, out _) != HeaderStatus.Ok)
         {
             return;

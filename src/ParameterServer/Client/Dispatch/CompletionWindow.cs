@@ -1,4 +1,6 @@
-namespace ParameterServer.Client;
+namespace ParameterServer.Client.Dispatch;
+
+// Room: Dispatch. A data structure (the call clock's and each table's window of timestamps); owns only its ring.
 
 /// <summary>
 /// Tracks which of a dense sequence of ids (timestamps) have completed, when completions arrive out of order.

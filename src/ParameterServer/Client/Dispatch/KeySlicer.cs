@@ -4,9 +4,12 @@ using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
 using ParameterServer.Transport;
 
-namespace ParameterServer.Client;
+namespace ParameterServer.Client.Dispatch;
 
-/// <summary>Where a <see cref="KeySlicer"/> gets pooled slices and request ids (the client; a stub in benchmarks).</summary>
+// Room: Dispatch (the first step of sending a call: it fills the call's own slices, so it lives with them; it uses the
+// view's placement from Core.Cluster, not the routes). Owns nothing: static and allocation free.
+
+/// <summary>Where a <see cref="KeySlicer"/> gets pooled slices and request ids (the dispatcher; a stub in tests and benchmarks).</summary>
 internal interface ISliceSource
 {
     Slice RentSlice();
@@ -169,7 +172,7 @@ internal static class KeySlicer
         slice.ValueCount = withValues ? count * width : 0;
         slice.Frame = ArrayPool<byte>.Shared.Rent(slice.FrameLength);
         var header = request.Header;
-        header.Flags = keyRange ? FrameFlags.KeyRange : FrameFlags.None;
+        header.Flags = request.Header.Flags | (keyRange ? FrameFlags.KeyRange : FrameFlags.None); // the call's flags, and this frame's key form
         header.PayloadLength = (int)(keyBytes + valueBytes);
         header.RequestId = slice.RequestId;
         header.KeyCount = count;

@@ -4,10 +4,14 @@ using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
 using ParameterServer.Transport;
 
-namespace ParameterServer.Client;
+namespace ParameterServer.Client.Routing;
+
+// Room: Routing. A worker's connection to one server and what the server remembers of this connection: the key lists
+// it caches (key caching) and the rows it sent in filtered pull answers. Both live and die with the connection.
+// Also carries side calls (stats, scans) that bypass the push/pull machinery. Frames are reported to ILinkEvents.
 
 /// <summary>A worker's connection to one server; responses are handled on its receive thread.</summary>
-internal sealed class ServerLink(PsClient client, NodeInfo server) : IFrameHandler
+internal sealed class ServerLink(ILinkEvents events, NodeInfo server) : IFrameHandler
 {
     private readonly Lock _callsLock = new();
     private readonly Dictionary<int, RowMemory> _pulledRows = new();
@@ -71,29 +75,29 @@ internal sealed class ServerLink(PsClient client, NodeInfo server) : IFrameHandl
         {
             return;
         }
-        if (client.AnswersPromptly(header.TableId))
+        if (events.AnswersPromptly(header.TableId))
         {
             connection.AnswerArrived();
         }
-        client.OnResponse(this, header, payload);
+        events.OnResponse(this, header, payload);
     }
 
-    public void OnBatchEnd(Connection connection) => client.OnBatchEnd();
+    public void OnBatchEnd(Connection connection) => events.OnBatchEnd();
 
-    public void OnClosed(Connection connection, string reason) => client.OnLinkClosed(this, reason);
+    public void OnClosed(Connection connection, string reason) => events.OnLinkClosed(this, reason);
 
-    /// <summary>The pull whose answer the receive thread is writing straight into the caller's memory.</summary>
-    public Slice? DirectSlice { get; set; }
+    /// <summary>The call whose answer the receive thread is writing straight into the caller's memory (the data path's object).</summary>
+    public object? DirectCall { get; set; }
 
-    public bool TryBeginDirect(Connection connection, in FrameHeader header, out Span<byte> target) => client.TryBeginDirect(this, header, out target);
+    public bool TryBeginDirect(Connection connection, in FrameHeader header, out Span<byte> target) => events.TryBeginDirect(this, header, out target);
 
     public void EndDirect(Connection connection, in FrameHeader header, bool received)
     {
-        if (client.AnswersPromptly(header.TableId))
+        if (events.AnswersPromptly(header.TableId))
         {
             connection.AnswerArrived();
         }
-        client.EndDirect(this, received);
+        events.EndDirect(this, received);
     }
 
     /// <summary>A request outside the push/pull machinery (stats, scans): bulk and rare, so it may allocate.</summary>

@@ -1,0 +1,73 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using ParameterServer.Core.Cluster;
+using ParameterServer.Protocol;
+
+namespace ParameterServer.Client.Routing;
+
+// Room: Routing. Owns nothing: requests to every server of the routes that bypass the push/pull machinery (bulk and
+// rare, so they may allocate): server counters (diagnostics) and table scans (model export). They sit next to the
+// links' side calls (ServerLink.CallAsync) rather than in Diagnostics, so Diagnostics stays a leaf every room may use.
+
+/// <summary>Side requests to the servers: their counters, and every row of a table.</summary>
+internal sealed class ServerQueries(int nodeId, WorkerOptions options, RouteTable routeTable)
+{
+    /// <summary>Asks every server for its counters (JSON objects, one per server).</summary>
+    public async Task<string[]> GetServerStatsAsync(CancellationToken cancellationToken)
+    {
+        var links = routeTable.Connected.BySlot;
+        var results = new string[links.Length];
+        for (int i = 0; i < links.Length; i++)
+        {
+            var request = new FrameHeader { Type = MessageType.ServerStats, SenderId = nodeId, RequestId = routeTable.NextRequestId(), RowWidth = 1, ElementType = WireElementType.Float32 };
+            var (_, payload) = await links[i].CallAsync(request, "a stats request", options.RequestTimeout, cancellationToken).ConfigureAwait(false);
+            results[i] = Encoding.UTF8.GetString(payload);
+        }
+        return results;
+    }
+
+    /// <summary>Every row the servers hold for a table, sorted by key (a bulk read: model export, checks).</summary>
+    public async Task<(ulong[] Keys, float[] Values)> ReadAllAsync(TableInfo table, CancellationToken cancellationToken)
+    {
+        var keys = new List<ulong>();
+        var values = new List<float>();
+        int width = table.Width;
+        var routes = routeTable.Connected;
+        foreach (var link in routes.BySlot)
+        {
+            long cursor = 0;
+            while (cursor >= 0)
+            {
+                var request = new FrameHeader
+                {
+                    Type = MessageType.Scan,
+                    SenderId = nodeId,
+                    RequestId = routeTable.NextRequestId(),
+                    TableId = table.Id,
+                    RowWidth = width,
+                    ElementType = WireElementType.Float32,
+                    Round = cursor,
+                    ViewNumber = routes.View.Number,
+                };
+                var (header, payload) = await link.CallAsync(request, $"a scan of table '{table.Name}'", options.RequestTimeout, cancellationToken).ConfigureAwait(false);
+                int rows = header.KeyCount;
+                if (payload.Length != rows * (sizeof(ulong) + width * sizeof(float)))
+                {
+                    throw new PsException(PsErrorCode.MalformedPayload, $"{link.Server.Describe()} answered a scan with {payload.Length} bytes for {rows} rows");
+                }
+                keys.AddRange(MemoryMarshal.Cast<byte, ulong>(payload.AsSpan(0, rows * sizeof(ulong))));
+                values.AddRange(MemoryMarshal.Cast<byte, float>(payload.AsSpan(rows * sizeof(ulong))));
+                cursor = header.Round;
+            }
+        }
+        var keyArray = keys.ToArray();
+        var order = Enumerable.Range(0, keyArray.Length).ToArray();
+        Array.Sort(keyArray, order);
+        var sorted = new float[values.Count];
+        for (int i = 0; i < order.Length; i++)
+        {
+            values.CopyTo(order[i] * width, sorted, i * width, width);
+        }
+        return (keyArray, sorted);
+    }
+}

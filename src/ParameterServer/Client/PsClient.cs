@@ -72,6 +72,9 @@ public sealed class PsClient : IAsyncDisposable
     /// <summary>True when this worker joined a running job (<see cref="WorkerOptions.Join"/>) rather than being one it started with.</summary>
     public bool Joined => _options.Join;
 
+    /// <summary>The extensions this worker was started with (<see cref="WorkerOptions.Extensions"/>): apps create their push filters here.</summary>
+    public ExtensionRegistry Extensions => _options.Extensions;
+
     /// <summary>
     /// True when this worker joined the running job (<see cref="WorkerOptions.Join"/>) after the others passed their
     /// first barrier: it missed the start, and its barriers line up with the others' next ones.

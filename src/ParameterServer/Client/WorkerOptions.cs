@@ -1,3 +1,4 @@
+using ParameterServer.Extensions;
 using ParameterServer.Transport;
 
 namespace ParameterServer.Client;
@@ -24,6 +25,9 @@ public sealed class WorkerOptions
 
     /// <summary>Pull filters: bytes of rows kept per server and table to fill the rows an answer leaves out. Defaults to 256 MiB.</summary>
     public long PullFilterBytes { get; set; } = 256L << 20;
+
+    /// <summary>The push filters this worker can create by name, built-in and registered (<see cref="ExtensionRegistry"/>).</summary>
+    public ExtensionRegistry Extensions { get; } = new();
 
     internal void Validate()
     {

@@ -23,7 +23,7 @@ internal sealed class ServerCheckpoints(LocalServer self, ViewGate gate, TableSe
 
     /// <summary>
     /// Copies the rows of the blocks <paramref name="include"/> selects while no push is applied here: pushes apply under
-    /// the forward lock's read side, the copy takes its write side; large streamed pushes finish first.
+    /// the update gate's read side, the copy takes its write side; large streamed pushes finish first.
     /// </summary>
     private List<CheckpointFiles.TableRows> Snapshot(IReadOnlyList<TableStore> tables, Func<TableStore, long, bool> include)
     {

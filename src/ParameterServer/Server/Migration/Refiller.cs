@@ -31,7 +31,7 @@ internal sealed class Refiller(LocalServer self, ViewGate gate, TableSet tables,
     /// <summary>
     /// After a view change, copies every block this server is now primary for to the members of its chain that were
     /// not in it before (a replica lost with a server is replaced by the next one on the ring), in the background.
-    /// Each block is copied under the forward lock, so pushes forwarded before the copy come before it on the
+    /// Each block is copied under the update gate, so pushes forwarded before the copy come before it on the
     /// connection and those applied after it are forwarded after it.
     /// </summary>
     public void StartRefill(ClusterView previous, ClusterView view)
@@ -126,7 +126,7 @@ internal sealed class Refiller(LocalServer self, ViewGate gate, TableSet tables,
         }
     }
 
-    /// <summary>Sends one block to a new replica: the copy and the frames carrying it are made under the forward lock.</summary>
+    /// <summary>Sends one block to a new replica: the copy and the frames carrying it are made under the update gate.</summary>
     private void CopyBlock(TableStore table, long block, NodeInfo member, List<ulong> keys, List<float> rows)
     {
         var peer = _links.GetPeer(member);
@@ -200,7 +200,7 @@ internal sealed class Refiller(LocalServer self, ViewGate gate, TableSet tables,
 
     /// <summary>
     /// After a migration switched owners, forgets the blocks this server no longer holds (chains only lose members
-    /// when ranges move, never when a server dies). Under the write side of the forward lock: no push is applied meanwhile.
+    /// when ranges move, never when a server dies). Under the write side of the update gate: no push is applied meanwhile.
     /// </summary>
     public void DropMovedBlocks(ClusterView view, TableStore?[] tables)
     {

@@ -246,7 +246,7 @@ internal sealed class ChainReplicator
         return true;
     }
 
-    /// <summary>Applies a push that is not replicated; under the forward lock so a checkpoint's snapshot sees it whole or not at all. False: acknowledge now.</summary>
+    /// <summary>Applies a push that is not replicated; under the update gate so a checkpoint's snapshot sees it whole or not at all. False: acknowledge now.</summary>
     public bool ApplyPlain(TableStore table, KeyList keys, ReadOnlySpan<float> values)
     {
         _gate.EnterApply();

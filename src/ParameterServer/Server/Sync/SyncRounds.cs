@@ -134,7 +134,7 @@ internal sealed class SyncRounds(LocalServer self, ViewGate gate, Answers answer
     /// </summary>
     public void FinishRounds(TableStore table, List<SyncAggregator.RoundDone> rounds, bool lockHeld = false)
     {
-        // Callers that completed the rounds under the forward lock pass it on (lockHeld): the aggregate then goes to the
+        // Callers that completed the rounds under the update gate pass it on (lockHeld): the aggregate then goes to the
         // copies of the view it was applied under, even if a new view is waiting to be installed.
         foreach (var round in rounds)
         {
@@ -185,7 +185,7 @@ internal sealed class SyncRounds(LocalServer self, ViewGate gate, Answers answer
 
     /// <summary>
     /// Under a view where this server no longer owns some keys, the pushes of open sync rounds that hold such keys are
-    /// taken out of their rounds (under the forward lock's write side, with the view's installation); they are then
+    /// taken out of their rounds (under the update gate's write side, with the view's installation); they are then
     /// refused (WrongOwner): nothing of them was applied, and their workers send them again to the new owners.
     /// </summary>
     public List<(TableStore Table, List<SyncAggregator.PendingAck> Acks)>? TakeMovedSyncPushes(ClusterView view, TableStore?[] tables, SyncAggregator.Participants participants)

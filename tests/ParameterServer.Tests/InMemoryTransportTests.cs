@@ -10,28 +10,6 @@ namespace ParameterServer.Tests;
 /// <summary>The transport's connection-factory seam: the same connections and a whole cluster over in-process pipes, no sockets.</summary>
 public sealed class InMemoryTransportTests
 {
-    private sealed class Recorder : IFrameHandler
-    {
-        public readonly List<(FrameHeader Header, byte[] Payload)> Frames = new();
-        public readonly TaskCompletionSource<string> Closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        public int Expected = int.MaxValue;
-        public readonly TaskCompletionSource AllReceived = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public void OnFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload)
-        {
-            lock (Frames)
-            {
-                Frames.Add((header, payload.ToArray()));
-                if (Frames.Count >= Expected)
-                {
-                    AllReceived.TrySetResult();
-                }
-            }
-        }
-
-        public void OnClosed(Connection connection, string reason) => Closed.TrySetResult(reason);
-    }
-
     private static (TransportOptions Options, InMemoryConnections Pipes) Options()
     {
         var pipes = new InMemoryConnections(64 << 10); // small pipes: writers must wait for the reader
@@ -42,9 +20,9 @@ public sealed class InMemoryTransportTests
     public async Task Frames_from_many_threads_and_a_frame_larger_than_the_pipe_arrive_whole_and_in_order()
     {
         var (options, pipes) = Options();
-        var server = new Recorder { Expected = (4 * 300) + 1 };
+        var server = new FrameRecorder { Expected = (4 * 300) + 1 };
         using var listener = new Listener("127.0.0.1", 0, s => new Connection(s, server, options, null, "test peer"), null, pipes);
-        var client = Connection.Connect("127.0.0.1", listener.Port, new Recorder(), options, null, "server");
+        var client = Connection.Connect("127.0.0.1", listener.Port, new FrameRecorder(), options, null, "server");
         var threads = Enumerable.Range(0, 4).Select(t => Task.Run(() =>
         {
             for (int i = 0; i < 300; i++)
@@ -71,16 +49,16 @@ public sealed class InMemoryTransportTests
     public async Task A_cut_connection_closes_both_ends_with_a_reason_and_nothing_listening_is_refused()
     {
         var (options, pipes) = Options();
-        var server = new Recorder();
+        var server = new FrameRecorder();
         using var listener = new Listener("127.0.0.1", 0, s => new Connection(s, server, options, null, "test peer"), null, pipes);
-        var clientSide = new Recorder();
+        var clientSide = new FrameRecorder();
         var client = Connection.Connect("127.0.0.1", listener.Port, clientSide, options, null, "server 7");
         client.Send(new FrameHeader { Type = MessageType.Heartbeat }, []);
         pipes.Cut(listener.Port);
         Assert.NotEmpty(await clientSide.Closed.Task.WaitAsync(TimeSpan.FromSeconds(10)));
         Assert.NotEmpty(await server.Closed.Task.WaitAsync(TimeSpan.FromSeconds(10)));
         Assert.Contains("server 7", Assert.Throws<TransportException>(() => client.Send(new FrameHeader { Type = MessageType.Heartbeat }, [])).Message);
-        var refused = Assert.Throws<TransportException>(() => Connection.Connect("127.0.0.1", listener.Port + 1000, new Recorder(), options, null, "the scheduler"));
+        var refused = Assert.Throws<TransportException>(() => Connection.Connect("127.0.0.1", listener.Port + 1000, new FrameRecorder(), options, null, "the scheduler"));
         Assert.Contains("connection refused", refused.Message);
     }
 

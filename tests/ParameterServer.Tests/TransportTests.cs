@@ -8,7 +8,7 @@ namespace ParameterServer.Tests;
 /// <summary>Connections over real loopback sockets inside one process.</summary>
 public sealed class TransportTests : IDisposable
 {
-    private readonly Recorder _serverSide = new();
+    private readonly FrameRecorder _serverSide = new();
     private readonly Listener _listener;
     private readonly TransportOptions _options = new() { MaxFrameBytes = 1 << 20, SendQueueHighWaterBytes = 1 << 16 };
 
@@ -19,33 +19,11 @@ public sealed class TransportTests : IDisposable
 
     public void Dispose() => _listener.Dispose();
 
-    private sealed class Recorder : IFrameHandler
-    {
-        public readonly List<(FrameHeader Header, byte[] Payload)> Frames = new();
-        public readonly TaskCompletionSource<string> Closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
-        public int Expected = int.MaxValue;
-        public readonly TaskCompletionSource AllReceived = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-        public void OnFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload)
-        {
-            lock (Frames)
-            {
-                Frames.Add((header, payload.ToArray()));
-                if (Frames.Count >= Expected)
-                {
-                    AllReceived.TrySetResult();
-                }
-            }
-        }
-
-        public void OnClosed(Connection connection, string reason) => Closed.TrySetResult(reason);
-    }
-
     [Fact]
     public async Task Many_frames_from_many_threads_arrive_whole_and_in_per_thread_order()
     {
         _serverSide.Expected = 4 * 500;
-        var client = Connection.Connect("127.0.0.1", _listener.Port, new Recorder(), _options, null, "server");
+        var client = Connection.Connect("127.0.0.1", _listener.Port, new FrameRecorder(), _options, null, "server");
         var threads = Enumerable.Range(0, 4).Select(t => Task.Run(() =>
         {
             for (int i = 0; i < 500; i++)
@@ -70,7 +48,7 @@ public sealed class TransportTests : IDisposable
     public async Task A_frame_larger_than_the_receive_buffer_is_reassembled()
     {
         _serverSide.Expected = 1;
-        var client = Connection.Connect("127.0.0.1", _listener.Port, new Recorder(), _options, null, "server");
+        var client = Connection.Connect("127.0.0.1", _listener.Port, new FrameRecorder(), _options, null, "server");
         var payload = Enumerable.Range(0, 900_000).Select(i => (byte)i).ToArray();
         client.Send(new FrameHeader { Type = MessageType.Push }, payload);
         await _serverSide.AllReceived.Task.WaitAsync(TimeSpan.FromSeconds(20));
@@ -102,7 +80,7 @@ public sealed class TransportTests : IDisposable
     [Fact]
     public async Task Sending_on_a_closed_connection_names_the_peer()
     {
-        var client = Connection.Connect("127.0.0.1", _listener.Port, new Recorder(), _options, null, "server 9");
+        var client = Connection.Connect("127.0.0.1", _listener.Port, new FrameRecorder(), _options, null, "server 9");
         client.Close("test");
         var ex = Assert.Throws<TransportException>(() => client.Send(new FrameHeader { Type = MessageType.Heartbeat }, []));
         Assert.Contains("server 9", ex.Message);
@@ -118,7 +96,7 @@ public sealed class TransportTests : IDisposable
             probe.Start();
             port = ((IPEndPoint)probe.LocalEndpoint).Port;
         }
-        var ex = Assert.Throws<TransportException>(() => Connection.Connect("127.0.0.1", port, new Recorder(), _options, null, "the scheduler"));
+        var ex = Assert.Throws<TransportException>(() => Connection.Connect("127.0.0.1", port, new FrameRecorder(), _options, null, "the scheduler"));
         Assert.Contains("connection refused", ex.Message);
         Assert.Contains("the scheduler", ex.Message);
     }

@@ -29,7 +29,8 @@ public sealed class SyncJoinTests
             long bRound2 = tableB.Push([], []);
             var joined = await ServerNode.StartAsync(new ServerOptions { Scheduler = cluster.Address, Join = true });
             await using var __ = joined;
-            await WaitForAsync(() => a.Routes.View is { Servers.Count: 3, InTransition: false } && b.Routes.View is { Servers.Count: 3, InTransition: false }, "both workers to route by the view with the joined server");
+            await WaitForAsync(() => a.Routes.View is { Servers.Count: 3, InTransition: false } && b.Routes.View is { Servers.Count: 3, InTransition: false }, "both workers to route by the view with the joined server",
+                () => $"scheduler view {Describe(cluster.Scheduler.View)}; worker A routes by {Describe(a.Routes.View)}, B by {Describe(b.Routes.View)}");
 
             // A cuts round 2 by the view of three servers: the joined one gets A's part and must not wait for B's,
             // which never comes there. (It did, until B's round 3, which B could not reach: a deadlock at the next barrier.)
@@ -49,14 +50,17 @@ public sealed class SyncJoinTests
         }
     }
 
-    private static async Task WaitForAsync(Func<bool> condition, string what)
+    private static string Describe(Core.Cluster.ClusterView view) =>
+        $"{view.Number} ({(view.InTransition ? "in transition" : "settled")}: {string.Join(", ", view.Nodes.Select(n => $"{n.Describe()} {(n.Alive ? "alive" : "dead")} {n.Points}->{n.TargetPoints}"))})";
+
+    private static async Task WaitForAsync(Func<bool> condition, string what, Func<string> state)
     {
         var deadline = DateTime.UtcNow + Limit;
         while (!condition())
         {
             if (DateTime.UtcNow > deadline)
             {
-                throw new TimeoutException($"waited {Limit.TotalSeconds} s for {what}");
+                throw new TimeoutException($"waited {Limit.TotalSeconds} s for {what}; {state()}");
             }
             await Task.Delay(20);
         }

@@ -21,7 +21,10 @@ internal sealed class InProcessCluster : IAsyncDisposable
     public static async Task<(InProcessCluster Cluster, PsClient[] Clients)> StartAsync(int servers, int workers, Action<ServerOptions>? configure = null)
     {
         var cluster = new InProcessCluster();
-        cluster.Scheduler = SchedulerNode.Start(new SchedulerOptions { Port = 0, Servers = servers, Workers = workers });
+        // These nodes share the test process with tests that run clusters of processes in parallel: on a loaded machine a
+        // heartbeat thread can starve for longer than the default 0.8 s, and a node declared dead would fail a test
+        // that is not about failure detection (those kill processes or close connections, which is seen at once).
+        cluster.Scheduler = SchedulerNode.Start(new SchedulerOptions { Port = 0, Servers = servers, Workers = workers, HeartbeatTimeout = TimeSpan.FromSeconds(5) });
         for (int i = 0; i < servers; i++)
         {
             var options = new ServerOptions { Scheduler = cluster.Address };

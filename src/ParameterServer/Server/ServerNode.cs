@@ -159,6 +159,7 @@ public sealed class ServerNode : IAsyncDisposable
     /// </summary>
     private void ApplyView(ClusterView view)
     {
+        _links.CloseDeclaredDead(view); // before the install, which waits for forwards that may be stuck on a hung peer
         lock (_viewInstallLock)
         {
             var tables = _tables.CreateDeclared(view);

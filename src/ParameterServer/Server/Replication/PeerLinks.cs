@@ -93,6 +93,24 @@ internal sealed class PeerLinks(LocalServer self, ViewGate gate)
         }
     }
 
+    /// <summary>
+    /// Closes the links to servers <paramref name="view"/> declares dead: whatever waits on them (forwards not yet
+    /// acknowledged, senders waiting for room in a hung peer's queue) ends now, not at a timeout. Failure is what the
+    /// view says. Called before the view is installed: a forward stuck on a hung peer holds the update gate's read side.
+    /// </summary>
+    public void CloseDeclaredDead(ClusterView view)
+    {
+        List<(int Id, PeerLink Link)> dead;
+        lock (_peersLock)
+        {
+            dead = _peers.Where(p => view.Nodes.Any(n => n.Id == p.Key && !n.Alive && !n.Left)).Select(p => (p.Key, p.Value)).ToList();
+        }
+        foreach (var (id, link) in dead)
+        {
+            link.Connection.Close($"server {id} was declared dead in view {view.Number}");
+        }
+    }
+
     public void ClosePeers()
     {
         List<PeerLink> peers;

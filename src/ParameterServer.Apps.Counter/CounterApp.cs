@@ -82,6 +82,10 @@ public sealed class CounterApp(CounterOptions options) : IPsApp
 
         var watch = Stopwatch.StartNew();
         int pushes = 0;
+        // The longest any call waited for its answer: a server that hangs or is cut off shows here as the time the
+        // worker's calls waited for the failover.
+        var stalls = new LongestCall();
+        client.Diagnostics.CallObserver = stalls;
         if (options.WorkUnits > 0)
         {
             await client.DeclareWorkAsync(options.WorkUnits, cancellationToken).ConfigureAwait(false);
@@ -179,6 +183,7 @@ public sealed class CounterApp(CounterOptions options) : IPsApp
                 ["reassigned"] = work.Reassigned,
                 ["dropped"] = work.Dropped,
                 ["resent_slices"] = client.Diagnostics.Failovers,
+                ["stall_ms"] = Math.Round(stalls.Longest.TotalMilliseconds, 1),
                 ["failover_ms"] = client.Diagnostics.LastFailover is { } f ? Math.Round(f.TotalMilliseconds, 1) : -1,
                 ["failover_answered_unix_ms"] = client.Diagnostics.LastFailoverAnsweredUnixMs,
             };

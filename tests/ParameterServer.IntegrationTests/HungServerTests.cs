@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text.Json;
 using Xunit.Abstractions;
 
 namespace ParameterServer.IntegrationTests;
@@ -8,15 +7,6 @@ namespace ParameterServer.IntegrationTests;
 [Collection("processes")]
 public sealed class HungServerTests(ITestOutputHelper output)
 {
-    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(90);
-
-    private static void Signal(Process process, string signal)
-    {
-        using var kill = Process.Start(new ProcessStartInfo("kill", [$"-{signal}", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]) { UseShellExecute = false })!;
-        kill.WaitForExit();
-        Assert.Equal(0, kill.ExitCode);
-    }
-
     [Fact]
     public async Task A_stopped_replica_does_not_hold_the_live_primaries_acknowledgements()
     {
@@ -27,28 +17,49 @@ public sealed class HungServerTests(ITestOutputHelper output)
         await Task.Delay(300);
         var victim = job.Servers[1];
         var stopped = Stopwatch.StartNew();
-        Signal(victim.Process, "STOP");
+        CounterChecks.Signal(victim.Process, "STOP");
         Assert.True(job.Workers.All(w => !w.Process.HasExited), "the pushes ended before the server was stopped: make the run longer");
         try
         {
-            foreach (var worker in job.Workers)
-            {
-                await worker.WaitForExitAsync(Limit);
-            }
-            output.WriteLine($"the workers finished {stopped.ElapsedMilliseconds} ms after the server was stopped");
-            foreach (var worker in job.Workers)
-            {
-                Assert.True(worker.ExitCode == 0, job.Describe());
-                string line = worker.StdoutLines.Single(l => l.Contains("{\"app\":\"counter\"", StringComparison.Ordinal));
-                var summary = JsonDocument.Parse(line[line.IndexOf('{', StringComparison.Ordinal)..]).RootElement;
-                Assert.True(summary.GetProperty("ok").GetBoolean(), job.Describe());
-                Assert.Equal(0, summary.GetProperty("mismatches").GetInt32());
-            }
+            await CounterChecks.AssertExactAsync(job, stopped, CounterChecks.HeartbeatTimeoutMs + 1000, output);
             Assert.Contains("is dead", job.Scheduler.Stderr, StringComparison.Ordinal);
         }
         finally
         {
             victim.Process.Kill(); // a stopped process still takes SIGKILL
+        }
+    }
+
+    [Fact]
+    public async Task A_server_stopped_for_10_s_and_resumed_is_fenced_off_and_no_worker_stalls_past_the_heartbeat_timeout()
+    {
+        // The target: SIGSTOP of one of 3 servers (replication 2) for 10 s, then SIGCONT. The job goes on
+        // without it; resumed, it finds its lease ended and the scheduler refusing it, serves nothing and exits.
+        using var job = await ProcessCluster.StartAsync(3, 2, 2, "--app", "counter", "--json", "--keys", "2000", "--width", "64", "--rounds", "4000", "--pause-ms", "2");
+        await job.WaitUntilPushingAsync();
+        await Task.Delay(300);
+        var victim = job.Servers[2];
+        var stopped = Stopwatch.StartNew();
+        CounterChecks.Signal(victim.Process, "STOP");
+        try
+        {
+            await Task.Delay(TimeSpan.FromSeconds(10));
+            Assert.True(job.Workers.All(w => !w.Process.HasExited), "the job ended before the server was resumed: make the run longer");
+            CounterChecks.Signal(victim.Process, "CONT");
+            var resumed = Stopwatch.StartNew();
+            await victim.WaitForExitAsync(TimeSpan.FromSeconds(20));
+            output.WriteLine($"the resumed server exited {resumed.ElapsedMilliseconds} ms after SIGCONT with code {victim.ExitCode}");
+            output.WriteLine(victim.Stderr);
+            Assert.NotEqual(0, victim.ExitCode);
+            Assert.Contains("declared dead", victim.Stderr, StringComparison.Ordinal);
+            await CounterChecks.AssertExactAsync(job, stopped, CounterChecks.HeartbeatTimeoutMs + 1000, output);
+        }
+        finally
+        {
+            if (!victim.Process.HasExited)
+            {
+                victim.Process.Kill();
+            }
         }
     }
 }

@@ -19,19 +19,32 @@ internal sealed class ProcessCluster : IDisposable
     public static Task<ProcessCluster> StartAsync(int servers, int workers, int replication, params string[] workerArguments) =>
         StartAsync(servers, workers, replication, [], workerArguments);
 
-    public static async Task<ProcessCluster> StartAsync(int servers, int workers, int replication, string[] schedulerArguments, params string[] workerArguments)
+    public static Task<ProcessCluster> StartAsync(int servers, int workers, int replication, string[] schedulerArguments, params string[] workerArguments) =>
+        StartAsync(servers, workers, replication, schedulerArguments, workerArguments, lab: null);
+
+    /// <summary>
+    /// Starts the job; with a <paramref name="lab"/> each process runs on a host of its own, in the order scheduler,
+    /// servers, workers (the lab needs 1 + servers + workers hosts), and listens on that host's address.
+    /// </summary>
+    public static async Task<ProcessCluster> StartAsync(int servers, int workers, int replication, string[] schedulerArguments, string[] workerArguments, NetworkLab? lab)
     {
-        var scheduler = Pserver.Start(["scheduler", "--port", "0", "--servers", servers.ToString(), "--workers", workers.ToString(),
-            "--replication", replication.ToString(), .. schedulerArguments]);
+        if (lab is not null && lab.Hosts.Count < 1 + servers + workers)
+        {
+            throw new ArgumentException($"the lab has {lab.Hosts.Count} hosts; the job needs {1 + servers + workers}");
+        }
+        Pserver Start(int host, string[] arguments) => lab is null ? Pserver.Start(arguments) : Pserver.StartOn(lab.Hosts[host], arguments);
+        string[] Listen(int host) => lab is null ? [] : ["--host", lab.Hosts[host].Address];
+        var scheduler = Start(0, ["scheduler", "--port", "0", "--servers", servers.ToString(), "--workers", workers.ToString(),
+            "--replication", replication.ToString(), .. Listen(0), .. schedulerArguments]);
         string line = await scheduler.WaitForLineAsync(l => l.StartsWith("scheduler listening on ", StringComparison.Ordinal), Limit);
         var job = new ProcessCluster { Scheduler = scheduler, Address = line["scheduler listening on ".Length..] };
         for (int i = 0; i < servers; i++)
         {
-            job.Servers.Add(Pserver.Start("server", "--scheduler", job.Address));
+            job.Servers.Add(Start(1 + i, ["server", "--scheduler", job.Address, .. Listen(1 + i)]));
         }
         for (int i = 0; i < workers; i++)
         {
-            job.Workers.Add(Pserver.Start(["worker", "--scheduler", job.Address, .. workerArguments]));
+            job.Workers.Add(Start(1 + servers + i, ["worker", "--scheduler", job.Address, .. workerArguments]));
         }
         return job;
     }

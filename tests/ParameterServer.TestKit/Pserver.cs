@@ -10,17 +10,18 @@ internal sealed class Pserver : IDisposable
     private readonly StringBuilder _stderr = new();
     private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    private Pserver(IEnumerable<string> arguments)
+    private Pserver(IEnumerable<string> arguments, LabHost? host = null)
     {
-        var info = new ProcessStartInfo("dotnet")
+        string[] command = [Path.Combine(AppContext.BaseDirectory, "pserver.dll"), .. arguments];
+        var (program, programArguments) = host is null ? ("dotnet", command) : NetworkLab.Wrap(host, "dotnet", command);
+        var info = new ProcessStartInfo(program)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
-        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "pserver.dll"));
-        foreach (var a in arguments)
+        foreach (var a in programArguments)
         {
             info.ArgumentList.Add(a);
         }
@@ -74,6 +75,9 @@ internal sealed class Pserver : IDisposable
 
     public static Pserver Start(params string[] arguments) => new(arguments);
 
+    /// <summary>Starts `pserver` inside a <see cref="NetworkLab"/> host's namespace (`ip netns exec` replaces itself with it: same pid).</summary>
+    public static Pserver StartOn(LabHost host, params string[] arguments) => new(arguments, host);
+
     /// <summary>Runs to completion; fails the test with the captured output if it takes longer than <paramref name="timeout"/>.</summary>
     public static async Task<Pserver> RunAsync(TimeSpan timeout, params string[] arguments)
     {
@@ -92,7 +96,7 @@ internal sealed class Pserver : IDisposable
         catch (TimeoutException)
         {
             Kill();
-            throw new TimeoutException($"pserver {string.Join(' ', Process.StartInfo.ArgumentList.Skip(1))} ran longer than {timeout}.\nstdout:\n{Stdout}\nstderr:\n{Stderr}");
+            throw new TimeoutException($"pserver {string.Join(' ', Process.StartInfo.ArgumentList.SkipWhile(a => !a.EndsWith("pserver.dll", StringComparison.Ordinal)).Skip(1))} ran longer than {timeout}.\nstdout:\n{Stdout}\nstderr:\n{Stderr}");
         }
     }
 

@@ -44,6 +44,51 @@ public sealed class TransportTests : IDisposable
         client.Close("done");
     }
 
+    [Theory]
+    [InlineData(1000)] // batched frames, written by whoever flushes
+    [InlineData(300_000)] // large frames, written straight from the caller
+    public async Task A_peer_that_stops_reading_fails_its_connection_after_the_send_timeout_instead_of_holding_the_sender(int frameBytes)
+    {
+        // A peer that accepted the connection and then hangs (SIGSTOP, a frozen VM): its socket buffers fill, and no
+        // write may then wait on it for longer than the send timeout.
+        using var silent = new TcpListener(IPAddress.Loopback, 0);
+        silent.Start();
+        var options = new TransportOptions { SendTimeout = TimeSpan.FromMilliseconds(300) };
+        var recorder = new FrameRecorder();
+        var client = Connection.Connect("127.0.0.1", ((IPEndPoint)silent.LocalEndpoint).Port, recorder, options, null, "a hung server");
+        using var accepted = await silent.AcceptSocketAsync();
+        var payload = new byte[frameBytes];
+        var frame = new byte[FrameHeader.Size + frameBytes];
+        new FrameHeader { Type = MessageType.Push, PayloadLength = frameBytes }.Write(frame);
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        var failed = await Task.Run(() =>
+        {
+            while (started.Elapsed < TimeSpan.FromSeconds(20))
+            {
+                try
+                {
+                    if (frame.Length >= Connection.LargeFrameBytes)
+                    {
+                        client.SendFrame(frame, frame.Length);
+                    }
+                    else
+                    {
+                        client.Send(new FrameHeader { Type = MessageType.Push }, payload);
+                    }
+                }
+                catch (TransportException ex)
+                {
+                    return ex;
+                }
+            }
+            return null;
+        });
+        Assert.NotNull(failed);
+        string reason = await recorder.Closed.Task.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Contains("took no bytes for 0.3 s", reason, StringComparison.Ordinal);
+        Assert.True(started.Elapsed < TimeSpan.FromSeconds(5), $"the sender was held {started.Elapsed.TotalSeconds:0.0} s");
+    }
+
     [Fact]
     public async Task A_frame_larger_than_the_receive_buffer_is_reassembled()
     {

@@ -15,7 +15,7 @@ namespace ParameterServer.Scheduler;
 /// </summary>
 public sealed partial class SchedulerNode
 {
-    private static readonly TimeSpan RejoinWindow = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan RejoinWindow = SchedulerLease.RestartGrace; // nodes' leases outlast a restart by no more
     private readonly AutoResetEvent _stateChanged = new(false);
     private readonly List<(long Version, Outgoing Reply)> _afterDurable = new(); // under _lock
     private long _stateVersion; // under _lock: bumped by every change
@@ -152,6 +152,13 @@ public sealed partial class SchedulerNode
     private void OnRejoin(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload, List<Outgoing> outbox)
     {
         int[] fields = ControlMessages.ReadInts(payload, payload.Length / sizeof(int));
+        if (fields.Length >= 2 && _nodes.TryGetValue(fields[0], out var dead) && (int)dead.Role == fields[1] && !dead.Alive && !dead.Info.Left)
+        {
+            // Fencing: a node that was frozen or cut off past the heartbeat timeout was replaced; it must not come back as itself.
+            outbox.Add(Error(connection, header, ErrorCode.Conflict,
+                $"{dead.Info.Describe()} was declared dead (silent for over {_options.HeartbeatTimeout.TotalSeconds:0.#} s) and its work handed to others; it may not rejoin: start a new process with --join"));
+            return;
+        }
         if (fields.Length < 2 || !_nodes.TryGetValue(fields[0], out var node) || (int)node.Role != fields[1] || !node.Alive)
         {
             outbox.Add(Error(connection, header, ErrorCode.Conflict,

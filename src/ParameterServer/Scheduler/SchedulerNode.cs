@@ -24,6 +24,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
     private readonly Listener _listener;
     private readonly TrafficMeter _traffic = new();
     private readonly Lock _lock = new();
+    private readonly byte[] _heartbeatEcho; // a heartbeat's echo: this scheduler's heartbeat timeout (ms), for the node's lease
     private readonly Dictionary<int, NodeState> _nodes = new();
     private readonly List<TableInfo> _tables = new();
     private readonly Barriers _barriers = new();
@@ -42,6 +43,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
     {
         options.Validate();
         _options = options;
+        _heartbeatEcho = ControlMessages.Ints((int)options.HeartbeatTimeout.TotalMilliseconds);
         _time = options.TimeProvider;
         _log = loggers.CreateLogger("scheduler");
         _store = options.StateDirectory is { } dir ? new FileMetadataStore(dir) : null;
@@ -105,6 +107,11 @@ public sealed partial class SchedulerNode : IAsyncDisposable
                         {
                             var reader = new PayloadReader(payload);
                             known.Traffic = TrafficSnapshot.Read(ref reader);
+                        }
+                        if (header.RequestId != 0 && known is { Alive: true })
+                        {
+                            // The echo renews the node's lease (SchedulerLease): it proves this heartbeat was heard.
+                            outbox.Add(new Outgoing(connection, new FrameHeader { Type = MessageType.Heartbeat, SenderId = SchedulerId, RequestId = header.RequestId }, _heartbeatEcho));
                         }
                         break;
                     case MessageType.Response:

@@ -1,11 +1,13 @@
 using Microsoft.Extensions.Logging;
+using ParameterServer.Core.Cluster;
 using ParameterServer.Transport;
 
 namespace ParameterServer.Server;
 
 /// <summary>
 /// What every room of a server needs to name itself: its id (set once the scheduler gives one), its options, its log,
-/// its traffic counters, and whether it is stopping. Settings, not shared state: no room keeps its data here.
+/// its traffic counters, whether it is stopping, and whether it may serve (its lease). Settings, not shared state: no
+/// room keeps its data here.
 /// </summary>
 internal sealed class LocalServer(ServerOptions options, ILogger log, Func<bool> stopping)
 {
@@ -19,4 +21,7 @@ internal sealed class LocalServer(ServerOptions options, ILogger log, Func<bool>
     public TrafficMeter Traffic { get; } = new();
 
     public bool Stopping => stopping();
+
+    /// <summary>Whether the scheduler still counts this server as a member: without the lease it serves nothing (fencing).</summary>
+    public SchedulerLease Lease { get; } = new();
 }

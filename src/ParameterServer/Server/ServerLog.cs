@@ -83,4 +83,7 @@ internal static partial class ServerLog
 
     [LoggerMessage(EventId = 2062, Level = LogLevel.Information, Message = "Server {Id}: replica server {Peer} is gone ({Reason}); {Count} pushes are acknowledged on the remaining copies")]
     public static partial void LogReplicaLost(this ILogger logger, int id, int peer, string reason, int count);
+
+    [LoggerMessage(EventId = 2063, Level = LogLevel.Warning, Message = "Server {Id}: its lease ended {LapsedMs} ms ago (no heartbeat echo from the scheduler in time; this process may have been frozen or cut off and declared dead): it refuses requests until the scheduler answers again")]
+    public static partial void LogLeaseLapsed(this ILogger logger, int id, long lapsedMs);
 }

@@ -102,6 +102,7 @@ public sealed class ServerNode : IAsyncDisposable
         int[] fields = ControlMessages.ReadInts(reply.Payload, 3);
         _self.Id = fields[0];
         _scheduler.SenderId = Id;
+        _scheduler.Lease = _self.Lease;
         _scheduler.EnableReconnect(ControlChannel.ReconnectWindow, () => ControlMessages.Ints(Id, (int)NodeRole.Server));
         var heartbeat = TimeSpan.FromMilliseconds(fields[2]);
         Log.LogListening(Id, Options.AdvertisedHost ?? Options.Host, Port);

@@ -66,10 +66,15 @@ internal sealed partial class Connection
         }
     }
 
-    /// <summary>Sends one frame whose bytes are already complete (control plane convenience).</summary>
-    public void Send(in FrameHeader header, ReadOnlySpan<byte> payload)
+    /// <summary>
+    /// Sends one frame whose bytes are already complete (control plane convenience). <paramref name="now"/>: flush it on
+    /// this thread even while the receive thread handles a batch (heartbeats: that thread may be held up in its handler,
+    /// and a heartbeat left for it to flush would make a live node look dead).
+    /// </summary>
+    public void Send(in FrameHeader header, ReadOnlySpan<byte> payload, bool now = false)
     {
         var frame = Reserve(FrameHeader.Size + payload.Length);
+        _flushNow = now;
         try
         {
             var h = header;
@@ -174,7 +179,7 @@ internal sealed partial class Connection
             _stream.WriteAll(data, more);
             Interlocked.Add(ref _bytesSent, length);
         }
-        catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException)
+        catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException or TimeoutException)
         {
             Close($"send failed: {ex.Message}");
             throw new TransportException($"connection to {Peer} is closed: {CloseReason}", ex);
@@ -194,7 +199,7 @@ internal sealed partial class Connection
             Interlocked.Add(ref _bytesSent, sent);
             return sent;
         }
-        catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException)
+        catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException or TimeoutException)
         {
             Close($"send failed: {ex.Message}");
             throw new TransportException($"connection to {Peer} is closed: {CloseReason}", ex);
@@ -217,7 +222,7 @@ internal sealed partial class Connection
             Interlocked.Add(ref _bytesSent, sent);
             return sent;
         }
-        catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException)
+        catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException or TimeoutException)
         {
             Close($"send failed: {ex.Message}");
             throw new TransportException($"connection to {Peer} is closed: {CloseReason}", ex);
@@ -238,8 +243,9 @@ internal sealed partial class Connection
         _reservedLength = -1;
         // A receive thread mid-batch, or one that awaits answers, flushes after its (next) batch: it checks under this
         // lock before it blocks again, and every awaited answer ends in a batch.
-        bool becomeFlusher = !_flushing && !_receiving && Volatile.Read(ref _awaited) <= InlineSendDepth;
+        bool becomeFlusher = !_flushing && (_flushNow || (!_receiving && Volatile.Read(ref _awaited) <= InlineSendDepth));
         _flushing |= becomeFlusher;
+        _flushNow = false;
         Monitor.Exit(_sendLock);
         if (becomeFlusher)
         {
@@ -255,6 +261,7 @@ internal sealed partial class Connection
             return;
         }
         _reservedLength = -1;
+        _flushNow = false;
         Monitor.Exit(_sendLock);
     }
 
@@ -293,7 +300,7 @@ internal sealed partial class Connection
             Interlocked.Add(ref _bytesSent, length);
             return true;
         }
-        catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException)
+        catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException or TimeoutException)
         {
             Close($"send failed: {ex.Message}");
             return false;

@@ -45,6 +45,7 @@ internal sealed partial class Connection
     private byte[]? _spare;
     private bool _flushing;
     private int _reservedLength = -1; // >= 0 while a FrameReservation holds _sendLock
+    private bool _flushNow; // under _sendLock: the reservation being filled is flushed by its sender (Send(now: true))
     private bool _receiving; // the receive thread is handling a batch of frames and will flush what is queued after it
     private int _awaited; // answers the handler still awaits on this connection (see ExpectAnswer)
     private string? _closeReason;
@@ -54,6 +55,7 @@ internal sealed partial class Connection
     public Connection(IConnectionStream stream, IFrameHandler handler, TransportOptions options, ILogger? logger, string peer, TrafficMeter? meter = null)
     {
         _stream = stream;
+        _stream.WriteStallTimeout = options.SendTimeout; // no write waits on a peer for longer: a hung peer fails its connection
         _handler = handler;
         _options = options;
         _logger = logger;
@@ -101,9 +103,9 @@ internal sealed partial class Connection
     public int MaxFrameBytes => _options.MaxFrameBytes;
 
     /// <summary>Opens a connection, or throws <see cref="TransportException"/> naming the peer and the cause.</summary>
-    public static Connection Connect(string host, int port, IFrameHandler handler, TransportOptions options, ILogger? logger, string peer, TrafficMeter? meter = null)
+    public static Connection Connect(string host, int port, IFrameHandler handler, TransportOptions options, ILogger? logger, string peer, TrafficMeter? meter = null, CancellationToken cancellation = default)
     {
-        var stream = options.Connections.Connect(host, port, options.ConnectTimeout, peer);
+        var stream = options.Connections.Connect(host, port, options.ConnectTimeout, peer, cancellation);
         var connection = new Connection(stream, handler, options, logger, peer, meter);
         connection.Start();
         return connection;

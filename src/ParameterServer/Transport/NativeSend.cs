@@ -120,9 +120,14 @@ internal static partial class NativeSend
                     {
                         continue;
                     }
-                    if (errno == EAgain && (flags & MsgDontWait) != 0)
+                    if (errno == EAgain)
                     {
-                        return 0;
+                        if ((flags & MsgDontWait) != 0)
+                        {
+                            return 0;
+                        }
+                        // A blocking send ends with EAGAIN only when SO_SNDTIMEO passed with no byte taken.
+                        throw new TimeoutException($"the peer took no bytes for {socket.SendTimeout / 1000.0:0.#} s");
                     }
                     throw new SocketException(errno == 32 /* EPIPE */ ? (int)SocketError.Shutdown : (int)SocketError.SocketError);
                 }

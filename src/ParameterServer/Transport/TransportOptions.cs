@@ -10,8 +10,11 @@ public sealed class TransportOptions
     /// <summary>Bytes queued on a connection above which senders wait (backpressure). Defaults to 16 MiB.</summary>
     public int SendQueueHighWaterBytes { get; set; } = 16 << 20;
 
-    /// <summary>How long a sender waits for room in a full send queue before failing. Defaults to 30 s.</summary>
-    public TimeSpan SendTimeout { get; set; } = TimeSpan.FromSeconds(30);
+    /// <summary>
+    /// How long a sender waits for room in a full send queue, and a write for the peer to take any byte, before the
+    /// connection fails (closed: a hung or cut-off peer never holds a sender longer). Defaults to 10 s.
+    /// </summary>
+    public TimeSpan SendTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>How long to try to open a TCP connection. Defaults to 10 s.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);

@@ -10,6 +10,7 @@ namespace ParameterServer.Core.Cluster;
 internal sealed class ClusterView
 {
     private readonly ConcurrentDictionary<int, TablePlacement> _placements = new();
+    private readonly int[] _declaredDead; // ids of nodes that died (not left), sorted
 
     public ClusterView(uint number, bool ready, int virtualNodes, int expectedServers, int expectedWorkers, IReadOnlyList<NodeInfo> nodes, IReadOnlyList<TableInfo> tables, int replication = 1)
     {
@@ -23,6 +24,7 @@ internal sealed class ClusterView
         Tables = tables;
         Servers = nodes.Where(n => n.Role == NodeRole.Server && n.Alive).OrderBy(n => n.Id).ToArray();
         Workers = nodes.Where(n => n.Role == NodeRole.Worker && n.Alive).OrderBy(n => n.Id).ToArray();
+        _declaredDead = nodes.Where(n => !n.Alive && !n.Left).Select(n => n.Id).Order().ToArray();
         Ring = new HashRing(Servers.Select(s => (s.Id, PointsOf(s))).ToArray(), virtualNodes);
         InTransition = Servers.Any(s => PointsOf(s) != TargetPointsOf(s));
         TargetRing = InTransition ? new HashRing(Servers.Select(s => (s.Id, TargetPointsOf(s))).ToArray(), virtualNodes) : Ring;
@@ -98,6 +100,9 @@ internal sealed class ClusterView
     public IReadOnlyList<NodeInfo> Workers { get; }
 
     public HashRing Ring { get; }
+
+    /// <summary>Whether node <paramref name="nodeId"/> died (as opposed to leaving gracefully) by this view: it is fenced off.</summary>
+    public bool IsDeclaredDead(int nodeId) => _declaredDead.Length > 0 && Array.BinarySearch(_declaredDead, nodeId) >= 0;
 
     public TableInfo? FindTable(int id)
     {

@@ -45,6 +45,9 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
 
     public int SenderId { get; set; } = -1;
 
+    /// <summary>Renewed by the scheduler's heartbeat echoes (servers set one: fencing); null: heartbeats are not echoed.</summary>
+    public SchedulerLease? Lease { get; set; }
+
     /// <summary>Closed for good: disposed, or lost and not reconnected within the grace period.</summary>
     public bool IsClosed => _disposed || _lost || _connection is null;
 
@@ -62,7 +65,7 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
         }
         var w = new PayloadWriter();
         _meter.Snapshot().Write(w);
-        Send(MessageType.Heartbeat, w.WrittenSpan);
+        Send(MessageType.Heartbeat, w.WrittenSpan, Lease?.NextHeartbeat() ?? 0);
     }
 
     /// <summary>The traffic counters the scheduler last heard from each live node (see <see cref="PublishTraffic"/>).</summary>
@@ -209,6 +212,16 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
             long beats = 0;
             while (!stopped() && !IsClosed)
             {
+                if (Lease is { } lease && !lease.IsHeld(out long lapsedMs) && lapsedMs > SchedulerLease.GiveUpAfter.TotalMilliseconds)
+                {
+                    // Heartbeats reach the scheduler but its echoes do not come back (a one-way partition, a scheduler
+                    // that hangs): a node that cannot hear the scheduler is of no use to the job. It leaves, and its
+                    // silence then gets it declared dead, instead of staying in the view refusing every request.
+                    string why = $"this node has not heard the scheduler's heartbeat echoes for {lapsedMs / 1000.0:0.#} s past its lease (a one-way partition?)";
+                    CloseForGood(why);
+                    _connection?.Close(why);
+                    break;
+                }
                 try
                 {
                     // About once a second a heartbeat carries the node's traffic counters (for `pserver status`).
@@ -218,7 +231,7 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
                     }
                     else
                     {
-                        Send(MessageType.Heartbeat, []);
+                        Send(MessageType.Heartbeat, [], Lease?.NextHeartbeat() ?? 0);
                     }
                 }
                 catch (PsException)
@@ -239,7 +252,7 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
         var header = new FrameHeader { Type = type, SenderId = SenderId, RequestId = requestId, TableId = tableId, Round = round, Aux = aux, RowWidth = 1, ElementType = WireElementType.Float32 };
         try
         {
-            connection.Send(header, payload);
+            connection.Send(header, payload, now: true); // never behind the receive thread, which may be busy applying a view
         }
         catch (TransportException ex)
         {
@@ -250,11 +263,16 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
     public void Reply(in FrameHeader request, ReadOnlySpan<byte> payload)
     {
         var header = new FrameHeader { Type = MessageType.Response, SenderId = SenderId, RequestId = request.RequestId, RowWidth = 1, ElementType = WireElementType.Float32 };
-        _connection?.Send(header, payload);
+        _connection?.Send(header, payload, now: true);
     }
 
     void IFrameHandler.OnFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload)
     {
+        if (header.Type == MessageType.Heartbeat)
+        {
+            Lease?.Renew(header.RequestId, payload.Length >= sizeof(int) ? System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(payload) : 0);
+            return;
+        }
         if (header.Type == MessageType.Response)
         {
             PendingCall? call;
@@ -270,10 +288,11 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
 
     void IFrameHandler.OnClosed(Connection connection, string reason)
     {
-        if (_disposed || connection != _connection)
+        if (_disposed || _lost || connection != _connection)
         {
             return;
         }
+        Lease?.SchedulerClosed(SchedulerLease.RestartGrace);
         if (_rejoinPayload is not null && _reconnectFor > TimeSpan.Zero)
         {
             _ = Task.Run(() => ReconnectAsync(reason));

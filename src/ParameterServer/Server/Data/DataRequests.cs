@@ -46,6 +46,10 @@ internal sealed class DataRequests(LocalServer self, ViewGate gate, Answers answ
             string why = _tables.WhyMissing(header.TableId);
             return (ErrorCode.UnknownTable, $"server {_self.Id} has no table {header.TableId}: {why}");
         }
+        if (Fenced(header, view) is { } fenced)
+        {
+            return fenced;
+        }
         if (header.RowWidth != table.Width)
         {
             return (ErrorCode.WrongWidth, $"table '{table.Info.Name}' has rows of width {table.Width}, the request has width {header.RowWidth}");
@@ -77,6 +81,28 @@ internal sealed class DataRequests(LocalServer self, ViewGate gate, Answers answ
         if (answerLength > connection.MaxFrameBytes)
         {
             return (ErrorCode.InvalidArgument, $"the answer would be {answerLength} bytes, over MaxFrameBytes ({connection.MaxFrameBytes}); pull fewer keys per call");
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// Fencing: a server past its lease may have been declared dead, and a worker the view declares dead was replaced;
+    /// neither may change or read parameters. The server's refusal (WrongOwner, applied nowhere) sends the worker to the
+    /// keys' owners under the next view; a dead worker's calls fail.
+    /// </summary>
+    private (ErrorCode Code, string Message)? Fenced(in FrameHeader header, ClusterView view)
+    {
+        if (!_self.Lease.IsHeld(out long lapsedMs))
+        {
+            if (_self.Lease.FirstRefusal())
+            {
+                _self.Log.LogLeaseLapsed(_self.Id, lapsedMs);
+            }
+            return (ErrorCode.WrongOwner, $"server {_self.Id} has not heard from the scheduler in time (its lease ended {lapsedMs} ms ago): it may have been declared dead and serves nothing until the scheduler answers");
+        }
+        if (view.IsDeclaredDead(header.SenderId))
+        {
+            return (ErrorCode.Conflict, $"node {header.SenderId} was declared dead in view {view.Number}: its calls are refused; start it again (with --join)");
         }
         return null;
     }

@@ -16,7 +16,7 @@ internal sealed class PeerLinks(LocalServer self, ViewGate gate)
     private readonly ViewGate _gate = gate;
     private readonly Lock _peersLock = new();
     private readonly Dictionary<int, PeerLink> _peers = new();
-    private readonly Dictionary<int, uint> _unreachablePeers = new(); // under _peersLock
+    private readonly Dictionary<int, PeerSlot> _slots = new(); // under _peersLock
     /// <summary>Connections on which other servers forward pushes to this one, by sender (until closed).</summary>
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Connection, int> _inboundPeers = new();
     private readonly System.Collections.Concurrent.ConcurrentDictionary<ulong, TaskCompletionSource> _appliedBarriers = new();
@@ -46,6 +46,14 @@ internal sealed class PeerLinks(LocalServer self, ViewGate gate)
         }
     }
 
+    /// <summary>Per peer: the lock its connects take, whether it was declared dead, the view under which it was last unreachable.</summary>
+    private sealed class PeerSlot
+    {
+        public CancellationTokenSource DeclaredDead { get; } = new();
+
+        public uint? UnreachableUnder { get; set; }
+    }
+
     /// <summary>This server's connection to another server, for forwarding pushes; answers are replica acks.</summary>
     internal sealed class PeerLink(PeerLinks links, int peerId) : IFrameHandler
     {
@@ -62,52 +70,93 @@ internal sealed class PeerLinks(LocalServer self, ViewGate gate)
         public void OnClosed(Connection connection, string reason) => links.OnLost(peerId, reason);
     }
 
+    /// <summary>
+    /// The link to <paramref name="server"/>, connecting on first use. A connect holds only that peer's own lock, so a
+    /// peer that does not answer (partitioned, hung) never holds up the links to the others, and a peer declared dead
+    /// meanwhile ends it at once (<see cref="CloseDeclaredDead"/>).
+    /// </summary>
     public PeerLink GetPeer(NodeInfo server)
     {
         uint view = _gate.Current?.Number ?? 0;
+        PeerSlot slot;
         lock (_peersLock)
         {
             if (_peers.TryGetValue(server.Id, out var existing) && !existing.Connection.IsClosed)
             {
                 return existing;
             }
+            slot = SlotOf(server.Id);
+        }
+        lock (slot)
+        {
+            lock (_peersLock)
+            {
+                if (_peers.TryGetValue(server.Id, out var existing) && !existing.Connection.IsClosed)
+                {
+                    return existing; // another sender connected while this one waited
+                }
+            }
+            if (slot.DeclaredDead.IsCancellationRequested)
+            {
+                throw new TransportException($"{server.Describe()} was declared dead");
+            }
             // A server that could not be reached is not tried again under the same view: the scheduler is about to
             // publish one without it, and every push would otherwise wait for a connect attempt.
-            if (_unreachablePeers.TryGetValue(server.Id, out uint failedUnder) && failedUnder == view)
+            if (slot.UnreachableUnder == view)
             {
                 throw new TransportException($"{server.Describe()} was unreachable under view {view}");
             }
             var link = new PeerLink(this, server.Id);
             try
             {
-                link.Connection = Connection.Connect(server.Host, server.Port, link, _self.Options.Transport, _self.Log, server.Describe(), _self.Traffic);
+                link.Connection = Connection.Connect(server.Host, server.Port, link, _self.Options.Transport, _self.Log, server.Describe(), _self.Traffic, slot.DeclaredDead.Token);
             }
             catch (TransportException)
             {
-                _unreachablePeers[server.Id] = view;
+                slot.UnreachableUnder = view;
                 throw;
             }
-            _unreachablePeers.Remove(server.Id);
-            _peers[server.Id] = link;
+            slot.UnreachableUnder = null;
+            lock (_peersLock)
+            {
+                _peers[server.Id] = link;
+            }
             return link;
         }
     }
 
+    private PeerSlot SlotOf(int peerId)
+    {
+        if (!_slots.TryGetValue(peerId, out var slot))
+        {
+            _slots[peerId] = slot = new PeerSlot();
+        }
+        return slot;
+    }
+
     /// <summary>
-    /// Closes the links to servers <paramref name="view"/> declares dead: whatever waits on them (forwards not yet
-    /// acknowledged, senders waiting for room in a hung peer's queue) ends now, not at a timeout. Failure is what the
-    /// view says. Called before the view is installed: a forward stuck on a hung peer holds the update gate's read side.
+    /// Closes the links to servers <paramref name="view"/> declares dead, and ends connects to them in progress:
+    /// whatever waits on them (forwards not yet acknowledged, senders waiting for room in a hung peer's queue) ends now,
+    /// not at a timeout, and they are never connected to again. Failure is what the view says. Called before the view
+    /// is installed: a forward stuck on a hung peer holds the update gate's read side.
     /// </summary>
     public void CloseDeclaredDead(ClusterView view)
     {
-        List<(int Id, PeerLink Link)> dead;
+        List<(int Id, PeerLink? Link)> dead = [];
         lock (_peersLock)
         {
-            dead = _peers.Where(p => view.Nodes.Any(n => n.Id == p.Key && !n.Alive && !n.Left)).Select(p => (p.Key, p.Value)).ToList();
+            foreach (var node in view.Nodes)
+            {
+                if (!node.Alive && !node.Left && node.Id != _self.Id)
+                {
+                    SlotOf(node.Id).DeclaredDead.Cancel();
+                    dead.Add((node.Id, _peers.GetValueOrDefault(node.Id)));
+                }
+            }
         }
         foreach (var (id, link) in dead)
         {
-            link.Connection.Close($"server {id} was declared dead in view {view.Number}");
+            link?.Connection.Close($"server {id} was declared dead in view {view.Number}");
         }
     }
 

@@ -16,6 +16,12 @@ internal interface IConnectionStream : IDisposable
     /// <summary>Reads what is there (at least one byte, waiting for it); 0 when the peer closed.</summary>
     int Read(Span<byte> buffer);
 
+    /// <summary>
+    /// Longest wait for the peer to take any byte in <see cref="Write"/> and <see cref="WriteAll"/>; then they throw
+    /// <see cref="TimeoutException"/>. A hung or cut-off peer thus fails its connection instead of holding the writer.
+    /// </summary>
+    TimeSpan WriteStallTimeout { get; set; }
+
     /// <summary>Writes all of <paramref name="data"/>, waiting for room.</summary>
     void Write(ReadOnlySpan<byte> data);
 
@@ -35,8 +41,11 @@ internal interface IConnectionStream : IDisposable
 /// <summary>Opens and accepts connection streams: TCP (<see cref="TcpConnections"/>) or in-process (<see cref="InMemoryConnections"/>).</summary>
 internal interface IConnectionFactory
 {
-    /// <summary>Opens a stream to HOST:PORT, or throws <see cref="TransportException"/> naming <paramref name="peer"/> and the cause.</summary>
-    IConnectionStream Connect(string host, int port, TimeSpan timeout, string peer);
+    /// <summary>
+    /// Opens a stream to HOST:PORT, or throws <see cref="TransportException"/> naming <paramref name="peer"/> and the
+    /// cause; <paramref name="cancellation"/> ends a connect in progress (the peer was declared dead meanwhile).
+    /// </summary>
+    IConnectionStream Connect(string host, int port, TimeSpan timeout, string peer, CancellationToken cancellation = default);
 
     /// <summary>Starts accepting on HOST:PORT (0: any free port), or throws <see cref="TransportException"/> saying why it cannot.</summary>
     IAcceptor Listen(string host, int port);

@@ -14,7 +14,7 @@ internal sealed class InMemoryConnections(int pipeBytes = 1 << 20) : IConnection
     private readonly ConcurrentDictionary<int, Acceptor> _listeners = new();
     private int _nextPort = 40000;
 
-    public IConnectionStream Connect(string host, int port, TimeSpan timeout, string peer)
+    public IConnectionStream Connect(string host, int port, TimeSpan timeout, string peer, CancellationToken cancellation = default)
     {
         if (!_listeners.TryGetValue(port, out var listener))
         {
@@ -184,9 +184,24 @@ internal sealed class InMemoryConnections(int pipeBytes = 1 << 20) : IConnection
 
         public int Read(Span<byte> buffer) => input.Read(buffer);
 
-        public void Write(ReadOnlySpan<byte> data) => output.Write(data, long.MaxValue);
+        public TimeSpan WriteStallTimeout { get; set; } = Timeout.InfiniteTimeSpan;
 
-        public void WriteAll(ReadOnlySpan<byte> data, bool more) => output.Write(data, long.MaxValue);
+        public void Write(ReadOnlySpan<byte> data)
+        {
+            // The deadline restarts whenever the reader takes bytes: it bounds a stall, not a long transfer.
+            while (!data.IsEmpty)
+            {
+                long deadline = WriteStallTimeout == Timeout.InfiniteTimeSpan ? long.MaxValue : Stopwatch.GetTimestamp() + (long)(WriteStallTimeout.TotalSeconds * Stopwatch.Frequency);
+                int written = output.Write(data, deadline);
+                if (written == 0)
+                {
+                    throw new TimeoutException($"the peer took no bytes for {WriteStallTimeout.TotalSeconds:0.#} s");
+                }
+                data = data[written..];
+            }
+        }
+
+        public void WriteAll(ReadOnlySpan<byte> data, bool more) => Write(data);
 
         public int TryWriteNow(ReadOnlySpan<byte> data) => output.Write(data, 0);
 

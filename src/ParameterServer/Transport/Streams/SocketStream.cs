@@ -12,11 +12,32 @@ internal sealed class SocketStream(Socket socket) : IConnectionStream
 
     public int Read(Span<byte> buffer) => socket.Receive(buffer, SocketFlags.None);
 
+    /// <summary>SO_SNDTIMEO: the kernel ends a blocking send that made no progress for this long (EAGAIN).</summary>
+    public TimeSpan WriteStallTimeout
+    {
+        get => socket.SendTimeout <= 0 ? Timeout.InfiniteTimeSpan : TimeSpan.FromMilliseconds(socket.SendTimeout);
+        set => socket.SendTimeout = value == Timeout.InfiniteTimeSpan ? 0 : (int)Math.Clamp(value.TotalMilliseconds, 1, int.MaxValue);
+    }
+
     public void Write(ReadOnlySpan<byte> data)
     {
+        if (NativeSend.IsSupported)
+        {
+            NativeSend.SendAll(socket, data, more: false);
+            return;
+        }
         while (!data.IsEmpty)
         {
-            data = data[socket.Send(data, SocketFlags.None)..];
+            int sent;
+            try
+            {
+                sent = socket.Send(data, SocketFlags.None);
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.TimedOut or SocketError.WouldBlock)
+            {
+                throw new TimeoutException($"the peer took no bytes for {WriteStallTimeout.TotalSeconds:0.#} s", ex);
+            }
+            data = data[sent..];
         }
     }
 
@@ -54,7 +75,7 @@ internal sealed class TcpConnections : IConnectionFactory
 {
     public static TcpConnections Instance { get; } = new();
 
-    public IConnectionStream Connect(string host, int port, TimeSpan timeout, string peer)
+    public IConnectionStream Connect(string host, int port, TimeSpan timeout, string peer, CancellationToken cancellation = default)
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         try
@@ -63,10 +84,11 @@ internal sealed class TcpConnections : IConnectionFactory
             // A blocking connect on a helper thread, not ConnectAsync: on Linux a socket that was used
             // asynchronously stays non-blocking, and every later synchronous Send/Receive then allocates.
             var connect = Task.Run(() => socket.Connect(new IPEndPoint(address, port)));
-            if (!((IAsyncResult)connect).AsyncWaitHandle.WaitOne(timeout))
+            int signalled = WaitHandle.WaitAny([((IAsyncResult)connect).AsyncWaitHandle, cancellation.WaitHandle], timeout);
+            if (signalled != 0)
             {
                 socket.Dispose();
-                throw new OperationCanceledException();
+                throw new OperationCanceledException(signalled == 1 ? "given up: the peer was declared dead" : null, cancellation);
             }
             connect.GetAwaiter().GetResult(); // rethrows the SocketException itself
         }
@@ -76,6 +98,7 @@ internal sealed class TcpConnections : IConnectionFactory
             string cause = ex switch
             {
                 SocketException se => se.SocketErrorCode == SocketError.ConnectionRefused ? "connection refused (nothing listens there)" : se.Message,
+                OperationCanceledException when cancellation.IsCancellationRequested => "given up: the peer was declared dead",
                 OperationCanceledException => $"no answer within {timeout.TotalSeconds:0.#} s",
                 _ => ex.Message,
             };

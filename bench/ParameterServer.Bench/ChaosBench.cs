@@ -10,8 +10,10 @@ namespace ParameterServer.Bench;
 /// <summary>
 /// `pserver bench chaos`: a soak test. A local job (the counter, its rounds handed out as work units) runs while a
 /// random process is killed with SIGKILL every few seconds: the scheduler (restarted on its port with its state
-/// directory), a server (while more than --replication remain; a replacement joins the running job), or a worker (while more than one remains). At
-/// the end every counter must have grown by exactly the units done (plus at most the units dead workers held).
+/// directory), a server (while more than --replication remain; a replacement joins the running job), or a worker
+/// (while more than one remains). Now and then one is stopped instead (SIGSTOP) for 1 to 4 s and resumed: a gray
+/// failure; a stopped server or worker is declared dead and fenced off, a stopped scheduler stalls the job. At the end
+/// every counter must have grown by exactly the units done (plus at most the units dead workers held).
 /// </summary>
 public static class ChaosBench
 {
@@ -66,22 +68,35 @@ public static class ChaosBench
             Console.Error.WriteLine($"chaos: {servers} servers (replication {replication}), {workers} workers, {units} work units; a kill every {killEvery:0.#} s for {duration} s (seed {seed})");
 
             var kills = new Dictionary<string, int> { ["scheduler"] = 0, ["server"] = 0, ["worker"] = 0 };
+            var stops = new Dictionary<string, int> { ["scheduler"] = 0, ["server"] = 0, ["worker"] = 0 };
+            var stopped = new HashSet<System.Diagnostics.Process>(); // until resumed (they are not counted as live meanwhile)
+            var resumes = new List<Task>();
             int joins = 0;
             var watch = Stopwatch.StartNew();
             await Task.Delay(TimeSpan.FromSeconds(Math.Min(killEvery, 2)), ct); // let the job start
             while (watch.Elapsed.TotalSeconds < duration && workerProcesses.Any(w => !w.Process.HasExited))
             {
-                var liveServers = serverProcesses.Where(c => !c.Process.HasExited).ToList();
-                if (liveServers.Count < servers)
+                List<ProcessGroup.Child> liveServers;
+                List<ProcessGroup.Child> liveWorkers;
+                lock (stopped)
+                {
+                    liveServers = serverProcesses.Where(c => !c.Process.HasExited && !stopped.Contains(c.Process)).ToList();
+                    liveWorkers = workerProcesses.Where(c => !c.Process.HasExited && !stopped.Contains(c.Process)).ToList();
+                }
+                bool? copiesComplete = await CopiesCompleteAsync(address, ct); // null: the scheduler does not answer (restarting, stopped)
+                bool joined = liveServers.Count < servers && copiesComplete is not null;
+                if (joined)
                 {
                     // A replacement for a killed server joins the running job (elastic scaling).
                     serverProcesses.Add(children.Start($"server {serverProcesses.Count}", ["server", "--scheduler", address, "--join", "--log-level", "warning"], _ => false));
                     joins++;
                     Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"chaos: {watch.Elapsed.TotalSeconds:0.0} s: a new server joins"));
                 }
-                var liveWorkers = workerProcesses.Where(c => !c.Process.HasExited).ToList();
                 var kinds = new List<string> { "scheduler" };
-                if (liveServers.Count > replication)
+                // A server goes down only while every range has all its copies, none is stopped and none is joining: a
+                // second loss before the copies lost with the first are restored would lose parameters, which
+                // replication does not promise to survive.
+                if (liveServers.Count > replication && stopped.Count == 0 && !joined && copiesComplete == true)
                 {
                     kinds.Add("server");
                 }
@@ -90,6 +105,35 @@ public static class ChaosBench
                     kinds.Add("worker");
                 }
                 string kind = kinds[random.Next(kinds.Count)];
+                bool stopInstead = random.Next(4) == 0 && stopped.Count == 0;
+                if (stopInstead)
+                {
+                    var victim = kind switch
+                    {
+                        "scheduler" => scheduler,
+                        "server" => liveServers[random.Next(liveServers.Count)],
+                        _ => liveWorkers[random.Next(liveWorkers.Count)],
+                    };
+                    var pause = TimeSpan.FromMilliseconds(random.Next(1000, 4000));
+                    lock (stopped)
+                    {
+                        stopped.Add(victim.Process);
+                    }
+                    Signal(victim.Process, "STOP");
+                    resumes.Add(Task.Run(async () =>
+                    {
+                        await Task.Delay(pause, CancellationToken.None);
+                        Signal(victim.Process, "CONT");
+                        lock (stopped)
+                        {
+                            stopped.Remove(victim.Process);
+                        }
+                    }, CancellationToken.None));
+                    stops[kind]++;
+                    Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"chaos: {watch.Elapsed.TotalSeconds:0.0} s: stopped the {kind} for {pause.TotalSeconds:0.0} s"));
+                    await Task.Delay(TimeSpan.FromSeconds(killEvery), ct);
+                    continue;
+                }
                 switch (kind)
                 {
                     case "scheduler":
@@ -109,6 +153,7 @@ public static class ChaosBench
                 Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"chaos: {watch.Elapsed.TotalSeconds:0.0} s: killed the {kind}"));
                 await Task.Delay(TimeSpan.FromSeconds(killEvery), ct);
             }
+            await Task.WhenAll(resumes);
             foreach (var worker in workerProcesses)
             {
                 await worker.Process.WaitForExitAsync(ct).WaitAsync(TimeSpan.FromSeconds(120), ct);
@@ -128,6 +173,7 @@ public static class ChaosBench
                     ok,
                     seconds = Math.Round(watch.Elapsed.TotalSeconds, 1),
                     kills,
+                    stops,
                     server_joins = joins,
                     units,
                     completions,
@@ -140,7 +186,7 @@ public static class ChaosBench
             else
             {
                 Console.Out.WriteLine(ok
-                    ? $"chaos OK: {kills.Values.Sum()} kills (scheduler {kills["scheduler"]}, servers {kills["server"]}, workers {kills["worker"]}) and {joins} server joins in {watch.Elapsed.TotalSeconds:0} s; all {units} units done ({completions} completions, {reassigned} reassigned), every counter exact"
+                    ? $"chaos OK: {kills.Values.Sum()} kills (scheduler {kills["scheduler"]}, servers {kills["server"]}, workers {kills["worker"]}), {stops.Values.Sum()} stops (scheduler {stops["scheduler"]}, servers {stops["server"]}, workers {stops["worker"]}) and {joins} server joins in {watch.Elapsed.TotalSeconds:0} s; all {units} units done ({completions} completions, {reassigned} reassigned), every counter exact"
                     : $"chaos FAILED: {summaries.Count} workers reported, {summaries.Count(x => !x.GetProperty("ok").GetBoolean())} with wrong counters (seed {seed})");
             }
             return ok ? ExitCodes.Ok : ExitCodes.Failed;
@@ -150,5 +196,26 @@ public static class ChaosBench
             children.Kill();
             Directory.Delete(state, recursive: true);
         }
+    }
+
+    /// <summary>Whether the scheduler says every range has all its copies; null when it does not answer.</summary>
+    private static async Task<bool?> CopiesCompleteAsync(string scheduler, CancellationToken ct)
+    {
+        try
+        {
+            var status = await ParameterServer.Client.ClusterAdmin.StatusAsync(scheduler, TimeSpan.FromSeconds(2), ct);
+            var replication = JsonDocument.Parse(status.ToJson()).RootElement.GetProperty("replication");
+            return replication.GetProperty("healthy").GetBoolean();
+        }
+        catch (PsException)
+        {
+            return null;
+        }
+    }
+
+    private static void Signal(System.Diagnostics.Process process, string signal)
+    {
+        using var kill = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("kill", [$"-{signal}", process.Id.ToString(CultureInfo.InvariantCulture)]) { UseShellExecute = false })!;
+        kill.WaitForExit();
     }
 }

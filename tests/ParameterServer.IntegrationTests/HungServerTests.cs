@@ -31,6 +31,30 @@ public sealed class HungServerTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_scheduler_stopped_for_3_s_stalls_the_job_while_it_is_stopped_and_declares_no_node_dead()
+    {
+        // The servers' leases run out while the scheduler is stopped (they refuse requests: a stall, not an error);
+        // resumed, the scheduler sees it was frozen and gives every node a full heartbeat timeout to be heard.
+        using var job = await ProcessCluster.StartAsync(3, 2, 2, "--app", "counter", "--json", "--keys", "2000", "--width", "16", "--rounds", "4000", "--pause-ms", "2");
+        await job.WaitUntilPushingAsync();
+        await Task.Delay(300);
+        var stopped = Stopwatch.StartNew();
+        CounterChecks.Signal(job.Scheduler.Process, "STOP");
+        try
+        {
+            await Task.Delay(TimeSpan.FromSeconds(3));
+        }
+        finally
+        {
+            CounterChecks.Signal(job.Scheduler.Process, "CONT");
+        }
+        Assert.True(job.Workers.All(w => !w.Process.HasExited), "the job ended before the scheduler was resumed: make the run longer");
+        await CounterChecks.AssertExactAsync(job, stopped, stallLimitMs: null, output);
+        Assert.DoesNotContain("is dead", job.Scheduler.Stderr, StringComparison.Ordinal);
+        Assert.Contains("did not run for", job.Scheduler.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_server_stopped_for_10_s_and_resumed_is_fenced_off_and_no_worker_stalls_past_the_heartbeat_timeout()
     {
         // The target: SIGSTOP of one of 3 servers (replication 2) for 10 s, then SIGCONT. The job goes on

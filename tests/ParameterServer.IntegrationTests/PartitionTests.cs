@@ -32,10 +32,10 @@ public sealed class PartitionTests(ITestOutputHelper output)
         var healed = Stopwatch.StartNew();
         await victim.WaitForExitAsync(TimeSpan.FromSeconds(30));
         output.WriteLine($"the healed server exited {healed.ElapsedMilliseconds} ms after its link came back, code {victim.ExitCode}:\n{victim.Stderr}");
-        // Cut off, it stops hearing the scheduler's echoes: it leaves the job on its own 2 s past its lease, or, healed
-        // before that, finds itself declared dead. Either way it exits without serving again.
+        // Cut off, its lease ran out 0.6 s in and it refused requests; healed, it finds itself declared dead and exits
+        // without serving again.
         Assert.NotEqual(0, victim.ExitCode);
-        Assert.True(victim.Stderr.Contains("declared dead", StringComparison.Ordinal) || victim.Stderr.Contains("heartbeat echoes", StringComparison.Ordinal), victim.Describe());
+        Assert.Contains("declared dead", victim.Stderr, StringComparison.Ordinal);
         await CounterChecks.AssertExactAsync(job, cut, CounterChecks.HeartbeatTimeoutMs + 1000, output);
         // Only the cut server was declared dead: the others kept heart-beating while their traffic to it hung.
         Assert.DoesNotContain("No server is alive", job.Scheduler.Stderr, StringComparison.Ordinal);
@@ -76,17 +76,18 @@ public sealed class PartitionTests(ITestOutputHelper output)
         var victim = job.Servers[0];
         var cut = Stopwatch.StartNew();
         lab.DropOneWay(lab.Hosts[0], lab.Hosts[1]);
-        await victim.WaitForExitAsync(TimeSpan.FromSeconds(30));
+        await victim.WaitForExitAsync(TimeSpan.FromSeconds(40));
         output.WriteLine($"the server left {cut.ElapsedMilliseconds} ms after the cut:\n{victim.Stderr}");
         Assert.Contains("heartbeat echoes", victim.Stderr, StringComparison.Ordinal);
         await CounterChecks.AssertExactAsync(job, cut, SchedulerLeaseStallMs, output);
     }
 
     /// <summary>
-    /// One-way loss of the scheduler's echoes: the lease (0.6 s) runs out, the server waits 2 s more for an echo, then
-    /// leaves, and the scheduler declares it dead 0.8 s after its last heartbeat; plus 1 s of slack.
+    /// One-way loss of the scheduler's packets: the lease (0.6 s) runs out, the server waits 15 s more for an echo
+    /// (what it would wait for a scheduler that restarts), then leaves, and the scheduler declares it dead 0.8 s after
+    /// its last heartbeat; plus 1 s of slack. Usually TCP ends it much sooner (see the test).
     /// </summary>
-    private const double SchedulerLeaseStallMs = 600 + 2000 + CounterChecks.HeartbeatTimeoutMs + 1000;
+    private const double SchedulerLeaseStallMs = 600 + 15_000 + CounterChecks.HeartbeatTimeoutMs + 1000;
 
     private static int CountDeaths(string schedulerLog) =>
         schedulerLog.Split('\n').Count(l => l.Contains("is dead", StringComparison.Ordinal));

@@ -11,8 +11,8 @@ public static class ClusterAdmin
     /// <summary>The scheduler's view of the job: nodes, liveness, key ranges, migrations, tables, traffic.</summary>
     public static async Task<ClusterStatus> StatusAsync(string scheduler, TimeSpan timeout, CancellationToken cancellationToken = default)
     {
-        var (view, migrations, traffic) = await ControlChannel.FetchStatusAsync(scheduler, timeout, cancellationToken).ConfigureAwait(false);
-        return new ClusterStatus(view, migrations, traffic);
+        var (view, migrations, traffic, copiesComplete) = await ControlChannel.FetchStatusAsync(scheduler, timeout, cancellationToken).ConfigureAwait(false);
+        return new ClusterStatus(view, migrations, traffic, copiesComplete);
     }
 
     /// <summary>Asks the scheduler to drain a server or worker; returns its answer (throws <see cref="PsException"/> with a refusal).</summary>
@@ -30,12 +30,14 @@ public sealed class ClusterStatus
     private readonly ClusterView _view;
     private readonly string[] _migrations;
     private readonly Dictionary<int, TrafficSnapshot> _traffic;
+    private readonly bool _copiesComplete;
 
-    internal ClusterStatus(ClusterView view, string[] migrations, Dictionary<int, TrafficSnapshot> traffic)
+    internal ClusterStatus(ClusterView view, string[] migrations, Dictionary<int, TrafficSnapshot> traffic, bool copiesComplete)
     {
         _view = view;
         _migrations = migrations;
         _traffic = traffic;
+        _copiesComplete = copiesComplete;
     }
 
     /// <summary>The whole status as one JSON object (what `pserver status --json` prints).</summary>
@@ -57,7 +59,7 @@ public sealed class ClusterStatus
                 target_virtual_nodes = n.Role == NodeRole.Server && n.Alive ? view.TargetPointsOf(n) : 0,
                 ring_share = shares.GetValueOrDefault(n.Id),
             }),
-            replication = new { factor = view.Replication, copies = view.Copies, healthy = view.Copies >= view.Replication },
+            replication = new { factor = view.Replication, copies = view.Copies, healthy = view.Copies >= view.Replication && _copiesComplete, restoring = !_copiesComplete },
             migrating = view.InTransition,
             moving_fraction = view.MovedRingFraction(),
             migrations,
@@ -87,9 +89,11 @@ public sealed class ClusterStatus
             yield return $"migration {line}";
         }
         yield return $"key space: {ranges.Count} ranges on the consistent-hash ring ({view.VirtualNodes} virtual nodes per server)";
-        yield return view.Copies >= view.Replication
-            ? $"replication: {view.Replication} copies of every range (primary + ring successors), healthy"
-            : $"replication: DEGRADED, {view.Copies} copies of every range where {view.Replication} were asked: only {view.Ring.Servers} servers own ranges";
+        yield return view.Copies < view.Replication
+            ? $"replication: DEGRADED, {view.Copies} copies of every range where {view.Replication} were asked: only {view.Ring.Servers} servers own ranges"
+            : !_copiesComplete
+                ? $"replication: RESTORING, the copies lost with the last dead server are being copied again (another loss before that ends may lose parameters)"
+                : $"replication: {view.Replication} copies of every range (primary + ring successors), healthy";
         foreach (var server in view.Servers)
         {
             double primary = ranges.Where(r => r.Server == server.Id).Sum(r => (double)(r.End - r.Start + 1)) / Math.Pow(2, 64);

@@ -57,6 +57,7 @@ public sealed class PsClient : IAsyncDisposable
     private FailoverCoordinator _failover = null!;
     private PushFilterStage _pushFilters = null!;
     private ServerQueries _queries = null!;
+    private SliceLedger _ledger = null!;
 
     private PsClient(WorkerOptions options, ILoggerFactory loggers)
     {
@@ -218,7 +219,7 @@ public sealed class PsClient : IAsyncDisposable
         _calls = new CallClock(nodeId, _log, _shutdown, waitTimeout: _options.RequestTimeout * 3);
         _routes = new RouteTable(nodeId, _options, _log, TrafficMeter, SyncRounds);
         _prompt = new PromptTables();
-        var ledger = new SliceLedger();
+        var ledger = _ledger = new SliceLedger();
         _dispatch = new Dispatcher(nodeId, _options, _calls, ledger, _routes, _prompt);
         _answers = new ResponseHandler(nodeId, _options, _log, _shutdown, _calls, ledger, _dispatch, _prompt);
         _failover = new FailoverCoordinator(nodeId, _options, _log, _shutdown, _views, _routes, ledger, _dispatch, _prompt);
@@ -289,12 +290,37 @@ public sealed class PsClient : IAsyncDisposable
     private void ScanTimeouts()
     {
         var expired = new List<Slice>();
+        long reportedStall = 0;
         while (!_shutdown.IsCancellationRequested)
         {
             Thread.Sleep(FailoverCoordinator.OrphanRetryMs);
             _dispatch.FailExpired(expired);
             _failover.ResendDue();
+            reportedStall = ReportStall(reportedStall);
         }
+    }
+
+    /// <summary>Calls stalled at least this long are reported with what they wait on (then again each time as long).</summary>
+    private static readonly TimeSpan StallReportAfter = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// A hang is a failure with a diagnosis: when no call has completed for <see cref="StallReportAfter"/> while some
+    /// are incomplete, logs which calls wait on what (servers, views, failover, the scheduler). Returns the stall
+    /// length last reported (0 once calls complete again).
+    /// </summary>
+    private long ReportStall(long reported)
+    {
+        var (stalledMs, pending) = _calls.Stall();
+        if (stalledMs < StallReportAfter.TotalMilliseconds)
+        {
+            return 0;
+        }
+        if (stalledMs - reported < StallReportAfter.TotalMilliseconds)
+        {
+            return reported;
+        }
+        _log.LogCallsStalled(NodeId, stalledMs / 1000.0, $"{pending}; {_ledger.DescribeInFlight()}; {_failover.DescribeOrphans()}; {_scheduler.DescribePending()}");
+        return stalledMs;
     }
 
     /// <summary>

@@ -56,6 +56,10 @@ public sealed partial class SchedulerNode
     }
 
     private uint _lastServerLossView;
+
+    /// <summary>Whether every live server has refilled its copies since the last server died (the status tells operators and the chaos bench).</summary>
+    private bool CopiesComplete() =>
+        _nodes.Values.Where(n => n.Role == NodeRole.Server && n.Alive).All(n => n.RefilledView >= _lastServerLossView);
     private int _serversLostSinceHealthy;
 
     /// <summary>
@@ -88,13 +92,28 @@ public sealed partial class SchedulerNode
 
     private void MonitorLoop()
     {
+        int tickMs = Math.Max(10, (int)(_options.HeartbeatInterval.TotalMilliseconds / 4));
+        long lastTick = Environment.TickCount64;
         while (!_stop.IsCancellationRequested)
         {
-            Thread.Sleep(Math.Max(10, (int)(_options.HeartbeatInterval.TotalMilliseconds / 4)));
+            Thread.Sleep(tickMs);
             var outbox = new List<Outgoing>();
             lock (_lock)
             {
                 long now = NowMs;
+                // Measured on the real clock, not the options' one (which tests move by hand): the scheduler itself
+                // did not run for a while (a GC pause, SIGSTOP, a frozen VM). The nodes' silence was its own; they
+                // get a full heartbeat timeout from now to be heard, instead of all being declared dead at once.
+                long frozenMs = Environment.TickCount64 - lastTick - tickMs;
+                lastTick = Environment.TickCount64;
+                if (frozenMs > _options.HeartbeatTimeout.TotalMilliseconds / 2)
+                {
+                    _log.LogSchedulerFrozen(frozenMs / 1000.0);
+                    foreach (var node in _nodes.Values.Where(n => n.Alive))
+                    {
+                        node.LastSeen = Math.Max(node.LastSeen, now);
+                    }
+                }
                 foreach (var node in _nodes.Values.Where(n => n.Alive).ToList())
                 {
                     if (now - node.LastSeen > _options.HeartbeatTimeout.TotalMilliseconds)

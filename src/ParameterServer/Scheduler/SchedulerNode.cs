@@ -170,6 +170,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
                             w.WriteInt32(n.Id);
                             n.Traffic!.Write(w);
                         }
+                        w.WriteInt32(CopiesComplete() ? 1 : 0);
                         outbox.Add(Reply(connection, header, w.WrittenSpan.ToArray()));
                         break;
                     default:

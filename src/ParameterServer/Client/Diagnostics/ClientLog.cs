@@ -24,4 +24,7 @@ internal static partial class ClientLog
 
     [LoggerMessage(EventId = 1105, Level = LogLevel.Warning, Message = "Worker {Id} failed over in {Ms:0.0} ms: the first resent call was answered by the keys' new owner ({Slices} slices resent so far)")]
     public static partial void LogFailedOver(this ILogger logger, int id, double ms, long slices);
+
+    [LoggerMessage(EventId = 1106, Level = LogLevel.Warning, Message = "Worker {Id}: no call completed for {Seconds:0.0} s. Waiting: {Diagnosis}")]
+    public static partial void LogCallsStalled(this ILogger logger, int id, double seconds, string diagnosis);
 }

@@ -22,6 +22,7 @@ internal sealed class CallClock(int nodeId, ILogger log, ClientShutdown shutdown
     private readonly List<Operation> _parked = new();
     private readonly Stack<Operation> _operationPool = new();
     private long _waitTicks;
+    private long _lastCompletionMs = Environment.TickCount64; // for the stall diagnosis
 
     /// <summary>A receive thread is handling a batch of answers (set in <see cref="BeginReceiveBatch"/>, cleared in <see cref="EndReceiveBatch"/>).</summary>
     [ThreadStatic]
@@ -35,6 +36,23 @@ internal sealed class CallClock(int nodeId, ILogger log, ClientShutdown shutdown
 
     /// <summary>The next timestamp to be issued (read without the lock, to check a caller's dependencies).</summary>
     public long Next => _clock.Next;
+
+    /// <summary>
+    /// For the stall diagnosis: how long no call has completed while some were incomplete (0 when none is), and what
+    /// is incomplete.
+    /// </summary>
+    public (long StalledMs, string Pending) Stall()
+    {
+        lock (_gate)
+        {
+            if (_clock.InFlight == 0)
+            {
+                return (0, "");
+            }
+            return (Environment.TickCount64 - _lastCompletionMs,
+                $"{_clock.InFlight} calls incomplete from call {_clock.OldestIncomplete} on, {_parked.Count} of them waiting for the calls they depend on");
+        }
+    }
 
     /// <summary>How long Wait and WaitAll wait: three request timeouts.</summary>
     public TimeSpan WaitTimeout => waitTimeout;
@@ -134,6 +152,7 @@ internal sealed class CallClock(int nodeId, ILogger log, ClientShutdown shutdown
         long timestamp = op.Timestamp;
         lock (_gate)
         {
+            _lastCompletionMs = Environment.TickCount64;
             _clock.Complete(timestamp);
             op.Table.Window.Complete(op.TableSeq);
             if (error is not null)

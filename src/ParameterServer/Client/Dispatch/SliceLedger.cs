@@ -23,6 +23,21 @@ internal sealed class SliceLedger
         }
     }
 
+    /// <summary>For the stall diagnosis: the slices awaiting answers, by server, with the view they were cut by and the nearest deadline.</summary>
+    public string DescribeInFlight()
+    {
+        long now = Environment.TickCount64;
+        lock (_lock)
+        {
+            if (_inflight.Count == 0)
+            {
+                return "no slice awaits an answer";
+            }
+            return string.Join("; ", _inflight.Values.GroupBy(s => s.Link.Server.Describe()).Select(g =>
+                $"{g.Count()} slices await {g.Key} (views {g.Min(s => s.ViewNumber)}-{g.Max(s => s.ViewNumber)}, {(g.Any(s => s.Link.Connection.IsClosed) ? "link closed, " : "")}first deadline in {(g.Min(s => s.Deadline) - now) / 1000.0:0.0} s)"));
+        }
+    }
+
     /// <summary>Enters slices about to be sent: each may now be answered, timed out or lost; its frame stays its sender's until sent.</summary>
     public void Track(ReadOnlySpan<Slice> slices, long deadline)
     {

@@ -114,6 +114,22 @@ internal sealed class FailoverCoordinator(int nodeId, WorkerOptions options, ILo
         return true;
     }
 
+    /// <summary>For the stall diagnosis: the slices waiting to be sent again, and what they wait for.</summary>
+    public string DescribeOrphans()
+    {
+        long now = Environment.TickCount64;
+        lock (_orphanLock)
+        {
+            if (_orphans.Count == 0)
+            {
+                return "no slice waits for a failover";
+            }
+            return $"{_orphans.Count} slices wait to be sent again (lost with or refused by {string.Join(", ", _orphans.Select(s => s.Link.Server.Id).Distinct().Order())}; " +
+                $"cut by views {_orphans.Min(s => s.ViewNumber)}-{_orphans.Max(s => s.ViewNumber)}, next retry in {(_orphans.Min(s => s.RetryAt) - now) / 1000.0:0.0} s, " +
+                $"first deadline in {(_orphans.Min(s => s.Deadline) - now) / 1000.0:0.0} s); routes by view {routeTable.Current.View?.Number}, latest view {views.Latest?.Number}";
+        }
+    }
+
     /// <summary>Sends the orphans that a newer view (or their retry time) allows, each cut by the current view; fails those past their deadline.</summary>
     public void ResendDue()
     {

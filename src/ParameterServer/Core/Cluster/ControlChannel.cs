@@ -110,15 +110,18 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
         (await FetchStatusAsync(address, timeout, cancellationToken).ConfigureAwait(false)).View;
 
     /// <summary>The scheduler's current view and its migrations (done and in progress), one line each.</summary>
-    public static async Task<(ClusterView View, string[] Migrations, Dictionary<int, TrafficSnapshot> Traffic)> FetchStatusAsync(string address, TimeSpan timeout, CancellationToken cancellationToken)
+    public static async Task<(ClusterView View, string[] Migrations, Dictionary<int, TrafficSnapshot> Traffic, bool CopiesComplete)> FetchStatusAsync(string address, TimeSpan timeout, CancellationToken cancellationToken)
     {
         using var channel = Connect(address, new TransportOptions { ConnectTimeout = timeout }, null, (_, _) => { });
         var reply = await channel.CallAsync(MessageType.Status, ReadOnlyMemory<byte>.Empty, "a status request", timeout, cancellationToken: cancellationToken).ConfigureAwait(false);
         return ReadStatus(reply.Payload);
     }
 
-    /// <summary>The status reply: the view, the migration lines, then each node's last published traffic counters.</summary>
-    private static (ClusterView View, string[] Migrations, Dictionary<int, TrafficSnapshot> Traffic) ReadStatus(ReadOnlySpan<byte> payload)
+    /// <summary>
+    /// The status reply: the view, the migration lines, each node's last published traffic counters, then whether the
+    /// copies lost with the last dead server are all restored.
+    /// </summary>
+    private static (ClusterView View, string[] Migrations, Dictionary<int, TrafficSnapshot> Traffic, bool CopiesComplete) ReadStatus(ReadOnlySpan<byte> payload)
     {
         var r = new PayloadReader(payload);
         var view = ClusterView.Read(ref r);
@@ -134,7 +137,8 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
             int id = r.ReadInt32();
             traffic[id] = TrafficSnapshot.Read(ref r);
         }
-        return (view, migrations, traffic);
+        bool copiesComplete = r.Remaining <= 0 || r.ReadInt32() != 0;
+        return (view, migrations, traffic, copiesComplete);
     }
 
     /// <summary>Asks the scheduler to drain a node (pserver drain); returns its answer.</summary>
@@ -198,6 +202,16 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
             {
                 _calls.Remove(id);
             }
+        }
+    }
+
+    /// <summary>For a stall diagnosis: the calls to the scheduler awaiting answers.</summary>
+    public string DescribePending()
+    {
+        lock (_lock)
+        {
+            var waiting = _calls.Where(c => !c.Value.Reply.Task.IsCompleted && c.Value.Type != MessageType.Rejoin).Select(c => $"{c.Value.Type} (request {c.Key})").ToList();
+            return waiting.Count == 0 ? "no call to the scheduler awaits an answer" : $"awaiting the scheduler: {string.Join(", ", waiting)}{(IsClosed ? " (channel closed)" : "")}";
         }
     }
 

@@ -19,8 +19,12 @@ internal sealed class SchedulerLease(TimeProvider? time = null)
     /// <summary>How long a restarted scheduler waits for the nodes of the job it resumes to rejoin before it declares any dead.</summary>
     public static readonly TimeSpan RestartGrace = TimeSpan.FromSeconds(5);
 
-    /// <summary>How long past its lease a node that is still connected waits for an echo before it leaves the job.</summary>
-    public static readonly TimeSpan GiveUpAfter = TimeSpan.FromSeconds(2);
+    /// <summary>
+    /// How long past its lease a node that is still connected waits for an echo before it leaves the job: as long as
+    /// it waits for a scheduler that closed the connection to come back (<see cref="ControlChannel.ReconnectWindow"/>).
+    /// A scheduler that hangs for less stalls the job, which then goes on.
+    /// </summary>
+    public static readonly TimeSpan GiveUpAfter = ControlChannel.ReconnectWindow;
 
     private const int Slots = 64;
     private readonly long[] _sentAt = new long[Slots]; // heartbeat sequence % Slots -> TickCount64 when sent

@@ -52,8 +52,9 @@ public static class ChaosBench
             var scheduler = children.Last;
             var serverProcesses = Enumerable.Range(0, servers).Select(i => children.Start($"server {i}", ["server", "--scheduler", address, "--log-level", "warning"], _ => false)).ToList();
             var results = new List<string>();
-            var workerProcesses = Enumerable.Range(0, workers).Select(i => children.Start($"worker {i}",
-                ["worker", "--scheduler", address, "--log-level", "warning", "--app", "counter", "--json", "--keys", "2000", "--work-units", LocalJob.Inv(units), "--pause-ms", LocalJob.Inv(PauseMs)],
+            var workerProcesses = new List<ProcessGroup.Child>();
+            void StartWorker(bool join) => workerProcesses.Add(children.Start($"worker {workerProcesses.Count}",
+                ["worker", "--scheduler", address, "--log-level", "warning", "--app", "counter", "--json", "--keys", "2000", "--work-units", LocalJob.Inv(units), "--pause-ms", LocalJob.Inv(PauseMs), .. (join ? new[] { "--join" } : [])],
                 line =>
                 {
                     if (line.StartsWith("{\"app\"", StringComparison.Ordinal))
@@ -64,7 +65,14 @@ public static class ChaosBench
                         }
                     }
                     return false;
-                })).ToList();
+                }));
+            for (int i = 0; i < workers; i++)
+            {
+                StartWorker(join: false);
+            }
+            // The workers the job started with check the counters at the end (one that joins later cannot know the
+            // starting values): one of them always stays up.
+            var originals = workerProcesses.Select(w => w.Process).ToHashSet();
             Console.Error.WriteLine($"chaos: {servers} servers (replication {replication}), {workers} workers, {units} work units; a kill every {killEvery:0.#} s for {duration} s (seed {seed})");
 
             var kills = new Dictionary<string, int> { ["scheduler"] = 0, ["server"] = 0, ["worker"] = 0 };
@@ -84,6 +92,14 @@ public static class ChaosBench
                     liveWorkers = workerProcesses.Where(c => !c.Process.HasExited && !stopped.Contains(c.Process)).ToList();
                 }
                 bool? copiesComplete = await CopiesCompleteAsync(address, ct); // null: the scheduler does not answer (restarting, stopped)
+                if (liveWorkers.Count < workers && copiesComplete is not null)
+                {
+                    // A replacement for a killed worker joins and helps with the units (elastic scaling).
+                    StartWorker(join: true);
+                    Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"chaos: {watch.Elapsed.TotalSeconds:0.0} s: a new worker joins"));
+                }
+                // Only workers whose loss leaves an original worker up may go down.
+                var expendable = liveWorkers.Where(w => !originals.Contains(w.Process) || liveWorkers.Count(o => originals.Contains(o.Process)) > 1).ToList();
                 bool joined = liveServers.Count < servers && copiesComplete is not null;
                 if (joined)
                 {
@@ -100,7 +116,7 @@ public static class ChaosBench
                 {
                     kinds.Add("server");
                 }
-                if (liveWorkers.Count > 1)
+                if (liveWorkers.Count > 1 && expendable.Count > 0)
                 {
                     kinds.Add("worker");
                 }
@@ -112,7 +128,7 @@ public static class ChaosBench
                     {
                         "scheduler" => scheduler,
                         "server" => liveServers[random.Next(liveServers.Count)],
-                        _ => liveWorkers[random.Next(liveWorkers.Count)],
+                        _ => expendable[random.Next(expendable.Count)],
                     };
                     var pause = TimeSpan.FromMilliseconds(random.Next(1000, 4000));
                     lock (stopped)
@@ -146,7 +162,7 @@ public static class ChaosBench
                         liveServers[random.Next(liveServers.Count)].Process.Kill();
                         break;
                     default:
-                        liveWorkers[random.Next(liveWorkers.Count)].Process.Kill();
+                        expendable[random.Next(expendable.Count)].Process.Kill();
                         break;
                 }
                 kills[kind]++;
@@ -154,17 +170,19 @@ public static class ChaosBench
                 await Task.Delay(TimeSpan.FromSeconds(killEvery), ct);
             }
             await Task.WhenAll(resumes);
-            foreach (var worker in workerProcesses)
+            if (!await WaitWhileProgressingAsync(workerProcesses, Path.Combine(state, "scheduler-state.json"), address, ct))
             {
-                await worker.Process.WaitForExitAsync(ct).WaitAsync(TimeSpan.FromSeconds(120), ct);
+                return ExitCodes.Failed;
             }
             await children.DrainAsync();
             var summaries = results.Select(l => JsonDocument.Parse(l).RootElement).ToList();
-            bool ok = summaries.Count > 0 && summaries.All(x => x.GetProperty("ok").GetBoolean())
+            // Workers that joined late report without checking: at least one that started the job must have checked.
+            var checkedSummaries = summaries.Where(x => !x.TryGetProperty("checked", out var c) || c.GetBoolean()).ToList();
+            bool ok = checkedSummaries.Count > 0 && summaries.All(x => x.GetProperty("ok").GetBoolean())
                 && summaries.Count == workerProcesses.Count(w => w.Process.ExitCode == 0);
             int completions = summaries.Count > 0 ? summaries.Max(x => x.GetProperty("completions").GetInt32()) : 0;
-            int reassigned = summaries.Count > 0 ? summaries.Max(x => x.GetProperty("reassigned").GetInt32()) : 0;
-            double[] failovers = summaries.Select(x => x.GetProperty("failover_ms").GetDouble()).Where(ms => ms >= 0).ToArray();
+            int reassigned = checkedSummaries.Count > 0 ? checkedSummaries.Max(x => x.GetProperty("reassigned").GetInt32()) : 0;
+            double[] failovers = checkedSummaries.Select(x => x.GetProperty("failover_ms").GetDouble()).Where(ms => ms >= 0).ToArray();
             if (json)
             {
                 Console.Out.WriteLine(JsonSerializer.Serialize(new
@@ -179,6 +197,7 @@ public static class ChaosBench
                     completions,
                     reassigned,
                     finished_workers = summaries.Count,
+                    worker_joins = workerProcesses.Count - workers,
                     failover_ms_max = failovers.Length > 0 ? failovers.Max() : -1,
                     seed,
                 }));
@@ -196,6 +215,38 @@ public static class ChaosBench
             children.Kill();
             Directory.Delete(state, recursive: true);
         }
+    }
+
+    /// <summary>How long the job may go without finishing a work unit before the soak calls it a hang.</summary>
+    private static readonly TimeSpan HangAfter = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// Waits for the workers while the job makes progress: the scheduler rewrites its state file whenever a unit is
+    /// claimed or done. A job that makes none for <see cref="HangAfter"/> is a hang: says so with the scheduler's view
+    /// of the job (the workers log what their calls wait on) and returns false.
+    /// </summary>
+    private static async Task<bool> WaitWhileProgressingAsync(List<ProcessGroup.Child> workers, string stateFile, string scheduler, CancellationToken ct)
+    {
+        while (workers.Any(w => !w.Process.HasExited))
+        {
+            var idle = DateTime.UtcNow - (File.Exists(stateFile) ? File.GetLastWriteTimeUtc(stateFile) : DateTime.UtcNow);
+            if (idle > HangAfter)
+            {
+                string status;
+                try
+                {
+                    status = string.Join(Environment.NewLine, (await ParameterServer.Client.ClusterAdmin.StatusAsync(scheduler, TimeSpan.FromSeconds(5), ct)).ToText());
+                }
+                catch (PsException ex)
+                {
+                    status = $"the scheduler does not answer: {ex.Message}";
+                }
+                Console.Error.WriteLine($"chaos: HANG: no work unit claimed or done for {idle.TotalSeconds:0} s while {workers.Count(w => !w.Process.HasExited)} workers run. The scheduler's status:{Environment.NewLine}{status}");
+                return false;
+            }
+            await Task.Delay(1000, ct);
+        }
+        return true;
     }
 
     /// <summary>Whether the scheduler says every range has all its copies; null when it does not answer.</summary>

@@ -58,6 +58,10 @@ public sealed partial class SchedulerNode
         _nextNodeId = state.NextNodeId;
         _epoch = Math.Max(_epoch, state.Epoch);
         _barriers.Restore(state.Barriers);
+        // Server losses whose copies may not be restored yet: the servers report their refills again for the views
+        // published after the restart, so a second loss meanwhile is still seen as one too many (Liveness.LosesData).
+        _lastServerLossView = state.LastServerLossView;
+        _serversLostSinceHealthy = state.ServersLostSinceHealthy;
         _tables.Clear();
         _tables.AddRange(state.Tables);
         long rejoinBy = NowMs + (long)RejoinWindow.TotalMilliseconds; // silence is counted from the end of the rejoin window
@@ -115,7 +119,7 @@ public sealed partial class SchedulerNode
                     version = _stateVersion;
                     state = new PersistedState(1, _viewNumber, _ready, _nextNodeId, _epoch,
                         _nodes.Values.OrderBy(n => n.Id).Select(n => new PersistedNode(n.Id, n.Role, n.Rank, n.Host, n.Port, n.Alive, n.Finished, n.Handlers, n.Points, n.TargetPoints, n.Joined, n.Left, n.Draining, n.BarrierBase)).ToArray(),
-                        _tables.ToArray(), _work?.Export(), _barriers.Released);
+                        _tables.ToArray(), _work?.Export(), _barriers.Released, _lastServerLossView, _serversLostSinceHealthy);
                 }
                 try
                 {

@@ -8,4 +8,5 @@ internal sealed record PersistedNode(int Id, NodeRole Role, int Rank, string Hos
     int Points = -1, int TargetPoints = -1, bool Joined = false, bool Left = false, bool Draining = false, long BarrierBase = 0);
 
 /// <summary>The scheduler's metadata: what a restarted scheduler needs to resume the job.</summary>
-internal sealed record PersistedState(int Format, uint View, bool Ready, int NextNodeId, long Epoch, PersistedNode[] Nodes, TableInfo[] Tables, PersistedWork? Work, long Barriers = 0);
+internal sealed record PersistedState(int Format, uint View, bool Ready, int NextNodeId, long Epoch, PersistedNode[] Nodes, TableInfo[] Tables, PersistedWork? Work, long Barriers = 0,
+    uint LastServerLossView = 0, int ServersLostSinceHealthy = 0);

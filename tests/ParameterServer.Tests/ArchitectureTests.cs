@@ -18,6 +18,8 @@ public partial class ArchitectureTests
     private static readonly (string Assembly, string[] MayReference)[] AssemblyRules =
     [
         (Runtime, []),
+        // The model library knows nothing of the parameter server (an adapter binds models to tables).
+        ("ParameterServer.Nn", []),
         ("ParameterServer.Hosting", [Runtime]),
         ("ParameterServer.Apps.*", [Runtime, "ParameterServer.Hosting"]),
         // The bench tools (bench/ParameterServer.Bench) sit beside the apps: the CLI's `pserver bench` commands call them.

@@ -19,4 +19,7 @@ internal static class SharedData
     public static string A9a => Path("a9a", "a9a");
 
     public static string A9aTest => Path("a9a", "a9a.t");
+
+    /// <summary>The folder of the MNIST idx files (gzip-compressed).</summary>
+    public static string MnistDirectory => System.IO.Path.GetDirectoryName(Path("mnist", "t10k-labels-idx1-ubyte.gz"))!;
 }

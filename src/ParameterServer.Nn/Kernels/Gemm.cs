@@ -89,7 +89,6 @@ public static class Gemm
         {
             return false;
         }
-        NativeMethods.Handle = handle;
         if (NativeLibrary.TryGetExport(handle, "openblas_set_num_threads", out var setThreads))
         {
             unsafe
@@ -102,7 +101,6 @@ public static class Gemm
 
     private static unsafe class NativeMethods
     {
-        public static nint Handle;
         public static nint SgemmEntry;
 
         public static void Sgemm(int order, int transA, int transB, int m, int n, int k, float alpha, float* a, int lda, float* b, int ldb, float beta, float* c, int ldc) =>

@@ -29,7 +29,7 @@ internal sealed class SchedulerLease(TimeProvider? time = null)
     private const int Slots = 64;
     private readonly long[] _sentAt = new long[Slots]; // heartbeat sequence % Slots -> TickCount64 when sent
     private long _until = long.MaxValue; // no lease is needed before the node has joined (no echo yet)
-    private long _expiredSince; // when a refusal first saw it expired (for one log line per lapse), 0 while held
+    private int _lapseLogged; // 1 once a refusal logged the current lapse, 0 while the lease is held
     private ulong _sequence;
 
     private long NowMs => (long)_time.GetElapsedTime(0, _time.GetTimestamp()).TotalMilliseconds;
@@ -64,7 +64,7 @@ internal sealed class SchedulerLease(TimeProvider? time = null)
         {
             Volatile.Write(ref _until, until);
         }
-        Volatile.Write(ref _expiredSince, 0);
+        Volatile.Write(ref _lapseLogged, 0);
     }
 
     /// <summary>
@@ -85,6 +85,6 @@ internal sealed class SchedulerLease(TimeProvider? time = null)
     /// <summary>True once per lapse: the first refusal after the lease ended logs it.</summary>
     public bool FirstRefusal()
     {
-        return Interlocked.CompareExchange(ref _expiredSince, NowMs, 0) == 0;
+        return Interlocked.Exchange(ref _lapseLogged, 1) == 0;
     }
 }

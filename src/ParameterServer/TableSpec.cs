@@ -46,7 +46,7 @@ public sealed record TableSpec
     /// <summary>Values per key: 1 for a weight vector, d for an embedding row.</summary>
     public int Width { get; }
 
-    /// <summary>Server-side update: <c>sum</c> (default), <c>sgd</c>, <c>adagrad</c>, <c>ftrl</c>, <c>adam</c> with
+    /// <summary>Server-side update: <c>sum</c> (default), <c>sgd</c>, <c>adagrad</c>, <c>momentum</c>, <c>ftrl</c>, <c>adam</c> with
     /// parameters such as <c>ftrl:alpha=0.1,l1=1</c>, or the name of a handler registered on the servers.</summary>
     public string Handler { get; init; } = "sum";
 

@@ -99,6 +99,27 @@ public sealed class BadInputTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Non_finite_values_are_refused_by_the_server_and_the_client_and_the_table_is_unchanged()
+    {
+        ulong key = KeyOwnedBy(0);
+        var payload = Payload([key], 4);
+        MemoryMarshal.Cast<byte, float>(payload.AsSpan(8))[1] = float.NaN;
+        var (code, message) = Send(PushHeader(table: 1, keys: 1, width: 4), payload);
+        Assert.Equal(ErrorCode.InvalidArgument, code);
+        Assert.Contains("NaN at value 1", message);
+        // The client refuses before sending: no server applies any part of such a push.
+        ulong other = KeyOwnedBy(1);
+        ulong first = Math.Min(key, other), second = Math.Max(key, other);
+        var ex = Assert.Throws<PsException>(() => _table.Push([first, second], [1f, 1f, 1f, 1f, 2f, 2f, float.PositiveInfinity, 2f]));
+        Assert.Contains($"key {second}, column 2", ex.Message);
+        Assert.Contains("the table is unchanged", ex.Message);
+        var values = new float[8];
+        await _table.PullAsync([first, second], values);
+        Assert.All(values, v => Assert.Equal(0f, v));
+        await AssertStillServes();
+    }
+
+    [Fact]
     public async Task Unsorted_or_duplicate_keys_are_refused_by_the_server_and_the_client()
     {
         ulong key = KeyOwnedBy(0);
@@ -165,7 +186,7 @@ public sealed class BadInputTests : IAsyncLifetime
     {
         var ex = await Assert.ThrowsAsync<PsException>(() => _client.DeclareTableAsync(new TableSpec("x") { Handler = "ftrll" }));
         Assert.Equal(PsErrorCode.InvalidArgument, ex.Code);
-        Assert.Contains("they know: sum, sgd, adagrad, ftrl, adam", ex.Message);
+        Assert.Contains("they know: sum, sgd, adagrad, momentum, ftrl, adam", ex.Message);
         var bad = await Assert.ThrowsAsync<ArgumentException>(() => _client.DeclareTableAsync(new TableSpec("y") { Handler = "ftrl:alpha=-1" }));
         Assert.Contains("alpha", bad.Message);
     }

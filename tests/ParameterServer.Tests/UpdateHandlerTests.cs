@@ -142,6 +142,7 @@ public class UpdateHandlerTests
             (UpdateHandlers.Sum, (row, g) => ScalarSum(row, g)),
             (UpdateHandlers.Sgd(0.05f, 0.01f), (row, g) => ScalarSgd(row, g, 0.05f, 0.01f)),
             (UpdateHandlers.AdaGrad(0.2f, 1e-4f), (row, g) => ScalarAdaGrad(row, g, 0.2f, 1e-4f)),
+            (UpdateHandlers.Momentum(0.05f, 0.9f), (row, g) => ScalarMomentum(row, g, 0.05f, 0.9f)),
             (UpdateHandlers.Ftrl(0.3f, 1f, 0.05f, 0.5f), (row, g) => ScalarFtrl(row, g, 0.3f, 1f, 0.05f, 0.5f)),
             (UpdateHandlers.Adam(0.01f, 0.8f, 0.99f, 1e-6f), (row, g) => ScalarAdam(row, g, 0.01f, 0.8f, 0.99f, 1e-6f)),
         ];
@@ -167,7 +168,7 @@ public class UpdateHandlerTests
         // Width 17: lanes 0..15 (or 0..7, 8..15) run vectorised, lane 16 in the scalar tail. Same inputs, same bits.
         const int width = 17;
         var random = new Random(17);
-        foreach (var handler in new[] { UpdateHandlers.Sum, UpdateHandlers.Sgd(0.05f, 0.01f), UpdateHandlers.AdaGrad(0.2f, 1e-4f), UpdateHandlers.Ftrl(0.3f, 1f, 0.05f, 0.5f), UpdateHandlers.Adam(0.01f) })
+        foreach (var handler in new[] { UpdateHandlers.Sum, UpdateHandlers.Sgd(0.05f, 0.01f), UpdateHandlers.AdaGrad(0.2f, 1e-4f), UpdateHandlers.Momentum(0.05f, 0.9f), UpdateHandlers.Ftrl(0.3f, 1f, 0.05f, 0.5f), UpdateHandlers.Adam(0.01f) })
         {
             float[] row = new float[width + handler.StateLength(width)];
             for (int step = 0; step < 20; step++)
@@ -271,8 +272,8 @@ public class UpdateHandlerTests
     }
 
     [Theory]
-    [InlineData("ftrll", "unknown update handler 'ftrll': expected one of sum, sgd, adagrad, ftrl, adam")]
-    [InlineData("", "has no name: expected one of sum, sgd, adagrad, ftrl, adam")]
+    [InlineData("ftrll", "unknown update handler 'ftrll': expected one of sum, sgd, adagrad, momentum, ftrl, adam")]
+    [InlineData("", "has no name: expected one of sum, sgd, adagrad, momentum, ftrl, adam")]
     [InlineData(":lr=1", "has no name")]
     [InlineData("sgd:rate=0.1", "unknown parameter 'rate' for update handler 'sgd': expected one of lr, l2")]
     [InlineData("adam:lr=abc", "invalid value 'abc' for parameter 'lr' of update handler 'adam': expected a finite number")]
@@ -379,6 +380,16 @@ public class UpdateHandlerTests
         {
             row[width + i] += g[i] * g[i];
             row[i] -= lr * g[i] / (MathF.Sqrt(row[width + i]) + eps);
+        }
+    }
+
+    private static void ScalarMomentum(float[] row, float[] g, float lr, float mu)
+    {
+        int width = g.Length;
+        for (int i = 0; i < width; i++)
+        {
+            row[width + i] = (mu * row[width + i]) + g[i];
+            row[i] -= lr * row[width + i];
         }
     }
 

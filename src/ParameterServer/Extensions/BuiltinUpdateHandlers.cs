@@ -126,6 +126,43 @@ internal sealed class AdaGradHandler(float learningRate, float epsilon) : IUpdat
     public override string ToString() => $"adagrad:lr={Spec.F(learningRate)},eps={Spec.F(epsilon)}";
 }
 
+/// <summary>v = mu * v + g; w -= lr * v. State: v per value.</summary>
+internal sealed class MomentumHandler(float learningRate, float momentum) : IUpdateHandler
+{
+    public int StateLength(int width)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(width);
+        return width;
+    }
+
+    public void Apply(Span<float> row, ReadOnlySpan<float> pushed, int width)
+    {
+        HandlerChecks.Row(row, pushed, width, width);
+        Span<float> w = row[..width];
+        Span<float> v = row[width..];
+
+        int vectorEnd = Simd.VectorizedLength(width);
+        Span<Vector<float>> wv = Simd.AsVectors(w, vectorEnd);
+        Span<Vector<float>> vv = Simd.AsVectors(v, vectorEnd);
+        ReadOnlySpan<Vector<float>> gv = Simd.AsVectors(pushed, vectorEnd);
+        for (int k = 0; k < wv.Length; k++)
+        {
+            Vector<float> vk = (momentum * vv[k]) + gv[k];
+            vv[k] = vk;
+            wv[k] -= learningRate * vk;
+        }
+
+        for (int i = vectorEnd; i < width; i++)
+        {
+            float vi = (momentum * v[i]) + pushed[i];
+            v[i] = vi;
+            w[i] -= learningRate * vi;
+        }
+    }
+
+    public override string ToString() => $"momentum:lr={Spec.F(learningRate)},mu={Spec.F(momentum)}";
+}
+
 /// <summary>
 /// FTRL-proximal (McMahan et al. 2013, Algorithm 1) with per-coordinate state z and n. The stored
 /// value w is recomputed from z and n after every apply, so a pull reads the current weights.
@@ -309,6 +346,35 @@ internal static class Simd
 
     public static ReadOnlySpan<Vector<float>> AsVectors(ReadOnlySpan<float> span, int length) =>
         MemoryMarshal.Cast<float, Vector<float>>(span[..length]);
+
+    /// <summary>The index of the first NaN or infinity in <paramref name="values"/>, or -1 (x - x is 0 exactly for finite x).</summary>
+    public static int IndexOfNonFinite(ReadOnlySpan<float> values)
+    {
+        int vectorEnd = VectorizedLength(values.Length);
+        ReadOnlySpan<Vector<float>> vectors = AsVectors(values, vectorEnd);
+        for (int k = 0; k < vectors.Length; k++)
+        {
+            var v = vectors[k];
+            if (!Vector.EqualsAll(v - v, Vector<float>.Zero))
+            {
+                return (k * Vector<float>.Count) + FirstNonFinite(values.Slice(k * Vector<float>.Count, Vector<float>.Count));
+            }
+        }
+        int tail = FirstNonFinite(values[vectorEnd..]);
+        return tail < 0 ? -1 : vectorEnd + tail;
+    }
+
+    private static int FirstNonFinite(ReadOnlySpan<float> values)
+    {
+        for (int i = 0; i < values.Length; i++)
+        {
+            if (!float.IsFinite(values[i]))
+            {
+                return i;
+            }
+        }
+        return -1;
+    }
 
     /// <summary>dst += src, element-wise; the spans must have equal length.</summary>
     public static void Add(Span<float> dst, ReadOnlySpan<float> src)

@@ -27,6 +27,8 @@ public static class UpdateHandlers
             p => Sgd(p[0], p[1])),
         new("adagrad", [new("lr", 0.1f, Range.Positive), new("eps", 1e-6f, Range.Positive)],
             p => AdaGrad(p[0], p[1])),
+        new("momentum", [new("lr", 0.05f, Range.Positive), new("mu", 0.9f, Range.UnitInterval)],
+            p => Momentum(p[0], p[1])),
         new("ftrl",
             [
                 new("alpha", 0.1f, Range.Positive), new("beta", 1f, Range.NonNegative),
@@ -60,6 +62,14 @@ public static class UpdateHandlers
         Require(learningRate, Range.Positive, nameof(learningRate));
         Require(epsilon, Range.Positive, nameof(epsilon));
         return new AdaGradHandler(learningRate, epsilon);
+    }
+
+    /// <summary>SGD with momentum (the form of Sutskever et al. 2013 that PyTorch uses): v = mu * v + g; w -= lr * v.</summary>
+    public static IUpdateHandler Momentum(float learningRate, float momentum = 0.9f)
+    {
+        Require(learningRate, Range.Positive, nameof(learningRate));
+        Require(momentum, Range.UnitInterval, nameof(momentum));
+        return new MomentumHandler(learningRate, momentum);
     }
 
     /// <summary>FTRL-proximal (McMahan et al. 2013, Algorithm 1); stored values are the current weights.</summary>

@@ -78,6 +78,13 @@ internal sealed class Dispatcher(int nodeId, WorkerOptions options, CallClock cl
         {
             throw new ArgumentException($"table '{table.Name}' has width {width}: {keys.Length} keys need {(long)keys.Length * width} values, got {values.Length}", nameof(values));
         }
+        if (kind != MessageType.Pull && Extensions.Simd.IndexOfNonFinite(values) is int bad and >= 0)
+        {
+            // Refused before anything is sent, so no server applies part of it: one NaN would spread through every
+            // later update of its key (and the whole model, once pulled).
+            throw new PsException(PsErrorCode.InvalidArgument,
+                $"push to table '{table.Name}' holds {values[bad]} at value {bad} (key {keys[bad / width]}, column {bad % width}): refused before sending, the table is unchanged. Non-finite gradients usually mean the learning rate is too high");
+        }
         if (kind != MessageType.Push && destination.Length < (long)keys.Length * width)
         {
             throw new ArgumentException($"table '{table.Name}' has width {width}: {keys.Length} keys need room for {(long)keys.Length * width} values, the destination holds {destination.Length}", nameof(destination));

@@ -152,6 +152,13 @@ internal sealed class DataRequests(LocalServer self, ViewGate gate, Answers answ
             }
             return;
         }
+        if (Extensions.Simd.IndexOfNonFinite(values) is int bad and >= 0)
+        {
+            // Our client refuses these before sending; this guards the table against any other sender.
+            _answers.SendError(connection, header, ErrorCode.InvalidArgument,
+                $"server {_self.Id}: push to table '{table.Info.Name}' holds {values[bad]} at value {bad}: refused, the table is unchanged");
+            return;
+        }
         if (table.Aggregator is { } aggregator && (header.Flags & FrameFlags.Resend) != 0)
         {
             _sync.HandleSyncResend(connection, header, view, table, aggregator, keys, values);

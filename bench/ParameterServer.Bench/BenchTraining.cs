@@ -20,8 +20,8 @@ public static class BenchTraining
     {
         string data = p.GetValue(LogRegAppDefinition.Data) ?? throw new ArgumentException("bench logreg needs --data FILE (e.g. ../shared/data/a9a/a9a)");
         int epochs = Math.Max(2, p.GetResult(LogRegAppDefinition.Epochs) is { Implicit: false } ? p.GetValue(LogRegAppDefinition.Epochs) : 3);
-        int batch = p.GetResult(LogRegAppDefinition.Batch) is { Implicit: false } ? p.GetValue(LogRegAppDefinition.Batch) : 1000;
-        var options = new LogRegOptions { Data = data, Batch = batch, Epochs = epochs, Optimizer = p.GetValue(LogRegAppDefinition.Optimizer)!, Consistency = Client.Consistency.Parse(p.GetValue(PsOptions.Consistency)!) };
+        int batch = p.GetValue(LogRegAppDefinition.Batch) ?? 1000;
+        var options = new LogRegOptions { Data = data, Batch = batch, Epochs = epochs, Optimizer = p.GetValue(LogRegAppDefinition.Optimizer) ?? "ftrl", Consistency = Client.Consistency.Parse(p.GetValue(PsOptions.Consistency)!) };
         options.Validate();
         string file = RepeatFile(data, p.GetValue(Repeat));
         try
@@ -103,8 +103,8 @@ public static class BenchTraining
                     ShowProgress = false,
                     Echo = false,
                     WorkerArguments = ["--json", "--app", "logreg", "--data", Path.GetFullPath(file), "--test", Path.GetFullPath(test),
-                        "--epochs", LocalJob.Inv(p.GetValue(LogRegAppDefinition.Epochs)), "--batch", LocalJob.Inv(p.GetValue(LogRegAppDefinition.Batch)),
-                        "--optimizer", p.GetValue(LogRegAppDefinition.Optimizer)!, "--consistency", tau.ToString()],
+                        "--epochs", LocalJob.Inv(p.GetValue(LogRegAppDefinition.Epochs)), "--batch", LocalJob.Inv(p.GetValue(LogRegAppDefinition.Batch) ?? 100),
+                        "--optimizer", p.GetValue(LogRegAppDefinition.Optimizer) ?? "ftrl", "--consistency", tau.ToString()],
                 };
                 runs.Add((tau, await EpochsAsync(job, $"training with {tau}", ct)));
             }

@@ -13,22 +13,22 @@ namespace ParameterServer.Apps.LogReg;
 public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
 {
     /// <summary>--data.</summary>
-    public static readonly Option<string?> Data = PsOptions.Create<string?>("--data", null, "logreg: training data, LIBSVM text (gzip accepted)");
+    public static readonly Option<string?> Data = AppOptions.Data;
 
     /// <summary>--test.</summary>
     public static readonly Option<string?> Test = PsOptions.Create<string?>("--test", null, "logreg: test data evaluated after every epoch");
 
     /// <summary>--epochs.</summary>
-    public static readonly Option<int> Epochs = PsOptions.Create("--epochs", 10, "logreg: passes over the training data");
+    public static readonly Option<int> Epochs = AppOptions.Epochs;
 
     /// <summary>--batch.</summary>
-    public static readonly Option<int> Batch = PsOptions.Create("--batch", 100, "logreg: rows per minibatch");
+    public static readonly Option<int?> Batch = AppOptions.Batch;
 
     /// <summary>--optimizer.</summary>
-    public static readonly Option<string> Optimizer = PsOptions.Create("--optimizer", "ftrl", "logreg: ftrl, adagrad or sgd (run on the servers)");
+    public static readonly Option<string?> Optimizer = AppOptions.Optimizer;
 
     /// <summary>--lr.</summary>
-    public static readonly Option<double?> LearningRate = PsOptions.Create<double?>("--lr", null, "logreg: learning rate (FTRL alpha); default 0.1 for ftrl and adagrad, 0.01 for sgd");
+    public static readonly Option<double?> LearningRate = AppOptions.LearningRate;
 
     /// <summary>--l1.</summary>
     public static readonly Option<double> L1 = PsOptions.Create("--l1", 0.5, "logreg: L1 regularisation (ftrl)");
@@ -40,7 +40,7 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
     public static readonly Option<int> HashBits = PsOptions.Create("--hash-bits", 0, "logreg: hash feature ids into 2^BITS keys (0: use ids as keys)");
 
     /// <summary>--model-out.</summary>
-    public static readonly Option<string?> ModelOut = PsOptions.Create<string?>("--model-out", null, "logreg: write the trained weights to this file");
+    public static readonly Option<string?> ModelOut = AppOptions.ModelOut;
 
     /// <summary>--skip-bad-lines.</summary>
     public static readonly Option<bool> SkipBadLines = PsOptions.Create("--skip-bad-lines", false, "logreg: count and skip malformed lines instead of stopping");
@@ -49,7 +49,7 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
     public static readonly Option<bool> KeyCache = PsOptions.Create("--key-cache", false, "logreg: key caching: a key list sent to a server before goes as a 16-byte signature (lossless)");
 
     /// <summary>--compress.</summary>
-    public static readonly Option<string> Compress = PsOptions.Create("--compress", "none", "logreg: value encoding of pushes and pull answers: none, or zero, lz, fp16, bf16, topk[:F], 1bit joined by '+' (zero and lz are lossless)");
+    public static readonly Option<string> Compress = AppOptions.Compress;
 
     /// <summary>--filter.</summary>
     public static readonly Option<string> Filter = PsOptions.Create("--filter", "none", "logreg: push filter: none, kkt (skip gradients that cannot move a zero weight), sigmod:THRESHOLD, random:P");
@@ -115,8 +115,8 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
             Data = p.GetValue(Data) ?? throw new ArgumentException("logreg needs --data FILE (LIBSVM text, gzip accepted)"),
             Test = p.GetValue(Test),
             Epochs = p.GetValue(Epochs),
-            Batch = p.GetValue(Batch),
-            Optimizer = p.GetValue(Optimizer)!.ToLowerInvariant(),
+            Batch = p.GetValue(Batch) ?? 100,
+            Optimizer = (p.GetValue(Optimizer) ?? "ftrl").ToLowerInvariant(),
             LearningRate = p.GetValue(LearningRate),
             L1 = p.GetValue(L1),
             L2 = p.GetValue(L2),

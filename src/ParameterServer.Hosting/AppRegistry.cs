@@ -21,7 +21,7 @@ public static class AppRegistry
     public static readonly Option<string> App = PsOptions.Create("--app", "counter", $"The app to run: {string.Join(", ", Names)}");
 
     /// <summary>--app, --consistency and every app's options: what `pserver worker` and `pserver local` accept.</summary>
-    public static IEnumerable<Option> AllOptions => [App, PsOptions.Consistency, .. Apps.SelectMany(a => a.Options)];
+    public static IEnumerable<Option> AllOptions => [App, PsOptions.Consistency, .. Apps.SelectMany(a => a.Options).Distinct()];
 
     /// <summary>The app called <paramref name="name"/>; throws <see cref="ArgumentException"/> naming the known ones.</summary>
     public static IPsAppDefinition Find(string name) =>

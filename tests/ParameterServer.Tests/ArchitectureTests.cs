@@ -20,10 +20,12 @@ public partial class ArchitectureTests
         (Runtime, []),
         // The model library knows nothing of the parameter server (an adapter binds models to tables).
         ("ParameterServer.Nn", []),
+        // The adapter binds models (the Nn contract) to tables (the runtime's public API).
+        ("ParameterServer.Nn.Distributed", [Runtime, "ParameterServer.Nn"]),
         ("ParameterServer.Hosting", [Runtime]),
-        ("ParameterServer.Apps.*", [Runtime, "ParameterServer.Hosting"]),
+        ("ParameterServer.Apps.*", [Runtime, "ParameterServer.Hosting", "ParameterServer.Nn", "ParameterServer.Nn.Distributed"]),
         // The bench tools (bench/ParameterServer.Bench) sit beside the apps: the CLI's `pserver bench` commands call them.
-        ("pserver", [Runtime, "ParameterServer.Hosting", "ParameterServer.Apps.*", "ParameterServer.Bench"]),
+        ("pserver", [Runtime, "ParameterServer.Hosting", "ParameterServer.Apps.*", "ParameterServer.Bench", "ParameterServer.Nn", "ParameterServer.Nn.Distributed"]),
     ];
 
     private static bool NameMatches(string name, string pattern) =>

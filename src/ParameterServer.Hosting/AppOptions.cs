@@ -1,0 +1,31 @@
+using System.CommandLine;
+
+namespace ParameterServer.Hosting;
+
+/// <summary>
+/// Options that more than one app takes (`pserver worker` and `pserver local` carry every app's options, so one name
+/// is one option). Each app reads them with its own default where a value is absent.
+/// </summary>
+public static class AppOptions
+{
+    /// <summary>--data.</summary>
+    public static readonly Option<string?> Data = PsOptions.Create<string?>("--data", null, "Training data: logreg a LIBSVM text file (gzip accepted), mnist a directory of the idx files");
+
+    /// <summary>--epochs.</summary>
+    public static readonly Option<int> Epochs = PsOptions.Create("--epochs", 10, "Passes over the training data");
+
+    /// <summary>--batch.</summary>
+    public static readonly Option<int?> Batch = PsOptions.Create<int?>("--batch", null, "Examples per minibatch (logreg 100, mnist 64)");
+
+    /// <summary>--optimizer.</summary>
+    public static readonly Option<string?> Optimizer = PsOptions.Create<string?>("--optimizer", null, "logreg: ftrl (default), adagrad or sgd on the servers; mnist: downpour (default), sync or lbfgs");
+
+    /// <summary>--lr.</summary>
+    public static readonly Option<double?> LearningRate = PsOptions.Create<double?>("--lr", null, "Learning rate; each app and update rule has its own default");
+
+    /// <summary>--model-out.</summary>
+    public static readonly Option<string?> ModelOut = PsOptions.Create<string?>("--model-out", null, "Write the trained model to this file");
+
+    /// <summary>--compress.</summary>
+    public static readonly Option<string> Compress = PsOptions.Create("--compress", "none", "Value encoding of pushes and pull answers: none, or zero, lz, fp16, bf16, topk[:F], 1bit joined by '+' (zero and lz are lossless)");
+}

@@ -89,3 +89,26 @@ public static class MnistTraining
         return (loss, correct, count);
     }
 }
+
+/// <summary>`pserver predict` for a model written by `pserver train mnist --model-out`: scores the idx test set.</summary>
+public static class MnistPredictor
+{
+    /// <summary>Whether a file is a model file of ours (PSNN magic) rather than a logistic-regression text model.</summary>
+    public static bool IsModelFile(string path)
+    {
+        using var stream = File.OpenRead(path);
+        Span<byte> magic = stackalloc byte[4];
+        return stream.Read(magic) == 4 && magic.SequenceEqual("PSNN"u8);
+    }
+
+    /// <summary>Test accuracy and mean loss of the saved model on the first <paramref name="limit"/> test images (0: all).</summary>
+    public static (double Accuracy, double Loss, int Images, string Model) Score(string modelPath, string dataDirectory, int limit)
+    {
+        string spec = ModelFile.ReadSpec(modelPath);
+        var model = Models.Create(spec, MnistTraining.Input, MnistTraining.Classes, 500);
+        ModelFile.Load(modelPath, model);
+        var test = ParameterServer.Nn.Data.Mnist.LoadDirectory(dataDirectory, train: false);
+        var (loss, correct, count) = MnistTraining.Evaluate(model, new ImageShard(test, 0, 1, limit, 0));
+        return ((double)correct / Math.Max(1, count), loss / Math.Max(1, count), count, spec);
+    }
+}

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using ParameterServer.Apps.LogReg;
+using ParameterServer.Apps.Mnist;
 using ParameterServer.Hosting;
 
 namespace ParameterServer.Cli;
@@ -9,15 +10,26 @@ namespace ParameterServer.Cli;
 /// <summary>`pserver predict`: scores a LIBSVM file with a model written by --model-out.</summary>
 internal static class PredictCommand
 {
-    private static readonly Option<string?> Model = PsOptions.Create<string?>("--model", null, "Model file written by `pserver train logreg --model-out`");
+    private static readonly Option<string?> Model = PsOptions.Create<string?>("--model", null, "Model file written by `pserver train logreg|mnist --model-out`");
 
     public static Command Create()
     {
-        var command = new Command("predict", "Score a LIBSVM file with a trained logistic regression model") { Model, LogRegAppDefinition.Data, LogRegAppDefinition.SkipBadLines, PsOptions.Json };
+        var command = new Command("predict", "Score test data with a trained model: a LIBSVM file (logreg) or the MNIST test set of an idx directory (mnist)")
+        {
+            Model, LogRegAppDefinition.Data, LogRegAppDefinition.SkipBadLines, MnistAppDefinition.TestLimit, PsOptions.Json,
+        };
         command.SetAction((p, ct) => ExitCodes.Guard(() =>
         {
             string model = p.GetValue(Model) ?? throw new ArgumentException("predict needs --model FILE");
-            string data = p.GetValue(LogRegAppDefinition.Data) ?? throw new ArgumentException("predict needs --data FILE");
+            string data = p.GetValue(LogRegAppDefinition.Data) ?? throw new ArgumentException("predict needs --data FILE (or DIR for an mnist model)");
+            if (!File.Exists(model))
+            {
+                throw new ArgumentException($"--model '{model}' does not exist");
+            }
+            if (MnistPredictor.IsModelFile(model))
+            {
+                return Task.FromResult(PredictMnist(model, data, p.GetValue(MnistAppDefinition.TestLimit), p.GetValue(PsOptions.Json)));
+            }
             var (metrics, rows, unknown) = Predictor.Score(ModelFile.Read(model), data, p.GetValue(LogRegAppDefinition.SkipBadLines));
             if (unknown > 0)
             {
@@ -43,5 +55,21 @@ internal static class PredictCommand
             return Task.FromResult(ExitCodes.Ok);
         }));
         return command;
+    }
+
+    private static int PredictMnist(string model, string data, int limit, bool json)
+    {
+        var (accuracy, loss, images, spec) = MnistPredictor.Score(model, data, limit);
+        Console.Out.WriteLine(json
+            ? JsonSerializer.Serialize(new Dictionary<string, object>
+            {
+                ["app"] = "predict",
+                ["model"] = spec,
+                ["images"] = images,
+                ["test_accuracy"] = Math.Round(accuracy, 6),
+                ["test_loss"] = Math.Round(loss, 6),
+            })
+            : string.Create(CultureInfo.InvariantCulture, $"{images:N0} test images: {spec} accuracy {accuracy * 100:0.00}%, loss {loss:0.0000}"));
+        return ExitCodes.Ok;
     }
 }

@@ -43,6 +43,12 @@ public static class ExitCodes
             await Console.Error.WriteLineAsync($"error: {ex.Message}");
             return Usage;
         }
+        catch (Exception ex) when (ex is InvalidDataException or FormatException or FileNotFoundException or DirectoryNotFoundException)
+        {
+            // A damaged or missing input file (the model library's format errors are FormatExceptions): its message names the file.
+            await Console.Error.WriteLineAsync($"error: {ex.Message}");
+            return Usage;
+        }
         catch (OperationCanceledException)
         {
             await Console.Error.WriteLineAsync("interrupted");

@@ -4,7 +4,7 @@ using System.IO.Compression;
 namespace ParameterServer.Nn.Data;
 
 /// <summary>A file in the idx format is not what it should be; the message names the file and what is wrong.</summary>
-public sealed class IdxFormatException(string message) : Exception(message);
+public sealed class IdxFormatException(string message) : FormatException(message);
 
 /// <summary>
 /// An n-dimensional array read from an idx file (the format of MNIST): its shape and its values as bytes, as stored.

@@ -1,0 +1,54 @@
+using System.Text.Json;
+
+namespace ParameterServer.IntegrationTests;
+
+/// <summary>`pserver train mnist` and `pserver predict` on the real MNIST files, through real local clusters.</summary>
+[Collection("processes")]
+public sealed class MnistClusterTests : IDisposable
+{
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(240);
+    private readonly string _dir = Directory.CreateTempSubdirectory("ps-mnist-it-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public async Task Lenet5_trains_on_a_subset_with_downpour_over_2_servers_and_the_saved_model_predicts_the_same()
+    {
+        string model = Path.Combine(_dir, "lenet5.model");
+        using var run = await Pserver.RunAsync(Limit, "train", "mnist", "--data", SharedData.MnistDirectory, "--servers", "2", "--workers", "2",
+            "--epochs", "3", "--train-limit", "12000", "--test-limit", "2000", "--model-out", model, "--json");
+        Assert.True(run.ExitCode == 0, run.Describe());
+        var lines = run.StdoutLines.Where(l => l.StartsWith("{\"app\":\"mnist\"", StringComparison.Ordinal)).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Equal(3, lines.Count(l => l.TryGetProperty("epoch", out _)));
+        var final = lines.Last();
+        double accuracy = final.GetProperty("test_accuracy").GetDouble();
+        Assert.True(accuracy > 0.95, run.Stdout);
+        Assert.True(final.GetProperty("images_per_sec").GetDouble() > 0);
+        Assert.True(final.GetProperty("bytes_sent").GetInt64() > 3 * 12000 / 64 * 61_706 * 4, "every step pushes the whole model"); // about 3 epochs of pushes
+        Assert.Equal("downpour", final.GetProperty("optimizer").GetString());
+
+        using var predict = await Pserver.RunAsync(Limit, "predict", "--model", model, "--data", SharedData.MnistDirectory, "--test-limit", "2000", "--json");
+        Assert.True(predict.ExitCode == 0, predict.Describe());
+        var scored = JsonDocument.Parse(predict.StdoutLines.Single()).RootElement;
+        Assert.Equal(2000, scored.GetProperty("images").GetInt32());
+        Assert.Equal(accuracy, scored.GetProperty("test_accuracy").GetDouble(), 6);
+    }
+
+    [Fact]
+    public async Task A_truncated_idx_file_stops_the_job_with_an_error_naming_the_file()
+    {
+        foreach (string file in Directory.GetFiles(SharedData.MnistDirectory, "*.gz"))
+        {
+            File.Copy(file, Path.Combine(_dir, Path.GetFileName(file)));
+        }
+        string labels = Path.Combine(_dir, "t10k-labels-idx1-ubyte.gz");
+        using (var gz = new System.IO.Compression.GZipStream(File.Create(labels), System.IO.Compression.CompressionLevel.Fastest))
+        {
+            gz.Write([0, 0, 8, 1, 0, 0, 0x27, 0x10, 1, 2, 3]); // 10,000 labels announced, 3 present
+        }
+        using var run = await Pserver.RunAsync(Limit, "train", "mnist", "--data", _dir, "--servers", "1", "--workers", "1", "--epochs", "1");
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains("t10k-labels-idx1-ubyte.gz", run.Stderr);
+        Assert.Contains("truncated", run.Stderr);
+    }
+}

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using ParameterServer.Apps.LogReg;
+using ParameterServer.Apps.Mnist;
 using ParameterServer.Bench;
 using ParameterServer.Hosting;
 
@@ -10,8 +11,9 @@ internal static class BenchCommands
 {
     public static Command Create()
     {
-        var command = new Command("bench", "Benchmarks: the data plane (kv), training throughput (logreg), consistency (the paper's Fig. 13)");
+        var command = new Command("bench", "Benchmarks: the data plane (kv), training throughput (logreg, mnist), consistency (the paper's Fig. 13)");
         command.Subcommands.Add(LogReg());
+        command.Subcommands.Add(Mnist());
         command.Subcommands.Add(Consistency());
         command.Subcommands.Add(Traffic());
         command.Subcommands.Add(Kv());
@@ -29,6 +31,16 @@ internal static class BenchCommands
             LogRegAppDefinition.Data, LogRegAppDefinition.Epochs, LogRegAppDefinition.Batch, LogRegAppDefinition.Optimizer, PsOptions.Consistency, BenchTraining.Repeat, PsOptions.Json,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(() => BenchTraining.RunLogRegAsync(p, ct)));
+        return command;
+    }
+
+    private static Command Mnist()
+    {
+        var command = new Command("mnist", "Downpour SGD on one worker and one server against the same loop in one process, and each step split into compute, fetch and push per --codecs")
+        {
+            AppOptions.Data, AppOptions.Epochs, AppOptions.Batch, MnistAppDefinition.Model, MnistAppDefinition.TrainLimit, BenchMnist.Codecs, PsOptions.Json,
+        };
+        command.SetAction((p, ct) => ExitCodes.Guard(() => BenchMnist.RunAsync(p, ct)));
         return command;
     }
 

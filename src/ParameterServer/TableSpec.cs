@@ -85,6 +85,13 @@ public sealed record TableSpec
     /// </summary>
     public string PullFilter { get; init; } = "none";
 
+    /// <summary>
+    /// Dense tables that name the same placement group and have the same size and block size keep each block on the
+    /// same servers, so that server-side vector operations (<see cref="Client.PsClient.RunVectorOpsAsync"/>) can combine
+    /// them row by row without moving a value. Null: the table is placed on its own.
+    /// </summary>
+    public string? PlacementGroup { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad field: a compression stage, a built-in pull filter, the block sizes, an empty handler.</summary>
     public void Validate()
     {
@@ -104,6 +111,10 @@ public sealed record TableSpec
         if (BlockBits is < 1 or > 24)
         {
             throw new ArgumentOutOfRangeException(nameof(BlockBits), BlockBits, "BlockBits must be in [1, 24]");
+        }
+        if (PlacementGroup is not null && (DenseSize == 0 || PlacementGroup.Length is 0 or > 256))
+        {
+            throw new ArgumentException($"table '{Name}': a placement group needs a dense table (DenseSize > 0) and a name of 1 to 256 characters", nameof(PlacementGroup));
         }
         if (string.IsNullOrWhiteSpace(Handler))
         {

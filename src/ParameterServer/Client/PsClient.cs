@@ -370,6 +370,15 @@ public sealed class PsClient : IAsyncDisposable
     public Task DeclareWorkAsync(int units, CancellationToken cancellationToken = default) => _job.DeclareWorkAsync(units, cancellationToken);
 
     /// <summary>
+    /// Declares round <paramref name="round"/> of work that a job gives out in rounds (a batch solver's iterations):
+    /// units 0 .. <paramref name="units"/> - 1 again, once every unit of the previous round is done. A unit claimed
+    /// longer than <paramref name="backupAfter"/> ago is also given to a worker that asks when none is left (a backup
+    /// task; the first completion wins); zero: the scheduler's --backup-after. Declaring the current round again is a no-op.
+    /// </summary>
+    public Task DeclareWorkRoundAsync(int round, int units, TimeSpan backupAfter, CancellationToken cancellationToken = default) =>
+        _job.DeclareWorkRoundAsync(round, units, backupAfter, cancellationToken);
+
+    /// <summary>
     /// The next unit of work for this worker, or null when every unit is done (or dropped). While the remaining units
     /// are in progress on other workers it waits, since a unit comes back if its worker dies.
     /// </summary>
@@ -401,6 +410,29 @@ public sealed class PsClient : IAsyncDisposable
     public Task<string[]> GetServerStatsAsync(CancellationToken cancellationToken = default) => _queries.GetServerStatsAsync(cancellationToken);
 
     /// <summary>Every row the servers hold for a table, sorted by key (a bulk read: model export, checks).</summary>
+    /// <summary>
+    /// Runs vector operations on the servers, in order, over whole tables of one placement group (see <see cref="VectorOp"/>),
+    /// and returns the value of each <see cref="VectorOp.Dot"/> in order. Wait for this worker's pushes to those tables
+    /// first. A program is not sent again after a server fails mid-way (some copies may have run it): the call throws.
+    /// </summary>
+    public Task<double[]> RunVectorOpsAsync(IReadOnlyList<VectorOp> ops, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(ops);
+        var wire = new WireVectorOp[ops.Count];
+        int dots = 0;
+        for (int i = 0; i < ops.Count; i++)
+        {
+            var op = ops[i];
+            if (op.Target is null || op.Source is null)
+            {
+                throw new ArgumentException($"vector operation {i} is empty: build it with VectorOp.Axpby, Axpy, Copy, Scale or Dot", nameof(ops));
+            }
+            wire[i] = new WireVectorOp(op.Kind, op.Target.Info.Id, op.Source.Info.Id, op.Alpha, op.Beta);
+            dots += op.Kind == VectorOpKind.Dot ? 1 : 0;
+        }
+        return _queries.RunVectorOpsAsync(wire, dots, cancellationToken);
+    }
+
     internal Task<(ulong[] Keys, float[] Values)> ReadAllAsync(PsTable table, CancellationToken cancellationToken) => _queries.ReadAllAsync(table.Info, cancellationToken);
 
     /// <summary>A push, pull or push-pull on a table: through the table's push filter when it has one.</summary>

@@ -36,6 +36,12 @@ internal enum MessageType : byte
     ServerStats = 19,
     /// <summary>Read every row a server holds for a table, a few blocks per request (Round = first block).</summary>
     Scan = 20,
+    /// <summary>
+    /// Run a program of vector operations (<see cref="VectorProgramCodec"/>) on tables of one placement group, over
+    /// every block this server holds (so every copy changes alike); answered with each Dot's share of this server's
+    /// primary blocks.
+    /// </summary>
+    VectorOps = 21,
 
     // Server <-> server.
     /// <summary>

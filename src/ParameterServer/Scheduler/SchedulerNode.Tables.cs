@@ -29,6 +29,13 @@ public sealed partial class SchedulerNode
             CompleteDeclares(outbox);
             return;
         }
+        if (spec.PlacementGroup is { } group && _tables.FirstOrDefault(t => t.Group == group) is { } member
+            && (member.DenseSize != spec.DenseSize || member.BlockKeys != spec.BlockKeys))
+        {
+            outbox.Add(Error(connection, header, ErrorCode.InvalidArgument,
+                $"table '{spec.Name}' joins placement group '{group}' with dense size {spec.DenseSize} in blocks of {spec.BlockKeys} keys, but its table {member.Describe()} has blocks of {member.BlockKeys}: the tables of a group must be cut alike"));
+            return;
+        }
         string handlerName = spec.Handler.Split(':', 2)[0];
         var lacking = _nodes.Values.Where(n => n.Role == NodeRole.Server && n.Alive && !n.Handlers.Contains(handlerName)).ToList();
         if (lacking.Count > 0)

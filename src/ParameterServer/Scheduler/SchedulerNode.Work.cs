@@ -13,23 +13,35 @@ public sealed partial class SchedulerNode
 
     private void OnDeclareWork(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload, List<Outgoing> outbox)
     {
-        int units = ControlMessages.ReadInts(payload, 1)[0];
-        if (units < 1)
+        // [units] for a job's one declaration, or [units, round, backup after ms] for a round of a job that works in rounds.
+        int[] fields = ControlMessages.ReadInts(payload, payload.Length >= 12 ? 3 : 1);
+        int units = fields[0];
+        int round = fields.Length > 1 ? fields[1] : 0;
+        var backupAfter = fields.Length > 1 && fields[2] > 0 ? TimeSpan.FromMilliseconds(fields[2]) : _options.BackupAfter;
+        if (units < 1 || round < 0)
         {
-            throw new ArgumentException($"a job's work needs at least one unit, got {units}");
+            throw new ArgumentException($"a job's work needs at least one unit and a round >= 0, got {units} units in round {round}");
         }
-        if (_work is null)
+        if (_work is null || (round > _work.Round && _work.IsDone))
         {
-            _work = new WorkQueue(units, _options.OnWorkerFailure, _options.BackupAfter);
-            _log.LogWorkDeclared(units,
-                _options.OnWorkerFailure == WorkerFailurePolicy.Reassign ? "reassigned" : "dropped");
+            _work = new WorkQueue(units, _options.OnWorkerFailure, backupAfter, round);
+            if (round == 0)
+            {
+                _log.LogWorkDeclared(units,
+                    _options.OnWorkerFailure == WorkerFailurePolicy.Reassign ? "reassigned" : "dropped");
+            }
         }
-        else if (_work.Units != units)
+        else if (round > _work.Round)
         {
-            outbox.Add(Error(connection, header, ErrorCode.Conflict, $"the job's work was declared as {_work.Units} units, not {units}"));
+            outbox.Add(Error(connection, header, ErrorCode.Conflict, $"round {round} of the job's work cannot start: round {_work.Round} has {_work.Units - _work.Completed - _work.Dropped} of {_work.Units} units not done"));
             return;
         }
-        outbox.Add(Reply(connection, header, ControlMessages.Ints(units)));
+        else if (_work.Units != units || _work.Round != round)
+        {
+            outbox.Add(Error(connection, header, ErrorCode.Conflict, $"the job's work was declared as {_work.Units} units in round {_work.Round}, not {units} in round {round}"));
+            return;
+        }
+        ReplyWhenDurable(Reply(connection, header, ControlMessages.Ints(units)), outbox);
     }
 
     private void OnClaimWork(Connection connection, in FrameHeader header, List<Outgoing> outbox)

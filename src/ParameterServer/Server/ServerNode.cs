@@ -38,6 +38,7 @@ public sealed class ServerNode : IAsyncDisposable
     private readonly SyncRounds _sync;
     private readonly FilteredAnswers _filtered;
     private readonly DataRequests _data;
+    private readonly VectorRequests _vectors;
     private readonly Refiller _refiller;
     private readonly ServerCheckpoints _checkpoints;
     private ControlChannel? _scheduler;
@@ -54,6 +55,7 @@ public sealed class ServerNode : IAsyncDisposable
         _sync = new SyncRounds(_self, _gate, _answers, _tables, _replication);
         _filtered = new FilteredAnswers(_self, _answers);
         _data = new DataRequests(_self, _gate, _answers, _tables, _replication, _sync, _filtered);
+        _vectors = new VectorRequests(_self, _gate, _answers, _tables);
         _refiller = new Refiller(_self, _gate, _tables, _links, view => ReportToScheduler(MessageType.RefillDone, [], view));
         _checkpoints = new ServerCheckpoints(_self, _gate, _tables, (epoch, result) => ReportToScheduler(MessageType.CheckpointDone, result, epoch));
         _listener = new Listener(options.Host, options.Port, stream =>
@@ -270,6 +272,9 @@ public sealed class ServerNode : IAsyncDisposable
                 break;
             case MessageType.Scan:
                 _data.HandleScan(connection, header);
+                break;
+            case MessageType.VectorOps:
+                _vectors.Handle(connection, header, payload);
                 break;
             case MessageType.ServerStats:
                 var stats = Encoding.UTF8.GetBytes(StatsJson());

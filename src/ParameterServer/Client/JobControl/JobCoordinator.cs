@@ -39,6 +39,15 @@ internal sealed class JobCoordinator(ControlChannel scheduler, WorkerOptions opt
         await scheduler.CallAsync(MessageType.DeclareWork, ControlMessages.Ints(units), $"the declaration of {units} work units", options.RequestTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>Declares round <paramref name="round"/> of the job's work: <paramref name="units"/> units, backed up after <paramref name="backupAfter"/>.</summary>
+    public async Task DeclareWorkRoundAsync(int round, int units, TimeSpan backupAfter, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(units, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(round);
+        int afterMs = (int)Math.Clamp(backupAfter.TotalMilliseconds, 0, int.MaxValue);
+        await scheduler.CallAsync(MessageType.DeclareWork, ControlMessages.Ints(units, round, afterMs), $"the declaration of round {round} of the work ({units} units)", options.RequestTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>The next unit of work for this worker, or null when every unit is done (or dropped).</summary>
     public async Task<int?> ClaimWorkAsync(CancellationToken cancellationToken)
     {

@@ -101,7 +101,7 @@ internal sealed class ServerLink(ILinkEvents events, NodeInfo server) : IFrameHa
     }
 
     /// <summary>A request outside the push/pull machinery (stats, scans): bulk and rare, so it may allocate.</summary>
-    public async Task<(FrameHeader Header, byte[] Payload)> CallAsync(FrameHeader request, string what, TimeSpan timeout, CancellationToken cancellationToken)
+    public async Task<(FrameHeader Header, byte[] Payload)> CallAsync(FrameHeader request, string what, TimeSpan timeout, CancellationToken cancellationToken, byte[]? payload = null)
     {
         var tcs = new TaskCompletionSource<(FrameHeader, byte[])>(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_callsLock)
@@ -112,18 +112,18 @@ internal sealed class ServerLink(ILinkEvents events, NodeInfo server) : IFrameHa
         {
             try
             {
-                Connection.Send(request, []);
+                Connection.Send(request, payload ?? []);
             }
             catch (TransportException ex)
             {
                 throw new PsException(PsErrorCode.ConnectionLost, $"cannot send {what} to {Server.Describe()}: {ex.Message}", ex);
             }
-            var (header, payload) = await tcs.Task.WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
+            var (header, answer) = await tcs.Task.WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
             if (header.Error != ErrorCode.None)
             {
-                throw new PsException((PsErrorCode)header.Error, $"{Server.Describe()} refused {what}: {Encoding.UTF8.GetString(payload)}");
+                throw new PsException((PsErrorCode)header.Error, $"{Server.Describe()} refused {what}: {Encoding.UTF8.GetString(answer)}");
             }
-            return (header, payload);
+            return (header, answer);
         }
         catch (TimeoutException)
         {

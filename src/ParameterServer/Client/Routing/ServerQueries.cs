@@ -26,6 +26,45 @@ internal sealed class ServerQueries(int nodeId, WorkerOptions options, RouteTabl
         return results;
     }
 
+    /// <summary>
+    /// Runs a program of vector operations on every server at once (each over the blocks it holds) and adds up the
+    /// servers' shares of each dot product. Not resent after a failure: a server may have run it and another not.
+    /// </summary>
+    public async Task<double[]> RunVectorOpsAsync(IReadOnlyList<WireVectorOp> ops, int dots, CancellationToken cancellationToken)
+    {
+        var routes = routeTable.Connected;
+        byte[] payload = VectorProgramCodec.Write(ops);
+        var calls = new Task<(FrameHeader Header, byte[] Payload)>[routes.BySlot.Length];
+        for (int i = 0; i < calls.Length; i++)
+        {
+            var request = new FrameHeader
+            {
+                Type = MessageType.VectorOps,
+                SenderId = nodeId,
+                RequestId = routeTable.NextRequestId(),
+                RowWidth = 1,
+                ElementType = WireElementType.Float32,
+                ViewNumber = routes.View.Number,
+            };
+            calls[i] = routes.BySlot[i].CallAsync(request, $"a program of {ops.Count} vector operations", options.RequestTimeout, cancellationToken, payload);
+        }
+        var sums = new double[dots];
+        foreach (var call in calls)
+        {
+            var (_, answer) = await call.ConfigureAwait(false);
+            if (answer.Length != dots * sizeof(double))
+            {
+                throw new PsException(PsErrorCode.MalformedPayload, $"a server answered a vector program with {answer.Length} bytes for {dots} dot products");
+            }
+            var shares = MemoryMarshal.Cast<byte, double>(answer);
+            for (int d = 0; d < dots; d++)
+            {
+                sums[d] += shares[d];
+            }
+        }
+        return sums;
+    }
+
     /// <summary>Every row the servers hold for a table, sorted by key (a bulk read: model export, checks).</summary>
     public async Task<(ulong[] Keys, float[] Values)> ReadAllAsync(TableInfo table, CancellationToken cancellationToken)
     {

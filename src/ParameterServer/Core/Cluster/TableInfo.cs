@@ -8,7 +8,7 @@ namespace ParameterServer.Core.Cluster;
 /// metadata and the checkpoint manifest (JSON of this record) all carry a table as this record.
 /// </remarks>
 internal sealed record TableInfo(int Id, string Name, int Width, string Handler, UpdateMode Mode, ulong DenseSize, int BlockKeys, int BlockBits, string PullFilter = "none",
-    ElementType Element = ElementType.Float32)
+    ElementType Element = ElementType.Float32, string Group = "")
 {
     /// <summary>The element type as frames carry it.</summary>
     public WireElementType ElementType => (WireElementType)Element;
@@ -24,11 +24,25 @@ internal sealed record TableInfo(int Id, string Name, int Width, string Handler,
     /// <summary>The block of a key: contiguous runs for dense tables, the top bits of a bijective mix for sparse ones.</summary>
     public long BlockOf(ulong key) => IsDense ? (long)(key / (ulong)BlockKeys) : (long)(Hashing.Mix64(key) >> (64 - BlockBits));
 
-    /// <summary>Where a block sits on the ring (tables are salted so their blocks land independently).</summary>
-    public ulong RingPositionOf(long block) => Hashing.Mix64((ulong)block ^ ((ulong)(uint)Id * 0x9E3779B97F4A7C15UL));
+    /// <summary>
+    /// Where a block sits on the ring. Tables are salted so their blocks land independently, except the tables of one
+    /// placement group (<see cref="TableSpec.PlacementGroup"/>), which share a salt: their block i lands together.
+    /// </summary>
+    public ulong RingPositionOf(long block) => Hashing.Mix64((ulong)block ^ (Group.Length == 0 ? (ulong)(uint)Id * 0x9E3779B97F4A7C15UL : GroupSalt(Group)));
+
+    // FNV-1a over the name's characters, with the top bit set so that no group shares a salt with a table id.
+    private static ulong GroupSalt(string group)
+    {
+        ulong hash = 14695981039346656037UL;
+        foreach (char c in group)
+        {
+            hash = (hash ^ c) * 1099511628211UL;
+        }
+        return hash | (1UL << 63);
+    }
 
     public static TableInfo From(int id, TableSpec spec) =>
-        new(id, spec.Name, spec.Width, spec.Handler, spec.Mode, spec.DenseSize, spec.BlockKeys, spec.BlockBits, NormalizedPullFilter(spec.PullFilter), spec.ElementType);
+        new(id, spec.Name, spec.Width, spec.Handler, spec.Mode, spec.DenseSize, spec.BlockKeys, spec.BlockBits, NormalizedPullFilter(spec.PullFilter), spec.ElementType, spec.PlacementGroup ?? "");
 
     /// <summary>The definition as a worker declares it (no id: the scheduler gives one).</summary>
     public TableSpec ToSpec() => new(Name, Width)
@@ -40,6 +54,7 @@ internal sealed record TableInfo(int Id, string Name, int Width, string Handler,
         BlockBits = BlockBits,
         PullFilter = PullFilter,
         ElementType = Element,
+        PlacementGroup = Group.Length == 0 ? null : Group,
     };
 
     /// <summary>Writes the definition (everything but the id) in the one binary form views and declarations use.</summary>
@@ -54,6 +69,7 @@ internal sealed record TableInfo(int Id, string Name, int Width, string Handler,
         w.WriteInt32(BlockBits);
         w.WriteString(PullFilter);
         w.WriteByte((byte)Element);
+        w.WriteString(Group);
     }
 
     /// <summary>Reads what <see cref="WriteDefinition"/> wrote, as table <paramref name="id"/>.</summary>
@@ -68,7 +84,8 @@ internal sealed record TableInfo(int Id, string Name, int Width, string Handler,
         int blockBits = r.ReadInt32();
         string pullFilter = r.ReadString(4096);
         var element = (ElementType)r.ReadByte();
-        return new TableInfo(id, name, width, handler, mode, denseSize, blockKeys, blockBits, pullFilter, element);
+        string group = r.ReadString(1024);
+        return new TableInfo(id, name, width, handler, mode, denseSize, blockKeys, blockBits, pullFilter, element, group);
     }
 
     private static string NormalizedPullFilter(string spec) =>
@@ -77,8 +94,8 @@ internal sealed record TableInfo(int Id, string Name, int Width, string Handler,
     public bool SameDefinition(TableSpec spec) =>
         Name == spec.Name && Width == spec.Width && Handler == spec.Handler && Mode == spec.Mode
         && DenseSize == spec.DenseSize && BlockKeys == spec.BlockKeys && BlockBits == spec.BlockBits && PullFilter == NormalizedPullFilter(spec.PullFilter)
-        && Element == spec.ElementType;
+        && Element == spec.ElementType && Group == (spec.PlacementGroup ?? "");
 
     public string Describe() =>
-        $"'{Name}' (width {Width}{(Element == ParameterServer.ElementType.Float32 ? "" : $" {Element.ToString().ToLowerInvariant()}")}, {(IsDense ? $"dense size {DenseSize}" : "sparse")}, handler {Handler}, {Mode.ToString().ToLowerInvariant()}{(PullFilter == "none" ? "" : $", pull filter {PullFilter}")})";
+        $"'{Name}' (width {Width}{(Element == ParameterServer.ElementType.Float32 ? "" : $" {Element.ToString().ToLowerInvariant()}")}, {(IsDense ? $"dense size {DenseSize}" : "sparse")}, handler {Handler}, {Mode.ToString().ToLowerInvariant()}{(PullFilter == "none" ? "" : $", pull filter {PullFilter}")}{(Group.Length == 0 ? "" : $", placement group {Group}")})";
 }

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Buffers;
 using System.IO.Compression;
 using System.Numerics;
+using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using ParameterServer.Protocol;
 
@@ -224,11 +225,7 @@ internal static partial class ValueCodec
                 return n * 4;
             case Quantization.Float16:
             {
-                var halves = MemoryMarshal.Cast<byte, Half>(destination[..(n * 2)]);
-                for (int i = 0; i < n; i++)
-                {
-                    halves[i] = (Half)values[i];
-                }
+                TensorPrimitives.ConvertToHalf(values, MemoryMarshal.Cast<byte, Half>(destination[..(n * 2)])); // vectorized (F16C where present)
                 return Pad4(n * 2);
             }
             case Quantization.BFloat16:
@@ -262,11 +259,7 @@ internal static partial class ValueCodec
             case Quantization.Float16:
             {
                 Need(source, n * 2L, "float16 values");
-                var halves = MemoryMarshal.Cast<byte, Half>(source[..(n * 2)]);
-                for (int i = 0; i < n; i++)
-                {
-                    destination[i] = (float)halves[i];
-                }
+                TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<byte, Half>(source[..(n * 2)]), destination);
                 return;
             }
             case Quantization.BFloat16:

@@ -9,10 +9,14 @@ internal readonly record struct Claim(int Unit, bool Backup)
 
 /// <summary>
 /// The job's work, cut into numbered units that workers claim one at a time from the scheduler (so a slow or dead
-/// worker holds back only the units it claimed). Pure bookkeeping under the scheduler's lock.
+/// worker holds back only the units it claimed). A job may give its work in rounds (a batch solver's iterations): each
+/// round is a fresh queue, declared once the previous one is done. Pure bookkeeping under the scheduler's lock.
 /// </summary>
-internal sealed class WorkQueue(int units, WorkerFailurePolicy policy, TimeSpan backupAfter)
+internal sealed class WorkQueue(int units, WorkerFailurePolicy policy, TimeSpan backupAfter, int round = 0)
 {
+    /// <summary>Which round of the job's work this is (0 for a job that declares its work once).</summary>
+    public int Round { get; } = round;
+
     private readonly Queue<int> _pending = new(Enumerable.Range(0, units));
     private readonly Dictionary<int, (int Worker, long Since, bool BackedUp)> _claimed = new();
     private readonly HashSet<int> _completed = new();
@@ -98,12 +102,12 @@ internal sealed class WorkQueue(int units, WorkerFailurePolicy policy, TimeSpan 
     /// <summary>The queue as the scheduler persists it.</summary>
     public PersistedWork Export() => new(Units, _completed.Order().ToArray(), _dropped.Order().ToArray(),
         _claimed.Select(c => new[] { c.Key, c.Value.Worker }).ToArray(), Reassigned, Backups,
-        _completions.Select(c => new[] { c.Unit, c.Worker }).ToArray());
+        _completions.Select(c => new[] { c.Unit, c.Worker }).ToArray(), Round, (int)backupAfter.TotalMilliseconds);
 
     /// <summary>A queue as persisted: units neither done, dropped nor claimed are pending again.</summary>
     public static WorkQueue Import(PersistedWork saved, WorkerFailurePolicy policy, TimeSpan backupAfter, long now)
     {
-        var queue = new WorkQueue(saved.Units, policy, backupAfter) { Reassigned = saved.Reassigned, Backups = saved.Backups };
+        var queue = new WorkQueue(saved.Units, policy, saved.BackupAfterMs > 0 ? TimeSpan.FromMilliseconds(saved.BackupAfterMs) : backupAfter, saved.Round) { Reassigned = saved.Reassigned, Backups = saved.Backups };
         foreach (var pair in saved.Completions)
         {
             queue._completions.Add((pair[0], pair[1]));
@@ -135,4 +139,4 @@ internal sealed class WorkQueue(int units, WorkerFailurePolicy policy, TimeSpan 
 }
 
 /// <summary>A work queue on disk.</summary>
-internal sealed record PersistedWork(int Units, int[] Completed, int[] Dropped, int[][] Claimed, int Reassigned, int Backups, int[][] Completions);
+internal sealed record PersistedWork(int Units, int[] Completed, int[] Dropped, int[][] Claimed, int Reassigned, int Backups, int[][] Completions, int Round = 0, int BackupAfterMs = 0);

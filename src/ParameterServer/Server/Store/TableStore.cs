@@ -288,6 +288,12 @@ internal sealed class TableStore
         return added;
     }
 
+    /// <summary>The lock of one block (created when absent): writers of the block's rows hold it.</summary>
+    public Lock BlockGate(long index) => GetBlock(index).Gate;
+
+    /// <summary>A dense block's stored rows, for vector operations (hold <see cref="BlockGate"/>).</summary>
+    public Span<float> DenseBlockValues(long index) => GetBlock(index).Dense!;
+
     /// <summary>Forgets a block's rows (it moved to other servers); a later write starts it afresh.</summary>
     public void DropBlock(long index)
     {

@@ -31,6 +31,10 @@ public sealed class MnistApp(MnistOptions options) : IPsApp
         }
         var train = MnistFiles.LoadDirectory(options.Data, train: true);
         var test = MnistFiles.LoadDirectory(options.Data, train: false);
+        if (options.Lbfgs)
+        {
+            return await RunLbfgsAsync(context, train, test, cancellationToken).ConfigureAwait(false);
+        }
         var trainShard = new ImageShard(train, context.Rank, context.WorkerCount, options.TrainLimit, options.Seed);
         var testShard = new ImageShard(test, context.Rank, context.WorkerCount, options.TestLimit, options.Seed);
         var model = Models.Create(options.Model, MnistTraining.Input, MnistTraining.Classes, options.Batch);
@@ -129,35 +133,115 @@ public sealed class MnistApp(MnistOptions options) : IPsApp
 
         if (context.Rank == 0)
         {
-            if (options.ModelOut is { } path)
-            {
-                ModelFile.Save(path, options.Model, model);
-                context.Log.LogInformation("Wrote the model ({Parameters} parameters) to {Path}", model.ParameterCount, path);
-            }
-            var summary = new Dictionary<string, object?>
-            {
-                ["app"] = "mnist",
-                ["model"] = options.Model,
-                ["optimizer"] = options.Mode.ToString().ToLowerInvariant(),
-                ["update"] = options.HandlerSpec,
-                ["test_accuracy"] = final.GetValueOrDefault("test_accuracy"),
-                ["test_loss"] = final.GetValueOrDefault("test_loss"),
-                ["images_per_sec"] = Math.Round(imagesTotal / Math.Max(trainSecondsTotal, 1e-9)),
-                ["bytes_sent"] = final.GetValueOrDefault("bytes_sent", 0L),
-                ["bytes_received"] = final.GetValueOrDefault("bytes_received", 0L),
-                ["epochs"] = options.Epochs,
-                ["workers"] = context.WorkerCount,
-                ["servers"] = client.ServerCount,
-                ["parameters"] = model.ParameterCount,
-            };
-            if (options.ModelOut is not null)
-            {
-                summary["model_file"] = options.ModelOut;
-            }
-            context.Output.WriteLine(context.Json ? JsonSerializer.Serialize(summary) : string.Create(CultureInfo.InvariantCulture,
-                $"done: {options.Model} test accuracy {(double)(summary["test_accuracy"] ?? 0d) * 100:0.00}%, test loss {summary["test_loss"]:0.0000}, {summary["images_per_sec"]:N0} images/s{(options.ModelOut is null ? "" : $", model in {options.ModelOut}")}"));
+            WriteSummary(context, model, final, imagesTotal / Math.Max(trainSecondsTotal, 1e-9));
         }
         await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
         return 0;
+    }
+
+    /// <summary>Sandblaster L-BFGS: rank 0 coordinates, every worker computes the work units it claims.</summary>
+    private async Task<int> RunLbfgsAsync(WorkerContext context, Nn.Data.LabeledImages train, Nn.Data.LabeledImages test, CancellationToken cancellationToken)
+    {
+        var client = context.Client;
+        int unitExamples = Math.Min(250, options.LbfgsHalfBatch);
+        var model = Models.Create(options.Model, MnistTraining.Input, MnistTraining.Classes, Math.Max(unitExamples, 500));
+        model.Initialize(options.Seed);
+        int count = options.TrainLimit > 0 ? Math.Min(options.TrainLimit, train.Count) : train.Count;
+        var x = new float[unitExamples * train.ImageSize];
+        var y = new byte[unitExamples];
+        double Gradient(ReadOnlySpan<int> examples)
+        {
+            for (int i = 0; i < examples.Length; i++)
+            {
+                train.Pixels.AsSpan(examples[i] * train.ImageSize, train.ImageSize).CopyTo(x.AsSpan(i * train.ImageSize));
+                y[i] = train.Labels[examples[i]];
+            }
+            return model.ComputeGradients(x.AsSpan(0, examples.Length * train.ImageSize), y.AsSpan(0, examples.Length), examples.Length);
+        }
+        var solver = await SandblasterLbfgs.BindAsync(client, model, count, Gradient, new SandblasterOptions
+        {
+            Name = "mnist." + options.Model.Replace(':', '-').Replace(',', '-'),
+            HalfBatch = options.LbfgsHalfBatch,
+            UnitExamples = unitExamples,
+            WeightDecay = options.WeightDecay,
+            ExampleBudget = (long)options.Epochs * count,
+            Seed = options.Seed,
+        }, cancellationToken).ConfigureAwait(false);
+        context.Log.LogInformation("mnist rank {Rank}/{Workers}: {Model}, Sandblaster L-BFGS over {Count} images, halves of {Half}, units of {Unit}",
+            context.Rank, context.WorkerCount, model, count, options.LbfgsHalfBatch, unitExamples);
+
+        var testShard = new ImageShard(test, 0, 1, options.TestLimit, options.Seed);
+        var final = new Dictionary<string, object?>();
+        var watch = Stopwatch.StartNew();
+        int epoch = 0;
+        await solver.RunAsync(async (progress, ct) =>
+        {
+            context.Progress.Report(new JobProgress($"L-BFGS iteration {progress.Iteration}", Math.Min(1, (double)progress.Examples / ((long)options.Epochs * count))));
+            if (progress.Examples < (long)(epoch + 1) * count)
+            {
+                return;
+            }
+            epoch = (int)(progress.Examples / count);
+            var (testLoss, correct, tested) = MnistTraining.Evaluate(model, testShard);
+            var (workerTraffic, serverTraffic) = await JobTraffic.CollectAsync(client, ct).ConfigureAwait(false);
+            double seconds = watch.Elapsed.TotalSeconds;
+            var line = new Dictionary<string, object?>
+            {
+                ["app"] = "mnist",
+                ["epoch"] = epoch,
+                ["model"] = options.Model,
+                ["iterations"] = progress.Iteration,
+                ["train_loss"] = Math.Round(progress.Loss, 6),
+                ["test_loss"] = Math.Round(testLoss / Math.Max(1, tested), 6),
+                ["test_accuracy"] = Math.Round((double)correct / Math.Max(1, tested), 6),
+                ["images_per_sec"] = Math.Round(progress.Examples / Math.Max(seconds, 1e-9)),
+                ["coordinator_fraction"] = Math.Round(progress.Coordinate.TotalSeconds / Math.Max(seconds, 1e-9), 4),
+                ["rounds_redone"] = progress.Redone,
+                ["seconds"] = Math.Round(seconds, 3),
+            };
+            JobTraffic.AddTo(line, workerTraffic, serverTraffic);
+            final = line;
+            context.Output.WriteLine(context.Json ? JsonSerializer.Serialize(line) : string.Create(CultureInfo.InvariantCulture,
+                $"epoch {epoch}/{options.Epochs}  L-BFGS iteration {progress.Iteration}  train loss {line["train_loss"]:0.0000}  test loss {line["test_loss"]:0.0000}  accuracy {(double)line["test_accuracy"]! * 100:0.00}%  {line["images_per_sec"]:N0} images/s"));
+            context.Output.Flush();
+        }, cancellationToken).ConfigureAwait(false);
+        if (context.Rank == 0)
+        {
+            await solver.Model.FetchAsync(cancellationToken).ConfigureAwait(false);
+            WriteSummary(context, model, final, final.GetValueOrDefault("images_per_sec") is double rate ? rate : 0);
+        }
+        await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
+        return 0;
+    }
+
+    private void WriteSummary(WorkerContext context, Sequential model, Dictionary<string, object?> final, double imagesPerSec)
+    {
+        if (options.ModelOut is { } path)
+        {
+            ModelFile.Save(path, options.Model, model);
+            context.Log.LogInformation("Wrote the model ({Parameters} parameters) to {Path}", model.ParameterCount, path);
+        }
+        var summary = new Dictionary<string, object?>
+        {
+            ["app"] = "mnist",
+            ["model"] = options.Model,
+            ["optimizer"] = options.Lbfgs ? "lbfgs" : options.Mode.ToString().ToLowerInvariant(),
+            ["update"] = options.Lbfgs ? "lbfgs" : options.HandlerSpec,
+            ["test_accuracy"] = final.GetValueOrDefault("test_accuracy"),
+            ["test_loss"] = final.GetValueOrDefault("test_loss"),
+            ["images_per_sec"] = Math.Round(imagesPerSec),
+            ["bytes_sent"] = final.GetValueOrDefault("bytes_sent", 0L),
+            ["bytes_received"] = final.GetValueOrDefault("bytes_received", 0L),
+            ["epochs"] = options.Epochs,
+            ["workers"] = context.WorkerCount,
+            ["servers"] = context.Client.ServerCount,
+            ["parameters"] = model.ParameterCount,
+        };
+        if (options.ModelOut is not null)
+        {
+            summary["model_file"] = options.ModelOut;
+        }
+        context.Output.WriteLine(context.Json ? JsonSerializer.Serialize(summary) : string.Create(CultureInfo.InvariantCulture,
+            $"done: {options.Model} test accuracy {(double)(summary["test_accuracy"] ?? 0d) * 100:0.00}%, test loss {summary["test_loss"]:0.0000}, {summary["images_per_sec"]:N0} images/s{(options.ModelOut is null ? "" : $", model in {options.ModelOut}")}"));
     }
 }

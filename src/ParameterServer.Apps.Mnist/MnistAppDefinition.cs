@@ -46,7 +46,7 @@ public sealed class MnistAppDefinition : IPsAppDefinition, IPsTrainable
          Model, Update, Momentum, WeightDecay, Schedule, FetchEvery, PushEvery, TrainLimit, TestLimit];
 
     /// <inheritdoc/>
-    public string TrainDescription => "Train LeNet-5 or an MLP on MNIST with its parameters on a local cluster of real processes (Downpour SGD or synchronous)";
+    public string TrainDescription => "Train LeNet-5 or an MLP on MNIST with its parameters on a local cluster of real processes (Downpour SGD, synchronous, or Sandblaster L-BFGS)";
 
     /// <inheritdoc/>
     public IEnumerable<Option> TrainOptions => [];
@@ -83,18 +83,20 @@ public sealed class MnistAppDefinition : IPsAppDefinition, IPsTrainable
         string optimizer = (p.GetValue(AppOptions.Optimizer) ?? "downpour").ToLowerInvariant();
         var mode = optimizer switch
         {
-            "downpour" => TrainingMode.Downpour,
+            "downpour" or "lbfgs" => TrainingMode.Downpour,
             "sync" => TrainingMode.Sync,
-            "lbfgs" => throw new ArgumentException("--optimizer lbfgs (Sandblaster L-BFGS) is not built yet: use downpour or sync"),
             _ => throw new ArgumentException($"--optimizer '{optimizer}' is not one of downpour, sync, lbfgs"),
         };
+        bool lbfgs = optimizer == "lbfgs";
         var options = new MnistOptions
         {
             Data = p.GetValue(AppOptions.Data) ?? throw new ArgumentException("mnist needs --data DIR: a directory with the four MNIST idx files (gzip accepted)"),
             Model = p.GetValue(Model)!,
             Epochs = p.GetValue(AppOptions.Epochs),
-            Batch = p.GetValue(AppOptions.Batch) ?? 64,
+            Batch = lbfgs ? 64 : p.GetValue(AppOptions.Batch) ?? 64,
             Mode = mode,
+            Lbfgs = lbfgs,
+            LbfgsHalfBatch = lbfgs ? p.GetValue(AppOptions.Batch) ?? 2000 : 2000,
             Update = p.GetValue(Update)!.ToLowerInvariant(),
             LearningRate = p.GetValue(AppOptions.LearningRate),
             Momentum = p.GetValue(Momentum),

@@ -19,6 +19,12 @@ public sealed record MnistOptions
 
     public TrainingMode Mode { get; init; } = TrainingMode.Downpour;
 
+    /// <summary>Sandblaster L-BFGS instead of Downpour or sync SGD (Mode, Update and the rates do not apply).</summary>
+    public bool Lbfgs { get; init; }
+
+    /// <summary>L-BFGS: examples per half of an iteration's overlapping batch (--batch; default 2000).</summary>
+    public int LbfgsHalfBatch { get; init; } = 2000;
+
     /// <summary>The servers' rule: momentum, adagrad, adam or sgd.</summary>
     public string Update { get; init; } = "momentum";
 
@@ -82,6 +88,10 @@ public sealed record MnistOptions
         if (Epochs < 1 || Batch < 1 || Batch > 4096)
         {
             throw new ArgumentException($"--epochs must be at least 1 and --batch in [1, 4096]; got {Epochs} and {Batch}");
+        }
+        if (Lbfgs && LbfgsHalfBatch < 1)
+        {
+            throw new ArgumentException($"--batch for L-BFGS (examples per half batch) must be at least 1, got {LbfgsHalfBatch}");
         }
         if (Schedule is not ("cosine" or "constant"))
         {

@@ -15,7 +15,7 @@ public static class AppOptions
     public static readonly Option<int> Epochs = PsOptions.Create("--epochs", 10, "Passes over the training data");
 
     /// <summary>--batch.</summary>
-    public static readonly Option<int?> Batch = PsOptions.Create<int?>("--batch", null, "Examples per minibatch (logreg 100, mnist 64)");
+    public static readonly Option<int?> Batch = PsOptions.Create<int?>("--batch", null, "Examples per minibatch (logreg 100, mnist 64; mnist --optimizer lbfgs: examples per half of an iteration's batch, 2000)");
 
     /// <summary>--optimizer.</summary>
     public static readonly Option<string?> Optimizer = PsOptions.Create<string?>("--optimizer", null, "logreg: ftrl (default), adagrad or sgd on the servers; mnist: downpour (default), sync or lbfgs");

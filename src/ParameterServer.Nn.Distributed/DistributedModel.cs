@@ -47,6 +47,9 @@ public sealed record DistributedModelOptions
     /// <summary>Floats per key of the parameter table.</summary>
     public int RowWidth { get; init; } = 64;
 
+    /// <summary>Puts NAME and NAME.init in this placement group (<see cref="TableSpec.PlacementGroup"/>), for server-side vector operations.</summary>
+    public string? PlacementGroup { get; init; }
+
     public void Validate()
     {
         if (FetchEvery < 1 || PushEvery < 1)
@@ -139,11 +142,12 @@ public sealed class DistributedModel
         bool publishes = client.Rank == 0 && !client.JoinedLate;
         var mine = Manifest(layout);
         var initial = new float[layout.Length];
+        PsTable init = null!; // set on both paths below
         if (publishes)
         {
             // Rank 0's model is the job's: its tensors and initial values go out before the one barrier.
             await client.WaitAsync(manifest.PushRange(0, mine), cancellationToken).ConfigureAwait(false);
-            var init = await DeclareInitAsync(client, layout, options, cancellationToken).ConfigureAwait(false);
+            init = await DeclareInitAsync(client, layout, options, cancellationToken).ConfigureAwait(false);
             layout.Gather(initial, gradients: false);
             await client.WaitAsync(init.PushRange(0, initial), cancellationToken).ConfigureAwait(false);
         }
@@ -157,7 +161,7 @@ public sealed class DistributedModel
             var theirs = new float[mine.Length];
             await client.WaitAsync(manifest.PullRange(0, theirs), cancellationToken).ConfigureAwait(false);
             CheckManifest(options.Name, layout, mine, theirs);
-            var init = await DeclareInitAsync(client, layout, options, cancellationToken).ConfigureAwait(false);
+            init = await DeclareInitAsync(client, layout, options, cancellationToken).ConfigureAwait(false);
             await client.WaitAsync(init.PullRange(0, initial), cancellationToken).ConfigureAwait(false);
         }
         var table = await client.DeclareTableAsync(new TableSpec(options.Name, options.RowWidth)
@@ -167,18 +171,25 @@ public sealed class DistributedModel
             Handler = options.Update,
             Mode = options.Mode == TrainingMode.Sync ? UpdateMode.Sync : UpdateMode.Async,
             Compression = options.Compression,
+            PlacementGroup = options.PlacementGroup,
         }, cancellationToken).ConfigureAwait(false);
         table.Consistency = options.Mode == TrainingMode.Sync ? Consistency.Sequential : options.Consistency;
-        var bound = new DistributedModel(client, table, layout, options, initial);
+        var bound = new DistributedModel(client, table, layout, options, initial) { InitTable = init };
         await bound.FetchAsync(cancellationToken).ConfigureAwait(false);
         return bound;
     }
 
+    /// <summary>The parameter table (offsets from the initial values).</summary>
+    internal PsTable Table => _table;
+
+    /// <summary>Rank 0's initial values.</summary>
+    internal PsTable? InitTable { get; private set; }
+
     // About 64 blocks per model, so that the parameters spread over any number of servers up to that.
-    private static int BlockKeys(ParameterLayout layout) => Math.Max(1, (layout.Rows + 63) / 64);
+    internal static int BlockKeys(ParameterLayout layout) => Math.Max(1, (layout.Rows + 63) / 64);
 
     private static Task<PsTable> DeclareInitAsync(PsClient client, ParameterLayout layout, DistributedModelOptions options, CancellationToken cancellationToken) =>
-        client.DeclareTableAsync(new TableSpec(options.Name + ".init", options.RowWidth) { DenseSize = (ulong)layout.Rows, BlockKeys = BlockKeys(layout) }, cancellationToken);
+        client.DeclareTableAsync(new TableSpec(options.Name + ".init", options.RowWidth) { DenseSize = (ulong)layout.Rows, BlockKeys = BlockKeys(layout), PlacementGroup = options.PlacementGroup }, cancellationToken);
 
     /// <summary>Before a step's forward pass: fetches the parameters when due (every step in sync mode) and waits for them.</summary>
     public void BeforeStep()

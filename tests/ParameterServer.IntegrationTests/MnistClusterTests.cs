@@ -35,6 +35,22 @@ public sealed class MnistClusterTests : IDisposable
     }
 
     [Fact]
+    public async Task Sandblaster_lbfgs_trains_an_mlp_with_work_units_shared_by_3_workers_and_vector_operations_on_2_servers()
+    {
+        using var run = await Pserver.RunAsync(Limit, "train", "mnist", "--data", SharedData.MnistDirectory, "--servers", "2", "--workers", "3",
+            "--model", "mlp:64", "--optimizer", "lbfgs", "--epochs", "3", "--train-limit", "6000", "--batch", "500", "--test-limit", "2000", "--json");
+        Assert.True(run.ExitCode == 0, run.Describe());
+        var lines = run.StdoutLines.Where(l => l.StartsWith("{\"app\":\"mnist\"", StringComparison.Ordinal)).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        var epochs = lines.Where(l => l.TryGetProperty("epoch", out _)).ToList();
+        Assert.Equal(3, epochs.Count);
+        Assert.Equal(18, epochs[^1].GetProperty("iterations").GetInt32()); // 3 x 6000 images in iterations of 2 x 500
+        Assert.True(epochs[^1].GetProperty("test_loss").GetDouble() < epochs[0].GetProperty("test_loss").GetDouble(), run.Stdout);
+        var final = lines.Last();
+        Assert.Equal("lbfgs", final.GetProperty("optimizer").GetString());
+        Assert.True(final.GetProperty("test_accuracy").GetDouble() > 0.8, run.Stdout);
+    }
+
+    [Fact]
     public async Task A_truncated_idx_file_stops_the_job_with_an_error_naming_the_file()
     {
         foreach (string file in Directory.GetFiles(SharedData.MnistDirectory, "*.gz"))

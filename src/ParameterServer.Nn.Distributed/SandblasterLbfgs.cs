@@ -212,10 +212,10 @@ public sealed class SandblasterLbfgs
             {
                 var a = _go.PushRange(0, overlapSum);
                 var b = _gn.PushRange(0, freshSum);
-                var c = _stats.PushRange((ulong)attempt, [(float)overlapLoss, (float)freshLoss, overlapCount, freshCount, done, 0, 0, 0]);
                 await _client.WaitAsync(a, cancellationToken).ConfigureAwait(false);
                 await _client.WaitAsync(b, cancellationToken).ConfigureAwait(false);
-                await _client.WaitAsync(c, cancellationToken).ConfigureAwait(false);
+                // Counted only once the gradients are in: a worker that dies between leaves the round short, and it runs again.
+                await _client.WaitAsync(_stats.PushRange((ulong)attempt, [(float)overlapLoss, (float)freshLoss, overlapCount, freshCount, done, 0, 0, 0]), cancellationToken).ConfigureAwait(false);
             }
             await _client.BarrierAsync(cancellationToken).ConfigureAwait(false);
             if (coordinator)

@@ -51,6 +51,37 @@ public sealed class MnistClusterTests : IDisposable
     }
 
     [Fact]
+    public async Task Sandblaster_lbfgs_finishes_when_a_worker_is_killed_mid_run_its_units_going_to_the_others()
+    {
+        using var job = await ProcessCluster.StartAsync(1, 3, 1, "--app", "mnist", "--json", "--data", SharedData.MnistDirectory, "--model", "mlp:64",
+            "--optimizer", "lbfgs", "--epochs", "4", "--train-limit", "6000", "--batch", "500", "--test-limit", "1000");
+        var coordinator = await FirstAsync(job, w => w.Stdout.Contains("\"epoch\":1,", StringComparison.Ordinal));
+        var victim = job.Workers.Single(w => w.Stderr.Contains("mnist rank 2/3", StringComparison.Ordinal));
+        Assert.NotSame(coordinator, victim);
+        victim.Process.Kill();
+        await coordinator.WaitForExitAsync(Limit);
+        Assert.True(coordinator.ExitCode == 0, job.Describe());
+        var epochs = coordinator.StdoutLines.Where(l => l.StartsWith("{\"app\":\"mnist\",\"epoch\"", StringComparison.Ordinal)).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Equal(4, epochs.Count);
+        Assert.Equal(24, epochs[^1].GetProperty("iterations").GetInt32()); // no iteration lost: a short round runs again
+        Assert.True(epochs[^1].GetProperty("test_accuracy").GetDouble() > 0.8, coordinator.Stdout);
+    }
+
+    private static async Task<Pserver> FirstAsync(ProcessCluster job, Func<Pserver, bool> match)
+    {
+        var deadline = DateTime.UtcNow + Limit;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (job.Workers.FirstOrDefault(match) is { } worker)
+            {
+                return worker;
+            }
+            await Task.Delay(20);
+        }
+        throw new TimeoutException("no worker printed the line in time:\n" + job.Describe());
+    }
+
+    [Fact]
     public async Task A_truncated_idx_file_stops_the_job_with_an_error_naming_the_file()
     {
         foreach (string file in Directory.GetFiles(SharedData.MnistDirectory, "*.gz"))

@@ -143,14 +143,19 @@ public sealed class MnistApp(MnistOptions options) : IPsApp
     private async Task<int> RunLbfgsAsync(WorkerContext context, Nn.Data.LabeledImages train, Nn.Data.LabeledImages test, CancellationToken cancellationToken)
     {
         var client = context.Client;
-        int unitExamples = Math.Min(250, options.LbfgsHalfBatch);
+        int unitExamples = Math.Min(500, options.LbfgsHalfBatch);
         var model = Models.Create(options.Model, MnistTraining.Input, MnistTraining.Classes, Math.Max(unitExamples, 500));
         model.Initialize(options.Seed);
         int count = options.TrainLimit > 0 ? Math.Min(options.TrainLimit, train.Count) : train.Count;
         var x = new float[unitExamples * train.ImageSize];
         var y = new byte[unitExamples];
+        bool straggler = options.StragglerMs > 0 && context.WorkerCount > 1 && context.Rank == context.WorkerCount - 1;
         double Gradient(ReadOnlySpan<int> examples)
         {
+            if (straggler)
+            {
+                Thread.Sleep(options.StragglerMs);
+            }
             for (int i = 0; i < examples.Length; i++)
             {
                 train.Pixels.AsSpan(examples[i] * train.ImageSize, train.ImageSize).CopyTo(x.AsSpan(i * train.ImageSize));
@@ -196,7 +201,9 @@ public sealed class MnistApp(MnistOptions options) : IPsApp
                 ["test_accuracy"] = Math.Round((double)correct / Math.Max(1, tested), 6),
                 ["images_per_sec"] = Math.Round(progress.Examples / Math.Max(seconds, 1e-9)),
                 ["coordinator_fraction"] = Math.Round(progress.Coordinate.TotalSeconds / Math.Max(seconds, 1e-9), 4),
+                ["backups"] = progress.Backups,
                 ["rounds_redone"] = progress.Redone,
+                ["steps_halved"] = progress.StepsHalved,
                 ["seconds"] = Math.Round(seconds, 3),
             };
             JobTraffic.AddTo(line, workerTraffic, serverTraffic);

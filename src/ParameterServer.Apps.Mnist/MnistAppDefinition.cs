@@ -37,13 +37,16 @@ public sealed class MnistAppDefinition : IPsAppDefinition, IPsTrainable
     /// <summary>--test-limit.</summary>
     public static readonly Option<int> TestLimit = PsOptions.Create("--test-limit", 0, "mnist: evaluate on the first N test images only (0: all)");
 
+    /// <summary>--straggler-ms.</summary>
+    public static readonly Option<int> StragglerMs = PsOptions.Create("--straggler-ms", 0, "mnist, lbfgs: the last rank sleeps this long in each work unit (a straggler, to watch backup tasks)");
+
     /// <inheritdoc/>
     public string Name => "mnist";
 
     /// <inheritdoc/>
     public IReadOnlyList<Option> Options { get; } =
         [AppOptions.Data, AppOptions.Epochs, AppOptions.Batch, AppOptions.Optimizer, AppOptions.LearningRate, AppOptions.ModelOut, AppOptions.Compress,
-         Model, Update, Momentum, WeightDecay, Schedule, FetchEvery, PushEvery, TrainLimit, TestLimit];
+         Model, Update, Momentum, WeightDecay, Schedule, FetchEvery, PushEvery, TrainLimit, TestLimit, StragglerMs];
 
     /// <inheritdoc/>
     public string TrainDescription => "Train LeNet-5 or an MLP on MNIST with its parameters on a local cluster of real processes (Downpour SGD, synchronous, or Sandblaster L-BFGS)";
@@ -74,6 +77,7 @@ public sealed class MnistAppDefinition : IPsAppDefinition, IPsTrainable
         AppRegistry.AddArgument(args, PushEvery.Name, p.GetValue(PushEvery));
         AppRegistry.AddArgument(args, TrainLimit.Name, p.GetValue(TrainLimit));
         AppRegistry.AddArgument(args, TestLimit.Name, p.GetValue(TestLimit));
+        AppRegistry.AddArgument(args, StragglerMs.Name, p.GetValue(StragglerMs));
         return args;
     }
 
@@ -108,6 +112,7 @@ public sealed class MnistAppDefinition : IPsAppDefinition, IPsTrainable
             Consistency = Client.Consistency.Parse(p.GetValue(PsOptions.Consistency)!),
             TrainLimit = p.GetValue(TrainLimit),
             TestLimit = p.GetValue(TestLimit),
+            StragglerMs = Math.Max(0, p.GetValue(StragglerMs)),
             ModelOut = p.GetValue(AppOptions.ModelOut),
         };
         options.Validate();

@@ -22,6 +22,9 @@ public sealed record MnistOptions
     /// <summary>Sandblaster L-BFGS instead of Downpour or sync SGD (Mode, Update and the rates do not apply).</summary>
     public bool Lbfgs { get; init; }
 
+    /// <summary>L-BFGS: the last rank sleeps this long in each work unit (a straggler, to watch backup tasks work).</summary>
+    public int StragglerMs { get; init; }
+
     /// <summary>L-BFGS: examples per half of an iteration's overlapping batch (--batch; default 2000).</summary>
     public int LbfgsHalfBatch { get; init; } = 2000;
 

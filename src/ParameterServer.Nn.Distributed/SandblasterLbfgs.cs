@@ -21,7 +21,7 @@ public sealed record SandblasterOptions
     public int HalfBatch { get; init; } = 2000;
 
     /// <summary>Examples per work unit: a worker claims one unit at a time, so faster workers do more.</summary>
-    public int UnitExamples { get; init; } = 250;
+    public int UnitExamples { get; init; } = 500;
 
     /// <summary>L2 regularisation, applied with the vector operations on the servers.</summary>
     public double WeightDecay { get; init; }
@@ -45,7 +45,15 @@ public sealed record SandblasterOptions
 }
 
 /// <summary>Where the solver stands after an iteration (rank 0).</summary>
-public readonly record struct SandblasterProgress(int Iteration, long Examples, double Loss, int Backups, int Redone, TimeSpan Compute, TimeSpan Coordinate);
+/// <param name="Iteration">Steps taken.</param>
+/// <param name="Examples">Example gradients computed, rounds whose step was halved included.</param>
+/// <param name="Loss">The mean training loss over the last round's batch.</param>
+/// <param name="Backups">Units given to a second worker because the first was slow.</param>
+/// <param name="Redone">Rounds run again because a worker died with finished units.</param>
+/// <param name="StepsHalved">Rounds after which the step was halved (the overlap's loss rose by half).</param>
+/// <param name="Compute">Time rank 0 spent computing units.</param>
+/// <param name="Coordinate">Time rank 0 spent coordinating (waiting for units, vector operations).</param>
+public readonly record struct SandblasterProgress(int Iteration, long Examples, double Loss, int Backups, int Redone, int StepsHalved, TimeSpan Compute, TimeSpan Coordinate);
 
 /// <summary>
 /// The app's part of a work unit: set the model's gradients to the mean over these examples (indices into the
@@ -153,71 +161,61 @@ public sealed class SandblasterLbfgs
     /// Trains until the example budget is spent. Every worker calls it; rank 0 also coordinates and calls
     /// <paramref name="afterIteration"/> after each iteration with the model set to the new parameters.
     /// </summary>
+    /// <remarks>
+    /// No barrier: a round ends when the stats row counts all its units, each pushed by the worker whose completion
+    /// came first, after its gradient landed. A straggler's unit is backed up by an idle worker and the round ends
+    /// without it; the straggler's late completion is refused (its round is over) and it pushes nothing.
+    /// </remarks>
     public async Task RunAsync(Func<SandblasterProgress, CancellationToken, Task>? afterIteration = null, CancellationToken cancellationToken = default)
     {
         bool coordinator = _client.Rank == 0;
         int units = 2 * _unitsPerHalf;
-        var state = new CoordinatorState();
+        var state = new CoordinatorState { Workers = _client.Diagnostics.LiveWorkers };
         if (coordinator)
         {
-            await _client.DeclareWorkRoundAsync(0, units, TimeSpan.Zero, cancellationToken).ConfigureAwait(false);
+            await _client.DeclareWorkRoundAsync(0, units, FirstBackupAfter, cancellationToken).ConfigureAwait(false);
             await PublishAsync(0, go: true, iteration: 0, cancellationToken).ConfigureAwait(false);
         }
         var gradient = new float[_bound.Layout.Length];
-        var overlapSum = new float[gradient.Length];
-        var freshSum = new float[gradient.Length];
-        var control = new float[ControlWidth];
-        for (int attempt = 0; ; attempt++)
+        int attempt = 0;
+        int iteration = await WaitForRoundAsync(attempt, cancellationToken).ConfigureAwait(false);
+        while (iteration >= 0)
         {
-            await _client.BarrierAsync(cancellationToken).ConfigureAwait(false);
-            await _client.WaitAsync(_control.PullRange((ulong)attempt, control), cancellationToken).ConfigureAwait(false);
-            if (control[0] != 1)
-            {
-                break;
-            }
-            int iteration = (int)control[1];
             await _bound.FetchAsync(cancellationToken).ConfigureAwait(false);
-            Array.Clear(overlapSum);
-            Array.Clear(freshSum);
-            double overlapLoss = 0, freshLoss = 0;
-            int overlapCount = 0, freshCount = 0, done = 0;
-            long start = Stopwatch.GetTimestamp();
+            long computing = 0; // ticks in units, claims and pushes left out: the base of the backup delay
+            int done = 0;
             while (await _client.ClaimWorkAsync(cancellationToken).ConfigureAwait(false) is int unit)
             {
+                int round = _client.Diagnostics.WorkCounts.Round;
+                if (round != attempt)
+                {
+                    // The coordinator moved on while this worker was away (a straggler): catch up to the unit's round.
+                    attempt = round;
+                    iteration = await WaitForRoundAsync(attempt, cancellationToken).ConfigureAwait(false);
+                    await _bound.FetchAsync(cancellationToken).ConfigureAwait(false);
+                }
                 bool fresh = unit >= _unitsPerHalf;
                 var examples = UnitExamples(fresh ? iteration + 1 : iteration, unit % _unitsPerHalf);
+                long unitStart = Stopwatch.GetTimestamp();
                 double loss = _gradient(examples);
                 _bound.Layout.Gather(gradient, gradients: true);
+                computing += Stopwatch.GetTimestamp() - unitStart;
                 if (!await _client.CompleteWorkAsync(unit, cancellationToken).ConfigureAwait(false))
                 {
-                    continue; // a backup finished it first
+                    continue; // a backup finished it first, or its round is over
                 }
-                var sum = fresh ? freshSum : overlapSum;
-                TensorPrimitives.MultiplyAdd(gradient, examples.Length, sum, sum);
-                if (fresh)
-                {
-                    freshLoss += loss * examples.Length;
-                    freshCount += examples.Length;
-                }
-                else
-                {
-                    overlapLoss += loss * examples.Length;
-                    overlapCount += examples.Length;
-                }
+                TensorPrimitives.Multiply(gradient, examples.Length, gradient);
+                await _client.WaitAsync((fresh ? _gn : _go).PushRange(0, gradient), cancellationToken).ConfigureAwait(false);
+                // Counted once the gradient is in: the coordinator reads the sums only when every unit is counted.
+                float[] row = fresh ? [0, (float)(loss * examples.Length), 0, examples.Length, 1, 0, 0, 0] : [(float)(loss * examples.Length), 0, examples.Length, 0, 1, 0, 0, 0];
+                await _client.WaitAsync(_stats.PushRange((ulong)attempt, row), cancellationToken).ConfigureAwait(false);
                 done++;
             }
-            state.Compute += Stopwatch.GetElapsedTime(start);
-            state.UnitSeconds = done > 0 ? Stopwatch.GetElapsedTime(start).TotalSeconds / done : state.UnitSeconds;
             if (done > 0)
             {
-                var a = _go.PushRange(0, overlapSum);
-                var b = _gn.PushRange(0, freshSum);
-                await _client.WaitAsync(a, cancellationToken).ConfigureAwait(false);
-                await _client.WaitAsync(b, cancellationToken).ConfigureAwait(false);
-                // Counted only once the gradients are in: a worker that dies between leaves the round short, and it runs again.
-                await _client.WaitAsync(_stats.PushRange((ulong)attempt, [(float)overlapLoss, (float)freshLoss, overlapCount, freshCount, done, 0, 0, 0]), cancellationToken).ConfigureAwait(false);
+                state.Compute += Stopwatch.GetElapsedTime(0, computing);
+                state.UnitSeconds = Stopwatch.GetElapsedTime(0, computing).TotalSeconds / done;
             }
-            await _client.BarrierAsync(cancellationToken).ConfigureAwait(false);
             if (coordinator)
             {
                 long coordinateStart = Stopwatch.GetTimestamp();
@@ -229,14 +227,76 @@ public sealed class SandblasterLbfgs
                     await afterIteration(p with { Compute = state.Compute, Coordinate = state.Coordinate }, cancellationToken).ConfigureAwait(false);
                 }
             }
+            attempt++;
+            iteration = await WaitForRoundAsync(attempt, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Waits until the coordinator has published round <paramref name="attempt"/>; its iteration, or -1 when training is over.</summary>
+    private async Task<int> WaitForRoundAsync(int attempt, CancellationToken cancellationToken)
+    {
+        var control = new float[ControlWidth];
+        var deadline = Stopwatch.GetTimestamp() + (long)(RoundTimeout.TotalSeconds * Stopwatch.Frequency);
+        for (int delay = 1; ; delay = Math.Min(delay * 2, 20))
+        {
+            await _client.WaitAsync(_control.PullRange((ulong)attempt, control), cancellationToken).ConfigureAwait(false);
+            if (control[0] != 0)
+            {
+                return control[0] == 1 ? (int)control[1] : -1;
+            }
+            if (Stopwatch.GetTimestamp() > deadline)
+            {
+                throw new PsException(PsErrorCode.Timeout, $"L-BFGS: the coordinator (rank 0) did not publish round {attempt} within {RoundTimeout.TotalSeconds:0} s; is it alive?");
+            }
+            await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private static readonly TimeSpan DeadWorkerGrace = TimeSpan.FromSeconds(2);
+
+    /// <summary>The backup delay of the first round, before any unit has been timed.</summary>
+    private static readonly TimeSpan FirstBackupAfter = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long a worker waits for the coordinator's next round, and the coordinator for a round's units.</summary>
+    private static readonly TimeSpan RoundTimeout = TimeSpan.FromMinutes(5);
+
+    /// <summary>Waits until every unit of the round is counted; false when a worker died and some never will be.</summary>
+    private async Task<bool> WaitForUnitsAsync(int attempt, int units, int workersAtStart, float[] stats, CancellationToken ct)
+    {
+        var deadline = Stopwatch.GetTimestamp() + (long)(RoundTimeout.TotalSeconds * Stopwatch.Frequency);
+        for (int delay = 1; ; delay = Math.Min(delay * 2, 20))
+        {
+            await _client.WaitAsync(_stats.PullRange((ulong)attempt, stats), ct).ConfigureAwait(false);
+            if (stats[4] >= units)
+            {
+                return true;
+            }
+            // The queue is done (this worker's last claim said so) but units are missing: a worker that completed them
+            // died before its push, or is still pushing. Once the view declares a worker dead, its calls are refused.
+            if (_client.Diagnostics.LiveWorkers < workersAtStart)
+            {
+                // A live worker may still be between its gradient and its count: give the pushes a moment to land
+                // (a push that landed after the sums were cleared for the rerun would count twice).
+                await Task.Delay(DeadWorkerGrace, ct).ConfigureAwait(false);
+                await _client.WaitAsync(_stats.PullRange((ulong)attempt, stats), ct).ConfigureAwait(false);
+                return stats[4] >= units;
+            }
+            if (Stopwatch.GetTimestamp() > deadline)
+            {
+                throw new PsException(PsErrorCode.Timeout, $"L-BFGS: round {attempt} has {stats[4]} of {units} units counted after {RoundTimeout.TotalSeconds:0} s");
+            }
+            await Task.Delay(delay, ct).ConfigureAwait(false);
         }
     }
 
     private sealed class CoordinatorState
     {
+        public int Workers; // live workers when the round started
+        public int Backups;
         public long Examples;
         public int Backtracks;
         public int Redone;
+        public int StepsHalved;
         public double PreviousFreshLoss = double.NaN;
         public double UnitSeconds = 0.05;
         public TimeSpan Compute;
@@ -247,10 +307,12 @@ public sealed class SandblasterLbfgs
     private async Task<SandblasterProgress?> CoordinateAsync(int attempt, int iteration, int units, CoordinatorState state, CancellationToken ct)
     {
         var stats = new float[StatsWidth];
-        await _client.WaitAsync(_stats.PullRange((ulong)attempt, stats), ct).ConfigureAwait(false);
+        bool complete = await WaitForUnitsAsync(attempt, units, state.Workers, stats, ct).ConfigureAwait(false);
+        state.Workers = _client.Diagnostics.LiveWorkers;
+        state.Backups += _client.Diagnostics.WorkCounts.Backups;
         double overlapCount = stats[2], freshCount = stats[3];
         SandblasterProgress? report = null;
-        if (stats[4] != units)
+        if (!complete)
         {
             // A worker died holding units it had finished: their gradients died with it. Run the round again.
             state.Redone++;
@@ -264,6 +326,7 @@ public sealed class SandblasterLbfgs
             {
                 // The step made the overlap's loss much worse: take half of it back and measure again.
                 state.Backtracks++;
+                state.StepsHalved++;
                 await RunAsync(ct, VectorOp.Axpy(_bound.Table, -0.5, _s[_newest]), VectorOp.Scale(_s[_newest], 0.5),
                     VectorOp.Scale(_go, 0), VectorOp.Scale(_gn, 0)).ConfigureAwait(false);
             }
@@ -273,10 +336,12 @@ public sealed class SandblasterLbfgs
                 await StepAsync(iteration, overlapCount, freshCount, ct).ConfigureAwait(false);
                 state.PreviousFreshLoss = freshLoss;
                 iteration++;
-                report = new SandblasterProgress(iteration, state.Examples, (overlapLoss + freshLoss) / 2, 0, state.Redone, default, default);
+                report = new SandblasterProgress(iteration, state.Examples, (overlapLoss + freshLoss) / 2, state.Backups, state.Redone, state.StepsHalved, default, default);
             }
         }
         bool stop = state.Examples >= _options.ExampleBudget || attempt + 1 >= _maxAttempts;
+        // Declared before it is published, so that no worker claims before the scheduler has the round; one that
+        // claims a unit of it before the publication waits for it (WaitForRoundAsync).
         if (!stop)
         {
             var backupAfter = TimeSpan.FromSeconds(Math.Max(0.05, _options.BackupFactor * state.UnitSeconds));

@@ -58,6 +58,9 @@ public sealed class ClientDiagnostics
     /// <summary>The work queue's counts as of this worker's last claim.</summary>
     public WorkProgress WorkCounts => _client.WorkCounts;
 
+    /// <summary>Workers alive in the latest view this worker has (a dead worker's calls are refused from then on).</summary>
+    public int LiveWorkers => _client.View.Workers.Count;
+
     /// <summary>Sees every call get its timestamp and complete (benchmarks measure latency with it); null on the normal path.</summary>
     public ICallObserver? CallObserver
     {

@@ -57,7 +57,7 @@ public sealed partial class SchedulerNode
         {
             _log.LogBackupStarted(claim.Unit, node.Info.Describe());
         }
-        ReplyWhenDurable(Reply(connection, header, ControlMessages.Ints(claim.Unit, claim.Backup ? 1 : 0, _work.Completed, _work.Dropped, _work.Reassigned, _work.Backups, _work.Completions)), outbox);
+        ReplyWhenDurable(Reply(connection, header, ControlMessages.Ints(claim.Unit, claim.Backup ? 1 : 0, _work.Completed, _work.Dropped, _work.Reassigned, _work.Backups, _work.Completions, _work.Round)), outbox);
     }
 
     private void OnCompleteWork(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload, List<Outgoing> outbox)
@@ -68,7 +68,9 @@ public sealed partial class SchedulerNode
             return;
         }
         int worker = connection.Tag is NodeState node ? node.Id : -1;
-        bool first = _work.Complete(ControlMessages.ReadInts(payload, 1)[0], worker);
+        // [unit] or [unit, round]: a unit of a round already over (a backup's loser, finishing late) is not first.
+        int[] fields = ControlMessages.ReadInts(payload, payload.Length >= 8 ? 2 : 1);
+        bool first = (fields.Length < 2 || fields[1] == _work.Round) && _work.Complete(fields[0], worker);
         ReplyWhenDurable(Reply(connection, header, ControlMessages.Ints(first ? 1 : 0)), outbox);
     }
 

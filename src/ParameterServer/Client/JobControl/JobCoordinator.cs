@@ -55,8 +55,8 @@ internal sealed class JobCoordinator(ControlChannel scheduler, WorkerOptions opt
         while (true)
         {
             var reply = await scheduler.CallAsync(MessageType.ClaimWork, ReadOnlyMemory<byte>.Empty, "a work unit", options.RequestTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
-            int[] fields = ControlMessages.ReadInts(reply.Payload, 7);
-            WorkCounts = new WorkProgress(fields[2], fields[3], fields[4], fields[5], fields[6]);
+            int[] fields = ControlMessages.ReadInts(reply.Payload, 8);
+            WorkCounts = new WorkProgress(fields[2], fields[3], fields[4], fields[5], fields[6], fields[7]);
             if (fields[0] >= 0)
             {
                 lock (_heldUnits)
@@ -80,7 +80,8 @@ internal sealed class JobCoordinator(ControlChannel scheduler, WorkerOptions opt
     /// <summary>Reports a unit done; false when another worker finished it first (a backup of a slow unit).</summary>
     public async Task<bool> CompleteWorkAsync(int unit, CancellationToken cancellationToken)
     {
-        var reply = await scheduler.CallAsync(MessageType.CompleteWork, ControlMessages.Ints(unit), $"the completion of work unit {unit}", options.RequestTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
+        // The round the unit was claimed in goes along: a completion that arrives after its round ended counts for nothing.
+        var reply = await scheduler.CallAsync(MessageType.CompleteWork, ControlMessages.Ints(unit, WorkCounts.Round), $"the completion of work unit {unit}", options.RequestTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
         lock (_heldUnits)
         {
             _heldUnits.Remove(unit);
@@ -98,5 +99,8 @@ internal sealed class JobCoordinator(ControlChannel scheduler, WorkerOptions opt
     }
 }
 
-/// <summary>The job's work queue, as a worker last saw it: units done, dropped, reassigned, backed up, and every completion reported.</summary>
-public readonly record struct WorkProgress(int Completed, int Dropped, int Reassigned, int Backups, int Completions);
+/// <summary>
+/// The job's work queue, as a worker last saw it: units done, dropped, reassigned, backed up, every completion
+/// reported, and the round (<see cref="PsClient.DeclareWorkRoundAsync"/>) the last claimed unit belongs to.
+/// </summary>
+public readonly record struct WorkProgress(int Completed, int Dropped, int Reassigned, int Backups, int Completions, int Round = 0);

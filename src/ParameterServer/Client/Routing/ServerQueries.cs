@@ -28,41 +28,67 @@ internal sealed class ServerQueries(int nodeId, WorkerOptions options, RouteTabl
 
     /// <summary>
     /// Runs a program of vector operations on every server at once (each over the blocks it holds) and adds up the
-    /// servers' shares of each dot product. Not resent after a failure: a server may have run it and another not.
+    /// servers' shares of each dot product. Sent again only when every server refused it before running anything (the
+    /// placement was changing); a program that ran on some servers and failed on others is an error.
     /// </summary>
     public async Task<double[]> RunVectorOpsAsync(IReadOnlyList<WireVectorOp> ops, int dots, CancellationToken cancellationToken)
     {
-        var routes = routeTable.Connected;
         byte[] payload = VectorProgramCodec.Write(ops);
-        var calls = new Task<(FrameHeader Header, byte[] Payload)>[routes.BySlot.Length];
-        for (int i = 0; i < calls.Length; i++)
+        long deadline = Environment.TickCount64 + (long)options.RequestTimeout.TotalMilliseconds;
+        while (true)
         {
-            var request = new FrameHeader
+            var routes = routeTable.Connected;
+            var calls = new Task<(FrameHeader Header, byte[] Payload)>[routes.BySlot.Length];
+            for (int i = 0; i < calls.Length; i++)
             {
-                Type = MessageType.VectorOps,
-                SenderId = nodeId,
-                RequestId = routeTable.NextRequestId(),
-                RowWidth = 1,
-                ElementType = WireElementType.Float32,
-                ViewNumber = routes.View.Number,
-            };
-            calls[i] = routes.BySlot[i].CallAsync(request, $"a program of {ops.Count} vector operations", options.RequestTimeout, cancellationToken, payload);
-        }
-        var sums = new double[dots];
-        foreach (var call in calls)
-        {
-            var (_, answer) = await call.ConfigureAwait(false);
-            if (answer.Length != dots * sizeof(double))
-            {
-                throw new PsException(PsErrorCode.MalformedPayload, $"a server answered a vector program with {answer.Length} bytes for {dots} dot products");
+                var request = new FrameHeader
+                {
+                    Type = MessageType.VectorOps,
+                    SenderId = nodeId,
+                    RequestId = routeTable.NextRequestId(),
+                    RowWidth = 1,
+                    ElementType = WireElementType.Float32,
+                    ViewNumber = routes.View.Number,
+                    Round = routes.View.PlacementFingerprint, // the servers run it only under this placement
+                };
+                calls[i] = routes.BySlot[i].CallAsync(request, $"a program of {ops.Count} vector operations", options.RequestTimeout, cancellationToken, payload);
             }
-            var shares = MemoryMarshal.Cast<byte, double>(answer);
-            for (int d = 0; d < dots; d++)
+            try
             {
-                sums[d] += shares[d];
+                await Task.WhenAll(calls).ConfigureAwait(false);
             }
+            catch (PsException)
+            {
+                var failures = calls.Where(c => c.IsFaulted).Select(c => c.Exception!.InnerException as PsException).ToList();
+                if (failures.Count == calls.Length && failures.All(f => f?.Code == PsErrorCode.NotReady) && Environment.TickCount64 < deadline)
+                {
+                    // Every server refused before running anything (a placement change in progress): safe to send again.
+                    await Task.Delay(50, cancellationToken).ConfigureAwait(false);
+                    continue;
+                }
+                if (failures.Count == calls.Length)
+                {
+                    throw failures[0]!;
+                }
+                throw new PsException(PsErrorCode.Conflict,
+                    $"a program of {ops.Count} vector operations ran on {calls.Length - failures.Count} of {calls.Length} servers and failed on the others ({failures[0]!.Message}): the tables it changes may differ between copies; start the solver again from a checkpoint", failures[0]);
+            }
+            var sums = new double[dots];
+            foreach (var call in calls)
+            {
+                var answer = call.Result.Payload;
+                if (answer.Length != dots * sizeof(double))
+                {
+                    throw new PsException(PsErrorCode.MalformedPayload, $"a server answered a vector program with {answer.Length} bytes for {dots} dot products");
+                }
+                var shares = MemoryMarshal.Cast<byte, double>(answer);
+                for (int d = 0; d < dots; d++)
+                {
+                    sums[d] += shares[d];
+                }
+            }
+            return sums;
         }
-        return sums;
     }
 
     /// <summary>Every row the servers hold for a table, sorted by key (a bulk read: model export, checks).</summary>

@@ -32,7 +32,19 @@ internal sealed class ClusterView
         // While key ranges migrate a block's chain is its current chain followed by the members of its target chain that
         // are not in it yet: those receive a copy (refill) and every push, so the switch to the target loses nothing.
         ChainLength = InTransition ? Math.Min(Copies + Math.Min(Replication, TargetRing.Servers), Servers.Count) : Copies;
+        ulong fingerprint = 14695981039346656037UL;
+        foreach (long part in Servers.SelectMany(server => new long[] { server.Id, PointsOf(server), TargetPointsOf(server) }).Append(virtualNodes).Append(Replication))
+        {
+            fingerprint = (fingerprint ^ (ulong)part) * 1099511628211UL;
+        }
+        PlacementFingerprint = (long)fingerprint;
     }
+
+    /// <summary>
+    /// Equal for two views that place every block on the same servers (a worker joining or dying makes a new view,
+    /// not a new placement): what server-side vector operations check, since every server must run them alike.
+    /// </summary>
+    public long PlacementFingerprint { get; }
 
     /// <summary>Virtual nodes a server owns on the ring now (-1 in a node record: the job's default).</summary>
     public int PointsOf(NodeInfo server) => server.Points < 0 ? VirtualNodes : server.Points;

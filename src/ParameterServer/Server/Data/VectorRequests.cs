@@ -42,9 +42,9 @@ internal sealed class VectorRequests(LocalServer self, ViewGate gate, Answers an
         try
         {
             var view = gate.Current!;
-            if (view.Number != header.ViewNumber)
+            if (view.PlacementFingerprint != header.Round)
             {
-                moved = $"server {self.Id} moved to view {view.Number} while the program for view {header.ViewNumber} waited";
+                moved = $"the servers changed (server {self.Id} moved to view {view.Number}) while the program cut for view {header.ViewNumber} waited";
             }
             else
             {
@@ -74,9 +74,9 @@ internal sealed class VectorRequests(LocalServer self, ViewGate gate, Answers an
             return (ErrorCode.WrongOwner, $"server {self.Id} has not heard from the scheduler in time (its lease ended {lapsedMs} ms ago): it runs no vector operation until the scheduler answers");
         }
         var view = gate.Current;
-        if (view is null || view.Number != header.ViewNumber)
+        if (view is null || view.PlacementFingerprint != header.Round)
         {
-            return (ErrorCode.NotReady, $"server {self.Id} is at view {view?.Number ?? 0}, the program was cut for view {header.ViewNumber}: every server must run it under the same view");
+            return (ErrorCode.NotReady, $"server {self.Id} at view {view?.Number ?? 0} places blocks differently from the program's view {header.ViewNumber}: every server must run it under the same placement");
         }
         if (view.InTransition)
         {

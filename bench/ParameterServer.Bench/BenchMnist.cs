@@ -38,7 +38,7 @@ public static class BenchMnist
         bool json = p.GetValue(PsOptions.Json);
 
         Console.Error.WriteLine($"bench mnist: {options.Model}, batch {options.Batch}, {options.Epochs} epochs in one process...");
-        double baseline = SteadyState(MnistBaseline.Measure(options, ct));
+        double baseline = BenchTraining.SteadyState(MnistBaseline.Measure(options, ct));
         if (json)
         {
             Write(new() { ["bench"] = "mnist", ["run"] = "single-process", ["model"] = options.Model, ["batch"] = options.Batch, ["images_per_sec"] = Math.Round(baseline) });
@@ -52,23 +52,9 @@ public static class BenchMnist
         foreach (string codec in codecs)
         {
             Console.Error.WriteLine($"bench mnist: the same on 1 server x 1 worker, --compress {codec}...");
-            var job = new LocalJobSpec
-            {
-                Servers = 1,
-                Workers = 1,
-                LogLevel = "warning",
-                ResultsOnly = true,
-                ShowProgress = false,
-                Echo = false,
-                WorkerArguments = ["--json", "--app", "mnist", "--data", options.Data, "--model", options.Model, "--epochs", LocalJob.Inv(options.Epochs),
-                    "--batch", LocalJob.Inv(options.Batch), "--train-limit", LocalJob.Inv(options.TrainLimit), "--test-limit", "1000", "--compress", codec],
-            };
-            var run = await LocalJob.RunAsync(job, ct);
-            if (run.Failure is not null)
-            {
-                throw new PsException(PsErrorCode.Internal, $"the 1x1 cluster with --compress {codec} failed: {run.Failure}");
-            }
-            var epochLines = run.WorkerLines.Select(l => JsonDocument.Parse(l).RootElement).Where(e => e.TryGetProperty("epoch", out _)).Skip(1).ToList();
+            var epochLines = (await BenchTraining.EpochsAsync(BenchTraining.QuietJob(1, 1, ["--json", "--app", "mnist", "--data", options.Data, "--model", options.Model,
+                "--epochs", LocalJob.Inv(options.Epochs), "--batch", LocalJob.Inv(options.Batch), "--train-limit", LocalJob.Inv(options.TrainLimit),
+                "--test-limit", "1000", "--compress", codec]), $"the 1x1 cluster with --compress {codec}", ct)).Skip(1).ToList();
             // The steady epoch: the median by rate, with its own split of the step.
             var steady = epochLines.OrderBy(e => e.GetProperty("images_per_sec").GetDouble()).ElementAt(epochLines.Count / 2);
             double rate = steady.GetProperty("images_per_sec").GetDouble();
@@ -106,11 +92,4 @@ public static class BenchMnist
     }
 
     private static void Write(Dictionary<string, object> line) => Console.Out.WriteLine(JsonSerializer.Serialize(line));
-
-    /// <summary>Median of the epochs after the first (which pays for JIT and cold caches).</summary>
-    private static double SteadyState(List<double> rates)
-    {
-        var steady = rates.Skip(1).Order().ToList();
-        return steady[steady.Count / 2];
-    }
 }

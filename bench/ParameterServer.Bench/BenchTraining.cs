@@ -30,17 +30,8 @@ public static class BenchTraining
             var rates = LogRegBaseline.Measure(options, file, ct);
             double baseline = SteadyState(rates);
 
-            var job = new LocalJobSpec
-            {
-                Servers = 1,
-                Workers = 1,
-                LogLevel = "warning",
-                ResultsOnly = true,
-                ShowProgress = false,
-                Echo = false,
-                WorkerArguments = ["--json", "--app", "logreg", "--data", file, "--epochs", LocalJob.Inv(epochs), "--batch", LocalJob.Inv(batch),
-                    "--optimizer", options.Optimizer, "--consistency", options.Consistency.ToString()],
-            };
+            var job = QuietJob(1, 1, ["--json", "--app", "logreg", "--data", file, "--epochs", LocalJob.Inv(epochs), "--batch", LocalJob.Inv(batch),
+                "--optimizer", options.Optimizer, "--consistency", options.Consistency.ToString()]);
             var clusterRates = (await EpochsAsync(job, "the 1x1 cluster", ct)).Select(e => e.GetProperty("examples_per_sec").GetDouble()).ToList();
             double cluster = SteadyState(clusterRates);
             long rows = LibSvmReader.CountRows(file, 0, 1, new LibSvmOptions());
@@ -94,18 +85,9 @@ public static class BenchTraining
             foreach (var tau in taus)
             {
                 Console.Error.WriteLine($"bench consistency: training with {tau}...");
-                var job = new LocalJobSpec
-                {
-                    Servers = p.GetValue(LocalCluster.Servers),
-                    Workers = p.GetValue(LocalCluster.Workers),
-                    LogLevel = "warning",
-                    ResultsOnly = true,
-                    ShowProgress = false,
-                    Echo = false,
-                    WorkerArguments = ["--json", "--app", "logreg", "--data", Path.GetFullPath(file), "--test", Path.GetFullPath(test),
-                        "--epochs", LocalJob.Inv(p.GetValue(LogRegAppDefinition.Epochs)), "--batch", LocalJob.Inv(p.GetValue(LogRegAppDefinition.Batch) ?? 100),
-                        "--optimizer", p.GetValue(LogRegAppDefinition.Optimizer) ?? "ftrl", "--consistency", tau.ToString()],
-                };
+                var job = QuietJob(p.GetValue(LocalCluster.Servers), p.GetValue(LocalCluster.Workers), ["--json", "--app", "logreg", "--data", Path.GetFullPath(file), "--test", Path.GetFullPath(test),
+                    "--epochs", LocalJob.Inv(p.GetValue(LogRegAppDefinition.Epochs)), "--batch", LocalJob.Inv(p.GetValue(LogRegAppDefinition.Batch) ?? 100),
+                    "--optimizer", p.GetValue(LogRegAppDefinition.Optimizer) ?? "ftrl", "--consistency", tau.ToString()]);
                 runs.Add((tau, await EpochsAsync(job, $"training with {tau}", ct)));
             }
         }
@@ -163,8 +145,20 @@ public static class BenchTraining
         return ExitCodes.Ok;
     }
 
-    /// <summary>Runs a logreg job without echoing it and returns rank 0's per-epoch JSON objects.</summary>
-    private static async Task<List<JsonElement>> EpochsAsync(LocalJobSpec job, string what, CancellationToken ct)
+    /// <summary>A local job that prints nothing but the workers' result lines (collected, not echoed).</summary>
+    internal static LocalJobSpec QuietJob(int servers, int workers, IReadOnlyList<string> workerArguments) => new()
+    {
+        Servers = servers,
+        Workers = workers,
+        LogLevel = "warning",
+        ResultsOnly = true,
+        ShowProgress = false,
+        Echo = false,
+        WorkerArguments = workerArguments,
+    };
+
+    /// <summary>Runs a training job without echoing it and returns rank 0's per-epoch JSON objects.</summary>
+    internal static async Task<List<JsonElement>> EpochsAsync(LocalJobSpec job, string what, CancellationToken ct)
     {
         var run = await LocalJob.RunAsync(job, ct);
         if (run.Failure is not null)
@@ -175,7 +169,7 @@ public static class BenchTraining
     }
 
     /// <summary>Median of the epochs after the first (which pays for JIT and cold caches).</summary>
-    private static double SteadyState(List<double> rates)
+    internal static double SteadyState(List<double> rates)
     {
         var steady = rates.Skip(1).Order().ToList();
         return steady.Count == 0 ? double.NaN : steady[steady.Count / 2];

@@ -1,5 +1,6 @@
 using System.Globalization;
 using ParameterServer.Apps.LogReg.Data;
+using ParameterServer.Hosting;
 
 namespace ParameterServer.Apps.LogReg;
 

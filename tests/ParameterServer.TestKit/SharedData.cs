@@ -20,6 +20,11 @@ internal static class SharedData
 
     public static string A9aTest => Path("a9a", "a9a.t");
 
+    /// <summary>The UCI bag-of-words KOS corpus.</summary>
+    public static string KosDocWords => Path("kos", "docword.kos.txt");
+
+    public static string KosVocabulary => Path("kos", "vocab.kos.txt");
+
     /// <summary>The folder of the MNIST idx files (gzip-compressed).</summary>
     public static string MnistDirectory => System.IO.Path.GetDirectoryName(Path("mnist", "t10k-labels-idx1-ubyte.gz"))!;
 }

@@ -1,3 +1,4 @@
+using ParameterServer.Hosting;
 using System.IO.Compression;
 using System.Text;
 using FsCheck;

@@ -1,3 +1,4 @@
+using ParameterServer.Hosting;
 using ParameterServer.Apps.LogReg.Data;
 using ParameterServer.Apps.LogReg;
 

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Buffers.Text;
 using System.IO.Compression;
 using ParameterServer.Core.Cluster;
+using ParameterServer.Hosting;
 
 namespace ParameterServer.Apps.LogReg.Data;
 

@@ -12,7 +12,7 @@ public enum UpdateMode : byte
     Sync = 1,
 }
 
-/// <summary>What each value of a table's rows is. Only <see cref="Float32"/> tables can be created today; integer count tables come with LDA and sketches.</summary>
+/// <summary>What each value of a table's rows is. <see cref="Float32"/> and <see cref="Int32"/> tables can be created today.</summary>
 public enum ElementType : byte
 {
     Float32 = 1,
@@ -52,7 +52,10 @@ public sealed record TableSpec
 
     public UpdateMode Mode { get; init; } = UpdateMode.Async;
 
-    /// <summary>What the rows hold. Defaults to <see cref="ParameterServer.ElementType.Float32"/>, the only type supported so far.</summary>
+    /// <summary>
+    /// What the rows hold. Defaults to <see cref="ParameterServer.ElementType.Float32"/>; <see cref="ParameterServer.ElementType.Int32"/>
+    /// tables hold counts (handler sum, lossless compression only) and take the <c>int</c> overloads of <see cref="Client.PsTable"/>.
+    /// </summary>
     public ElementType ElementType { get; init; } = ElementType.Float32;
 
     /// <summary>0 for a sparse table (any uint64 key); otherwise keys are [0, DenseSize) and stored as flat arrays.</summary>
@@ -100,9 +103,17 @@ public sealed record TableSpec
         {
             Extensions.PullFilters.Parse(PullFilter); // throws saying what is accepted
         }
-        if (ElementType != ElementType.Float32)
+        if (ElementType is not (ElementType.Float32 or ElementType.Int32))
         {
-            throw new ArgumentException($"table '{Name}': element type {ElementType} is not supported yet; tables hold float32 values", nameof(ElementType));
+            throw new ArgumentException($"table '{Name}': element type {ElementType} is not supported yet; tables hold float32 or int32 values", nameof(ElementType));
+        }
+        if (ElementType == ElementType.Int32)
+        {
+            var codec = CodecSpec.Parse(Compression);
+            if (Handler != "sum" || codec.IsLossy || PullFilter.Trim() is not ("" or "none"))
+            {
+                throw new ArgumentException($"int32 table '{Name}' takes handler sum (it has {Handler}), lossless compression only (zero, lz; it has {Compression}) and no pull filter (it has {PullFilter})", nameof(ElementType));
+            }
         }
         if (BlockKeys < 1)
         {

@@ -1,4 +1,6 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using ParameterServer.Client.Dispatch;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Core.Codecs;
@@ -53,15 +55,54 @@ public sealed class PsTable
 
     /// <summary>Sends values for keys to the servers' update handlers.</summary>
     public long Push(ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, ReadOnlySpan<long> after = default) =>
-        _client.Submit(this, MessageType.Push, keys, values, default, after);
+        _client.Submit(Holding(ElementType.Float32), MessageType.Push, keys, values, default, after);
 
     /// <summary>Fetches the values of keys into <paramref name="destination"/> (keys.Length x Width floats).</summary>
     public long Pull(ReadOnlySpan<ulong> keys, Memory<float> destination, ReadOnlySpan<long> after = default) =>
-        _client.Submit(this, MessageType.Pull, keys, default, destination, after);
+        _client.Submit(Holding(ElementType.Float32), MessageType.Pull, keys, default, destination, after);
 
     /// <summary>Pushes, then returns the values after the update, in one round trip.</summary>
     public long PushPull(ReadOnlySpan<ulong> keys, ReadOnlySpan<float> values, Memory<float> destination, ReadOnlySpan<long> after = default) =>
-        _client.Submit(this, MessageType.PushPull, keys, values, destination, after);
+        _client.Submit(Holding(ElementType.Float32), MessageType.PushPull, keys, values, destination, after);
+
+    /// <summary>Sends integer values (count deltas) for keys to an <see cref="ElementType.Int32"/> table, which adds them.</summary>
+    public long Push(ReadOnlySpan<ulong> keys, ReadOnlySpan<int> values) =>
+        _client.Submit(Holding(ElementType.Int32), MessageType.Push, keys, MemoryMarshal.Cast<int, float>(values), default, default);
+
+    /// <summary>Fetches the integer values of keys of an <see cref="ElementType.Int32"/> table into <paramref name="destination"/>.</summary>
+    public long Pull(ReadOnlySpan<ulong> keys, Memory<int> destination) =>
+        _client.Submit(Holding(ElementType.Int32), MessageType.Pull, keys, default, Int32Views.AsFloats(destination), default);
+
+    /// <summary>Pushes values.Length / Width consecutive keys of an <see cref="ElementType.Int32"/> table from <paramref name="firstKey"/>.</summary>
+    public long PushRange(ulong firstKey, ReadOnlySpan<int> values)
+    {
+        var keys = RangeKeys(firstKey, values.Length, out var rented);
+        try
+        {
+            return Push(keys, values);
+        }
+        finally
+        {
+            ArrayPool<ulong>.Shared.Return(rented);
+        }
+    }
+
+    /// <summary>Pulls destination.Length / Width consecutive keys of an <see cref="ElementType.Int32"/> table from <paramref name="firstKey"/>.</summary>
+    public long PullRange(ulong firstKey, Memory<int> destination)
+    {
+        var keys = RangeKeys(firstKey, destination.Length, out var rented);
+        try
+        {
+            return Pull(keys, destination);
+        }
+        finally
+        {
+            ArrayPool<ulong>.Shared.Return(rented);
+        }
+    }
+
+    private PsTable Holding(ElementType type) => Info.Element == type ? this : throw new PsException(PsErrorCode.WrongElementType,
+        $"table '{Name}' holds {Info.Element.ToString().ToLowerInvariant()} values: call the {(Info.Element == ElementType.Int32 ? "int" : "float")} overloads of Push and Pull, not the {(type == ElementType.Int32 ? "int" : "float")} ones");
 
     /// <summary>Pushes values.Length / Width consecutive keys starting at <paramref name="firstKey"/>.</summary>
     public long PushRange(ulong firstKey, ReadOnlySpan<float> values, ReadOnlySpan<long> after = default)
@@ -127,4 +168,49 @@ public sealed class PsTable
     public void Wait(long timestamp) => _client.Wait(timestamp);
 
     public override string ToString() => $"table {Info.Describe()}";
+}
+
+/// <summary>
+/// Int arrays seen as float memory, for pulls into int32 tables: the data path writes 4-byte values whatever they
+/// are. One view per array, kept while the array lives, so pulling into the same buffer again allocates nothing.
+/// </summary>
+internal static class Int32Views
+{
+    private static readonly ConditionalWeakTable<int[], View> s_views = new();
+
+    public static Memory<float> AsFloats(Memory<int> memory)
+    {
+        if (memory.IsEmpty)
+        {
+            return Memory<float>.Empty;
+        }
+        if (!MemoryMarshal.TryGetArray<int>(memory, out var segment) || segment.Array is null)
+        {
+            throw new ArgumentException("pull into int32 tables needs memory backed by an int[] array", nameof(memory));
+        }
+        var view = s_views.GetValue(segment.Array, static array => new View(array));
+        return view.Memory.Slice(segment.Offset, segment.Count);
+    }
+
+    private sealed class View(int[] array) : MemoryManager<float>
+    {
+        public override Span<float> GetSpan() => MemoryMarshal.Cast<int, float>(array.AsSpan());
+
+        public override MemoryHandle Pin(int elementIndex = 0)
+        {
+            var handle = GCHandle.Alloc(array, GCHandleType.Pinned);
+            unsafe
+            {
+                return new MemoryHandle((float*)handle.AddrOfPinnedObject() + elementIndex, handle);
+            }
+        }
+
+        public override void Unpin()
+        {
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+        }
+    }
 }

@@ -37,6 +37,34 @@ internal sealed class SumHandler : IRunUpdateHandler, IElementwiseUpdateHandler
     public override string ToString() => "sum";
 }
 
+/// <summary>values += pushed, on int32 tables: the values' bits are integers (the stores keep 4-byte elements alike).</summary>
+internal sealed class Int32SumHandler : IRunUpdateHandler, IElementwiseUpdateHandler
+{
+    public int StateLength(int width)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(width);
+        return 0;
+    }
+
+    public void Apply(Span<float> row, ReadOnlySpan<float> pushed, int width)
+    {
+        HandlerChecks.Row(row, pushed, width, 0);
+        ApplyElements(row, pushed);
+    }
+
+    public void ApplyRun(Span<float> rows, ReadOnlySpan<float> pushed, int width, int count)
+    {
+        HandlerChecks.Run(rows, pushed, width, count, 0);
+        ApplyElements(rows, pushed);
+    }
+
+    // Wrapping on overflow, like any int32 sum; a count table that nears 2^31 wants int64 elements.
+    public void ApplyElements(Span<float> values, ReadOnlySpan<float> pushed) =>
+        System.Numerics.Tensors.TensorPrimitives.Add(MemoryMarshal.Cast<float, int>(values), MemoryMarshal.Cast<float, int>(pushed), MemoryMarshal.Cast<float, int>(values));
+
+    public override string ToString() => "sum";
+}
+
 /// <summary>w -= lr * (g + l2 * w).</summary>
 internal sealed class SgdHandler(float learningRate, float l2) : IRunUpdateHandler, IElementwiseUpdateHandler
 {

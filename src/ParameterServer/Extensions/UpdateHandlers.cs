@@ -8,6 +8,21 @@ public static class UpdateHandlers
     /// <summary>values += pushed. The default: aggregate counts, LDA topic counts, sketches.</summary>
     public static IUpdateHandler Sum { get; } = new SumHandler();
 
+    /// <summary>values += pushed on an int32 table (its "sum").</summary>
+    internal static IUpdateHandler Int32Sum { get; } = new Int32SumHandler();
+
+    /// <summary>
+    /// The handler of a table: <paramref name="create"/> (the built-ins and the registered ones) for float32 tables;
+    /// integer tables take only "sum", which adds integers.
+    /// </summary>
+    internal static IUpdateHandler ForTable(Core.Cluster.TableInfo table, Func<string, IUpdateHandler> create) =>
+        table.Element switch
+        {
+            ElementType.Float32 => create(table.Handler),
+            ElementType.Int32 when table.Handler == "sum" => Int32Sum,
+            _ => throw new ArgumentException($"table '{table.Name}' holds {table.Element.ToString().ToLowerInvariant()} values: its handler must be sum, not {table.Handler}"),
+        };
+
     private enum Range
     {
         Positive,

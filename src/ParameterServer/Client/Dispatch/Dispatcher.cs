@@ -78,7 +78,7 @@ internal sealed class Dispatcher(int nodeId, WorkerOptions options, CallClock cl
         {
             throw new ArgumentException($"table '{table.Name}' has width {width}: {keys.Length} keys need {(long)keys.Length * width} values, got {values.Length}", nameof(values));
         }
-        if (kind != MessageType.Pull && Extensions.Simd.IndexOfNonFinite(values) is int bad and >= 0)
+        if (kind != MessageType.Pull && table.Info.Element == ElementType.Float32 && Extensions.Simd.IndexOfNonFinite(values) is int bad and >= 0)
         {
             // Refused before anything is sent, so no server applies part of it: one NaN would spread through every
             // later update of its key (and the whole model, once pulled).
@@ -123,7 +123,7 @@ internal sealed class Dispatcher(int nodeId, WorkerOptions options, CallClock cl
                 Timestamp = op.Timestamp,
                 ViewNumber = view.Number,
                 TableId = table.Info.Id,
-                ElementType = WireElementType.Float32,
+                ElementType = table.Info.ElementType,
                 AnswerCodec = pull && table.Traffic is { } traffic ? traffic.AnswerByte : (byte)0, // kept by resends of the plain frame
                 Round = round,
             });

@@ -152,7 +152,7 @@ internal sealed class DataRequests(LocalServer self, ViewGate gate, Answers answ
             }
             return;
         }
-        if (Extensions.Simd.IndexOfNonFinite(values) is int bad and >= 0)
+        if (table.Info.Element == ElementType.Float32 && Extensions.Simd.IndexOfNonFinite(values) is int bad and >= 0)
         {
             // Our client refuses these before sending; this guards the table against any other sender.
             _answers.SendError(connection, header, ErrorCode.InvalidArgument,

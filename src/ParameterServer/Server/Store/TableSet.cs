@@ -53,7 +53,7 @@ internal sealed class TableSet(LocalServer self, Func<ClusterView?> currentView)
             {
                 try
                 {
-                    tables[info.Id] = new TableStore(info, self.Options.CreateHandler(info.Handler)) { PullFilter = self.Options.CreatePullFilter(info.PullFilter) };
+                    tables[info.Id] = new TableStore(info, Extensions.UpdateHandlers.ForTable(info, self.Options.CreateHandler)) { PullFilter = self.Options.CreatePullFilter(info.PullFilter) };
                     self.Log.LogTableCreated(self.Id, info.Describe());
                 }
                 catch (ArgumentException ex)

@@ -1,0 +1,83 @@
+namespace ParameterServer.IntegrationTests;
+
+/// <summary>int32 tables end to end on real servers (in-process, real TCP): exact integer sums, sync rounds, lossless codecs, and type errors.</summary>
+public sealed class IntTableTests
+{
+    private const int Big = 16_777_217; // 2^24 + 1: not a float32; a float sum would lose the 1
+
+    [Fact]
+    public async Task Counts_add_up_exactly_beyond_float_precision_on_two_servers()
+    {
+        var (cluster, clients) = await InProcessCluster.StartAsync(servers: 2, workers: 2);
+        await using var _ = cluster;
+        var tables = await Task.WhenAll(clients.Select(c => c.DeclareTableAsync(new TableSpec("counts", 3) { ElementType = ElementType.Int32, Compression = "zero+lz" })));
+        ulong[] keys = [1, 7, 1_000_003, 99_999_999_999];
+        await Task.WhenAll(tables.Select((table, w) => Task.Run(async () =>
+        {
+            var values = new int[keys.Length * 3];
+            for (int round = 0; round < 50; round++)
+            {
+                for (int i = 0; i < values.Length; i++)
+                {
+                    values[i] = round == 0 ? Big : (i % 3) - 1; // -1, 0, +1 per column after the first round
+                }
+                await clients[w].WaitAsync(table.Push(keys, values));
+            }
+        })));
+        var pulled = new int[keys.Length * 3];
+        await clients[0].WaitAsync(tables[0].Pull(keys, pulled));
+        for (int i = 0; i < pulled.Length; i++)
+        {
+            Assert.Equal((2 * Big) + (2 * 49 * ((i % 3) - 1)), pulled[i]);
+        }
+        foreach (var client in clients)
+        {
+            await client.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task A_sync_int_table_sums_every_workers_round_exactly()
+    {
+        var (cluster, clients) = await InProcessCluster.StartAsync(servers: 2, workers: 2);
+        await using var _ = cluster;
+        var tables = await Task.WhenAll(clients.Select(c => c.DeclareTableAsync(new TableSpec("rounds", 2) { ElementType = ElementType.Int32, Mode = UpdateMode.Sync, DenseSize = 10, BlockKeys = 2 })));
+        await Task.WhenAll(tables.Select((table, w) => Task.Run(async () =>
+        {
+            var values = Enumerable.Range(0, 20).Select(i => Big + i + w).ToArray();
+            for (int round = 0; round < 5; round++)
+            {
+                await clients[w].WaitAsync(table.PushRange(0, values));
+            }
+        })));
+        var pulled = new int[20];
+        await clients[1].WaitAsync(tables[1].PullRange(0, pulled));
+        Assert.Equal(Enumerable.Range(0, 20).Select(i => 5 * ((2 * (Big + i)) + 1)), pulled);
+        foreach (var client in clients)
+        {
+            await client.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Floats_into_an_int_table_and_ints_into_a_float_table_are_refused_and_lossy_settings_too()
+    {
+        var (cluster, clients) = await InProcessCluster.StartAsync(servers: 1, workers: 1);
+        await using var _ = cluster;
+        await using var client = clients[0];
+        var counts = await client.DeclareTableAsync(new TableSpec("counts") { ElementType = ElementType.Int32 });
+        var weights = await client.DeclareTableAsync(new TableSpec("weights"));
+        var floatIntoInt = Assert.Throws<PsException>(() => counts.Push([1UL], [1.5f]));
+        Assert.Equal(PsErrorCode.WrongElementType, floatIntoInt.Code);
+        Assert.Contains("holds int32 values: call the int overloads", floatIntoInt.Message);
+        Assert.Equal(PsErrorCode.WrongElementType, Assert.Throws<PsException>(() => weights.Push([1UL], [1])).Code);
+        var lossy = await Assert.ThrowsAsync<ArgumentException>(() => client.DeclareTableAsync(new TableSpec("bad") { ElementType = ElementType.Int32, Compression = "fp16" }));
+        Assert.Contains("lossless compression only", lossy.Message);
+        var handler = await Assert.ThrowsAsync<ArgumentException>(() => client.DeclareTableAsync(new TableSpec("bad2") { ElementType = ElementType.Int32, Handler = "adagrad" }));
+        Assert.Contains("takes handler sum", handler.Message);
+        // Nothing reached the table: it still reads zero.
+        var pulled = new int[1];
+        await client.WaitAsync(counts.Pull([1UL], pulled));
+        Assert.Equal(0, pulled[0]);
+    }
+}

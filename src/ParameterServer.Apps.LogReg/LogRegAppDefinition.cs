@@ -16,7 +16,7 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
     public static readonly Option<string?> Data = AppOptions.Data;
 
     /// <summary>--test.</summary>
-    public static readonly Option<string?> Test = PsOptions.Create<string?>("--test", null, "logreg: test data evaluated after every epoch");
+    public static readonly Option<string?> Test = AppOptions.Test;
 
     /// <summary>--epochs.</summary>
     public static readonly Option<int> Epochs = AppOptions.Epochs;

@@ -20,6 +20,9 @@ public static class AppOptions
     /// <summary>--optimizer.</summary>
     public static readonly Option<string?> Optimizer = PsOptions.Create<string?>("--optimizer", null, "logreg: ftrl (default), adagrad or sgd on the servers; mnist: downpour (default), sync or lbfgs");
 
+    /// <summary>--test.</summary>
+    public static readonly Option<string?> Test = PsOptions.Create<string?>("--test", null, "Held-out data: logreg a LIBSVM file evaluated after every epoch, lda a corpus scored by perplexity");
+
     /// <summary>--lr.</summary>
     public static readonly Option<double?> LearningRate = PsOptions.Create<double?>("--lr", null, "Learning rate; each app and update rule has its own default");
 

@@ -1,0 +1,203 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using ParameterServer.Apps.Lda.Data;
+using ParameterServer.Apps.Lda.Sampling;
+using ParameterServer.Client;
+using ParameterServer.Hosting;
+
+namespace ParameterServer.Apps.Lda;
+
+/// <summary>
+/// LDA with the word-topic counts on the servers (the paper's section 5.2): int32 tables of word-topic counts (one row
+/// of K per word) and topic totals (one hot row); each worker owns every W-th document and its tokens' topics, pulls the
+/// counts, samples a sweep against its copy (LightLDA's O(1) sampler), and pushes the count changes. Iterations are
+/// bulk-synchronous: after every sweep the workers' changes are in before the next pull, so the counts sum to the
+/// number of tokens at every iteration boundary.
+/// </summary>
+public sealed class LdaApp(LdaOptions options) : IPsApp
+{
+    private const int MetricsWidth = 4; // document log-likelihood, tokens, seconds, workers
+
+    public string Name => "lda";
+
+    public async Task<int> RunAsync(WorkerContext context, CancellationToken cancellationToken)
+    {
+        options.Validate();
+        var client = context.Client;
+        if (client.Joined)
+        {
+            throw new ArgumentException("lda splits the documents by rank when the job starts, so a worker cannot join a running lda job; start the job with more --workers");
+        }
+        var corpus = BagOfWords.Read(options.Data, options.Format, options.Vocabulary);
+        Corpus train = corpus;
+        Corpus? test = null;
+        if (options.Test is { } testPath)
+        {
+            test = BagOfWords.Read(testPath, options.Format, options.Vocabulary);
+        }
+        else if (options.HoldOut > 0)
+        {
+            (train, test) = corpus.HoldOut(options.HoldOut);
+        }
+        var mine = train.Shard(context.Rank, context.WorkerCount);
+        int k = options.Topics, vocabulary = train.VocabularySize;
+        var priors = options.Priors;
+        var wordTopic = await client.DeclareTableAsync(new TableSpec("lda.word-topic", k)
+        {
+            ElementType = ElementType.Int32,
+            DenseSize = (ulong)vocabulary,
+            BlockKeys = Math.Max(1, (vocabulary + 63) / 64),
+            Compression = options.Compression,
+        }, cancellationToken).ConfigureAwait(false);
+        var totals = await client.DeclareTableAsync(new TableSpec("lda.topic-totals", k) { ElementType = ElementType.Int32, DenseSize = 1, BlockKeys = 1 }, cancellationToken).ConfigureAwait(false);
+        var metrics = await client.DeclareTableAsync(new TableSpec("lda.metrics", MetricsWidth) { DenseSize = (ulong)options.Iterations + 1, BlockKeys = 1024 }, cancellationToken).ConfigureAwait(false);
+        context.Log.LogInformation("lda rank {Rank}/{Workers}: {Documents} documents, {Tokens} tokens, {Topics} topics, vocabulary {Vocabulary}, {Sampler}",
+            context.Rank, context.WorkerCount, mine.Documents, mine.Tokens, k, vocabulary, options.ExactGibbs ? "O(K) Gibbs" : "LightLDA");
+
+        // Random initial topics; their counts go to the servers before anyone samples.
+        var random = new FastRandom(((ulong)options.Seed * 7919UL) + (ulong)context.Rank);
+        var topicOfToken = new int[mine.Tokens];
+        var counts = new TopicCounts(vocabulary, k);
+        var changes = new TopicCounts(vocabulary, k);
+        for (int i = 0; i < topicOfToken.Length; i++)
+        {
+            int t = random.Next(k);
+            topicOfToken[i] = t;
+            changes.WordTopic[(mine.Words[i] * k) + t]++;
+            changes.TopicTotals[t]++;
+        }
+        var changedKeys = new ulong[vocabulary];
+        var changedRows = new int[vocabulary * k];
+        await PushChangesAsync(client, wordTopic, totals, changes, changedKeys, changedRows, cancellationToken).ConfigureAwait(false);
+        await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
+
+        ITopicSampler sampler = options.ExactGibbs ? new GibbsSampler(priors, k) : new LightLdaSampler(priors, vocabulary, k);
+        var row = new float[MetricsWidth];
+        var final = new Dictionary<string, object?>();
+        double perplexity = double.NaN, iterationSecondsTotal = 0;
+        long tokensTotal = 0;
+        for (int iteration = 1; iteration <= options.Iterations; iteration++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            var a = wordTopic.PullRange(0, counts.WordTopic);
+            var b = totals.PullRange(0, counts.TopicTotals);
+            await client.WaitAsync(a, cancellationToken).ConfigureAwait(false);
+            await client.WaitAsync(b, cancellationToken).ConfigureAwait(false);
+            sampler.Sweep(mine, topicOfToken, counts, changes, ref random);
+            await PushChangesAsync(client, wordTopic, totals, changes, changedKeys, changedRows, cancellationToken).ConfigureAwait(false);
+            double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            double documentLogLikelihood = Evaluation.DocumentLogLikelihood(mine, topicOfToken, k, priors);
+            await client.WaitAsync(metrics.PushRange((ulong)iteration, [(float)documentLogLikelihood, mine.Tokens, (float)seconds, 1]), cancellationToken).ConfigureAwait(false);
+            JobTraffic.Publish(client);
+            await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
+            if (context.Rank != 0)
+            {
+                continue;
+            }
+            // Every worker's changes are in: the counts as they stand now are the job's.
+            a = wordTopic.PullRange(0, counts.WordTopic);
+            b = totals.PullRange(0, counts.TopicTotals);
+            var c = metrics.PullRange((ulong)iteration, row);
+            await client.WaitAsync(a, cancellationToken).ConfigureAwait(false);
+            await client.WaitAsync(b, cancellationToken).ConfigureAwait(false);
+            await client.WaitAsync(c, cancellationToken).ConfigureAwait(false);
+            long tokens = (long)row[1];
+            double meanSeconds = row[2] / Math.Max(1, row[3]);
+            tokensTotal += tokens;
+            iterationSecondsTotal += meanSeconds;
+            double logLikelihood = (Evaluation.WordLogLikelihood(counts, priors) + row[0]) / Math.Max(1, tokens);
+            if (test is not null && (iteration % options.EvalEvery == 0 || iteration == options.Iterations))
+            {
+                perplexity = Evaluation.Perplexity(counts, test, priors);
+            }
+            var (workerTraffic, serverTraffic) = await JobTraffic.CollectAsync(client, cancellationToken).ConfigureAwait(false);
+            var line = new Dictionary<string, object?>
+            {
+                ["app"] = "lda",
+                ["iteration"] = iteration,
+                ["loglik_per_token"] = Math.Round(logLikelihood, 6),
+                ["test_perplexity"] = double.IsNaN(perplexity) ? null : Math.Round(perplexity, 2),
+                ["tokens_per_sec"] = Math.Round(tokens / Math.Max(meanSeconds, 1e-9)),
+                ["counted_tokens"] = counts.TokenCount(),
+                ["seconds"] = Math.Round(meanSeconds, 4),
+            };
+            JobTraffic.AddTo(line, workerTraffic, serverTraffic);
+            final = line;
+            context.Progress.Report(new JobProgress($"iteration {iteration}/{options.Iterations}", (double)iteration / options.Iterations));
+            if (context.Json)
+            {
+                context.Output.WriteLine(JsonSerializer.Serialize(line));
+            }
+            else if (iteration % options.EvalEvery == 0 || iteration == options.Iterations || iteration == 1)
+            {
+                context.Output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"iteration {iteration}/{options.Iterations}  loglik/token {logLikelihood:0.0000}  {(double.IsNaN(perplexity) ? "" : $"test perplexity {perplexity:0.0}  ")}{line["tokens_per_sec"]:N0} tokens/s"));
+            }
+            context.Output.Flush();
+        }
+
+        if (context.Rank == 0)
+        {
+            var top = LdaModelFile.TopWords(counts, train.Vocabulary);
+            if (!context.Json)
+            {
+                for (int t = 0; t < top.Count; t++)
+                {
+                    context.Output.WriteLine($"topic {t,3}: {string.Join(' ', top[t])}");
+                }
+            }
+            if (options.ModelOut is { } path)
+            {
+                LdaModelFile.Write(path, counts, priors);
+                context.Log.LogInformation("Wrote the model ({Words} words x {Topics} topics) to {Path}", vocabulary, k, path);
+            }
+            var summary = new Dictionary<string, object?>
+            {
+                ["app"] = "lda",
+                ["topics"] = k,
+                ["iterations"] = options.Iterations,
+                ["loglik_per_token"] = final.GetValueOrDefault("loglik_per_token"),
+                ["test_perplexity"] = final.GetValueOrDefault("test_perplexity"),
+                ["tokens_per_sec"] = Math.Round(tokensTotal / Math.Max(iterationSecondsTotal, 1e-9)),
+                ["bytes_sent"] = final.GetValueOrDefault("bytes_sent", 0L),
+                ["bytes_received"] = final.GetValueOrDefault("bytes_received", 0L),
+                ["workers"] = context.WorkerCount,
+                ["servers"] = client.ServerCount,
+                ["sampler"] = options.ExactGibbs ? "gibbs" : "lightlda",
+            };
+            if (context.Json)
+            {
+                summary["top_words"] = top;
+            }
+            context.Output.WriteLine(context.Json ? JsonSerializer.Serialize(summary) : string.Create(CultureInfo.InvariantCulture,
+                $"done: {k} topics, {options.Iterations} iterations, loglik/token {summary["loglik_per_token"]}, test perplexity {summary["test_perplexity"] ?? "-"}, {summary["tokens_per_sec"]:N0} tokens/s"));
+        }
+        await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
+        return 0;
+    }
+
+    /// <summary>Pushes the rows that changed (and the totals), waits for them, and clears the changes.</summary>
+    private static async Task PushChangesAsync(PsClient client, PsTable wordTopic, PsTable totals, TopicCounts changes, ulong[] keys, int[] rows, CancellationToken cancellationToken)
+    {
+        int k = changes.Topics, n = 0;
+        for (int w = 0; w < changes.Vocabulary; w++)
+        {
+            var change = changes.Row(w);
+            if (change.ContainsAnyExcept(0))
+            {
+                keys[n] = (ulong)w;
+                change.CopyTo(rows.AsSpan(n * k, k));
+                n++;
+            }
+        }
+        if (n > 0)
+        {
+            await client.WaitAsync(wordTopic.Push(keys.AsSpan(0, n), rows.AsSpan(0, n * k)), cancellationToken).ConfigureAwait(false);
+        }
+        await client.WaitAsync(totals.PushRange(0, changes.TopicTotals), cancellationToken).ConfigureAwait(false);
+        Array.Clear(changes.WordTopic);
+        Array.Clear(changes.TopicTotals);
+    }
+}

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Numerics.Tensors;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using ParameterServer.Apps.Lda.Data;
@@ -61,6 +62,7 @@ public sealed class LdaApp(LdaOptions options) : IPsApp
         var topicOfToken = new int[mine.Tokens];
         var counts = new TopicCounts(vocabulary, k);
         var changes = new TopicCounts(vocabulary, k);
+        var pulledCounts = new TopicCounts(vocabulary, k);
         for (int i = 0; i < topicOfToken.Length; i++)
         {
             int t = random.Next(k);
@@ -76,18 +78,28 @@ public sealed class LdaApp(LdaOptions options) : IPsApp
         ITopicSampler sampler = options.ExactGibbs ? new GibbsSampler(priors, k) : new LightLdaSampler(priors, vocabulary, k);
         var row = new float[MetricsWidth];
         var final = new Dictionary<string, object?>();
-        double perplexity = double.NaN, iterationSecondsTotal = 0;
+        double perplexity = double.NaN, iterationSecondsTotal = 0, pullSeconds = 0, sweepSeconds = 0;
         long tokensTotal = 0;
         for (int iteration = 1; iteration <= options.Iterations; iteration++)
         {
             long start = Stopwatch.GetTimestamp();
-            var a = wordTopic.PullRange(0, counts.WordTopic);
-            var b = totals.PullRange(0, counts.TopicTotals);
+            var a = wordTopic.PullRangeInt32(0, counts.WordTopic);
+            var b = totals.PullRangeInt32(0, counts.TopicTotals);
             await client.WaitAsync(a, cancellationToken).ConfigureAwait(false);
             await client.WaitAsync(b, cancellationToken).ConfigureAwait(false);
-            sampler.Sweep(mine, topicOfToken, counts, changes, ref random);
+            long pulled = Stopwatch.GetTimestamp();
+            // The changes are the counts after the sweep less those pulled: two passes over the table cost less than
+            // tracking each token's move in a third table as it happens (random writes).
+            counts.WordTopic.CopyTo(pulledCounts.WordTopic, 0);
+            counts.TopicTotals.CopyTo(pulledCounts.TopicTotals, 0);
+            sampler.Sweep(mine, topicOfToken, counts, null, ref random);
+            TensorPrimitives.Subtract(counts.WordTopic, pulledCounts.WordTopic, changes.WordTopic);
+            TensorPrimitives.Subtract(counts.TopicTotals, pulledCounts.TopicTotals, changes.TopicTotals);
+            long swept = Stopwatch.GetTimestamp();
             await PushChangesAsync(client, wordTopic, totals, changes, changedKeys, changedRows, cancellationToken).ConfigureAwait(false);
             double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            pullSeconds += Stopwatch.GetElapsedTime(start, pulled).TotalSeconds;
+            sweepSeconds += Stopwatch.GetElapsedTime(pulled, swept).TotalSeconds;
             double documentLogLikelihood = Evaluation.DocumentLogLikelihood(mine, topicOfToken, k, priors);
             await client.WaitAsync(metrics.PushRange((ulong)iteration, [(float)documentLogLikelihood, mine.Tokens, (float)seconds, 1]), cancellationToken).ConfigureAwait(false);
             JobTraffic.Publish(client);
@@ -97,8 +109,8 @@ public sealed class LdaApp(LdaOptions options) : IPsApp
                 continue;
             }
             // Every worker's changes are in: the counts as they stand now are the job's.
-            a = wordTopic.PullRange(0, counts.WordTopic);
-            b = totals.PullRange(0, counts.TopicTotals);
+            a = wordTopic.PullRangeInt32(0, counts.WordTopic);
+            b = totals.PullRangeInt32(0, counts.TopicTotals);
             var c = metrics.PullRange((ulong)iteration, row);
             await client.WaitAsync(a, cancellationToken).ConfigureAwait(false);
             await client.WaitAsync(b, cancellationToken).ConfigureAwait(false);
@@ -121,6 +133,8 @@ public sealed class LdaApp(LdaOptions options) : IPsApp
                 ["test_perplexity"] = double.IsNaN(perplexity) ? null : Math.Round(perplexity, 2),
                 ["tokens_per_sec"] = Math.Round(tokens / Math.Max(meanSeconds, 1e-9)),
                 ["counted_tokens"] = counts.TokenCount(),
+                ["pull_fraction"] = Math.Round(pullSeconds / Math.Max(1e-9, iterationSecondsTotal), 4),
+                ["sweep_fraction"] = Math.Round(sweepSeconds / Math.Max(1e-9, iterationSecondsTotal), 4),
                 ["seconds"] = Math.Round(meanSeconds, 4),
             };
             JobTraffic.AddTo(line, workerTraffic, serverTraffic);
@@ -194,9 +208,9 @@ public sealed class LdaApp(LdaOptions options) : IPsApp
         }
         if (n > 0)
         {
-            await client.WaitAsync(wordTopic.Push(keys.AsSpan(0, n), rows.AsSpan(0, n * k)), cancellationToken).ConfigureAwait(false);
+            await client.WaitAsync(wordTopic.PushInt32(keys.AsSpan(0, n), rows.AsSpan(0, n * k)), cancellationToken).ConfigureAwait(false);
         }
-        await client.WaitAsync(totals.PushRange(0, changes.TopicTotals), cancellationToken).ConfigureAwait(false);
+        await client.WaitAsync(totals.PushRangeInt32(0, changes.TopicTotals), cancellationToken).ConfigureAwait(false);
         Array.Clear(changes.WordTopic);
         Array.Clear(changes.TopicTotals);
     }

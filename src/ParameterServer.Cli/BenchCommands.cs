@@ -1,4 +1,5 @@
 using System.CommandLine;
+using ParameterServer.Apps.Lda;
 using ParameterServer.Apps.LogReg;
 using ParameterServer.Apps.Mnist;
 using ParameterServer.Bench;
@@ -14,6 +15,7 @@ internal static class BenchCommands
         var command = new Command("bench", "Benchmarks: the data plane (kv), training throughput (logreg, mnist), consistency (the paper's Fig. 13)");
         command.Subcommands.Add(LogReg());
         command.Subcommands.Add(Mnist());
+        command.Subcommands.Add(Lda());
         command.Subcommands.Add(Consistency());
         command.Subcommands.Add(Traffic());
         command.Subcommands.Add(Kv());
@@ -41,6 +43,16 @@ internal static class BenchCommands
             AppOptions.Data, AppOptions.Epochs, AppOptions.Batch, MnistAppDefinition.Model, MnistAppDefinition.TrainLimit, BenchMnist.Codecs, PsOptions.Json,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(() => BenchMnist.RunAsync(p, ct)));
+        return command;
+    }
+
+    private static Command Lda()
+    {
+        var command = new Command("lda", "LightLDA's sampler alone in one process against 1 server x 1 worker on the same corpus (tokens/s)")
+        {
+            AppOptions.Data, LdaAppDefinition.Vocabulary, LdaAppDefinition.Format, LdaAppDefinition.Alpha, LdaAppDefinition.Beta, BenchLda.Topics, BenchLda.Iterations, PsOptions.Json,
+        };
+        command.SetAction((p, ct) => ExitCodes.Guard(() => BenchLda.RunAsync(p, ct)));
         return command;
     }
 

@@ -54,7 +54,7 @@ public sealed record TableSpec
 
     /// <summary>
     /// What the rows hold. Defaults to <see cref="ParameterServer.ElementType.Float32"/>; <see cref="ParameterServer.ElementType.Int32"/>
-    /// tables hold counts (handler sum, lossless compression only) and take the <c>int</c> overloads of <see cref="Client.PsTable"/>.
+    /// tables hold counts (handler sum, lossless compression only) and take <see cref="Client.PsTable.PushInt32"/> and <see cref="Client.PsTable.PullInt32"/>.
     /// </summary>
     public ElementType ElementType { get; init; } = ElementType.Float32;
 

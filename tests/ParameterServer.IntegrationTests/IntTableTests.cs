@@ -21,11 +21,11 @@ public sealed class IntTableTests
                 {
                     values[i] = round == 0 ? Big : (i % 3) - 1; // -1, 0, +1 per column after the first round
                 }
-                await clients[w].WaitAsync(table.Push(keys, values));
+                await clients[w].WaitAsync(table.PushInt32(keys, values));
             }
         })));
         var pulled = new int[keys.Length * 3];
-        await clients[0].WaitAsync(tables[0].Pull(keys, pulled));
+        await clients[0].WaitAsync(tables[0].PullInt32(keys, pulled));
         for (int i = 0; i < pulled.Length; i++)
         {
             Assert.Equal((2 * Big) + (2 * 49 * ((i % 3) - 1)), pulled[i]);
@@ -47,11 +47,11 @@ public sealed class IntTableTests
             var values = Enumerable.Range(0, 20).Select(i => Big + i + w).ToArray();
             for (int round = 0; round < 5; round++)
             {
-                await clients[w].WaitAsync(table.PushRange(0, values));
+                await clients[w].WaitAsync(table.PushRangeInt32(0, values));
             }
         })));
         var pulled = new int[20];
-        await clients[1].WaitAsync(tables[1].PullRange(0, pulled));
+        await clients[1].WaitAsync(tables[1].PullRangeInt32(0, pulled));
         Assert.Equal(Enumerable.Range(0, 20).Select(i => 5 * ((2 * (Big + i)) + 1)), pulled);
         foreach (var client in clients)
         {
@@ -69,15 +69,15 @@ public sealed class IntTableTests
         var weights = await client.DeclareTableAsync(new TableSpec("weights"));
         var floatIntoInt = Assert.Throws<PsException>(() => counts.Push([1UL], [1.5f]));
         Assert.Equal(PsErrorCode.WrongElementType, floatIntoInt.Code);
-        Assert.Contains("holds int32 values: call the int overloads", floatIntoInt.Message);
-        Assert.Equal(PsErrorCode.WrongElementType, Assert.Throws<PsException>(() => weights.Push([1UL], [1])).Code);
+        Assert.Contains("holds int32 values: call PushInt32 / PullInt32", floatIntoInt.Message);
+        Assert.Equal(PsErrorCode.WrongElementType, Assert.Throws<PsException>(() => weights.PushInt32([1UL], [1])).Code);
         var lossy = await Assert.ThrowsAsync<ArgumentException>(() => client.DeclareTableAsync(new TableSpec("bad") { ElementType = ElementType.Int32, Compression = "fp16" }));
         Assert.Contains("lossless compression only", lossy.Message);
         var handler = await Assert.ThrowsAsync<ArgumentException>(() => client.DeclareTableAsync(new TableSpec("bad2") { ElementType = ElementType.Int32, Handler = "adagrad" }));
         Assert.Contains("takes handler sum", handler.Message);
         // Nothing reached the table: it still reads zero.
         var pulled = new int[1];
-        await client.WaitAsync(counts.Pull([1UL], pulled));
+        await client.WaitAsync(counts.PullInt32([1UL], pulled));
         Assert.Equal(0, pulled[0]);
     }
 }

@@ -47,7 +47,7 @@ public partial class ArchitectureTests
     {
         Assert.Equal(["counter", "lda", "logreg", "mnist"], Hosting.AppRegistry.Names); // mnist through the bench tools
         Assert.IsType<Apps.LogReg.LogRegAppDefinition>(Hosting.AppRegistry.Find("logreg"));
-        Assert.Contains("expected one of counter, logreg", Assert.Throws<ArgumentException>(() => Hosting.AppRegistry.Find("nope")).Message);
+        Assert.Contains("expected one of counter, lda, logreg, mnist", Assert.Throws<ArgumentException>(() => Hosting.AppRegistry.Find("nope")).Message);
     }
 
     /// <summary>The assembly check can fail: a table that (wrongly) forbids the apps to reference the runtime

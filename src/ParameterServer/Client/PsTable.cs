@@ -66,20 +66,20 @@ public sealed class PsTable
         _client.Submit(Holding(ElementType.Float32), MessageType.PushPull, keys, values, destination, after);
 
     /// <summary>Sends integer values (count deltas) for keys to an <see cref="ElementType.Int32"/> table, which adds them.</summary>
-    public long Push(ReadOnlySpan<ulong> keys, ReadOnlySpan<int> values) =>
+    public long PushInt32(ReadOnlySpan<ulong> keys, ReadOnlySpan<int> values) =>
         _client.Submit(Holding(ElementType.Int32), MessageType.Push, keys, MemoryMarshal.Cast<int, float>(values), default, default);
 
     /// <summary>Fetches the integer values of keys of an <see cref="ElementType.Int32"/> table into <paramref name="destination"/>.</summary>
-    public long Pull(ReadOnlySpan<ulong> keys, Memory<int> destination) =>
+    public long PullInt32(ReadOnlySpan<ulong> keys, Memory<int> destination) =>
         _client.Submit(Holding(ElementType.Int32), MessageType.Pull, keys, default, Int32Views.AsFloats(destination), default);
 
     /// <summary>Pushes values.Length / Width consecutive keys of an <see cref="ElementType.Int32"/> table from <paramref name="firstKey"/>.</summary>
-    public long PushRange(ulong firstKey, ReadOnlySpan<int> values)
+    public long PushRangeInt32(ulong firstKey, ReadOnlySpan<int> values)
     {
         var keys = RangeKeys(firstKey, values.Length, out var rented);
         try
         {
-            return Push(keys, values);
+            return PushInt32(keys, values);
         }
         finally
         {
@@ -88,12 +88,12 @@ public sealed class PsTable
     }
 
     /// <summary>Pulls destination.Length / Width consecutive keys of an <see cref="ElementType.Int32"/> table from <paramref name="firstKey"/>.</summary>
-    public long PullRange(ulong firstKey, Memory<int> destination)
+    public long PullRangeInt32(ulong firstKey, Memory<int> destination)
     {
         var keys = RangeKeys(firstKey, destination.Length, out var rented);
         try
         {
-            return Pull(keys, destination);
+            return PullInt32(keys, destination);
         }
         finally
         {
@@ -102,7 +102,7 @@ public sealed class PsTable
     }
 
     private PsTable Holding(ElementType type) => Info.Element == type ? this : throw new PsException(PsErrorCode.WrongElementType,
-        $"table '{Name}' holds {Info.Element.ToString().ToLowerInvariant()} values: call the {(Info.Element == ElementType.Int32 ? "int" : "float")} overloads of Push and Pull, not the {(type == ElementType.Int32 ? "int" : "float")} ones");
+        $"table '{Name}' holds {Info.Element.ToString().ToLowerInvariant()} values: call {(Info.Element == ElementType.Int32 ? "PushInt32 / PullInt32 (and the Range forms)" : "Push / Pull with float values")}");
 
     /// <summary>Pushes values.Length / Width consecutive keys starting at <paramref name="firstKey"/>.</summary>
     public long PushRange(ulong firstKey, ReadOnlySpan<float> values, ReadOnlySpan<long> after = default)

@@ -1,0 +1,49 @@
+using System.Text.Json;
+
+namespace ParameterServer.IntegrationTests;
+
+/// <summary>`pserver train lda` on the real KOS corpus through real local clusters.</summary>
+[Collection("processes")]
+public sealed class LdaClusterTests : IDisposable
+{
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(240);
+    private readonly string _dir = Directory.CreateTempSubdirectory("ps-lda-it-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public async Task Kos_trains_over_2_servers_and_2_workers_with_exact_counts_and_improving_likelihood()
+    {
+        string model = Path.Combine(_dir, "kos.model");
+        using var run = await Pserver.RunAsync(Limit, "train", "lda", "--data", SharedData.KosDocWords, "--vocab", SharedData.KosVocabulary,
+            "--servers", "2", "--workers", "2", "--topics", "10", "--iterations", "30", "--hold-out", "10", "--eval-every", "30", "--model-out", model, "--json");
+        Assert.True(run.ExitCode == 0, run.Describe());
+        var lines = run.StdoutLines.Where(l => l.StartsWith("{\"app\":\"lda\"", StringComparison.Ordinal)).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        var iterations = lines.Where(l => l.TryGetProperty("iteration", out _)).ToList();
+        Assert.Equal(30, iterations.Count);
+        // Every training token is counted once at every iteration boundary: 9 of every 10 KOS documents.
+        long tokens = iterations[0].GetProperty("counted_tokens").GetInt64();
+        Assert.InRange(tokens, 400_000, 440_000);
+        Assert.All(iterations, l => Assert.Equal(tokens, l.GetProperty("counted_tokens").GetInt64()));
+        Assert.True(iterations[^1].GetProperty("loglik_per_token").GetDouble() > iterations[0].GetProperty("loglik_per_token").GetDouble() + 1, run.Stdout);
+        var summary = lines[^1];
+        Assert.InRange(summary.GetProperty("test_perplexity").GetDouble(), 1000, 2500);
+        Assert.Equal(10, summary.GetProperty("top_words").GetArrayLength());
+
+        // The model file: "K W alpha beta", then one line per word whose counts add up to the tokens.
+        var modelLines = File.ReadAllLines(model);
+        Assert.Equal("10 6906 0.1 0.1", modelLines[0]);
+        Assert.Equal(6907, modelLines.Length);
+        Assert.Equal(tokens, modelLines.Skip(1).Sum(l => l.Split(' ').Skip(1).Sum(long.Parse)));
+    }
+
+    [Fact]
+    public async Task A_word_id_beyond_the_vocabulary_stops_the_job_naming_file_and_line()
+    {
+        string docword = Path.Combine(_dir, "docword.txt");
+        File.WriteAllText(docword, "2\n3\n2\n1 1 2\n2 4 1\n");
+        using var run = await Pserver.RunAsync(Limit, "train", "lda", "--data", docword, "--servers", "1", "--workers", "1", "--iterations", "2");
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains("docword.txt:5: word id 4 is outside 1..3", run.Stderr);
+    }
+}

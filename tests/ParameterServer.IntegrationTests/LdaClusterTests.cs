@@ -38,6 +38,37 @@ public sealed class LdaClusterTests : IDisposable
     }
 
     [Fact]
+    public async Task Int_count_tables_stay_exact_when_a_server_is_killed_mid_run_with_two_copies()
+    {
+        using var job = await ProcessCluster.StartAsync(3, 2, 2, "--app", "lda", "--json", "--data", SharedData.KosDocWords, "--vocab", SharedData.KosVocabulary,
+            "--topics", "10", "--iterations", "40", "--eval-every", "100");
+        var coordinator = await FirstWorkerAsync(job, w => w.Stdout.Contains("\"iteration\":5,", StringComparison.Ordinal));
+        job.Servers[1].Process.Kill();
+        await coordinator.WaitForExitAsync(Limit);
+        Assert.True(coordinator.ExitCode == 0, job.Describe());
+        var iterations = coordinator.StdoutLines.Where(l => l.StartsWith("{\"app\":\"lda\",\"iteration\"", StringComparison.Ordinal)).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Equal(40, iterations.Count);
+        Assert.Contains("is dead", job.Scheduler.Stderr, StringComparison.Ordinal);
+        // Every KOS token, counted once, at every iteration boundary before and after the kill: no count lost or doubled.
+        Assert.All(iterations, l => Assert.Equal(467_714, l.GetProperty("counted_tokens").GetInt64()));
+        Assert.True(iterations[^1].GetProperty("loglik_per_token").GetDouble() > iterations[0].GetProperty("loglik_per_token").GetDouble(), coordinator.Stdout);
+    }
+
+    private static async Task<Pserver> FirstWorkerAsync(ProcessCluster job, Func<Pserver, bool> match)
+    {
+        var deadline = DateTime.UtcNow + Limit;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (job.Workers.FirstOrDefault(match) is { } worker)
+            {
+                return worker;
+            }
+            await Task.Delay(20);
+        }
+        throw new TimeoutException("no worker printed the line in time:\n" + job.Describe());
+    }
+
+    [Fact]
     public async Task A_word_id_beyond_the_vocabulary_stops_the_job_naming_file_and_line()
     {
         string docword = Path.Combine(_dir, "docword.txt");

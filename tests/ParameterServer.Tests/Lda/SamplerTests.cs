@@ -103,4 +103,28 @@ public sealed class SamplerTests
         var empty = new TopicCounts(100, 4); // no training tokens: every word has the prior's probability 1/V
         Assert.Equal(100, Evaluation.Perplexity(empty, Planted(20), new LdaPriors(0.1, 0.1)), 6);
     }
+
+    [Fact]
+    public void Test_words_never_seen_in_training_are_scored_with_the_prior()
+    {
+        var lda = new LdaLocal(Planted(), 4, new LdaPriors(0.1, 0.1));
+        for (int i = 0; i < 10; i++)
+        {
+            lda.Sweep();
+        }
+        // Word 150 is beyond the 100 words the model was trained on; the document still scores.
+        var test = new Corpus([0, 6], [0, 150, 1, 150, 2, 150], 151);
+        double perplexity = Evaluation.Perplexity(lda.Counts, test, lda.Priors);
+        Assert.True(double.IsFinite(perplexity) && perplexity > 1, $"perplexity {perplexity}");
+    }
+
+    [Theory]
+    [InlineData(0, 10, 0, "--topics")]
+    [InlineData(20, 0, 0, "--iterations")]
+    [InlineData(20, 10, 1, "--hold-out")]
+    public void Bad_options_are_refused_naming_the_option(int topics, int iterations, int holdOut, string option)
+    {
+        var options = new LdaOptions { Data = "x", Topics = topics, Iterations = iterations, HoldOut = holdOut };
+        Assert.Contains(option, Assert.Throws<ArgumentException>(options.Validate).Message);
+    }
 }

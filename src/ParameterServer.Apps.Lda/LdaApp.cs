@@ -181,12 +181,16 @@ public sealed class LdaApp(LdaOptions options) : IPsApp
                 ["servers"] = client.ServerCount,
                 ["sampler"] = options.ExactGibbs ? "gibbs" : "lightlda",
             };
+            if (options.TrueTopics is { } truthPath)
+            {
+                summary["topic_recovery"] = Math.Round(LdaGenerator.Recovery(LdaGenerator.ReadTopics(truthPath), counts), 4);
+            }
             if (context.Json)
             {
                 summary["top_words"] = top;
             }
             context.Output.WriteLine(context.Json ? JsonSerializer.Serialize(summary) : string.Create(CultureInfo.InvariantCulture,
-                $"done: {k} topics, {options.Iterations} iterations, loglik/token {summary["loglik_per_token"]}, test perplexity {summary["test_perplexity"] ?? "-"}, {summary["tokens_per_sec"]:N0} tokens/s"));
+                $"done: {k} topics, {options.Iterations} iterations, loglik/token {summary["loglik_per_token"]}, test perplexity {summary["test_perplexity"] ?? "-"}, {summary["tokens_per_sec"]:N0} tokens/s{(summary.TryGetValue("topic_recovery", out var recovery) ? $", true topics recovered at mean cosine {recovery}" : "")}"));
         }
         await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
         return 0;

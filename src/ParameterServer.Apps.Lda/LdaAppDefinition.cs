@@ -36,12 +36,15 @@ public sealed class LdaAppDefinition : IPsAppDefinition, IPsTrainable
     /// <summary>--sampler.</summary>
     public static readonly Option<string> Sampler = PsOptions.Create("--sampler", "lightlda", "lda: lightlda (O(1) Metropolis-Hastings, default) or gibbs (O(K), the reference)");
 
+    /// <summary>--true-topics.</summary>
+    public static readonly Option<string?> TrueTopics = PsOptions.Create<string?>("--true-topics", null, "lda: the true topics of a generated corpus (gen-lda's OUT.topics); reports their recovery by cosine similarity");
+
     /// <inheritdoc/>
     public string Name => "lda";
 
     /// <inheritdoc/>
     public IReadOnlyList<Option> Options { get; } =
-        [AppOptions.Data, AppOptions.Test, AppOptions.ModelOut, AppOptions.Compress, Format, Vocabulary, Topics, Iterations, Alpha, Beta, HoldOut, EvalEvery, Sampler];
+        [AppOptions.Data, AppOptions.Test, AppOptions.ModelOut, AppOptions.Compress, Format, Vocabulary, Topics, Iterations, Alpha, Beta, HoldOut, EvalEvery, Sampler, TrueTopics];
 
     /// <inheritdoc/>
     public string TrainDescription => "Train an LDA topic model with the word-topic counts on a local cluster of real processes (LightLDA's O(1) sampler)";
@@ -70,6 +73,7 @@ public sealed class LdaAppDefinition : IPsAppDefinition, IPsTrainable
         AppRegistry.AddArgument(args, HoldOut.Name, p.GetValue(HoldOut));
         AppRegistry.AddArgument(args, EvalEvery.Name, p.GetValue(EvalEvery));
         AppRegistry.AddArgument(args, Sampler.Name, p.GetValue(Sampler));
+        AppRegistry.AddArgument(args, TrueTopics.Name, Full(p.GetValue(TrueTopics)));
         return args;
     }
 
@@ -96,6 +100,7 @@ public sealed class LdaAppDefinition : IPsAppDefinition, IPsTrainable
             HoldOut = p.GetValue(HoldOut),
             EvalEvery = p.GetValue(EvalEvery),
             ExactGibbs = sampler == "gibbs",
+            TrueTopics = p.GetValue(TrueTopics),
         };
         options.Validate();
         return options;
@@ -106,7 +111,7 @@ public sealed class LdaAppDefinition : IPsAppDefinition, IPsTrainable
     {
         bool json = p.GetValue(PsOptions.Json);
         var options = OptionsFrom(p); // checked once here, not in every worker
-        foreach (var (path, what) in new[] { (options.Data, "--data"), (options.Test, "--test"), (options.Vocabulary, "--vocab") })
+        foreach (var (path, what) in new[] { (options.Data, "--data"), (options.Test, "--test"), (options.Vocabulary, "--vocab"), (options.TrueTopics, "--true-topics") })
         {
             if (path is not null && !File.Exists(path))
             {

@@ -33,6 +33,9 @@ public sealed record LdaOptions
 
     public string? ModelOut { get; init; }
 
+    /// <summary>The true topics of a generated corpus (`pserver data gen-lda`'s OUT.topics): the run reports how well it recovers them.</summary>
+    public string? TrueTopics { get; init; }
+
     /// <summary>Value encoding of the count pushes and pulls: none, zero, lz or zero+lz (lossless only).</summary>
     public string Compression { get; init; } = "none";
 

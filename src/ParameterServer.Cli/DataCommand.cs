@@ -1,12 +1,44 @@
 using System.CommandLine;
+using ParameterServer.Apps.Lda.Data;
 using ParameterServer.Apps.LogReg.Data;
 using ParameterServer.Hosting;
 
 namespace ParameterServer.Cli;
 
-/// <summary>`pserver data gen-sparse`: synthetic click-log-like LIBSVM data with known true weights.</summary>
+/// <summary>`pserver data gen-sparse` (LIBSVM data with known true weights) and `pserver data gen-lda` (a corpus from known topics).</summary>
 internal static class DataCommand
 {
+    private static Command GenLda()
+    {
+        var docs = PsOptions.Create("--docs", 1_000_000L, "Documents to generate");
+        var vocabulary = PsOptions.Create("--vocab", 10_000, "Vocabulary size V");
+        var topics = PsOptions.Create("--topics", 100, "Number of true topics K");
+        var length = PsOptions.Create("--doc-length", 100, "Mean tokens per document");
+        var alpha = PsOptions.Create("--alpha", 0.1, "Dirichlet prior of each document's topic mix");
+        var beta = PsOptions.Create("--beta", 0.01, "Dirichlet prior of each topic's words");
+        var seed = PsOptions.Create("--seed", 1, "Seed");
+        var output = PsOptions.Create<string?>("--out", null, "Output docword file (UCI); OUT.vocab and OUT.topics (the true topics) beside it");
+        var gen = new Command("gen-lda", "Generate a UCI bag-of-words corpus from a known LDA model (for lda's scale runs and topic recovery)")
+        {
+            docs, vocabulary, topics, length, alpha, beta, seed, output,
+        };
+        gen.SetAction((p, ct) => ExitCodes.Guard(() =>
+        {
+            string path = p.GetValue(output) ?? throw new ArgumentException("gen-lda needs --out FILE");
+            var spec = new LdaCorpusSpec
+            {
+                Documents = p.GetValue(docs), Vocabulary = p.GetValue(vocabulary), Topics = p.GetValue(topics), MeanLength = p.GetValue(length),
+                Alpha = p.GetValue(alpha), Beta = p.GetValue(beta), Seed = p.GetValue(seed),
+            };
+            var progress = new ConsoleProgress();
+            LdaGenerator.Write(spec, path, new Progress<double>(f => progress.Report(new JobProgress("generating", f))));
+            progress.Clear();
+            Console.Out.WriteLine($"wrote {spec.Documents:N0} documents to {path}, the vocabulary to {path}.vocab and the true topics to {path}.topics");
+            return Task.FromResult(ExitCodes.Ok);
+        }));
+        return gen;
+    }
+
     public static Command Create()
     {
         var rows = PsOptions.Create("--rows", 1_000_000L, "Rows to generate");
@@ -29,6 +61,6 @@ internal static class DataCommand
             Console.Out.WriteLine($"wrote {spec.Rows:N0} rows to {path} and the true weights to {path}.weights");
             return Task.FromResult(ExitCodes.Ok);
         }));
-        return new Command("data", "Data tools") { gen };
+        return new Command("data", "Data tools") { gen, GenLda() };
     }
 }

@@ -181,6 +181,9 @@ public sealed class LdaApp(LdaOptions options) : IPsApp
                 ["servers"] = client.ServerCount,
                 ["sampler"] = options.ExactGibbs ? "gibbs" : "lightlda",
             };
+            var (rows, bytes) = await ServerUsageAsync(client, "lda.word-topic", cancellationToken).ConfigureAwait(false);
+            summary["server_bytes_per_row"] = rows > 0 ? Math.Round((double)bytes / rows, 1) : null;
+            summary["server_rows"] = rows;
             if (options.TrueTopics is { } truthPath)
             {
                 summary["topic_recovery"] = Math.Round(LdaGenerator.Recovery(LdaGenerator.ReadTopics(truthPath), counts), 4);
@@ -194,6 +197,26 @@ public sealed class LdaApp(LdaOptions options) : IPsApp
         }
         await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
         return 0;
+    }
+
+    /// <summary>Rows and bytes the servers hold for a table, every copy included (from their stats).</summary>
+    private static async Task<(long Rows, long Bytes)> ServerUsageAsync(PsClient client, string table, CancellationToken cancellationToken)
+    {
+        long rows = 0, bytes = 0;
+        foreach (string json in await client.GetServerStatsAsync(cancellationToken).ConfigureAwait(false))
+        {
+            using var stats = JsonDocument.Parse(json);
+            if (!stats.RootElement.TryGetProperty("tables", out var tables))
+            {
+                continue;
+            }
+            foreach (var entry in tables.EnumerateArray().Where(t => t.GetProperty("table").GetString() == table))
+            {
+                rows += entry.GetProperty("keys").GetInt64();
+                bytes += entry.GetProperty("bytes").GetInt64();
+            }
+        }
+        return (rows, bytes);
     }
 
     /// <summary>Pushes the rows that changed (and the totals), waits for them, and clears the changes.</summary>

@@ -42,7 +42,7 @@ public sealed class LdaClusterTests : IDisposable
     {
         using var job = await ProcessCluster.StartAsync(3, 2, 2, "--app", "lda", "--json", "--data", SharedData.KosDocWords, "--vocab", SharedData.KosVocabulary,
             "--topics", "10", "--iterations", "40", "--eval-every", "100");
-        var coordinator = await FirstWorkerAsync(job, w => w.Stdout.Contains("\"iteration\":5,", StringComparison.Ordinal));
+        var coordinator = await job.FirstWorkerAsync(w => w.Stdout.Contains("\"iteration\":5,", StringComparison.Ordinal));
         job.Servers[1].Process.Kill();
         await coordinator.WaitForExitAsync(Limit);
         Assert.True(coordinator.ExitCode == 0, job.Describe());
@@ -52,20 +52,6 @@ public sealed class LdaClusterTests : IDisposable
         // Every KOS token, counted once, at every iteration boundary before and after the kill: no count lost or doubled.
         Assert.All(iterations, l => Assert.Equal(467_714, l.GetProperty("counted_tokens").GetInt64()));
         Assert.True(iterations[^1].GetProperty("loglik_per_token").GetDouble() > iterations[0].GetProperty("loglik_per_token").GetDouble(), coordinator.Stdout);
-    }
-
-    private static async Task<Pserver> FirstWorkerAsync(ProcessCluster job, Func<Pserver, bool> match)
-    {
-        var deadline = DateTime.UtcNow + Limit;
-        while (DateTime.UtcNow < deadline)
-        {
-            if (job.Workers.FirstOrDefault(match) is { } worker)
-            {
-                return worker;
-            }
-            await Task.Delay(20);
-        }
-        throw new TimeoutException("no worker printed the line in time:\n" + job.Describe());
     }
 
     [Fact]

@@ -56,7 +56,7 @@ public sealed class MnistClusterTests : IDisposable
     {
         using var job = await ProcessCluster.StartAsync(1, 3, 1, "--app", "mnist", "--json", "--data", SharedData.MnistDirectory, "--model", "mlp:64",
             "--optimizer", "lbfgs", "--epochs", "4", "--train-limit", "6000", "--batch", "500", "--test-limit", "1000");
-        var coordinator = await FirstAsync(job, w => w.Stdout.Contains("\"epoch\":1,", StringComparison.Ordinal));
+        var coordinator = await job.FirstWorkerAsync(w => w.Stdout.Contains("\"epoch\":1,", StringComparison.Ordinal));
         var victim = job.Workers.Single(w => w.Stderr.Contains("mnist rank 2/3", StringComparison.Ordinal));
         Assert.NotSame(coordinator, victim);
         victim.Process.Kill();
@@ -84,20 +84,6 @@ public sealed class MnistClusterTests : IDisposable
         Assert.True(epochs[^1].GetProperty("backups").GetInt32() >= 1, run.Stdout);
         Assert.True(epochs[^1].GetProperty("seconds").GetDouble() < 6, run.Stdout);
         Assert.True(epochs[^1].GetProperty("test_loss").GetDouble() < epochs[0].GetProperty("test_loss").GetDouble(), run.Stdout);
-    }
-
-    private static async Task<Pserver> FirstAsync(ProcessCluster job, Func<Pserver, bool> match)
-    {
-        var deadline = DateTime.UtcNow + Limit;
-        while (DateTime.UtcNow < deadline)
-        {
-            if (job.Workers.FirstOrDefault(match) is { } worker)
-            {
-                return worker;
-            }
-            await Task.Delay(20);
-        }
-        throw new TimeoutException("no worker printed the line in time:\n" + job.Describe());
     }
 
     [Fact]

@@ -63,6 +63,21 @@ internal sealed class ProcessCluster : IDisposable
         }
     }
 
+    /// <summary>The first worker for which <paramref name="match"/> holds (say, one that printed a line), polled until the limit.</summary>
+    public async Task<Pserver> FirstWorkerAsync(Func<Pserver, bool> match)
+    {
+        var deadline = DateTime.UtcNow + Limit;
+        while (DateTime.UtcNow < deadline)
+        {
+            if (Workers.FirstOrDefault(match) is { } worker)
+            {
+                return worker;
+            }
+            await Task.Delay(20);
+        }
+        throw new TimeoutException("no worker matched in time:\n" + Describe());
+    }
+
     public string Describe() => string.Join("\n======\n", new[] { Scheduler }.Concat(Servers).Concat(Workers).Select(p => p.Describe()));
 
     public void Dispose()

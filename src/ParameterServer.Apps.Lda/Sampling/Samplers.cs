@@ -82,17 +82,7 @@ public sealed class LightLdaSampler(LdaPriors priors, int vocabulary, int topics
                         }
                     }
                 }
-                docTopic[t]++;
-                wordTopic[row + t]++;
-                totals[t]++;
-                topicOfToken[i] = t;
-                if (t != old && changes is not null)
-                {
-                    changes.WordTopic[row + old]--;
-                    changes.WordTopic[row + t]++;
-                    changes.TopicTotals[old]--;
-                    changes.TopicTotals[t]++;
-                }
+                TokenMoves.Assign(i, old, t, row, docTopic, counts, topicOfToken, changes);
             }
             for (int i = start; i < end; i++)
             {
@@ -144,22 +134,33 @@ public sealed class GibbsSampler(LdaPriors priors, int topics) : ITopicSampler
                 {
                     t++;
                 }
-                docTopic[t]++;
-                wordTopic[row + t]++;
-                totals[t]++;
-                topicOfToken[i] = t;
-                if (t != old && changes is not null)
-                {
-                    changes.WordTopic[row + old]--;
-                    changes.WordTopic[row + t]++;
-                    changes.TopicTotals[old]--;
-                    changes.TopicTotals[t]++;
-                }
+                TokenMoves.Assign(i, old, t, row, docTopic, counts, topicOfToken, changes);
             }
             for (int i = start; i < end; i++)
             {
                 docTopic[topicOfToken[i]] = 0;
             }
+        }
+    }
+}
+
+/// <summary>What every sampler does once it has drawn a token's topic.</summary>
+internal static class TokenMoves
+{
+    /// <summary>Counts token <paramref name="i"/> under topic <paramref name="t"/> (it was taken out of <paramref name="old"/>), and records the move.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public static void Assign(int i, int old, int t, int row, int[] docTopic, TopicCounts counts, int[] topicOfToken, TopicCounts? changes)
+    {
+        docTopic[t]++;
+        counts.WordTopic[row + t]++;
+        counts.TopicTotals[t]++;
+        topicOfToken[i] = t;
+        if (t != old && changes is not null)
+        {
+            changes.WordTopic[row + old]--;
+            changes.WordTopic[row + t]++;
+            changes.TopicTotals[old]--;
+            changes.TopicTotals[t]++;
         }
     }
 }

@@ -55,6 +55,25 @@ public sealed class LdaClusterTests : IDisposable
     }
 
     [Fact]
+    public async Task The_final_checkpoint_holds_the_int_counts_exactly()
+    {
+        string checkpoints = Path.Combine(_dir, "checkpoints");
+        using (var run = await Pserver.RunAsync(Limit, "local", "--servers", "2", "--workers", "2", "--app", "lda", "--json", "--data", SharedData.KosDocWords,
+            "--topics", "5", "--iterations", "3", "--checkpoint-dir", checkpoints))
+        {
+            Assert.True(run.ExitCode == 0, run.Describe());
+        }
+        using var verify = await Pserver.RunAsync(Limit, "checkpoint", "verify", checkpoints, "--json");
+        Assert.True(verify.ExitCode == 0, verify.Describe());
+        var report = JsonDocument.Parse(verify.StdoutLines.Last(l => l.StartsWith("{\"ok\"", StringComparison.Ordinal))).RootElement;
+        var tables = report.GetProperty("tables").EnumerateArray().ToDictionary(t => t.GetProperty("name").GetString()!);
+        // Read back as integers: every KOS token once in the word-topic counts, once in the totals.
+        Assert.Equal(467_714, tables["lda.word-topic"].GetProperty("value_sum").GetDouble());
+        Assert.Equal(467_714, tables["lda.topic-totals"].GetProperty("value_sum").GetDouble());
+        Assert.Equal(6906, tables["lda.word-topic"].GetProperty("rows").GetInt64());
+    }
+
+    [Fact]
     public async Task A_word_id_beyond_the_vocabulary_stops_the_job_naming_file_and_line()
     {
         string docword = Path.Combine(_dir, "docword.txt");

@@ -28,13 +28,16 @@ public sealed record CheckpointReport(string Folder, long Epoch, uint View, stri
             float max = float.MinValue;
             CheckpointFiles.ReadServerFile(Path.Combine(folder, file.Name), (tableId, stride, keys, values) =>
             {
-                int width = manifest.Tables.First(t => t.Id == tableId).Width;
+                var table = manifest.Tables.First(t => t.Id == tableId);
+                int width = table.Width;
+                bool integers = table.Element == ElementType.Int32; // stored as their bits in 4-byte slots
                 double sum = 0;
                 for (int i = 0; i < keys.Length; i++)
                 {
-                    foreach (float v in values.Slice(i * stride, width))
+                    foreach (float stored in values.Slice(i * stride, width))
                     {
-                        sum += v;
+                        float v = integers ? BitConverter.SingleToInt32Bits(stored) : stored;
+                        sum += integers ? BitConverter.SingleToInt32Bits(stored) : stored;
                         min = Math.Min(min, v);
                         max = Math.Max(max, v);
                     }

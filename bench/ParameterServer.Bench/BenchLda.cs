@@ -30,6 +30,10 @@ public static class BenchLda
         bool json = p.GetValue(PsOptions.Json);
         var corpus = BagOfWords.Read(data, format, vocabulary);
         var priors = new LdaPriors(p.GetValue(LdaAppDefinition.Alpha), p.GetValue(LdaAppDefinition.Beta));
+        if (p.GetValue(LdaAppDefinition.HoldOut) is int holdOut and > 0)
+        {
+            return Quality(corpus, holdOut, topics, iterations, priors, json);
+        }
 
         Console.Error.WriteLine($"bench lda: {corpus.Tokens:N0} tokens, K = {topics}, {iterations} sweeps in one process...");
         LdaLocal? local = new LdaLocal(corpus, topics, priors);
@@ -75,6 +79,34 @@ public static class BenchLda
         {
             Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"lda on {corpus.Tokens:N0} tokens, K = {topics}, LightLDA, median of sweeps 2..{iterations}:\n  single process (the sampler alone, one core): {single,12:N0} tokens/s\n  1 server x 1 worker (pull, sweep, push):      {cluster,12:N0} tokens/s  ({cluster / single:0.00} x)"));
+        }
+        return ExitCodes.Ok;
+    }
+
+    /// <summary>
+    /// With --hold-out N: the single-process references, LightLDA's sampler and the O(K) Gibbs sampler, trained on the
+    /// same split for the same sweeps and scored by the same held-out document completion as `pserver train lda`.
+    /// </summary>
+    private static int Quality(Corpus corpus, int holdOut, int topics, int iterations, LdaPriors priors, bool json)
+    {
+        var (train, test) = corpus.HoldOut(holdOut);
+        foreach (bool exact in new[] { false, true })
+        {
+            string sampler = exact ? "gibbs" : "lightlda";
+            Console.Error.WriteLine($"bench lda: {sampler} in one process, {iterations} sweeps...");
+            var lda = new LdaLocal(train, topics, priors, exact);
+            long ticks = 0;
+            for (int i = 0; i < iterations; i++)
+            {
+                long start = Stopwatch.GetTimestamp();
+                lda.Sweep();
+                ticks += Stopwatch.GetTimestamp() - start;
+            }
+            double rate = (double)train.Tokens * iterations / Stopwatch.GetElapsedTime(0, ticks).TotalSeconds;
+            double perplexity = Evaluation.Perplexity(lda.Counts, test, priors);
+            Console.Out.WriteLine(json
+                ? JsonSerializer.Serialize(new Dictionary<string, object> { ["bench"] = "lda-quality", ["sampler"] = sampler, ["topics"] = topics, ["iterations"] = iterations, ["test_perplexity"] = Math.Round(perplexity, 2), ["tokens_per_sec"] = Math.Round(rate) })
+                : string.Create(CultureInfo.InvariantCulture, $"one process, {sampler,-8} K = {topics}, {iterations} sweeps, every {holdOut}th document held out: perplexity {perplexity,8:0.0}, {rate,12:N0} tokens/s"));
         }
         return ExitCodes.Ok;
     }

@@ -80,13 +80,19 @@ public sealed class LdaApp(LdaOptions options) : IPsApp
         var final = new Dictionary<string, object?>();
         double perplexity = double.NaN, iterationSecondsTotal = 0, pullSeconds = 0, sweepSeconds = 0;
         long tokensTotal = 0;
+        long carriedPullTicks = 0; // rank 0: how long its pull after the last barrier took (0: the counts it holds are not current)
         for (int iteration = 1; iteration <= options.Iterations; iteration++)
         {
             long start = Stopwatch.GetTimestamp();
-            var a = wordTopic.PullRangeInt32(0, counts.WordTopic);
-            var b = totals.PullRangeInt32(0, counts.TopicTotals);
-            await client.WaitAsync(a, cancellationToken).ConfigureAwait(false);
-            await client.WaitAsync(b, cancellationToken).ConfigureAwait(false);
+            if (carriedPullTicks == 0)
+            {
+                await PullCountsAsync(client, wordTopic, totals, counts, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                start -= carriedPullTicks; // rank 0 pulled them after the last barrier: that pull is this iteration's
+                carriedPullTicks = 0;
+            }
             long pulled = Stopwatch.GetTimestamp();
             // The changes are the counts after the sweep less those pulled: two passes over the table cost less than
             // tracking each token's move in a third table as it happens (random writes).
@@ -108,13 +114,11 @@ public sealed class LdaApp(LdaOptions options) : IPsApp
             {
                 continue;
             }
-            // Every worker's changes are in: the counts as they stand now are the job's.
-            a = wordTopic.PullRangeInt32(0, counts.WordTopic);
-            b = totals.PullRangeInt32(0, counts.TopicTotals);
-            var c = metrics.PullRange((ulong)iteration, row);
-            await client.WaitAsync(a, cancellationToken).ConfigureAwait(false);
-            await client.WaitAsync(b, cancellationToken).ConfigureAwait(false);
-            await client.WaitAsync(c, cancellationToken).ConfigureAwait(false);
+            // Every worker's changes are in: the counts as they stand now are the job's, and the next iteration's.
+            long pullStart = Stopwatch.GetTimestamp();
+            await PullCountsAsync(client, wordTopic, totals, counts, cancellationToken).ConfigureAwait(false);
+            carriedPullTicks = Stopwatch.GetTimestamp() - pullStart;
+            await client.WaitAsync(metrics.PullRange((ulong)iteration, row), cancellationToken).ConfigureAwait(false);
             long tokens = (long)row[1];
             double meanSeconds = row[2] / Math.Max(1, row[3]);
             tokensTotal += tokens;
@@ -197,6 +201,15 @@ public sealed class LdaApp(LdaOptions options) : IPsApp
         }
         await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
         return 0;
+    }
+
+    /// <summary>Pulls the whole word-topic table and the totals into <paramref name="counts"/>.</summary>
+    private static async Task PullCountsAsync(PsClient client, PsTable wordTopic, PsTable totals, TopicCounts counts, CancellationToken cancellationToken)
+    {
+        var a = wordTopic.PullRangeInt32(0, counts.WordTopic);
+        var b = totals.PullRangeInt32(0, counts.TopicTotals);
+        await client.WaitAsync(a, cancellationToken).ConfigureAwait(false);
+        await client.WaitAsync(b, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Rows and bytes the servers hold for a table, every copy included (from their stats).</summary>

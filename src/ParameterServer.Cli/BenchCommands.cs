@@ -50,7 +50,7 @@ internal static class BenchCommands
     {
         var command = new Command("lda", "LightLDA's sampler alone in one process against 1 server x 1 worker on the same corpus (tokens/s)")
         {
-            AppOptions.Data, LdaAppDefinition.Vocabulary, LdaAppDefinition.Format, LdaAppDefinition.Alpha, LdaAppDefinition.Beta, BenchLda.Topics, BenchLda.Iterations, PsOptions.Json,
+            AppOptions.Data, LdaAppDefinition.Vocabulary, LdaAppDefinition.Format, LdaAppDefinition.Alpha, LdaAppDefinition.Beta, LdaAppDefinition.HoldOut, BenchLda.Topics, BenchLda.Iterations, PsOptions.Json,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(() => BenchLda.RunAsync(p, ct)));
         return command;

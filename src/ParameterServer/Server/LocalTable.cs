@@ -13,7 +13,11 @@ public sealed class LocalTable
     private readonly TableStore _store;
 
     /// <summary>A table shaped by <paramref name="spec"/>, updated by the handler its <see cref="TableSpec.Handler"/> names.</summary>
-    public LocalTable(TableSpec spec) => _store = new TableStore(TableInfo.From(1, spec), UpdateHandlers.ForTable(TableInfo.From(1, spec), UpdateHandlers.Parse));
+    public LocalTable(TableSpec spec)
+    {
+        var info = TableInfo.From(1, spec);
+        _store = new TableStore(info, UpdateHandlers.ForTable(info, UpdateHandlers.Parse));
+    }
 
     /// <summary>Values per key.</summary>
     public int Width => _store.Width;

@@ -36,10 +36,10 @@ public sealed record CheckpointReport(string Folder, long Epoch, uint View, stri
                 {
                     foreach (float stored in values.Slice(i * stride, width))
                     {
-                        float v = integers ? BitConverter.SingleToInt32Bits(stored) : stored;
-                        sum += integers ? BitConverter.SingleToInt32Bits(stored) : stored;
-                        min = Math.Min(min, v);
-                        max = Math.Max(max, v);
+                        double value = integers ? BitConverter.SingleToInt32Bits(stored) : stored;
+                        sum += value;
+                        min = Math.Min(min, (float)value);
+                        max = Math.Max(max, (float)value);
                     }
                 }
                 rows[tableId] = rows.GetValueOrDefault(tableId) + keys.Length;

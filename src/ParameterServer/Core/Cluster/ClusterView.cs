@@ -32,10 +32,10 @@ internal sealed class ClusterView
         // While key ranges migrate a block's chain is its current chain followed by the members of its target chain that
         // are not in it yet: those receive a copy (refill) and every push, so the switch to the target loses nothing.
         ChainLength = InTransition ? Math.Min(Copies + Math.Min(Replication, TargetRing.Servers), Servers.Count) : Copies;
-        ulong fingerprint = 14695981039346656037UL;
+        ulong fingerprint = Hashing.FoldSeed;
         foreach (long part in Servers.SelectMany(server => new long[] { server.Id, PointsOf(server), TargetPointsOf(server) }).Append(virtualNodes).Append(Replication))
         {
-            fingerprint = (fingerprint ^ (ulong)part) * 1099511628211UL;
+            fingerprint = Hashing.Fold(fingerprint, (ulong)part);
         }
         PlacementFingerprint = (long)fingerprint;
     }

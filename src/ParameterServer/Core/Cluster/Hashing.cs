@@ -10,4 +10,10 @@ public static class Hashing
         x = (x ^ (x >> 27)) * 0x94d049bb133111ebUL;
         return x ^ (x >> 31);
     }
+
+    /// <summary>FNV-1a's starting value, for <see cref="Fold"/>.</summary>
+    internal const ulong FoldSeed = 14695981039346656037UL;
+
+    /// <summary>One FNV-1a step: folds <paramref name="part"/> into <paramref name="hash"/> (fingerprints of names and views).</summary>
+    internal static ulong Fold(ulong hash, ulong part) => (hash ^ part) * 1099511628211UL;
 }

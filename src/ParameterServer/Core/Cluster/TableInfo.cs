@@ -33,10 +33,10 @@ internal sealed record TableInfo(int Id, string Name, int Width, string Handler,
     // FNV-1a over the name's characters, with the top bit set so that no group shares a salt with a table id.
     private static ulong GroupSalt(string group)
     {
-        ulong hash = 14695981039346656037UL;
+        ulong hash = Hashing.FoldSeed;
         foreach (char c in group)
         {
-            hash = (hash ^ c) * 1099511628211UL;
+            hash = Hashing.Fold(hash, c);
         }
         return hash | (1UL << 63);
     }

@@ -12,7 +12,7 @@ public enum UpdateMode : byte
     Sync = 1,
 }
 
-/// <summary>What each value of a table's rows is. <see cref="Float32"/> and <see cref="Int32"/> tables can be created today.</summary>
+/// <summary>What each value of a table's rows is. <see cref="Float32"/>, <see cref="Int32"/> and <see cref="Int64"/> tables can be created today.</summary>
 public enum ElementType : byte
 {
     Float32 = 1,
@@ -53,8 +53,9 @@ public sealed record TableSpec
     public UpdateMode Mode { get; init; } = UpdateMode.Async;
 
     /// <summary>
-    /// What the rows hold. Defaults to <see cref="ParameterServer.ElementType.Float32"/>; <see cref="ParameterServer.ElementType.Int32"/>
-    /// tables hold counts (handler sum, lossless compression only) and take <see cref="Client.PsTable.PushInt32"/> and <see cref="Client.PsTable.PullInt32"/>.
+    /// What the rows hold. Defaults to <see cref="ParameterServer.ElementType.Float32"/>. <see cref="ParameterServer.ElementType.Int32"/>
+    /// and <see cref="ParameterServer.ElementType.Int64"/> tables hold counts (handler sum, lossless compression only) and take
+    /// <see cref="Client.PsTable.PushInt32"/> / <see cref="Client.PsTable.PullInt32"/> or their Int64 forms.
     /// </summary>
     public ElementType ElementType { get; init; } = ElementType.Float32;
 
@@ -103,16 +104,16 @@ public sealed record TableSpec
         {
             Extensions.PullFilters.Parse(PullFilter); // throws saying what is accepted
         }
-        if (ElementType is not (ElementType.Float32 or ElementType.Int32))
+        if (ElementType is not (ElementType.Float32 or ElementType.Int32 or ElementType.Int64))
         {
-            throw new ArgumentException($"table '{Name}': element type {ElementType} is not supported yet; tables hold float32 or int32 values", nameof(ElementType));
+            throw new ArgumentException($"table '{Name}': element type {ElementType} is not supported yet; tables hold float32, int32 or int64 values", nameof(ElementType));
         }
-        if (ElementType == ElementType.Int32)
+        if (ElementType is ElementType.Int32 or ElementType.Int64)
         {
             var codec = CodecSpec.Parse(Compression);
             if (Handler != "sum" || codec.IsLossy || PullFilter.Trim() is not ("" or "none"))
             {
-                throw new ArgumentException($"int32 table '{Name}' takes handler sum (it has {Handler}), lossless compression only (zero, lz; it has {Compression}) and no pull filter (it has {PullFilter})", nameof(ElementType));
+                throw new ArgumentException($"{ElementType.ToString().ToLowerInvariant()} table '{Name}' takes handler sum (it has {Handler}), lossless compression only (zero, lz; it has {Compression}) and no pull filter (it has {PullFilter})", nameof(ElementType));
             }
         }
         if (BlockKeys < 1)

@@ -1,6 +1,6 @@
 namespace ParameterServer.IntegrationTests;
 
-/// <summary>int32 tables end to end on real servers (in-process, real TCP): exact integer sums, sync rounds, lossless codecs, and type errors.</summary>
+/// <summary>int32 and int64 tables end to end on real servers (in-process, real TCP): exact integer sums, sync rounds, lossless codecs, and type errors.</summary>
 public sealed class IntTableTests
 {
     private const int Big = 16_777_217; // 2^24 + 1: not a float32; a float sum would lose the 1
@@ -53,6 +53,59 @@ public sealed class IntTableTests
         var pulled = new int[20];
         await clients[1].WaitAsync(tables[1].PullRangeInt32(0, pulled));
         Assert.Equal(Enumerable.Range(0, 20).Select(i => 5 * ((2 * (Big + i)) + 1)), pulled);
+        foreach (var client in clients)
+        {
+            await client.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Int64_counts_pass_two_to_the_32_exactly_and_survive_a_server_loss()
+    {
+        // 3 servers, 2 copies of every range: after one server goes, the other copies hold every count.
+        var (cluster, clients) = await InProcessCluster.StartAsync(servers: 3, workers: 2);
+        await using var _ = cluster;
+        const long Huge = (1L << 40) + 3; // neither a float32 nor an int32: any 4-byte or float path would lose it
+        var async = await Task.WhenAll(clients.Select(c => c.DeclareTableAsync(new TableSpec("big", 3) { ElementType = ElementType.Int64, Compression = "zero+lz" })));
+        var sync = await Task.WhenAll(clients.Select(c => c.DeclareTableAsync(new TableSpec("big-rounds", 2) { ElementType = ElementType.Int64, Mode = UpdateMode.Sync, DenseSize = 64, BlockKeys = 4 })));
+        ulong[] keys = Enumerable.Range(0, 40).Select(i => (ulong)i * 7_919).ToArray();
+        async Task PushAsync(int w, int rounds)
+        {
+            var values = new long[keys.Length * 3];
+            var ranged = new long[64 * 2];
+            for (int round = 0; round < rounds; round++)
+            {
+                for (int i = 0; i < values.Length; i++)
+                {
+                    values[i] = i % 3 == 0 ? Huge : (i % 3) - 2; // Huge, -1, 0 per row
+                }
+                for (int i = 0; i < ranged.Length; i++)
+                {
+                    ranged[i] = Huge + i + w;
+                }
+                await clients[w].WaitAsync(async[w].PushInt64(keys, values));
+                await clients[w].WaitAsync(sync[w].PushRangeInt64(0, ranged));
+            }
+        }
+        async Task CheckAsync(int rounds)
+        {
+            var pulled = new long[keys.Length * 3];
+            await clients[0].WaitAsync(async[0].PullInt64(keys, pulled));
+            for (int i = 0; i < pulled.Length; i++)
+            {
+                Assert.Equal(2L * rounds * (i % 3 == 0 ? Huge : (i % 3) - 2), pulled[i]);
+            }
+            var ranged = new long[64 * 2];
+            await clients[1].WaitAsync(sync[1].PullRangeInt64(0, ranged));
+            Assert.Equal(Enumerable.Range(0, ranged.Length).Select(i => rounds * ((2 * (Huge + i)) + 1)), ranged);
+        }
+        await Task.WhenAll(Task.Run(() => PushAsync(0, 10)), Task.Run(() => PushAsync(1, 10)));
+        await CheckAsync(10);
+        await cluster.Servers[0].DisposeAsync();
+        await Task.WhenAll(Task.Run(() => PushAsync(0, 5)), Task.Run(() => PushAsync(1, 5)));
+        await CheckAsync(15);
+        var wrong = Assert.Throws<PsException>(() => async[0].PushInt32([1UL], [1]));
+        Assert.Contains("holds int64 values: call PushInt64 / PullInt64", wrong.Message);
         foreach (var client in clients)
         {
             await client.DisposeAsync();

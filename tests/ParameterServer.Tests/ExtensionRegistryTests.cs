@@ -90,7 +90,9 @@ public class ExtensionRegistryTests
     [Fact]
     public void Tables_of_other_element_types_are_refused_with_what_is_supported()
     {
-        var ex = Assert.Throws<ArgumentException>(() => new TableSpec("counts") { ElementType = ElementType.Int64 }.Validate());
-        Assert.Contains("float32", ex.Message);
+        var ex = Assert.Throws<ArgumentException>(() => new TableSpec("counts") { ElementType = ElementType.Float64 }.Validate());
+        Assert.Contains("float32, int32 or int64", ex.Message);
+        var handler = Assert.Throws<ArgumentException>(() => new TableSpec("counts") { ElementType = ElementType.Int64, Handler = "ftrl" }.Validate());
+        Assert.Contains("int64 table 'counts' takes handler sum", handler.Message);
     }
 }

@@ -352,7 +352,7 @@ public sealed class PsClient : IAsyncDisposable
         {
             if (!_tables.TryGetValue(spec.Name, out var table))
             {
-                _tables[spec.Name] = table = new PsTable(this, info, new TableTraffic(spec.KeyCaching, CodecSpec.Parse(spec.Compression), info.Width));
+                _tables[spec.Name] = table = new PsTable(this, info, new TableTraffic(spec.KeyCaching, CodecSpec.Parse(spec.Compression), info.Words));
                 _prompt.Add(info);
             }
             return table;

@@ -71,7 +71,7 @@ public sealed class PsTable
 
     /// <summary>Fetches the integer values of keys of an <see cref="ElementType.Int32"/> table into <paramref name="destination"/>.</summary>
     public long PullInt32(ReadOnlySpan<ulong> keys, Memory<int> destination) =>
-        _client.Submit(Holding(ElementType.Int32), MessageType.Pull, keys, default, Int32Views.AsFloats(destination), default);
+        _client.Submit(Holding(ElementType.Int32), MessageType.Pull, keys, default, IntegerViews<int>.AsWords(destination), default);
 
     /// <summary>Pushes values.Length / Width consecutive keys of an <see cref="ElementType.Int32"/> table from <paramref name="firstKey"/>.</summary>
     public long PushRangeInt32(ulong firstKey, ReadOnlySpan<int> values)
@@ -101,8 +101,49 @@ public sealed class PsTable
         }
     }
 
+    /// <summary>Sends 64-bit integer values (counts that may pass 2^31) for keys to an <see cref="ElementType.Int64"/> table, which adds them.</summary>
+    public long PushInt64(ReadOnlySpan<ulong> keys, ReadOnlySpan<long> values) =>
+        _client.Submit(Holding(ElementType.Int64), MessageType.Push, keys, MemoryMarshal.Cast<long, float>(values), default, default);
+
+    /// <summary>Fetches the values of keys of an <see cref="ElementType.Int64"/> table into <paramref name="destination"/>.</summary>
+    public long PullInt64(ReadOnlySpan<ulong> keys, Memory<long> destination) =>
+        _client.Submit(Holding(ElementType.Int64), MessageType.Pull, keys, default, IntegerViews<long>.AsWords(destination), default);
+
+    /// <summary>Pushes values.Length / Width consecutive keys of an <see cref="ElementType.Int64"/> table from <paramref name="firstKey"/>.</summary>
+    public long PushRangeInt64(ulong firstKey, ReadOnlySpan<long> values)
+    {
+        var keys = RangeKeys(firstKey, values.Length, out var rented);
+        try
+        {
+            return PushInt64(keys, values);
+        }
+        finally
+        {
+            ArrayPool<ulong>.Shared.Return(rented);
+        }
+    }
+
+    /// <summary>Pulls destination.Length / Width consecutive keys of an <see cref="ElementType.Int64"/> table from <paramref name="firstKey"/>.</summary>
+    public long PullRangeInt64(ulong firstKey, Memory<long> destination)
+    {
+        var keys = RangeKeys(firstKey, destination.Length, out var rented);
+        try
+        {
+            return PullInt64(keys, destination);
+        }
+        finally
+        {
+            ArrayPool<ulong>.Shared.Return(rented);
+        }
+    }
+
     private PsTable Holding(ElementType type) => Info.Element == type ? this : throw new PsException(PsErrorCode.WrongElementType,
-        $"table '{Name}' holds {Info.Element.ToString().ToLowerInvariant()} values: call {(Info.Element == ElementType.Int32 ? "PushInt32 / PullInt32 (and the Range forms)" : "Push / Pull with float values")}");
+        $"table '{Name}' holds {Info.Element.ToString().ToLowerInvariant()} values: call {Info.Element switch
+        {
+            ElementType.Int32 => "PushInt32 / PullInt32 (and the Range forms)",
+            ElementType.Int64 => "PushInt64 / PullInt64 (and the Range forms)",
+            _ => "Push / Pull with float values",
+        }}");
 
     /// <summary>Pushes values.Length / Width consecutive keys starting at <paramref name="firstKey"/>.</summary>
     public long PushRange(ulong firstKey, ReadOnlySpan<float> values, ReadOnlySpan<long> after = default)
@@ -171,30 +212,34 @@ public sealed class PsTable
 }
 
 /// <summary>
-/// Int arrays seen as float memory, for pulls into int32 tables: the data path writes 4-byte values whatever they
-/// are. One view per array, kept while the array lives, so pulling into the same buffer again allocates nothing.
+/// Integer arrays seen as memory of 4-byte words, for pulls into integer tables: the data path writes words whatever
+/// they hold (an int64 is two). One view per array, kept while the array lives, so pulling into the same buffer again
+/// allocates nothing.
 /// </summary>
-internal static class Int32Views
+internal static class IntegerViews<T>
+    where T : unmanaged
 {
-    private static readonly ConditionalWeakTable<int[], View> s_views = new();
+    private static readonly ConditionalWeakTable<T[], View> s_views = new();
 
-    public static Memory<float> AsFloats(Memory<int> memory)
+    private static int WordsPerElement => Unsafe.SizeOf<T>() / sizeof(float);
+
+    public static Memory<float> AsWords(Memory<T> memory)
     {
         if (memory.IsEmpty)
         {
             return Memory<float>.Empty;
         }
-        if (!MemoryMarshal.TryGetArray<int>(memory, out var segment) || segment.Array is null)
+        if (!MemoryMarshal.TryGetArray<T>(memory, out var segment) || segment.Array is null)
         {
-            throw new ArgumentException("pull into int32 tables needs memory backed by an int[] array", nameof(memory));
+            throw new ArgumentException($"pull into {typeof(T).Name.ToLowerInvariant()} tables needs memory backed by a {typeof(T).Name}[] array", nameof(memory));
         }
         var view = s_views.GetValue(segment.Array, static array => new View(array));
-        return view.Memory.Slice(segment.Offset, segment.Count);
+        return view.Memory.Slice(segment.Offset * WordsPerElement, segment.Count * WordsPerElement);
     }
 
-    private sealed class View(int[] array) : MemoryManager<float>
+    private sealed class View(T[] array) : MemoryManager<float>
     {
-        public override Span<float> GetSpan() => MemoryMarshal.Cast<int, float>(array.AsSpan());
+        public override Span<float> GetSpan() => MemoryMarshal.Cast<T, float>(array.AsSpan());
 
         public override MemoryHandle Pin(int elementIndex = 0)
         {

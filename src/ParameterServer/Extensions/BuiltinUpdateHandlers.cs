@@ -37,8 +37,10 @@ internal sealed class SumHandler : IRunUpdateHandler, IElementwiseUpdateHandler
     public override string ToString() => "sum";
 }
 
-/// <summary>values += pushed, on int32 tables: the values' bits are integers (the stores keep 4-byte elements alike).</summary>
-internal sealed class Int32SumHandler : IRunUpdateHandler, IElementwiseUpdateHandler
+/// <summary>values += pushed, on int32 (<typeparamref name="T"/> int) or int64 (long) tables: the stores keep rows as 4-byte
+/// words whatever they hold, and this handler reads them as the table's integers.</summary>
+internal sealed class IntegerSumHandler<T> : IRunUpdateHandler, IElementwiseUpdateHandler
+    where T : unmanaged, IBinaryInteger<T>
 {
     public int StateLength(int width)
     {
@@ -58,9 +60,9 @@ internal sealed class Int32SumHandler : IRunUpdateHandler, IElementwiseUpdateHan
         ApplyElements(rows, pushed);
     }
 
-    // Wrapping on overflow, like any int32 sum; a count table that nears 2^31 wants int64 elements.
+    // Wrapping on overflow, like any integer sum; an int32 count that nears 2^31 wants an int64 table.
     public void ApplyElements(Span<float> values, ReadOnlySpan<float> pushed) =>
-        System.Numerics.Tensors.TensorPrimitives.Add(MemoryMarshal.Cast<float, int>(values), MemoryMarshal.Cast<float, int>(pushed), MemoryMarshal.Cast<float, int>(values));
+        System.Numerics.Tensors.TensorPrimitives.Add(MemoryMarshal.Cast<float, T>(values), MemoryMarshal.Cast<float, T>(pushed), MemoryMarshal.Cast<float, T>(values));
 
     public override string ToString() => "sum";
 }

@@ -8,8 +8,16 @@ public static class UpdateHandlers
     /// <summary>values += pushed. The default: aggregate counts, LDA topic counts, sketches.</summary>
     public static IUpdateHandler Sum { get; } = new SumHandler();
 
-    /// <summary>values += pushed on an int32 table (its "sum").</summary>
-    internal static IUpdateHandler Int32Sum { get; } = new Int32SumHandler();
+    private static readonly IUpdateHandler s_int32Sum = new IntegerSumHandler<int>();
+    private static readonly IUpdateHandler s_int64Sum = new IntegerSumHandler<long>();
+
+    /// <summary>values += pushed for a table's element type: what "sum" means there (sync rounds add pushes with it).</summary>
+    internal static IUpdateHandler SumOf(ElementType element) => element switch
+    {
+        ElementType.Int32 => s_int32Sum,
+        ElementType.Int64 => s_int64Sum,
+        _ => Sum,
+    };
 
     /// <summary>
     /// The handler of a table: <paramref name="create"/> (the built-ins and the registered ones) for float32 tables;
@@ -19,7 +27,7 @@ public static class UpdateHandlers
         table.Element switch
         {
             ElementType.Float32 => create(table.Handler),
-            ElementType.Int32 when table.Handler == "sum" => Int32Sum,
+            ElementType.Int32 or ElementType.Int64 when table.Handler == "sum" => SumOf(table.Element),
             _ => throw new ArgumentException($"table '{table.Name}' holds {table.Element.ToString().ToLowerInvariant()} values: its handler must be sum, not {table.Handler}"),
         };
 

@@ -4,7 +4,8 @@ namespace ParameterServer.Protocol;
 
 /// <summary>
 /// Layout of Push / Pull / PushPull payloads and of value responses (see <see cref="FrameHeader"/>):
-/// a key section, then keyCount x rowWidth values. Everything is read in place from the receive buffer.
+/// a key section, then keyCount x rowWidth 4-byte words (an 8-byte element takes two). Everything is read in place
+/// from the receive buffer.
 /// </summary>
 internal static class DataPayload
 {
@@ -12,7 +13,7 @@ internal static class DataPayload
 
     public static long KeySectionBytes(int keyCount, bool keyRange) => keyRange ? RangeKeySectionBytes : (long)keyCount * sizeof(ulong);
 
-    public static long ValueSectionBytes(int keyCount, int rowWidth, WireElementType type) => (long)keyCount * rowWidth * ElementTypes.SizeOf(type);
+    public static long ValueSectionBytes(int keyCount, int rowWidth) => (long)keyCount * rowWidth * ElementTypes.WordBytes;
 
     public static bool CarriesKeys(MessageType type) => type is MessageType.Push or MessageType.Pull or MessageType.PushPull or MessageType.Replicate or MessageType.Refill;
 
@@ -29,13 +30,13 @@ internal static class DataPayload
         {
             return $"row width must be positive, got {header.RowWidth}";
         }
-        if (ElementTypes.SizeOf(header.ElementType) == 0)
+        if (!ElementTypes.IsKnown(header.ElementType))
         {
             return $"unknown element type {(byte)header.ElementType}";
         }
         bool range = (header.Flags & FrameFlags.KeyRange) != 0;
         long expected = KeySectionBytes(header.KeyCount, range)
-            + (CarriesValues(header.Type) ? ValueSectionBytes(header.KeyCount, header.RowWidth, header.ElementType) : 0);
+            + (CarriesValues(header.Type) ? ValueSectionBytes(header.KeyCount, header.RowWidth) : 0);
         if (expected != header.PayloadLength)
         {
             return $"payload is {header.PayloadLength} bytes but {header.KeyCount} keys of width {header.RowWidth} ({header.ElementType}) need {expected}";

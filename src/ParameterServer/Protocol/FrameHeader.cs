@@ -18,7 +18,7 @@ namespace ParameterServer.Protocol;
 /// 32     4    viewNumber   the cluster view the sender routed with
 /// 36     4    tableId
 /// 40     4    keyCount
-/// 44     4    rowWidth     values per key
+/// 44     4    rowWidth     4-byte words per key (values per key; two per 8-byte value)
 /// 48     2    errorCode    ErrorCode, responses only
 /// 50     1    elementType  WireElementType of the values
 /// 51     1    answerCodec  a pull's wish for its answer's value encoding (CodecSpec.ToAnswerByte), else 0

@@ -114,7 +114,7 @@ internal enum FrameFlags : ushort
     Known = KeyRange | Resend | RoundsFrom | Encoded | FilterAnswer,
 }
 
-/// <summary>Element type of a table's values. Sizes come from <see cref="ElementTypes.SizeOf"/>; the transport never looks inside.</summary>
+/// <summary>Element type of a table's values; the transport never looks inside. Rows travel as 4-byte words (<see cref="ElementTypes.WordBytes"/>).</summary>
 internal enum WireElementType : byte
 {
     Float32 = 1,
@@ -125,10 +125,8 @@ internal enum WireElementType : byte
 
 internal static class ElementTypes
 {
-    public static int SizeOf(WireElementType type) => type switch
-    {
-        WireElementType.Float32 or WireElementType.Int32 => 4,
-        WireElementType.Float64 or WireElementType.Int64 => 8,
-        _ => 0,
-    };
+    /// <summary>Frames and stores count rows in 4-byte words: a float32 or int32 takes one, an int64 two.</summary>
+    public const int WordBytes = 4;
+
+    public static bool IsKnown(WireElementType type) => type is WireElementType.Float32 or WireElementType.Float64 or WireElementType.Int32 or WireElementType.Int64;
 }

@@ -31,7 +31,8 @@ internal sealed class TableState(TableInfo info, TableTraffic? traffic)
 
     public string Name => Info.Name;
 
-    public int Width => Info.Width;
+    /// <summary>4-byte words per row (<see cref="TableInfo.Words"/>): how the data path cuts values into rows.</summary>
+    public int Width => Info.Words;
 
     public Consistency Consistency => _tau == int.MaxValue ? Consistency.Eventual : Consistency.BoundedDelay(_tau);
 

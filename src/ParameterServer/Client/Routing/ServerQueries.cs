@@ -96,7 +96,7 @@ internal sealed class ServerQueries(int nodeId, WorkerOptions options, RouteTabl
     {
         var keys = new List<ulong>();
         var values = new List<float>();
-        int width = table.Width;
+        int width = table.Words;
         var routes = routeTable.Connected;
         foreach (var link in routes.BySlot)
         {

@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace ParameterServer.Core.Checkpoints;
 
 /// <summary>What a verified checkpoint holds (what `pserver checkpoint verify` prints).</summary>
@@ -29,14 +31,20 @@ public sealed record CheckpointReport(string Folder, long Epoch, uint View, stri
             CheckpointFiles.ReadServerFile(Path.Combine(folder, file.Name), (tableId, stride, keys, values) =>
             {
                 var table = manifest.Tables.First(t => t.Id == tableId);
-                int width = table.Width;
-                bool integers = table.Element == ElementType.Int32; // stored as their bits in 4-byte slots
+                int words = table.Words;
                 double sum = 0;
                 for (int i = 0; i < keys.Length; i++)
                 {
-                    foreach (float stored in values.Slice(i * stride, width))
+                    var row = values.Slice(i * stride, words);
+                    for (int j = 0; j < table.Width; j++)
                     {
-                        double value = integers ? BitConverter.SingleToInt32Bits(stored) : stored;
+                        // Integers are stored as their bits in 4-byte words, an int64 in two.
+                        double value = table.Element switch
+                        {
+                            ElementType.Int32 => BitConverter.SingleToInt32Bits(row[j]),
+                            ElementType.Int64 => MemoryMarshal.Cast<float, long>(row)[j],
+                            _ => row[j],
+                        };
                         sum += value;
                         min = Math.Min(min, (float)value);
                         max = Math.Max(max, (float)value);

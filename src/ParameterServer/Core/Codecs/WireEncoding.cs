@@ -36,9 +36,9 @@ internal static class WireEncoding
         int count = header.KeyCount;
         int width = header.RowWidth;
         bool values = DataPayload.CarriesValues(header.Type);
-        if (count < 0 || width <= 0 || ElementTypes.SizeOf(header.ElementType) != sizeof(float))
+        if (count < 0 || width <= 0 || !ElementTypes.IsKnown(header.ElementType))
         {
-            problem = $"encoded frame with {count} keys of width {width} ({header.ElementType}): only float32 rows can be encoded";
+            problem = $"encoded frame with {count} keys of width {width} ({header.ElementType}): not a valid data frame";
             return DecodeResult.Malformed;
         }
         bool range = (header.Flags & FrameFlags.KeyRange) != 0;

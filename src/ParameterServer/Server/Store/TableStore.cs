@@ -28,8 +28,8 @@ internal sealed class TableStore
     {
         Info = info;
         Handler = handler;
-        Width = info.Width;
-        RowStride = info.Width + handler.StateLength(info.Width);
+        Width = info.Words;
+        RowStride = info.Words + handler.StateLength(info.Words);
         _runHandler = handler as IRunUpdateHandler;
         if (info.BlockCount <= 1 << 22)
         {
@@ -50,6 +50,7 @@ internal sealed class TableStore
     /// <summary>What this table's pull answers leave out (<see cref="TableSpec.PullFilter"/>); null: everything is sent.</summary>
     public IPullFilter? PullFilter { get; init; }
 
+    /// <summary>4-byte words of values per key (<see cref="TableInfo.Words"/>): the row width frames carry.</summary>
     public int Width { get; }
 
     /// <summary>Floats per stored key: values plus handler state.</summary>

@@ -249,7 +249,7 @@ internal sealed class SyncAggregator(TableStore store)
             {
                 for (int i = 0; i < c.KeyCount; i++)
                 {
-                    (store.Info.Element == ElementType.Int32 ? UpdateHandlers.Int32Sum : UpdateHandlers.Sum).Apply(r.Sum.GetOrAddRow(c.Keys[i]), c.Values.AsSpan(i * width, width), width);
+                    UpdateHandlers.SumOf(store.Info.Element).Apply(r.Sum.GetOrAddRow(c.Keys[i]), c.Values.AsSpan(i * width, width), width);
                 }
                 ArrayPool<ulong>.Shared.Return(c.Keys);
                 ArrayPool<float>.Shared.Return(c.Values);

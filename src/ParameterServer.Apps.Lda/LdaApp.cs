@@ -13,13 +13,20 @@ namespace ParameterServer.Apps.Lda;
 /// <summary>
 /// LDA with the word-topic counts on the servers (the paper's section 5.2): int32 tables of word-topic counts (one row
 /// of K per word) and topic totals (one hot row); each worker owns every W-th document and its tokens' topics, pulls the
-/// counts, samples a sweep against its copy (LightLDA's O(1) sampler), and pushes the count changes. Iterations are
-/// bulk-synchronous: after every sweep the workers' changes are in before the next pull, so the counts sum to the
-/// number of tokens at every iteration boundary.
+/// counts, samples a sweep against its copy (LightLDA's O(1) sampler), and pushes the count changes.
+/// <para>With <c>--consistency sequential</c> iterations are bulk-synchronous: every worker's changes are in before
+/// anyone pulls for the next sweep, so the counts sum to the number of tokens at every iteration boundary. With
+/// <c>bounded:TAU</c> (the default) there is no barrier: a worker starts sweep i once every live worker has pushed
+/// sweep i-1-TAU, so it samples against counts that miss at most TAU sweeps of the others (stale synchronous
+/// parallel, the paper's bounded delay across workers); <c>eventual</c> never waits. Rank 0 reports an iteration once
+/// every worker has finished it.</para>
 /// </summary>
 public sealed class LdaApp(LdaOptions options) : IPsApp
 {
-    private const int MetricsWidth = 4; // document log-likelihood, tokens, seconds, workers
+    private const int MetricsWidth = 4; // document log-likelihood, tokens, seconds, workers (who finished the iteration)
+
+    // A worker waiting on the others' progress (bounded delay) gives up when none of them finishes an iteration this long.
+    private static readonly TimeSpan s_progressDeadline = TimeSpan.FromMinutes(5);
 
     public string Name => "lda";
 
@@ -54,8 +61,9 @@ public sealed class LdaApp(LdaOptions options) : IPsApp
         }, cancellationToken).ConfigureAwait(false);
         var totals = await client.DeclareTableAsync(new TableSpec("lda.topic-totals", k) { ElementType = ElementType.Int32, DenseSize = 1, BlockKeys = 1 }, cancellationToken).ConfigureAwait(false);
         var metrics = await client.DeclareTableAsync(new TableSpec("lda.metrics", MetricsWidth) { DenseSize = (ulong)options.Iterations + 1, BlockKeys = 1024 }, cancellationToken).ConfigureAwait(false);
-        context.Log.LogInformation("lda rank {Rank}/{Workers}: {Documents} documents, {Tokens} tokens, {Topics} topics, vocabulary {Vocabulary}, {Sampler}",
-            context.Rank, context.WorkerCount, mine.Documents, mine.Tokens, k, vocabulary, options.ExactGibbs ? "O(K) Gibbs" : "LightLDA");
+        int staleness = options.Consistency.Tau; // 0: bulk-synchronous
+        context.Log.LogInformation("lda rank {Rank}/{Workers}: {Documents} documents, {Tokens} tokens, {Topics} topics, vocabulary {Vocabulary}, {Sampler}, {Consistency}",
+            context.Rank, context.WorkerCount, mine.Documents, mine.Tokens, k, vocabulary, options.ExactGibbs ? "O(K) Gibbs" : "LightLDA", options.Consistency);
 
         // Random initial topics; their counts go to the servers before anyone samples.
         var random = new FastRandom(((ulong)options.Seed * 7919UL) + (ulong)context.Rank);
@@ -80,12 +88,19 @@ public sealed class LdaApp(LdaOptions options) : IPsApp
         var final = new Dictionary<string, object?>();
         double perplexity = double.NaN, iterationSecondsTotal = 0, pullSeconds = 0, sweepSeconds = 0;
         long tokensTotal = 0;
-        long carriedPullTicks = 0; // rank 0: how long its pull after the last barrier took (0: the counts it holds are not current)
+        long carriedPullTicks = 0; // rank 0: how long its pull after the last iteration ended took (0: the counts it holds are not current)
+        var clock = new float[MetricsWidth];
         for (int iteration = 1; iteration <= options.Iterations; iteration++)
         {
             long start = Stopwatch.GetTimestamp();
             if (carriedPullTicks == 0)
             {
+                if (staleness > 0)
+                {
+                    // Not timed, as the barrier of sequential mode is not: tokens/s is the rate of the work itself.
+                    await WaitForWorkersAsync(context, metrics, (long)iteration - 1 - staleness, clock, cancellationToken).ConfigureAwait(false);
+                    start = Stopwatch.GetTimestamp();
+                }
                 await PullCountsAsync(client, wordTopic, totals, counts, cancellationToken).ConfigureAwait(false);
             }
             else
@@ -109,12 +124,20 @@ public sealed class LdaApp(LdaOptions options) : IPsApp
             double documentLogLikelihood = Evaluation.DocumentLogLikelihood(mine, topicOfToken, k, priors);
             await client.WaitAsync(metrics.PushRange((ulong)iteration, [(float)documentLogLikelihood, mine.Tokens, (float)seconds, 1]), cancellationToken).ConfigureAwait(false);
             JobTraffic.Publish(client);
-            await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
+            if (staleness == 0)
+            {
+                await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
+            }
             if (context.Rank != 0)
             {
                 continue;
             }
-            // Every worker's changes are in: the counts as they stand now are the job's, and the next iteration's.
+            if (staleness > 0)
+            {
+                await WaitForWorkersAsync(context, metrics, iteration, clock, cancellationToken).ConfigureAwait(false);
+            }
+            // Every worker's changes of this iteration are in (under bounded delay, some of the next may be too): the
+            // counts as they stand now are the ones to report, and the next iteration's.
             long pullStart = Stopwatch.GetTimestamp();
             await PullCountsAsync(client, wordTopic, totals, counts, cancellationToken).ConfigureAwait(false);
             carriedPullTicks = Stopwatch.GetTimestamp() - pullStart;
@@ -201,6 +224,41 @@ public sealed class LdaApp(LdaOptions options) : IPsApp
         }
         await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
         return 0;
+    }
+
+    /// <summary>
+    /// Waits until every live worker has finished <paramref name="iteration"/> (its metrics row counts the workers that
+    /// did, and each pushes its changes before that row). A worker that died after reporting still counts there, so
+    /// its death can let one wait end early: the bound is then one sweep looser, never a hang.
+    /// </summary>
+    private static async Task WaitForWorkersAsync(WorkerContext context, PsTable metrics, long iteration, float[] row, CancellationToken cancellationToken)
+    {
+        if (iteration < 1)
+        {
+            return;
+        }
+        var client = context.Client;
+        float seen = -1;
+        long progressed = Stopwatch.GetTimestamp();
+        while (true)
+        {
+            await client.WaitAsync(metrics.PullRange((ulong)iteration, row), cancellationToken).ConfigureAwait(false);
+            int live = client.Diagnostics.LiveWorkers;
+            if (row[3] >= live)
+            {
+                return;
+            }
+            if (row[3] != seen)
+            {
+                seen = row[3];
+                progressed = Stopwatch.GetTimestamp();
+            }
+            else if (Stopwatch.GetElapsedTime(progressed) > s_progressDeadline)
+            {
+                throw new TimeoutException($"lda rank {context.Rank} waited {s_progressDeadline.TotalMinutes:0} min for every worker to finish iteration {iteration}: {row[3]:0} of {live} live workers have; see the other workers' logs");
+            }
+            await Task.Delay(1, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <summary>Pulls the whole word-topic table and the totals into <paramref name="counts"/>.</summary>

@@ -101,6 +101,7 @@ public sealed class LdaAppDefinition : IPsAppDefinition, IPsTrainable
             EvalEvery = p.GetValue(EvalEvery),
             ExactGibbs = sampler == "gibbs",
             TrueTopics = p.GetValue(TrueTopics),
+            Consistency = Client.Consistency.Parse(p.GetValue(PsOptions.Consistency)!),
         };
         options.Validate();
         return options;

@@ -1,4 +1,5 @@
 using ParameterServer.Apps.Lda.Sampling;
+using ParameterServer.Client;
 
 namespace ParameterServer.Apps.Lda;
 
@@ -43,6 +44,10 @@ public sealed record LdaOptions
     public bool ExactGibbs { get; init; }
 
     public int Seed { get; init; } = 1;
+
+    /// <summary>How far workers may run apart: sequential (bulk-synchronous iterations), bounded:TAU (a sweep may miss
+    /// the others' last TAU sweeps) or eventual.</summary>
+    public Consistency Consistency { get; init; } = Consistency.BoundedDelay(4);
 
     public LdaPriors Priors => new(Alpha, Beta);
 

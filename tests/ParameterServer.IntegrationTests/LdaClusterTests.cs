@@ -16,7 +16,8 @@ public sealed class LdaClusterTests : IDisposable
     {
         string model = Path.Combine(_dir, "kos.model");
         using var run = await Pserver.RunAsync(Limit, "train", "lda", "--data", SharedData.KosDocWords, "--vocab", SharedData.KosVocabulary,
-            "--servers", "2", "--workers", "2", "--topics", "10", "--iterations", "30", "--hold-out", "10", "--eval-every", "30", "--model-out", model, "--json");
+            "--servers", "2", "--workers", "2", "--topics", "10", "--iterations", "30", "--hold-out", "10", "--eval-every", "30", "--model-out", model, "--json",
+            "--consistency", "sequential");
         Assert.True(run.ExitCode == 0, run.Describe());
         var lines = run.StdoutLines.Where(l => l.StartsWith("{\"app\":\"lda\"", StringComparison.Ordinal)).Select(l => JsonDocument.Parse(l).RootElement).ToList();
         var iterations = lines.Where(l => l.TryGetProperty("iteration", out _)).ToList();
@@ -38,10 +39,27 @@ public sealed class LdaClusterTests : IDisposable
     }
 
     [Fact]
+    public async Task Under_bounded_delay_workers_run_without_barriers_learn_and_keep_every_token_counted()
+    {
+        string model = Path.Combine(_dir, "bounded.model");
+        using var run = await Pserver.RunAsync(Limit, "train", "lda", "--data", SharedData.KosDocWords, "--vocab", SharedData.KosVocabulary,
+            "--servers", "2", "--workers", "3", "--topics", "10", "--iterations", "25", "--eval-every", "100", "--model-out", model, "--json",
+            "--consistency", "bounded:2");
+        Assert.True(run.ExitCode == 0, run.Describe());
+        var iterations = run.StdoutLines.Where(l => l.StartsWith("{\"app\":\"lda\",\"iteration\"", StringComparison.Ordinal)).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Equal(25, iterations.Count);
+        Assert.True(iterations[^1].GetProperty("loglik_per_token").GetDouble() > iterations[0].GetProperty("loglik_per_token").GetDouble() + 1, run.Stdout);
+        // Once every worker has finished, every KOS token is in the counts exactly once.
+        var modelLines = File.ReadAllLines(model);
+        Assert.Equal(467_714, modelLines.Skip(1).Sum(l => l.Split(' ').Skip(1).Sum(long.Parse)));
+        Assert.Equal(467_714, iterations[^1].GetProperty("counted_tokens").GetInt64());
+    }
+
+    [Fact]
     public async Task Int_count_tables_stay_exact_when_a_server_is_killed_mid_run_with_two_copies()
     {
         using var job = await ProcessCluster.StartAsync(3, 2, 2, "--app", "lda", "--json", "--data", SharedData.KosDocWords, "--vocab", SharedData.KosVocabulary,
-            "--topics", "10", "--iterations", "40", "--eval-every", "100");
+            "--topics", "10", "--iterations", "40", "--eval-every", "100", "--consistency", "sequential");
         var coordinator = await job.FirstWorkerAsync(w => w.Stdout.Contains("\"iteration\":5,", StringComparison.Ordinal));
         job.Servers[1].Process.Kill();
         await coordinator.WaitForExitAsync(Limit);

@@ -54,7 +54,7 @@ public sealed record TableSpec
 
     /// <summary>
     /// What the rows hold. Defaults to <see cref="ParameterServer.ElementType.Float32"/>. <see cref="ParameterServer.ElementType.Int32"/>
-    /// and <see cref="ParameterServer.ElementType.Int64"/> tables hold counts (handler sum, lossless compression only) and take
+    /// and <see cref="ParameterServer.ElementType.Int64"/> tables hold counts (handler sum, or max, which keeps the larger; lossless compression only) and take
     /// <see cref="Client.PsTable.PushInt32"/> / <see cref="Client.PsTable.PullInt32"/> or their Int64 forms.
     /// </summary>
     public ElementType ElementType { get; init; } = ElementType.Float32;
@@ -111,9 +111,13 @@ public sealed record TableSpec
         if (ElementType is ElementType.Int32 or ElementType.Int64)
         {
             var codec = CodecSpec.Parse(Compression);
-            if (Handler != "sum" || codec.IsLossy || PullFilter.Trim() is not ("" or "none"))
+            if (Handler is not ("sum" or "max") || codec.IsLossy || PullFilter.Trim() is not ("" or "none"))
             {
-                throw new ArgumentException($"{ElementType.ToString().ToLowerInvariant()} table '{Name}' takes handler sum (it has {Handler}), lossless compression only (zero, lz; it has {Compression}) and no pull filter (it has {PullFilter})", nameof(ElementType));
+                throw new ArgumentException($"{ElementType.ToString().ToLowerInvariant()} table '{Name}' takes handler sum or max (it has {Handler}), lossless compression only (zero, lz; it has {Compression}) and no pull filter (it has {PullFilter})", nameof(ElementType));
+            }
+            if (Handler == "max" && Mode == UpdateMode.Sync)
+            {
+                throw new ArgumentException($"table '{Name}': handler max applies each push as it comes (async); sync rounds add the workers' pushes", nameof(Handler));
             }
         }
         if (BlockKeys < 1)

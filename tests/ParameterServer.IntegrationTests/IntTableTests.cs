@@ -113,6 +113,28 @@ public sealed class IntTableTests
     }
 
     [Fact]
+    public async Task A_max_table_keeps_the_largest_value_and_the_same_push_twice_changes_nothing()
+    {
+        var (cluster, clients) = await InProcessCluster.StartAsync(servers: 2, workers: 2);
+        await using var _ = cluster;
+        var tables = await Task.WhenAll(clients.Select(c => c.DeclareTableAsync(new TableSpec("registers", 2) { ElementType = ElementType.Int64, Handler = "max" })));
+        ulong[] keys = [3, 1UL << 40];
+        await clients[0].WaitAsync(tables[0].PushInt64(keys, [5, long.MinValue, -7, 1L << 50]));
+        await clients[1].WaitAsync(tables[1].PushInt64(keys, [2, 9, -7, 1L << 50])); // the same value again: unchanged
+        await clients[1].WaitAsync(tables[1].PushInt64(keys, [2, 9, -7, 1L << 50]));
+        var pulled = new long[4];
+        await clients[0].WaitAsync(tables[0].PullInt64(keys, pulled));
+        // A row starts at 0: max(0, -7) is 0.
+        Assert.Equal([5L, 9, 0, 1L << 50], pulled);
+        var sync = await Assert.ThrowsAsync<ArgumentException>(() => clients[0].DeclareTableAsync(new TableSpec("bad") { ElementType = ElementType.Int32, Handler = "max", Mode = UpdateMode.Sync }));
+        Assert.Contains("handler max applies each push as it comes", sync.Message);
+        foreach (var client in clients)
+        {
+            await client.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task Floats_into_an_int_table_and_ints_into_a_float_table_are_refused_and_lossy_settings_too()
     {
         var (cluster, clients) = await InProcessCluster.StartAsync(servers: 1, workers: 1);

@@ -67,6 +67,34 @@ internal sealed class IntegerSumHandler<T> : IRunUpdateHandler, IElementwiseUpda
     public override string ToString() => "sum";
 }
 
+/// <summary>values = max(values, pushed), on int32 or int64 tables: pushing the same value twice changes nothing.</summary>
+internal sealed class IntegerMaxHandler<T> : IRunUpdateHandler, IElementwiseUpdateHandler
+    where T : unmanaged, IBinaryInteger<T>
+{
+    public int StateLength(int width)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(width);
+        return 0;
+    }
+
+    public void Apply(Span<float> row, ReadOnlySpan<float> pushed, int width)
+    {
+        HandlerChecks.Row(row, pushed, width, 0);
+        ApplyElements(row, pushed);
+    }
+
+    public void ApplyRun(Span<float> rows, ReadOnlySpan<float> pushed, int width, int count)
+    {
+        HandlerChecks.Run(rows, pushed, width, count, 0);
+        ApplyElements(rows, pushed);
+    }
+
+    public void ApplyElements(Span<float> values, ReadOnlySpan<float> pushed) =>
+        System.Numerics.Tensors.TensorPrimitives.Max(MemoryMarshal.Cast<float, T>(values), MemoryMarshal.Cast<float, T>(pushed), MemoryMarshal.Cast<float, T>(values));
+
+    public override string ToString() => "max";
+}
+
 /// <summary>w -= lr * (g + l2 * w).</summary>
 internal sealed class SgdHandler(float learningRate, float l2) : IRunUpdateHandler, IElementwiseUpdateHandler
 {

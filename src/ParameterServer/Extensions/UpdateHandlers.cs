@@ -10,6 +10,8 @@ public static class UpdateHandlers
 
     private static readonly IUpdateHandler s_int32Sum = new IntegerSumHandler<int>();
     private static readonly IUpdateHandler s_int64Sum = new IntegerSumHandler<long>();
+    private static readonly IUpdateHandler s_int32Max = new IntegerMaxHandler<int>();
+    private static readonly IUpdateHandler s_int64Max = new IntegerMaxHandler<long>();
 
     /// <summary>values += pushed for a table's element type: what "sum" means there (sync rounds add pushes with it).</summary>
     internal static IUpdateHandler SumOf(ElementType element) => element switch
@@ -21,14 +23,16 @@ public static class UpdateHandlers
 
     /// <summary>
     /// The handler of a table: <paramref name="create"/> (the built-ins and the registered ones) for float32 tables;
-    /// integer tables take only "sum", which adds integers.
+    /// integer tables take "sum", which adds integers, or "max", which keeps the larger (idempotent: registers, names).
     /// </summary>
     internal static IUpdateHandler ForTable(Core.Cluster.TableInfo table, Func<string, IUpdateHandler> create) =>
         table.Element switch
         {
             ElementType.Float32 => create(table.Handler),
             ElementType.Int32 or ElementType.Int64 when table.Handler == "sum" => SumOf(table.Element),
-            _ => throw new ArgumentException($"table '{table.Name}' holds {table.Element.ToString().ToLowerInvariant()} values: its handler must be sum, not {table.Handler}"),
+            ElementType.Int32 when table.Handler == "max" => s_int32Max,
+            ElementType.Int64 when table.Handler == "max" => s_int64Max,
+            _ => throw new ArgumentException($"table '{table.Name}' holds {table.Element.ToString().ToLowerInvariant()} values: its handler must be sum or max, not {table.Handler}"),
         };
 
     private enum Range

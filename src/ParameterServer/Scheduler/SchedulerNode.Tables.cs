@@ -37,7 +37,9 @@ public sealed partial class SchedulerNode
             return;
         }
         string handlerName = spec.Handler.Split(':', 2)[0];
-        var lacking = _nodes.Values.Where(n => n.Role == NodeRole.Server && n.Alive && !n.Handlers.Contains(handlerName)).ToList();
+        // Integer tables take the built-in sum or max, which every server has (TableSpec.Validate checked the name).
+        bool builtIn = spec.ElementType is ElementType.Int32 or ElementType.Int64;
+        var lacking = builtIn ? [] : _nodes.Values.Where(n => n.Role == NodeRole.Server && n.Alive && !n.Handlers.Contains(handlerName)).ToList();
         if (lacking.Count > 0)
         {
             outbox.Add(Error(connection, header, ErrorCode.InvalidArgument,

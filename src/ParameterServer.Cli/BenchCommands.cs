@@ -2,6 +2,7 @@ using System.CommandLine;
 using ParameterServer.Apps.Lda;
 using ParameterServer.Apps.LogReg;
 using ParameterServer.Apps.Mnist;
+using ParameterServer.Apps.Sketch;
 using ParameterServer.Bench;
 using ParameterServer.Hosting;
 
@@ -16,6 +17,7 @@ internal static class BenchCommands
         command.Subcommands.Add(LogReg());
         command.Subcommands.Add(Mnist());
         command.Subcommands.Add(Lda());
+        command.Subcommands.Add(Sketch());
         command.Subcommands.Add(Consistency());
         command.Subcommands.Add(Traffic());
         command.Subcommands.Add(Kv());
@@ -53,6 +55,20 @@ internal static class BenchCommands
             AppOptions.Data, LdaAppDefinition.Vocabulary, LdaAppDefinition.Format, LdaAppDefinition.Alpha, LdaAppDefinition.Beta, LdaAppDefinition.HoldOut, BenchLda.Topics, BenchLda.Iterations, PsOptions.Json,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(() => BenchLda.RunAsync(p, ct)));
+        return command;
+    }
+
+    private static Command Sketch()
+    {
+        var command = new Command("sketch", "CountMin inserts in one thread (both layouts) against 1 server x 1 worker on the same Zipf stream (--inserts, --items, --zipf); with --data, a job's accuracy against exact counts")
+        {
+            BenchSketch.Hitters, PsOptions.Json,
+        };
+        foreach (var option in new SketchAppDefinition().Options)
+        {
+            command.Options.Add(option);
+        }
+        command.SetAction((p, ct) => ExitCodes.Guard(() => BenchSketch.RunAsync(p, ct)));
         return command;
     }
 

@@ -25,6 +25,7 @@ var root = new RootCommand("pserver: ParameterServer.NET, a parameter server for
     TrainCommand.Create(),
     PredictCommand.Create(),
     DataCommand.Create(),
+    SketchCommands.Create(),
     BenchCommands.Create(),
     CheckpointCommand.Create(),
 };

@@ -15,17 +15,23 @@ internal static class TrainCommand
             {
                 continue;
             }
-            var command = new Command(app.Name, trainable.TrainDescription)
-            {
-                LocalCluster.Servers, LocalCluster.Workers, PsOptions.Json, PsOptions.RequestTimeoutS, PsOptions.VirtualNodes, PsOptions.Replication, PsOptions.HeartbeatMs, PsOptions.HeartbeatTimeoutMs,
-            };
-            foreach (var option in trainable.TrainOptions.Concat([PsOptions.Consistency, PsOptions.KeyCacheMb, PsOptions.PullFilterMb]).Concat(app.Options))
-            {
-                command.Options.Add(option);
-            }
-            command.SetAction((p, ct) => ExitCodes.Guard(() => trainable.TrainAsync(p, ct)));
-            train.Subcommands.Add(command);
+            train.Subcommands.Add(ForApp(app, trainable, app.Name, trainable.TrainDescription));
         }
         return train;
+    }
+
+    /// <summary>A command that runs <paramref name="trainable"/> on a local cluster: the launcher's options and the app's.</summary>
+    public static Command ForApp(IPsAppDefinition app, IPsTrainable trainable, string name, string description)
+    {
+        var command = new Command(name, description)
+        {
+            LocalCluster.Servers, LocalCluster.Workers, PsOptions.Json, PsOptions.RequestTimeoutS, PsOptions.VirtualNodes, PsOptions.Replication, PsOptions.HeartbeatMs, PsOptions.HeartbeatTimeoutMs,
+        };
+        foreach (var option in trainable.TrainOptions.Concat([PsOptions.Consistency, PsOptions.KeyCacheMb, PsOptions.PullFilterMb]).Concat(app.Options))
+        {
+            command.Options.Add(option);
+        }
+        command.SetAction((p, ct) => ExitCodes.Guard(() => trainable.TrainAsync(p, ct)));
+        return command;
     }
 }

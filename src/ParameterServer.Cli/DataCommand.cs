@@ -5,7 +5,7 @@ using ParameterServer.Hosting;
 
 namespace ParameterServer.Cli;
 
-/// <summary>`pserver data gen-sparse` (LIBSVM data with known true weights) and `pserver data gen-lda` (a corpus from known topics).</summary>
+/// <summary>`pserver data gen-sparse` (LIBSVM data with known true weights), `gen-lda` (a corpus from known topics) and `bow-text` (a bag of words as text).</summary>
 internal static class DataCommand
 {
     private static Command GenLda()
@@ -39,6 +39,35 @@ internal static class DataCommand
         return gen;
     }
 
+    private static Command BowText()
+    {
+        var vocabulary = PsOptions.Create<string?>("--vocab", null, "The vocabulary file, one word per line");
+        var format = PsOptions.Create("--format", "uci", "uci (docword.txt, 1-based ids) or ldac");
+        var output = PsOptions.Create<string?>("--out", null, "Output text file: one document per line, each word as many times as it occurs");
+        var command = new Command("bow-text", "Expand a bag-of-words corpus (UCI or lda-c, with its vocabulary) into a text stream, e.g. for `pserver sketch ingest`")
+        {
+            AppOptions.Data, vocabulary, format, output,
+        };
+        command.SetAction((p, ct) => ExitCodes.Guard(() =>
+        {
+            string data = p.GetValue(AppOptions.Data) ?? throw new ArgumentException("bow-text needs --data FILE and --vocab FILE");
+            string path = p.GetValue(output) ?? throw new ArgumentException("bow-text needs --out FILE");
+            var corpus = BagOfWords.Read(data, p.GetValue(format)!, p.GetValue(vocabulary) ?? throw new ArgumentException("bow-text needs --vocab FILE: the words to write"));
+            var words = corpus.Vocabulary!;
+            using (var writer = new StreamWriter(path + ".tmp", false, new System.Text.UTF8Encoding(false), 1 << 16))
+            {
+                for (int d = 0; d < corpus.Documents; d++)
+                {
+                    writer.WriteLine(string.Join(' ', corpus.Document(d).ToArray().Select(w => words[w])));
+                }
+            }
+            File.Move(path + ".tmp", path, overwrite: true);
+            Console.Out.WriteLine($"wrote {corpus.Documents:N0} documents, {corpus.Tokens:N0} words, to {path}");
+            return Task.FromResult(ExitCodes.Ok);
+        }));
+        return command;
+    }
+
     public static Command Create()
     {
         var rows = PsOptions.Create("--rows", 1_000_000L, "Rows to generate");
@@ -61,6 +90,6 @@ internal static class DataCommand
             Console.Out.WriteLine($"wrote {spec.Rows:N0} rows to {path} and the true weights to {path}.weights");
             return Task.FromResult(ExitCodes.Ok);
         }));
-        return new Command("data", "Data tools") { gen, GenLda() };
+        return new Command("data", "Data tools") { gen, GenLda(), BowText() };
     }
 }

@@ -76,6 +76,8 @@ public static class BenchSketch
         results["cluster_inserts_per_sec"] = Math.Round(cluster);
         results["ratio"] = Math.Round(cluster / single, 3);
         results["bytes_sent"] = job.GetProperty("bytes_sent").GetInt64();
+        results["worker_read_fraction"] = job.GetProperty("read_fraction").GetDouble();
+        results["worker_aggregate_fraction"] = job.GetProperty("aggregate_fraction").GetDouble();
         if (json)
         {
             Console.Out.WriteLine(JsonSerializer.Serialize(results));
@@ -90,6 +92,7 @@ public static class BenchSketch
               one thread, blocked, conservative:       {results["single_thread_blocked_conservative"],14:N0} inserts/s
               1 worker's buffer (ids drawn, candidates kept): {aggregate,14:N0} inserts/s
               1 server x 1 worker, applied:            {cluster,14:N0} inserts/s  ({cluster / single:0.00} x one thread, rows)
+              the worker's time: drawing ids {results["worker_read_fraction"]:P0}, counting into its buffer {results["worker_aggregate_fraction"]:P0}, the rest flushing (copying the buffer for the push, clearing it)
             """));
         return ExitCodes.Ok;
     }

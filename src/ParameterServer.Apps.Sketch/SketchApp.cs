@@ -60,12 +60,15 @@ public sealed class SketchApp(SketchOptions options) : IPsApp
         var top = await tables.TopAsync(options.Top, sketch, cancellationToken).ConfigureAwait(false);
         var stats = new long[context.WorkerCount * StatsWidth];
         await client.WaitAsync(statsTable.PullRangeInt64(0, stats), cancellationToken).ConfigureAwait(false);
-        long inserts = 0, wallMicros = 0, longestFlushMicros = 0;
+        long inserts = 0, wallMicros = 0, longestFlushMicros = 0, readMicros = 0, aggregateMicros = 0, workerMicros = 0;
         double perWorker = 0;
         for (int r = 0; r < context.WorkerCount; r++)
         {
             var row = stats.AsSpan(r * StatsWidth, StatsWidth);
             inserts += row[0];
+            aggregateMicros += row[1];
+            readMicros += row[2];
+            workerMicros += row[3];
             wallMicros = Math.Max(wallMicros, row[3]);
             longestFlushMicros = Math.Max(longestFlushMicros, row[4]);
             perWorker += row[1] > 0 ? row[0] / (row[1] / 1e6) : 0;
@@ -86,6 +89,9 @@ public sealed class SketchApp(SketchOptions options) : IPsApp
             ["inserts_per_sec"] = Math.Round(inserts / Math.Max(wallMicros / 1e6, 1e-9)),
             ["aggregate_inserts_per_sec_per_worker"] = Math.Round(perWorker / Math.Max(1, context.WorkerCount)),
             ["longest_flush_ms"] = Math.Round(longestFlushMicros / 1e3, 1),
+            // What the workers' time went to: reading (or drawing) items, counting them into the buffer; the rest is flushing.
+            ["read_fraction"] = Math.Round(readMicros / Math.Max(1.0, workerMicros), 3),
+            ["aggregate_fraction"] = Math.Round(aggregateMicros / Math.Max(1.0, workerMicros), 3),
             ["epsilon"] = options.Epsilon,
             ["delta"] = options.Delta,
             ["width"] = shape.Width,

@@ -19,7 +19,7 @@ namespace ParameterServer.Apps.Sketch;
 public sealed class SketchApp(SketchOptions options) : IPsApp
 {
     private const int Batch = 4096;
-    private const int StatsWidth = 5; // inserts, aggregate µs, read µs, wall µs, longest flush µs
+    private const int StatsWidth = 6; // inserts, aggregate µs, read µs, wall µs, longest flush µs, last failover µs + 1 (0: none)
     private const int MaxPendingFlushes = 4;
     private static readonly TimeSpan s_flushInterval = TimeSpan.FromMilliseconds(200);
 
@@ -60,7 +60,7 @@ public sealed class SketchApp(SketchOptions options) : IPsApp
         var top = await tables.TopAsync(options.Top, sketch, cancellationToken).ConfigureAwait(false);
         var stats = new long[context.WorkerCount * StatsWidth];
         await client.WaitAsync(statsTable.PullRangeInt64(0, stats), cancellationToken).ConfigureAwait(false);
-        long inserts = 0, wallMicros = 0, longestFlushMicros = 0, readMicros = 0, aggregateMicros = 0, workerMicros = 0;
+        long inserts = 0, wallMicros = 0, longestFlushMicros = 0, readMicros = 0, aggregateMicros = 0, workerMicros = 0, failoverMicros = 0;
         double perWorker = 0;
         for (int r = 0; r < context.WorkerCount; r++)
         {
@@ -71,6 +71,7 @@ public sealed class SketchApp(SketchOptions options) : IPsApp
             workerMicros += row[3];
             wallMicros = Math.Max(wallMicros, row[3]);
             longestFlushMicros = Math.Max(longestFlushMicros, row[4]);
+            failoverMicros = Math.Max(failoverMicros, row[5]);
             perWorker += row[1] > 0 ? row[0] / (row[1] / 1e6) : 0;
         }
         long total = sketch.Total();
@@ -89,6 +90,9 @@ public sealed class SketchApp(SketchOptions options) : IPsApp
             ["inserts_per_sec"] = Math.Round(inserts / Math.Max(wallMicros / 1e6, 1e-9)),
             ["aggregate_inserts_per_sec_per_worker"] = Math.Round(perWorker / Math.Max(1, context.WorkerCount)),
             ["longest_flush_ms"] = Math.Round(longestFlushMicros / 1e3, 1),
+            // A server lost mid-stream: from the moment a worker's flush was left without its server to the first answer
+            // from the keys' new owner (the paper's recovery time); null when no worker failed over.
+            ["failover_ms"] = failoverMicros > 0 ? Math.Round((failoverMicros - 1) / 1e3, 1) : null,
             // What the workers' time went to: reading (or drawing) items, counting them into the buffer; the rest is flushing.
             ["read_fraction"] = Math.Round(readMicros / Math.Max(1.0, workerMicros), 3),
             ["aggregate_fraction"] = Math.Round(aggregateMicros / Math.Max(1.0, workerMicros), 3),
@@ -130,7 +134,7 @@ public sealed class SketchApp(SketchOptions options) : IPsApp
         private readonly List<long> _candidateRows = new();
         private long _aggregateTicks, _readTicks, _longestFlushTicks, _inserts;
 
-        /// <summary>[inserts, aggregate µs, read µs, wall µs, longest flush µs].</summary>
+        /// <summary>[inserts, aggregate µs, read µs, wall µs, longest flush µs, last failover µs + 1 or 0].</summary>
         public long[] Stats { get; } = new long[StatsWidth];
 
         public async Task RunAsync(CancellationToken cancellationToken)
@@ -202,6 +206,7 @@ public sealed class SketchApp(SketchOptions options) : IPsApp
             Stats[2] = Micros(_readTicks);
             Stats[3] = Micros(Stopwatch.GetTimestamp() - start);
             Stats[4] = Micros(Interlocked.Read(ref _longestFlushTicks));
+            Stats[5] = client.Diagnostics.LastFailover is { } failover ? (long)(failover.TotalMilliseconds * 1e3) + 1 : 0;
         }
 
         private static ReadOnlySpan<byte> Name(long id, byte[] digits)

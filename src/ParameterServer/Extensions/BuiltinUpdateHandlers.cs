@@ -37,9 +37,11 @@ internal sealed class SumHandler : IRunUpdateHandler, IElementwiseUpdateHandler
     public override string ToString() => "sum";
 }
 
-/// <summary>values += pushed, on int32 (<typeparamref name="T"/> int) or int64 (long) tables: the stores keep rows as 4-byte
-/// words whatever they hold, and this handler reads them as the table's integers.</summary>
-internal sealed class IntegerSumHandler<T> : IRunUpdateHandler, IElementwiseUpdateHandler
+/// <summary>
+/// A handler of int32 (<typeparamref name="T"/> int) or int64 (long) tables: the stores keep rows as 4-byte words
+/// whatever they hold, and these handlers read them as the table's integers. Stateless, so a run is one span.
+/// </summary>
+internal abstract class IntegerHandler<T> : IRunUpdateHandler, IElementwiseUpdateHandler
     where T : unmanaged, IBinaryInteger<T>
 {
     public int StateLength(int width)
@@ -60,37 +62,26 @@ internal sealed class IntegerSumHandler<T> : IRunUpdateHandler, IElementwiseUpda
         ApplyElements(rows, pushed);
     }
 
-    // Wrapping on overflow, like any integer sum; an int32 count that nears 2^31 wants an int64 table.
     public void ApplyElements(Span<float> values, ReadOnlySpan<float> pushed) =>
-        System.Numerics.Tensors.TensorPrimitives.Add(MemoryMarshal.Cast<float, T>(values), MemoryMarshal.Cast<float, T>(pushed), MemoryMarshal.Cast<float, T>(values));
+        Apply(MemoryMarshal.Cast<float, T>(values), MemoryMarshal.Cast<float, T>(pushed));
+
+    protected abstract void Apply(Span<T> values, ReadOnlySpan<T> pushed);
+}
+
+/// <summary>values += pushed. Wrapping on overflow, like any integer sum; an int32 count that nears 2^31 wants an int64 table.</summary>
+internal sealed class IntegerSumHandler<T> : IntegerHandler<T>
+    where T : unmanaged, IBinaryInteger<T>
+{
+    protected override void Apply(Span<T> values, ReadOnlySpan<T> pushed) => System.Numerics.Tensors.TensorPrimitives.Add(values, pushed, values);
 
     public override string ToString() => "sum";
 }
 
-/// <summary>values = max(values, pushed), on int32 or int64 tables: pushing the same value twice changes nothing.</summary>
-internal sealed class IntegerMaxHandler<T> : IRunUpdateHandler, IElementwiseUpdateHandler
+/// <summary>values = max(values, pushed): pushing the same value twice changes nothing.</summary>
+internal sealed class IntegerMaxHandler<T> : IntegerHandler<T>
     where T : unmanaged, IBinaryInteger<T>
 {
-    public int StateLength(int width)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegative(width);
-        return 0;
-    }
-
-    public void Apply(Span<float> row, ReadOnlySpan<float> pushed, int width)
-    {
-        HandlerChecks.Row(row, pushed, width, 0);
-        ApplyElements(row, pushed);
-    }
-
-    public void ApplyRun(Span<float> rows, ReadOnlySpan<float> pushed, int width, int count)
-    {
-        HandlerChecks.Run(rows, pushed, width, count, 0);
-        ApplyElements(rows, pushed);
-    }
-
-    public void ApplyElements(Span<float> values, ReadOnlySpan<float> pushed) =>
-        System.Numerics.Tensors.TensorPrimitives.Max(MemoryMarshal.Cast<float, T>(values), MemoryMarshal.Cast<float, T>(pushed), MemoryMarshal.Cast<float, T>(values));
+    protected override void Apply(Span<T> values, ReadOnlySpan<T> pushed) => System.Numerics.Tensors.TensorPrimitives.Max(values, pushed, values);
 
     public override string ToString() => "max";
 }

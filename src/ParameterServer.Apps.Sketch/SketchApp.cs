@@ -154,12 +154,7 @@ public sealed class SketchApp(SketchOptions options) : IPsApp
                 if (zipf is not null)
                 {
                     n = (int)Math.Min(Batch, share - _inserts);
-                    for (int i = 0; i < n; i++)
-                    {
-                        long id = zipf.Next();
-                        ids[i] = id;
-                        hashes[i] = idHashes is not null ? idHashes[id - 1] : Items.HashOfId((ulong)id);
-                    }
+                    Draw(zipf, idHashes, ids.AsSpan(0, n), hashes.AsSpan(0, n));
                 }
                 else
                 {
@@ -171,16 +166,7 @@ public sealed class SketchApp(SketchOptions options) : IPsApp
                 }
                 long aggregateStart = Stopwatch.GetTimestamp();
                 _readTicks += aggregateStart - readStart;
-                long threshold = _candidates.Threshold;
-                for (int i = 0; i < n; i++)
-                {
-                    ulong hash = hashes[i];
-                    long estimate = options.Conservative ? _buffer.AddConservative(hash) : _buffer.Add(hash);
-                    if (estimate >= threshold && !_candidates.Offered(hash))
-                    {
-                        _candidates.Offer(hash, estimate, text is not null ? text.Token(i) : Name(ids[i], digits));
-                    }
-                }
+                Count(hashes.AsSpan(0, n), text, ids, digits);
                 long aggregateEnd = Stopwatch.GetTimestamp();
                 _aggregateTicks += aggregateEnd - aggregateStart;
                 _inserts += n;
@@ -207,6 +193,34 @@ public sealed class SketchApp(SketchOptions options) : IPsApp
             Stats[3] = Micros(Stopwatch.GetTimestamp() - start);
             Stats[4] = Micros(Interlocked.Read(ref _longestFlushTicks));
             Stats[5] = client.Diagnostics.LastFailover is { } failover ? (long)(failover.TotalMilliseconds * 1e3) + 1 : 0;
+        }
+
+        // The loops over a batch live outside the async method: its locals would be fields of the state machine there.
+        private static void Draw(ZipfStream zipf, ulong[]? idHashes, Span<long> ids, Span<ulong> hashes)
+        {
+            for (int i = 0; i < ids.Length; i++)
+            {
+                long id = zipf.Next();
+                ids[i] = id;
+                hashes[i] = idHashes is not null ? idHashes[id - 1] : Items.HashOfId((ulong)id);
+            }
+        }
+
+        private void Count(ReadOnlySpan<ulong> hashes, TextItems? text, long[] ids, byte[] digits)
+        {
+            var buffer = _buffer;
+            var candidates = _candidates;
+            long threshold = candidates.Threshold;
+            bool conservative = options.Conservative;
+            for (int i = 0; i < hashes.Length; i++)
+            {
+                ulong hash = hashes[i];
+                long estimate = conservative ? buffer.AddConservative(hash) : buffer.Add(hash);
+                if (estimate >= threshold && !candidates.Offered(hash))
+                {
+                    candidates.Offer(hash, estimate, text is not null ? text.Token(i) : Name(ids[i], digits));
+                }
+            }
         }
 
         private static ReadOnlySpan<byte> Name(long id, byte[] digits)

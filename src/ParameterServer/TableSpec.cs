@@ -128,9 +128,9 @@ public sealed record TableSpec
         {
             throw new ArgumentOutOfRangeException(nameof(BlockBits), BlockBits, "BlockBits must be in [1, 24]");
         }
-        if (PlacementGroup is not null && (DenseSize == 0 || PlacementGroup.Length is 0 or > 256))
+        if (PlacementGroup is not null && (DenseSize == 0 || ElementType != ElementType.Float32 || PlacementGroup.Length is 0 or > 256))
         {
-            throw new ArgumentException($"table '{Name}': a placement group needs a dense table (DenseSize > 0) and a name of 1 to 256 characters", nameof(PlacementGroup));
+            throw new ArgumentException($"table '{Name}': a placement group (for vector operations) needs a dense float32 table (DenseSize > 0) and a name of 1 to 256 characters", nameof(PlacementGroup));
         }
         if (string.IsNullOrWhiteSpace(Handler))
         {

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace ParameterServer.Apps.Sketch.Sketching;
 
@@ -86,12 +87,28 @@ public sealed record SketchShape
             }
             return;
         }
+        // Blocked: the block from h1, then one of the C(8, depth) sets of slots from h2.
         int block = (int)(((ulong)h1 * (uint)Keys) >> 32) * BlockCounters;
-        uint start = h2 >> 1, step = ((h2 >> 4) & 3) * 2 + 1; // an odd step visits 8 distinct slots
+        uint slots = SlotSet(Depth, h2);
         for (int j = 0; j < indexes.Length; j++)
         {
-            indexes[j] = block + (int)((start + ((uint)j * step)) & 7);
+            int slot = System.Numerics.BitOperations.TrailingZeroCount(slots);
+            indexes[j] = block + slot;
+            slots &= slots - 1;
         }
+    }
+
+    private static readonly byte[][] s_slotSets = Enumerable.Range(0, BlockCounters + 1)
+        .Select(d => Enumerable.Range(0, 256).Where(m => System.Numerics.BitOperations.PopCount((uint)m) == d).Select(m => (byte)m).ToArray()).ToArray();
+
+    /// <summary>Every set of <paramref name="depth"/> slots of a block, as bit masks of 8: an item's counters are one of them, by hash.</summary>
+    internal static byte[] SlotSets(int depth) => s_slotSets[depth];
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint SlotSet(int depth, uint h2)
+    {
+        var sets = s_slotSets[depth];
+        return sets[(int)(((ulong)h2 * (uint)sets.Length) >> 32)];
     }
 }
 
@@ -105,6 +122,8 @@ public sealed class CountMinSketch
     private readonly uint _width;
     private readonly uint _keys;
     private readonly bool _blocked;
+    private readonly long[]? _slotMasks; // blocked: per slot set, 8 lanes of -1 (a counter of the item) or 0
+    private readonly uint _slotSetCount;
 
     public CountMinSketch(SketchShape shape)
     {
@@ -114,6 +133,19 @@ public sealed class CountMinSketch
         _width = (uint)shape.Width;
         _keys = (uint)shape.Keys;
         _blocked = shape.Layout == SketchLayout.Blocked;
+        if (_blocked)
+        {
+            var sets = SketchShape.SlotSets(shape.Depth);
+            _slotSetCount = (uint)sets.Length;
+            _slotMasks = new long[sets.Length * SketchShape.BlockCounters];
+            for (int p = 0; p < sets.Length; p++)
+            {
+                for (int lane = 0; lane < SketchShape.BlockCounters; lane++)
+                {
+                    _slotMasks[(p * SketchShape.BlockCounters) + lane] = ((sets[p] >> lane) & 1) != 0 ? -1L : 0;
+                }
+            }
+        }
         Counters = new long[shape.Counters];
     }
 
@@ -134,15 +166,21 @@ public sealed class CountMinSketch
         long min = long.MaxValue;
         if (_blocked)
         {
+            // One cache line: add the item's slot mask (lanes of -1 or 0, AND the count) to the block's two halves,
+            // then the smallest of its lanes. No loop, no branch.
             ref long block = ref Unsafe.Add(ref counters, (int)(((ulong)h1 * _keys) >> 32) * SketchShape.BlockCounters);
-            uint start = h2 >> 1, step = ((h2 >> 4) & 3) * 2 + 1;
-            for (uint j = 0; j < depth; j++)
-            {
-                ref long counter = ref Unsafe.Add(ref block, (int)((start + (j * step)) & 7));
-                counter += count;
-                min = Math.Min(min, counter);
-            }
-            return min;
+            ref long mask = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_slotMasks!), (int)(((ulong)h2 * _slotSetCount) >> 32) * SketchShape.BlockCounters);
+            var m0 = Vector256.LoadUnsafe(ref mask);
+            var m1 = Vector256.LoadUnsafe(ref mask, 4);
+            var c = Vector256.Create(count);
+            var b0 = Vector256.LoadUnsafe(ref block) + (m0 & c);
+            var b1 = Vector256.LoadUnsafe(ref block, 4) + (m1 & c);
+            b0.StoreUnsafe(ref block);
+            b1.StoreUnsafe(ref block, 4);
+            var none = Vector256.Create(long.MaxValue);
+            var lanes = Vector256.Min(Vector256.ConditionalSelect(m0, b0, none), Vector256.ConditionalSelect(m1, b1, none));
+            var half = Vector128.Min(lanes.GetLower(), lanes.GetUpper());
+            return Math.Min(half.GetElement(0), half.GetElement(1));
         }
         for (uint j = 0; j < depth; j++)
         {

@@ -18,9 +18,6 @@ internal sealed record TableInfo(int Id, string Name, int Width, string Handler,
     /// <summary>4-byte words per row, as frames and stores count them: Width, or twice that for 8-byte elements.</summary>
     public int Words => Element is ParameterServer.ElementType.Int64 or ParameterServer.ElementType.Float64 ? Width * 2 : Width;
 
-    /// <summary>The element type holds integers, summed as such (handler sum only).</summary>
-    public bool HoldsIntegers => Element is ParameterServer.ElementType.Int32 or ParameterServer.ElementType.Int64;
-
     /// <summary>Pulls ask servers to filter their answers (<see cref="TableSpec.PullFilter"/>).</summary>
     public bool FiltersPulls => PullFilter != "none";
 

@@ -128,7 +128,7 @@ public sealed class SketchApp(SketchOptions options) : IPsApp
     private sealed class Ingestion(SketchOptions options, SketchShape shape, SketchTables tables, PsClient client, WorkerContext context)
     {
         private readonly CountMinSketch _buffer = new(shape);
-        private readonly HeavyHitters _candidates = new(options.CandidateThreshold);
+        private readonly HeavyHitters _candidates = new();
         private readonly Queue<Task> _pending = new();
         private readonly List<ulong> _candidateKeys = new();
         private readonly List<long> _candidateRows = new();
@@ -219,6 +219,7 @@ public sealed class SketchApp(SketchOptions options) : IPsApp
                 if (estimate >= threshold && !candidates.Offered(hash))
                 {
                     candidates.Offer(hash, estimate, text is not null ? text.Token(i) : Name(ids[i], digits));
+                    threshold = candidates.Threshold;
                 }
             }
         }

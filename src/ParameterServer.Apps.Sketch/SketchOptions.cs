@@ -42,9 +42,6 @@ public sealed record SketchOptions
 
     public SketchShape Shape => SketchShape.FromBounds(Epsilon, Delta, Layout);
 
-    /// <summary>The within-window count at which an item becomes a heavy-hitter candidate: about 1 / 16,384 of a window.</summary>
-    public long CandidateThreshold => Math.Max(2, FlushInserts / 16_384);
-
     public void Validate()
     {
         _ = Shape; // epsilon, delta and the layout's depth

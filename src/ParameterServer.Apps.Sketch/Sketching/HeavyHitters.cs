@@ -8,7 +8,9 @@ public sealed record HeavyHitter(string Item, long Estimate);
 
 /// <summary>
 /// Candidates for the heavy hitters, found while inserting: an item becomes one when its count within a flush window
-/// (its estimate in the worker's delta buffer) reaches <see cref="Threshold"/>. Each window's candidates go to the
+/// (its estimate in the worker's delta buffer) reaches <see cref="Threshold"/>. The threshold starts at 1 (a small
+/// stream names every item) and adapts so that a window names at most <see cref="WindowCandidates"/>: it doubles when a
+/// window names more, and halves after a window that named fewer than a quarter of that. Each window's candidates go to the
 /// servers as rows of a max table keyed by the item's hash: [count in the window, name as UTF-8 in
 /// <see cref="NameWords"/> int64 words]. Two workers naming the same item push the same name, and max keeps it
 /// whole. The top k are then ranked by the job's sketch, not by these counts.
@@ -20,18 +22,15 @@ public sealed class HeavyHitters
 
     public const int RowWords = 1 + NameWords;
 
+    /// <summary>Candidates a window names at most (about, since the threshold doubles only once they are named).</summary>
+    public const int WindowCandidates = 16_384;
+
     private readonly Dictionary<ulong, long> _window = new();
     private readonly Dictionary<ulong, string> _names = new();
     private readonly ulong[] _recent = new ulong[4096]; // direct-mapped: a heavy item's repeats skip the dictionary
 
-    /// <param name="threshold">Within-window count at which an item becomes a candidate (at least 1).</param>
-    public HeavyHitters(long threshold)
-    {
-        ArgumentOutOfRangeException.ThrowIfLessThan(threshold, 1);
-        Threshold = threshold;
-    }
-
-    public long Threshold { get; }
+    /// <summary>The within-window count at which an item becomes a candidate now.</summary>
+    public long Threshold { get; private set; } = 1;
 
     /// <summary>Candidates of the current window.</summary>
     public int Count => _window.Count;
@@ -40,10 +39,25 @@ public sealed class HeavyHitters
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public bool Offered(ulong hash) => _recent[(int)hash & (_recent.Length - 1)] == hash;
 
-    /// <summary>Notes an item whose window estimate reached <paramref name="estimate"/> (at or above the threshold).</summary>
+    /// <summary>Notes an item whose window estimate reached <paramref name="estimate"/> (callers offer items at or above <see cref="Threshold"/>).</summary>
     public void Offer(ulong hash, long estimate, ReadOnlySpan<byte> name)
     {
         _recent[(int)hash & (_recent.Length - 1)] = hash;
+        if (!_window.ContainsKey(hash))
+        {
+            if (estimate < Threshold)
+            {
+                return; // the threshold rose since the caller read it
+            }
+            if (_window.Count >= WindowCandidates)
+            {
+                Threshold *= 2; // too many for this window: from now on only items twice as frequent
+                if (estimate < Threshold)
+                {
+                    return;
+                }
+            }
+        }
         ref long seen = ref CollectionsMarshal.GetValueRefOrAddDefault(_window, hash, out bool exists);
         seen = Math.Max(seen, estimate);
         if (!exists && !_names.ContainsKey(hash))
@@ -74,6 +88,10 @@ public sealed class HeavyHitters
             {
                 rows.Add(word);
             }
+        }
+        if (_window.Count < WindowCandidates / 4 && Threshold > 1)
+        {
+            Threshold /= 2;
         }
         _window.Clear();
         Array.Clear(_recent);

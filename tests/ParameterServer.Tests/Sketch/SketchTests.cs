@@ -228,6 +228,31 @@ public sealed class SketchTests : IDisposable
     }
 
     [Fact]
+    public void The_candidate_threshold_names_every_item_of_a_small_stream_and_caps_the_window_of_a_large_one()
+    {
+        var candidates = new HeavyHitters();
+        var keys = new List<ulong>();
+        var rows = new List<long>();
+        for (ulong hash = 1; hash <= 3; hash++)
+        {
+            Assert.True(1 >= candidates.Threshold && !candidates.Offered(hash));
+            candidates.Offer(hash, 1, "x"u8);
+        }
+        Assert.Equal(3, candidates.TakeWindow(keys, rows)); // seen once each, still named
+        Assert.Equal("x", HeavyHitters.DecodeName(rows.ToArray().AsSpan(1, HeavyHitters.NameWords)));
+        for (ulong hash = 1; hash <= 200_000; hash++)
+        {
+            long estimate = (long)(hash % 100) + 1;
+            if (estimate >= candidates.Threshold && !candidates.Offered(hash))
+            {
+                candidates.Offer(hash, estimate, "y"u8);
+            }
+        }
+        Assert.InRange(candidates.Count, HeavyHitters.WindowCandidates / 2, HeavyHitters.WindowCandidates + 100);
+        Assert.True(candidates.Threshold > 1);
+    }
+
+    [Fact]
     public void A_sketch_file_reads_back_exactly_and_a_truncated_one_is_refused()
     {
         var sketch = new CountMinSketch(SketchShape.FromBounds(0.01, 0.05, SketchLayout.Blocked));

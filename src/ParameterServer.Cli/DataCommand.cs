@@ -68,6 +68,34 @@ internal static class DataCommand
         return command;
     }
 
+    private static Command GenYt8m()
+    {
+        var videos = PsOptions.Create("--videos", 100_000, "Training videos to generate");
+        var shards = PsOptions.Create("--shards", 8, "TFRecord files to spread them over (workers split the files)");
+        var validation = PsOptions.Create("--validation-videos", 5_000, "Videos of the validation shard, scored by the true model");
+        var noise = PsOptions.Create("--noise", 0.25, "Standard deviation of the feature noise (one label's signal has norm 1)");
+        var vocabulary = PsOptions.Create("--vocabulary", "../shared/data/youtube8m_meta/vocabulary.csv", "YouTube-8M's vocabulary.csv (labels, their frequencies and verticals)");
+        var seed = PsOptions.Create("--seed", 1, "Seed");
+        var output = PsOptions.Create<string?>("--out", null, "Output directory: train-NNNN.tfrecord, validate-0000.tfrecord, truth.json");
+        var command = new Command("gen-yt8m", "Generate video-level YouTube-8M TFRecord shards from a known latent model, with the real vocabulary and label frequencies, and report the best achievable GAP")
+        {
+            videos, shards, validation, noise, vocabulary, seed, output,
+        };
+        command.SetAction((p, ct) => ExitCodes.Guard(() =>
+        {
+            string directory = p.GetValue(output) ?? throw new ArgumentException("gen-yt8m needs --out DIR");
+            var entities = Apps.Yt8m.Data.Vocabulary.Read(p.GetValue(vocabulary)!);
+            var spec = new Apps.Yt8m.Data.Yt8mSpec { Videos = p.GetValue(videos), Shards = p.GetValue(shards), ValidationVideos = p.GetValue(validation), Noise = p.GetValue(noise), Seed = p.GetValue(seed) };
+            var progress = new ConsoleProgress();
+            var (gap, hit, perr) = Apps.Yt8m.Data.Yt8mGenerator.Write(spec, entities, directory, new Progress<double>(f => progress.Report(new JobProgress("generating", f))));
+            progress.Clear();
+            Console.Out.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"wrote {spec.Videos:N0} videos in {spec.Shards} shards and {spec.ValidationVideos:N0} validation videos to {directory}; the true model scores GAP@20 {gap:0.0000}, Hit@1 {hit:0.0000}, PERR {perr:0.0000} on them (truth.json)"));
+            return Task.FromResult(ExitCodes.Ok);
+        }));
+        return command;
+    }
+
     public static Command Create()
     {
         var rows = PsOptions.Create("--rows", 1_000_000L, "Rows to generate");
@@ -90,6 +118,6 @@ internal static class DataCommand
             Console.Out.WriteLine($"wrote {spec.Rows:N0} rows to {path} and the true weights to {path}.weights");
             return Task.FromResult(ExitCodes.Ok);
         }));
-        return new Command("data", "Data tools") { gen, GenLda(), BowText() };
+        return new Command("data", "Data tools") { gen, GenLda(), BowText(), GenYt8m() };
     }
 }

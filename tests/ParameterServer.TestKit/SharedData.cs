@@ -26,5 +26,8 @@ internal static class SharedData
     public static string KosVocabulary => Path("kos", "vocab.kos.txt");
 
     /// <summary>The folder of the MNIST idx files (gzip-compressed).</summary>
+    /// <summary>YouTube-8M's label vocabulary (3,862 entities with their training frequencies and verticals).</summary>
+    public static string Youtube8mVocabulary => Path("youtube8m_meta", "vocabulary.csv");
+
     public static string MnistDirectory => System.IO.Path.GetDirectoryName(Path("mnist", "t10k-labels-idx1-ubyte.gz"))!;
 }

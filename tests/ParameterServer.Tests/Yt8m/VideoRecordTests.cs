@@ -211,3 +211,65 @@ public sealed class VideoRecordTests : IDisposable
         }
     }
 }
+
+/// <summary>The vocabulary, the generator and the metrics.</summary>
+public sealed class Yt8mDataTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("ps-yt8m-gen-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static string VocabularyPath => TestKit.SharedData.Youtube8mVocabulary;
+
+    [Fact]
+    public void Gap_hit_at_1_and_perr_match_a_hand_computed_example()
+    {
+        var evaluation = new ParameterServer.Apps.Yt8m.Evaluation(top: 2);
+        evaluation.Add([0.9f, 0.8f, 0.1f], [0]);
+        evaluation.Add([0.7f, 0.95f, 0.2f], [1, 2]);
+        // Pooled top 2 of each: 0.95 (true), 0.9 (true), 0.8, 0.7; precision 1 at both hits, 3 true labels in all.
+        Assert.Equal(2.0 / 3, evaluation.Gap(), 12);
+        Assert.Equal(1.0, evaluation.HitAt1, 12);
+        Assert.Equal((1 + 0.5) / 2, evaluation.Perr, 12); // video 2: one of its two labels in its top 2
+    }
+
+    [Fact]
+    public void The_real_vocabulary_reads_with_its_quoted_descriptions()
+    {
+        var entities = Vocabulary.Read(VocabularyPath);
+        Assert.Equal(3862, entities.Count);
+        Assert.Equal(("Game", 788_288L, "Games"), (entities[0].Name, entities[0].TrainVideoCount, entities[0].Vertical));
+        Assert.Equal(11_711_620, entities.Sum(e => e.TrainVideoCount)); // PROVENANCE.txt's sum
+        string bad = Path.Combine(_dir, "vocabulary.csv");
+        File.WriteAllText(bad, "Index,TrainVideoCount,KnowledgeGraphId,Name,WikiUrl,Vertical1,Vertical2,Vertical3,WikiDescription\n0,5,/m/x,A,u,V,,,\"d, e\"\n7,5,/m/y,B,u,V,,,d\n");
+        Assert.Contains("vocabulary.csv:3: expected index 1", Assert.Throws<DataFormatException>(() => Vocabulary.Read(bad)).Message);
+    }
+
+    [Fact]
+    public void Generated_shards_read_back_with_correlated_labels_and_a_known_best_gap()
+    {
+        var entities = Vocabulary.Read(VocabularyPath);
+        var (gap, hit, _) = Yt8mGenerator.Write(new Yt8mSpec { Videos = 600, Shards = 3, ValidationVideos = 300, Seed = 5 }, entities, _dir);
+        Assert.InRange(gap, 0.6, 0.99);
+        Assert.InRange(hit, 0.7, 1.0);
+        var files = Directory.GetFiles(_dir, "train-*.tfrecord").Order(StringComparer.Ordinal).ToList();
+        Assert.Equal(3, files.Count);
+        using var reader = new VideoReader(files, entities.Count, skipBadRecords: false);
+        int videos = 0, labels = 0, sameVertical = 0, pairs = 0;
+        while (reader.TryRead(out var video))
+        {
+            videos++;
+            labels += video.Labels.Length;
+            Assert.Equal(video.Labels.Distinct().Count(), video.Labels.Length);
+            for (int i = 1; i < video.Labels.Length; i++)
+            {
+                pairs++;
+                sameVertical += entities[video.Labels[i]].Vertical == entities[video.Labels[0]].Vertical ? 1 : 0;
+            }
+        }
+        Assert.Equal(600, videos);
+        Assert.InRange(labels / (double)videos, 2.5, 3.5); // YouTube-8M: 3.0 labels per video
+        Assert.True(sameVertical > 0.7 * pairs, $"{sameVertical} of {pairs} label pairs share a vertical");
+        Assert.Contains("true_model_gap", File.ReadAllText(Path.Combine(_dir, "truth.json")));
+    }
+}

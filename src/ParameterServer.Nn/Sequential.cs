@@ -90,6 +90,30 @@ public sealed class Sequential : ITrainableModel
         }
         var logits = Forward(input, batch, training: true);
         float loss = SoftmaxCrossEntropy.LossAndGradient(logits, labels[..batch], OutputShape.Size, _gradientA);
+        Backward(input, batch);
+        return loss;
+    }
+
+    /// <summary>
+    /// One training step's gradients for multi-label targets (<c>batch x classes</c> values in [0, 1], a video's tags):
+    /// forward, sigmoid cross-entropy per class, backward. Gradients are batch means; returns the mean loss per example.
+    /// </summary>
+    public float ComputeGradients(ReadOnlySpan<float> input, ReadOnlySpan<float> targets, int batch)
+    {
+        int classes = OutputShape.Size;
+        if (targets.Length < batch * classes)
+        {
+            throw new ArgumentException($"{batch} examples of {classes} classes need {batch * classes} targets, got {targets.Length}", nameof(targets));
+        }
+        var logits = Forward(input, batch, training: true);
+        float loss = SigmoidCrossEntropy.LossAndGradient(logits, targets[..(batch * classes)], batch, _gradientA);
+        Backward(input, batch);
+        return loss;
+    }
+
+    // Backpropagates the loss gradient in _gradientA (d loss / d logits) through every layer.
+    private void Backward(ReadOnlySpan<float> input, int batch)
+    {
         Span<float> dy = _gradientA;
         Span<float> dx = _gradientB;
         for (int i = _layers.Length - 1; i >= 0; i--)
@@ -101,7 +125,6 @@ public sealed class Sequential : ITrainableModel
             dy = dx;
             dx = swap;
         }
-        return loss;
     }
 
     /// <summary>Mean loss and correct predictions of a labelled batch (no dropout).</summary>
@@ -124,6 +147,31 @@ public sealed class Sequential : ITrainableModel
     }
 
     public override string ToString() => string.Join(" -> ", _layers.Select(l => l.ToString())) + $" ({ParameterCount:N0} parameters)";
+}
+
+/// <summary>
+/// Independent sigmoids with the binary cross-entropy loss, summed over classes and averaged over the batch (multi-label
+/// classification: YouTube-8M's tags). Stable for any logit: log(1 + e^-|z|) + max(z, 0) - y z.
+/// </summary>
+public static class SigmoidCrossEntropy
+{
+    /// <summary>Mean loss per example; writes d(mean loss)/d(logits) = (sigmoid(z) - y) / batch into <paramref name="gradient"/>.</summary>
+    public static float LossAndGradient(ReadOnlySpan<float> logits, ReadOnlySpan<float> targets, int batch, Span<float> gradient)
+    {
+        if (targets.Length != logits.Length || gradient.Length < logits.Length || batch < 1)
+        {
+            throw new ArgumentException($"{logits.Length} logits need as many targets and gradients, got {targets.Length} and {gradient.Length}");
+        }
+        double loss = 0;
+        float scale = 1f / batch;
+        for (int i = 0; i < logits.Length; i++)
+        {
+            float z = logits[i], y = targets[i];
+            loss += MathF.Log(1 + MathF.Exp(-MathF.Abs(z))) + MathF.Max(z, 0) - (y * z);
+            gradient[i] = ((1 / (1 + MathF.Exp(-z))) - y) * scale;
+        }
+        return (float)(loss / batch);
+    }
 }
 
 /// <summary>Softmax over each example's scores with the cross-entropy loss, computed stably (max subtracted).</summary>

@@ -74,6 +74,48 @@ public class LayerGradientTests
         Assert.True(kinks <= checkedCount / 20, $"{kinks} of {checkedCount} gradients differ from the numerical ones");
     }
 
+    [Fact]
+    public void Multi_label_gradients_match_the_numerical_ones()
+    {
+        // A video-tagging shape: several labels per example, independent sigmoids.
+        var model = new Sequential(new FeatureShape(9, 1, 1), Batch, new Dense(7), new Tanh(), new Dense(5));
+        model.Initialize(seed: 4);
+        var random = new Random(12);
+        float[] input = Enumerable.Range(0, Batch * 9).Select(_ => (random.NextSingle() * 2f) - 1f).ToArray();
+        float[] targets = Enumerable.Range(0, Batch * 5).Select(i => i % 3 == 0 ? 1f : 0f).ToArray();
+        model.ComputeGradients(input, targets, Batch);
+        var analytic = model.Parameters.Select(p => p.Gradient.ToArray()).ToList();
+        double MeanLoss()
+        {
+            var logits = model.Forward(input, Batch);
+            double sum = 0;
+            for (int i = 0; i < logits.Length; i++)
+            {
+                double p = 1 / (1 + Math.Exp(-logits[i]));
+                sum -= (targets[i] * Math.Log(p)) + ((1 - targets[i]) * Math.Log(1 - p));
+            }
+            return sum / Batch;
+        }
+        for (int t = 0; t < model.Parameters.Count; t++)
+        {
+            var values = model.Parameters[t].Value.Span;
+            for (int i = 0; i < values.Length; i++)
+            {
+                const float h = 2e-3f;
+                float saved = values[i];
+                values[i] = saved + h;
+                double up = MeanLoss();
+                values[i] = saved - h;
+                double down = MeanLoss();
+                values[i] = saved;
+                double numeric = (up - down) / (2 * h);
+                Assert.True(Math.Abs(numeric - analytic[t][i]) <= 5e-2 * Math.Max(1e-2, Math.Abs(numeric) + Math.Abs(analytic[t][i])),
+                    $"{model.Parameters[t].Name}[{i}]: analytic {analytic[t][i]}, numerical {numeric}");
+            }
+        }
+        Assert.Contains("need 15 targets", Assert.Throws<ArgumentException>(() => model.ComputeGradients(input, new float[3], Batch)).Message);
+    }
+
     private static double Loss(Sequential model, float[] input, byte[] labels)
     {
         // In double, from the logits, so the difference quotient is not lost in float rounding.

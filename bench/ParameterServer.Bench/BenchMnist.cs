@@ -28,7 +28,7 @@ public static class BenchMnist
         var options = new MnistOptions
         {
             Data = Path.GetFullPath(data),
-            Model = p.GetValue(MnistAppDefinition.Model)!,
+            Model = p.GetValue(MnistAppDefinition.Model) ?? "lenet5",
             Epochs = Math.Max(2, epochs),
             Batch = p.GetValue(AppOptions.Batch) ?? 64,
             TrainLimit = p.GetValue(MnistAppDefinition.TrainLimit),

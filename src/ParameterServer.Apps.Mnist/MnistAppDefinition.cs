@@ -11,7 +11,7 @@ namespace ParameterServer.Apps.Mnist;
 public sealed class MnistAppDefinition : IPsAppDefinition, IPsTrainable
 {
     /// <summary>--model.</summary>
-    public static readonly Option<string> Model = PsOptions.Create("--model", "lenet5", "mnist: lenet5, mlp (784-512-256-10) or mlp:H1,H2,... (hidden widths)");
+    public static Option<string?> Model => AppOptions.Model;
 
     /// <summary>--update.</summary>
     public static readonly Option<string> Update = PsOptions.Create("--update", "momentum", "mnist: the servers' update rule: momentum (default), adagrad (DistBelief's), adam or sgd");
@@ -95,7 +95,7 @@ public sealed class MnistAppDefinition : IPsAppDefinition, IPsTrainable
         var options = new MnistOptions
         {
             Data = p.GetValue(AppOptions.Data) ?? throw new ArgumentException("mnist needs --data DIR: a directory with the four MNIST idx files (gzip accepted)"),
-            Model = p.GetValue(Model)!,
+            Model = p.GetValue(Model) ?? "lenet5",
             Epochs = p.GetValue(AppOptions.Epochs),
             Batch = lbfgs ? 64 : p.GetValue(AppOptions.Batch) ?? 64,
             Mode = mode,

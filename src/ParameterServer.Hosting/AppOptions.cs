@@ -29,6 +29,9 @@ public static class AppOptions
     /// <summary>--model-out.</summary>
     public static readonly Option<string?> ModelOut = PsOptions.Create<string?>("--model-out", null, "Write the trained model to this file");
 
+    /// <summary>--model.</summary>
+    public static readonly Option<string?> Model = PsOptions.Create<string?>("--model", null, "mnist: lenet5 (default), mlp (784-512-256-10) or mlp:H1,H2,... (hidden widths); yt8m: logistic (default)");
+
     /// <summary>--compress.</summary>
     public static readonly Option<string> Compress = PsOptions.Create("--compress", "none", "Value encoding of pushes and pull answers: none, or zero, lz, fp16, bf16, topk[:F], 1bit joined by '+' (zero and lz are lossless)");
 }

@@ -45,7 +45,7 @@ public partial class ArchitectureTests
     [Fact]
     public void The_app_registry_finds_the_referenced_apps()
     {
-        Assert.Equal(["counter", "lda", "logreg", "mnist", "sketch"], Hosting.AppRegistry.Names); // mnist through the bench tools
+        Assert.Equal(["counter", "lda", "logreg", "mnist", "sketch", "yt8m"], Hosting.AppRegistry.Names); // mnist through the bench tools
         Assert.IsType<Apps.LogReg.LogRegAppDefinition>(Hosting.AppRegistry.Find("logreg"));
         Assert.Contains("expected one of counter, lda, logreg, mnist", Assert.Throws<ArgumentException>(() => Hosting.AppRegistry.Find("nope")).Message);
     }

@@ -1,0 +1,60 @@
+using ParameterServer.Client;
+
+namespace ParameterServer.Apps.Yt8m;
+
+/// <summary>One YouTube-8M training job, as every worker sees it.</summary>
+public sealed record Yt8mOptions
+{
+    /// <summary>A directory of train-*.tfrecord shards (or any *.tfrecord but validate-*), or one shard file.</summary>
+    public required string Data { get; init; }
+
+    /// <summary>Held-out shards; by default the validate-*.tfrecord files beside the training shards.</summary>
+    public string? Test { get; init; }
+
+    public string Vocabulary { get; init; } = "../shared/data/youtube8m_meta/vocabulary.csv";
+
+    /// <summary>logistic: one logistic regression per label over the 1,152 features (a dense table of 4.45M weights).</summary>
+    public string Model { get; init; } = "logistic";
+
+    public int Epochs { get; init; } = 5;
+
+    public int Batch { get; init; } = 128;
+
+    /// <summary>AdaGrad's learning rate on the servers (DistBelief's rule for Downpour).</summary>
+    public double LearningRate { get; init; } = 0.1;
+
+    public string Update => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"adagrad:lr={LearningRate}");
+
+    public bool SkipBadRecords { get; init; }
+
+    public Consistency Consistency { get; init; } = Consistency.BoundedDelay(4);
+
+    public int Seed { get; init; } = 1;
+
+    public void Validate()
+    {
+        if (Model != "logistic")
+        {
+            throw new ArgumentException($"--model '{Model}' is not built yet: yt8m trains logistic (the mixture of experts is to come)");
+        }
+        if (Epochs < 1 || Batch < 1 || !(LearningRate > 0))
+        {
+            throw new ArgumentException($"--epochs and --batch must be at least 1 and --lr positive, got {Epochs}, {Batch} and {LearningRate}");
+        }
+    }
+
+    /// <summary>The training shards and the held-out ones, sorted by name.</summary>
+    public (IReadOnlyList<string> Train, IReadOnlyList<string> Test) Shards()
+    {
+        List<string> Files(string path, Func<string, bool> keep) => Directory.Exists(path)
+            ? Directory.EnumerateFiles(path, "*.tfrecord").Where(f => keep(Path.GetFileName(f))).Order(StringComparer.Ordinal).ToList()
+            : File.Exists(path) ? [path] : throw new Hosting.UsageException($"'{path}' is neither a directory of .tfrecord shards nor a shard file");
+        var train = Files(Data, name => !name.StartsWith("validate-", StringComparison.Ordinal));
+        var test = Test is { } t ? Files(t, _ => true) : Directory.Exists(Data) ? Files(Data, name => name.StartsWith("validate-", StringComparison.Ordinal)) : [];
+        if (train.Count == 0)
+        {
+            throw new Hosting.UsageException($"'{Data}' holds no training shards (*.tfrecord); make some with `pserver data gen-yt8m --out DIR`");
+        }
+        return (train, test);
+    }
+}

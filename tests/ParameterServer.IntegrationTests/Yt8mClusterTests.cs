@@ -1,0 +1,50 @@
+using System.Text.Json;
+
+namespace ParameterServer.IntegrationTests;
+
+/// <summary>`pserver data gen-yt8m` then `pserver train yt8m` on a real local cluster; a damaged shard stops the job naming it.</summary>
+[Collection("processes")]
+public sealed class Yt8mClusterTests : IDisposable
+{
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(240);
+    private readonly string _dir = Directory.CreateTempSubdirectory("ps-yt8m-it-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    [Fact]
+    public async Task Generated_shards_train_a_logistic_tagger_over_the_servers_and_score_gap()
+    {
+        using (var gen = await Pserver.RunAsync(Limit, "data", "gen-yt8m", "--videos", "1200", "--shards", "2", "--validation-videos", "300",
+            "--vocabulary", SharedData.Youtube8mVocabulary, "--out", _dir))
+        {
+            Assert.True(gen.ExitCode == 0, gen.Describe());
+            Assert.Contains("the true model scores GAP@20", gen.Stdout, StringComparison.Ordinal);
+        }
+        using var run = await Pserver.RunAsync(Limit, "train", "yt8m", "--data", _dir, "--vocabulary", SharedData.Youtube8mVocabulary,
+            "--servers", "2", "--workers", "2", "--epochs", "2", "--json");
+        Assert.True(run.ExitCode == 0, run.Describe());
+        var summary = JsonDocument.Parse(run.StdoutLines.Last(l => l.StartsWith("{\"app\":\"yt8m\",\"model\"", StringComparison.Ordinal))).RootElement;
+        Assert.Equal(300, summary.GetProperty("test_videos").GetInt64());
+        Assert.Equal(4_452_886, summary.GetProperty("parameters").GetInt64()); // 1,152 x 3,862 weights and 3,862 biases
+        Assert.InRange(summary.GetProperty("gap").GetDouble(), 1e-3, 1);
+        // The most frequent label alone would hit about 0.2 of the videos: the model learned more than the prior.
+        Assert.True(summary.GetProperty("hit_at_1").GetDouble() > 0.3, summary.ToString());
+        Assert.True(summary.GetProperty("true_model_gap").GetDouble() > 0.5);
+    }
+
+    [Fact]
+    public async Task A_truncated_shard_stops_the_job_naming_the_file_and_record()
+    {
+        using (var gen = await Pserver.RunAsync(Limit, "data", "gen-yt8m", "--videos", "200", "--shards", "1", "--validation-videos", "10",
+            "--vocabulary", SharedData.Youtube8mVocabulary, "--out", _dir))
+        {
+            Assert.True(gen.ExitCode == 0, gen.Describe());
+        }
+        string shard = Path.Combine(_dir, "train-0000.tfrecord");
+        var bytes = File.ReadAllBytes(shard);
+        File.WriteAllBytes(shard, bytes[..^100]);
+        using var run = await Pserver.RunAsync(Limit, "train", "yt8m", "--data", _dir, "--vocabulary", SharedData.Youtube8mVocabulary, "--servers", "1", "--workers", "1", "--epochs", "1");
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains("train-0000.tfrecord: record 200: the file ends inside the record", run.Stderr, StringComparison.Ordinal);
+    }
+}

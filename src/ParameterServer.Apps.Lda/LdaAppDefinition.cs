@@ -110,7 +110,6 @@ public sealed class LdaAppDefinition : IPsAppDefinition, IPsTrainable
     /// <inheritdoc/>
     public async Task<int> TrainAsync(ParseResult p, CancellationToken ct)
     {
-        bool json = p.GetValue(PsOptions.Json);
         var options = OptionsFrom(p); // checked once here, not in every worker
         foreach (var (path, what) in new[] { (options.Data, "--data"), (options.Test, "--test"), (options.Vocabulary, "--vocab"), (options.TrueTopics, "--true-topics") })
         {
@@ -119,14 +118,6 @@ public sealed class LdaAppDefinition : IPsAppDefinition, IPsTrainable
                 throw new UsageException($"{what} '{path}' does not exist");
             }
         }
-        var spec = LocalCluster.Spec(p, [.. AppRegistry.Forward(p, this)], json, resultsOnly: true,
-            logLevel: p.GetResult(PsOptions.LogLevel) is { Implicit: false } ? p.GetValue(PsOptions.LogLevel)! : "warning");
-        var result = await LocalJob.RunAsync(spec, ct);
-        if (result.Failure is not null)
-        {
-            await Console.Error.WriteLineAsync($"train: {result.Failure}");
-            return result.ExitCode;
-        }
-        return ExitCodes.Ok;
+        return await LocalCluster.TrainAsync(p, [.. AppRegistry.Forward(p, this)], "train", ct);
     }
 }

@@ -183,13 +183,10 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
         {
             args.AddRange(["--model-out", Path.GetFullPath(modelOut)]);
         }
-        string logLevel = p.GetResult(PsOptions.LogLevel) is { Implicit: false } ? p.GetValue(PsOptions.LogLevel)! : "warning";
-        var spec = LocalCluster.Spec(p, args, json, resultsOnly: true, logLevel: logLevel);
-        var result = await LocalJob.RunAsync(spec, ct);
-        if (result.Failure is not null)
+        int exitCode = await LocalCluster.TrainAsync(p, args, "train", ct);
+        if (exitCode != ExitCodes.Ok)
         {
-            await Console.Error.WriteLineAsync($"train: {result.Failure}");
-            return result.ExitCode;
+            return exitCode;
         }
         if (synthetic is not null && sampleDir is not null)
         {

@@ -122,7 +122,6 @@ public sealed class MnistAppDefinition : IPsAppDefinition, IPsTrainable
     /// <inheritdoc/>
     public async Task<int> TrainAsync(ParseResult p, CancellationToken ct)
     {
-        bool json = p.GetValue(PsOptions.Json);
         var options = OptionsFrom(p); // checked once here, not in every worker
         if (!Directory.Exists(options.Data))
         {
@@ -131,14 +130,6 @@ public sealed class MnistAppDefinition : IPsAppDefinition, IPsTrainable
         var args = new List<string>();
         var forwarded = AppRegistry.Forward(p, this);
         args.AddRange(forwarded);
-        string logLevel = p.GetResult(PsOptions.LogLevel) is { Implicit: false } ? p.GetValue(PsOptions.LogLevel)! : "warning";
-        var spec = LocalCluster.Spec(p, args, json, resultsOnly: true, logLevel: logLevel);
-        var result = await LocalJob.RunAsync(spec, ct);
-        if (result.Failure is not null)
-        {
-            await Console.Error.WriteLineAsync($"train: {result.Failure}");
-            return result.ExitCode;
-        }
-        return ExitCodes.Ok;
+        return await LocalCluster.TrainAsync(p, args, "train", ct);
     }
 }

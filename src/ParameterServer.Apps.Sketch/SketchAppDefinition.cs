@@ -142,7 +142,6 @@ public sealed class SketchAppDefinition : IPsAppDefinition, IPsTrainable
     /// <inheritdoc/>
     public async Task<int> TrainAsync(ParseResult p, CancellationToken ct)
     {
-        bool json = p.GetValue(PsOptions.Json);
         var options = OptionsFrom(p); // checked once here, not in every worker
         foreach (string file in options.Files)
         {
@@ -151,14 +150,6 @@ public sealed class SketchAppDefinition : IPsAppDefinition, IPsTrainable
                 throw new UsageException($"--data '{file}' does not exist");
             }
         }
-        var spec = LocalCluster.Spec(p, [.. AppRegistry.Forward(p, this)], json, resultsOnly: true,
-            logLevel: p.GetResult(PsOptions.LogLevel) is { Implicit: false } ? p.GetValue(PsOptions.LogLevel)! : "warning");
-        var result = await LocalJob.RunAsync(spec, ct);
-        if (result.Failure is not null)
-        {
-            await Console.Error.WriteLineAsync($"sketch: {result.Failure}");
-            return result.ExitCode;
-        }
-        return ExitCodes.Ok;
+        return await LocalCluster.TrainAsync(p, [.. AppRegistry.Forward(p, this)], "sketch", ct);
     }
 }

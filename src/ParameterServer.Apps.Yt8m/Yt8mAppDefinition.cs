@@ -73,17 +73,8 @@ public sealed class Yt8mAppDefinition : IPsAppDefinition, IPsTrainable
     /// <inheritdoc/>
     public async Task<int> TrainAsync(ParseResult p, CancellationToken ct)
     {
-        bool json = p.GetValue(PsOptions.Json);
         var options = OptionsFrom(p);
         _ = options.Shards(); // says what is missing before any process starts
-        var spec = LocalCluster.Spec(p, [.. AppRegistry.Forward(p, this)], json, resultsOnly: true,
-            logLevel: p.GetResult(PsOptions.LogLevel) is { Implicit: false } ? p.GetValue(PsOptions.LogLevel)! : "warning");
-        var result = await LocalJob.RunAsync(spec, ct);
-        if (result.Failure is not null)
-        {
-            await Console.Error.WriteLineAsync($"train: {result.Failure}");
-            return result.ExitCode;
-        }
-        return ExitCodes.Ok;
+        return await LocalCluster.TrainAsync(p, [.. AppRegistry.Forward(p, this)], "train", ct);
     }
 }

@@ -42,6 +42,24 @@ public static class LocalCluster
         .. PsOptions.WorkArguments(p),
     ];
 
+    /// <summary>
+    /// An app's `pserver train` job: a local cluster from the launcher options with <paramref name="appArguments"/> for
+    /// its workers, only results on standard output (logs at warning unless --log-level). A failure is printed as
+    /// "<paramref name="command"/>: ..." on standard error. Returns the exit code.
+    /// </summary>
+    public static async Task<int> TrainAsync(ParseResult p, IReadOnlyList<string> appArguments, string command, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(p);
+        string logLevel = p.GetResult(PsOptions.LogLevel) is { Implicit: false } ? p.GetValue(PsOptions.LogLevel)! : "warning";
+        var result = await LocalJob.RunAsync(Spec(p, appArguments, p.GetValue(PsOptions.Json), resultsOnly: true, logLevel: logLevel), cancellationToken).ConfigureAwait(false);
+        if (result.Failure is null)
+        {
+            return ExitCodes.Ok;
+        }
+        await Console.Error.WriteLineAsync($"{command}: {result.Failure}").ConfigureAwait(false);
+        return result.ExitCode;
+    }
+
     /// <summary>The job spec from the launcher options shared by `local`, `train` and the benchmarks.</summary>
     public static LocalJobSpec Spec(ParseResult p, IReadOnlyList<string> appArguments, bool json, bool resultsOnly = false, string? logLevel = null)
     {

@@ -37,7 +37,11 @@ public sealed class Yt8mApp(Yt8mOptions options) : IPsApp
         {
             throw new ArgumentException($"{trainFiles.Count} training shards for {context.WorkerCount} workers: rank {context.Rank} has none; generate more shards (--shards) or start fewer workers");
         }
-        var (features, videoLabels, count, skipped) = Load(mine, labels);
+        var (features, videoLabels, count, skipped, firstSkipped) = Load(mine, labels);
+        if (skipped > 0)
+        {
+            context.Log.LogWarning("yt8m rank {Rank}: skipped {Skipped} bad records, the first: {First}", context.Rank, skipped, firstSkipped);
+        }
         if (count < options.Batch)
         {
             throw new ArgumentException($"rank {context.Rank} read {count} videos from {string.Join(", ", mine)}: fewer than one batch of {options.Batch}");
@@ -144,7 +148,7 @@ public sealed class Yt8mApp(Yt8mOptions options) : IPsApp
     }
 
     // This worker's videos in memory: features (1,152 floats per video) and label ids.
-    private (float[] Features, List<int[]> Labels, int Count, long Skipped) Load(IReadOnlyList<string> files, int labels)
+    private (float[] Features, List<int[]> Labels, int Count, long Skipped, string? FirstSkipped) Load(IReadOnlyList<string> files, int labels)
     {
         var features = new List<float>();
         var videoLabels = new List<int[]>();
@@ -155,7 +159,7 @@ public sealed class Yt8mApp(Yt8mOptions options) : IPsApp
             features.AddRange(video.MeanAudio);
             videoLabels.Add(video.Labels);
         }
-        return ([.. features], videoLabels, videoLabels.Count, reader.Skipped);
+        return ([.. features], videoLabels, videoLabels.Count, reader.Skipped, reader.FirstSkipped);
     }
 
     private Evaluation Evaluate(Sequential model, IReadOnlyList<string> files, int labels)

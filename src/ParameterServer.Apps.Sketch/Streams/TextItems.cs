@@ -34,15 +34,11 @@ public sealed class TextItems : IDisposable
         _lengths = new int[batch];
     }
 
-    /// <summary>Bytes of input this worker reads (compressed files count their compressed size).</summary>
-    public long ShareBytes { get; private init; }
-
     /// <summary>This worker's share of <paramref name="files"/>; throws <see cref="FileNotFoundException"/> naming a missing file.</summary>
     public static TextItems Open(IReadOnlyList<string> files, int rank, int workers, int batch)
     {
         ArgumentNullException.ThrowIfNull(files);
         var parts = new Queue<(string, long, long)>();
-        long bytes = 0;
         foreach (string file in files)
         {
             if (!File.Exists(file))
@@ -55,7 +51,6 @@ public sealed class TextItems : IDisposable
             long length = new FileInfo(files[0]).Length;
             long start = length * rank / workers, end = length * (rank + 1) / workers;
             parts.Enqueue((files[0], start, end));
-            bytes = end - start;
         }
         else
         {
@@ -63,10 +58,9 @@ public sealed class TextItems : IDisposable
             {
                 long length = new FileInfo(files[i]).Length;
                 parts.Enqueue((files[i], 0, IsCompressed(files[i]) ? long.MaxValue : length));
-                bytes += length;
             }
         }
-        return new TextItems(parts, batch) { ShareBytes = bytes };
+        return new TextItems(parts, batch);
     }
 
     private static bool IsCompressed(string path) => path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) || path.EndsWith(".bz2", StringComparison.OrdinalIgnoreCase);

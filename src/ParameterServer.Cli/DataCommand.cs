@@ -73,19 +73,20 @@ internal static class DataCommand
         var videos = PsOptions.Create("--videos", 100_000, "Training videos to generate");
         var shards = PsOptions.Create("--shards", 8, "TFRecord files to spread them over (workers split the files)");
         var validation = PsOptions.Create("--validation-videos", 5_000, "Videos of the validation shard, scored by the true model");
-        var noise = PsOptions.Create("--noise", 0.25, "Standard deviation of the feature noise (one label's signal has norm 1)");
+        var noise = PsOptions.Create("--noise", 0.15, "Standard deviation of the latent noise (one label's signal has norm 1): higher makes the best achievable GAP lower");
+        var latent = PsOptions.Create("--latent-dimensions", 128, "Dimensions of the latent space the labels' prototypes live in");
         var vocabulary = PsOptions.Create("--vocabulary", "../shared/data/youtube8m_meta/vocabulary.csv", "YouTube-8M's vocabulary.csv (labels, their frequencies and verticals)");
         var seed = PsOptions.Create("--seed", 1, "Seed");
         var output = PsOptions.Create<string?>("--out", null, "Output directory: train-NNNN.tfrecord, validate-0000.tfrecord, truth.json");
         var command = new Command("gen-yt8m", "Generate video-level YouTube-8M TFRecord shards from a known latent model, with the real vocabulary and label frequencies, and report the best achievable GAP")
         {
-            videos, shards, validation, noise, vocabulary, seed, output,
+            videos, shards, validation, noise, latent, vocabulary, seed, output,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(() =>
         {
             string directory = p.GetValue(output) ?? throw new ArgumentException("gen-yt8m needs --out DIR");
             var entities = Apps.Yt8m.Data.Vocabulary.Read(p.GetValue(vocabulary)!);
-            var spec = new Apps.Yt8m.Data.Yt8mSpec { Videos = p.GetValue(videos), Shards = p.GetValue(shards), ValidationVideos = p.GetValue(validation), Noise = p.GetValue(noise), Seed = p.GetValue(seed) };
+            var spec = new Apps.Yt8m.Data.Yt8mSpec { Videos = p.GetValue(videos), Shards = p.GetValue(shards), ValidationVideos = p.GetValue(validation), Noise = p.GetValue(noise), LatentDimensions = p.GetValue(latent), Seed = p.GetValue(seed) };
             var progress = new ConsoleProgress();
             var (gap, hit, perr) = Apps.Yt8m.Data.Yt8mGenerator.Write(spec, entities, directory, new Progress<double>(f => progress.Report(new JobProgress("generating", f))));
             progress.Clear();

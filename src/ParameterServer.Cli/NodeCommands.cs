@@ -65,7 +65,7 @@ internal static class NodeCommands
         var serverPort = PsOptions.Create("--port", 0, "Port to listen on for workers (0: any free port)");
         var command = new Command("server", "Run a server: holds a share of the parameters and applies updates")
         {
-            PsOptions.Scheduler, Host, serverPort, Advertise, PsOptions.Json, PsOptions.MaxFrameMb, Join, PsOptions.KeyCacheMb, PsOptions.PullFilterMb,
+            PsOptions.Scheduler, Host, serverPort, Advertise, PsOptions.Json, PsOptions.MaxFrameMb, Join, PsOptions.KeyCacheMb, PsOptions.PullFilterMb, PsOptions.MaxMemoryMb,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
@@ -80,6 +80,7 @@ internal static class NodeCommands
                 Join = p.GetValue(Join),
                 KeyCacheBytes = PsOptions.Bytes(p, PsOptions.KeyCacheMb),
                 PullFilterBytes = PsOptions.Bytes(p, PsOptions.PullFilterMb),
+                MaxMemoryBytes = PsOptions.Bytes(p, PsOptions.MaxMemoryMb),
             };
             await using var server = await ServerNode.StartAsync(options, loggers, ct);
             int code = await server.Completion.WaitAsync(ct);

@@ -117,11 +117,14 @@ public static class PsOptions
     /// <summary>--pull-filter-mb.</summary>
     public static readonly Option<double> PullFilterMb = Create("--pull-filter-mb", 256.0, "Servers: MiB of rows remembered per worker connection and table for pull filters");
 
+    /// <summary>--max-memory-mb.</summary>
+    public static readonly Option<double> MaxMemoryMb = Create("--max-memory-mb", 0.0, "Servers: the most MiB of dense tables (values, optimizer state, replicas) each will hold; a table over it is refused (0: no cap)");
+
     /// <summary>Server memory options given to a launcher, passed on to its servers.</summary>
     public static string[] ServerMemoryArguments(ParseResult p)
     {
         var args = new List<string>();
-        foreach (var option in new[] { KeyCacheMb, PullFilterMb })
+        foreach (var option in new[] { KeyCacheMb, PullFilterMb, MaxMemoryMb })
         {
             if (p.GetResult(option) is { Implicit: false })
             {

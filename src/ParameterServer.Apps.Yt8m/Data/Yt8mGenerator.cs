@@ -14,8 +14,11 @@ public sealed record Yt8mSpec
     /// <summary>Videos of the validation shards (scored by the true model for the best achievable GAP).</summary>
     public int ValidationVideos { get; init; } = 5_000;
 
-    /// <summary>Standard deviation of the noise added to each feature (the signal of one label has unit norm).</summary>
-    public double Noise { get; init; } = 0.25;
+    /// <summary>Standard deviation of the noise of each latent coordinate (the signal of one label has unit norm).</summary>
+    public double Noise { get; init; } = 0.15;
+
+    /// <summary>Dimensions of the latent space the labels' prototypes live in (the 1,152 features embed it).</summary>
+    public int LatentDimensions { get; init; } = 128;
 
     public int Seed { get; init; } = 1;
 }
@@ -24,39 +27,39 @@ public sealed record Yt8mSpec
 /// Video-level YouTube-8M data from a known latent model. Labels: a video takes a vertical (weighted by its entities'
 /// TrainVideoCount), a first entity of it, then more (3 per video on average, as YouTube-8M has), each from the same
 /// vertical with probability 0.8 (so Pet and Animal co-occur) or from all entities, always weighted by TrainVideoCount.
-/// Features: each entity has a random unit prototype in the 1,152 dimensions of mean_rgb + mean_audio; a video's
-/// features are the sum of its labels' prototypes plus Gaussian noise. The true model scores label e by its log-odds
-/// given the features, (w_e . x - |w_e|^2 / 2) / noise^2 + logit(prior_e): a linear model, so the best achievable GAP is
-/// that model's GAP on the validation shards, which the generator computes and reports.
+/// Features: each entity has a random unit prototype in a latent space of k dimensions (128; YouTube-8M's features
+/// are PCA-compressed embeddings too); a video's latent point is the sum of its labels' prototypes plus Gaussian noise,
+/// and its 1,152 features (mean_rgb + mean_audio) are that point through a fixed orthonormal embedding plus a little
+/// isotropic noise (0.01). The true model scores label e by its log-odds given the latent point z, taking the other
+/// labels' prototypes as noise: (u_e . z - 1/2) / noise^2 + logit(prior_e). It is linear in the features, so the best
+/// GAP a per-label model reaches is about that model's GAP on the validation shards, which the generator computes and
+/// reports.
 /// </summary>
 public static class Yt8mGenerator
 {
     private const double SameVertical = 0.8;
     private const double MeanLabels = 3.0;
+    private const double FeatureNoise = 0.01;
 
     /// <summary>Writes DIR/train-NNNN.tfrecord, DIR/validate-0000.tfrecord and DIR/truth.json; returns the true model's metrics on the validation videos.</summary>
     public static (double Gap, double HitAt1, double Perr) Write(Yt8mSpec spec, IReadOnlyList<Entity> vocabulary, string directory, IProgress<double>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(spec);
         ArgumentNullException.ThrowIfNull(vocabulary);
-        if (spec.Videos < 1 || spec.Shards < 1 || spec.ValidationVideos < 1 || !(spec.Noise > 0))
+        if (spec.Videos < 1 || spec.Shards < 1 || spec.ValidationVideos < 1 || !(spec.Noise > 0) || spec.LatentDimensions is < 2 or > Video.FeatureSize)
         {
-            throw new ArgumentException($"--videos, --shards and --validation-videos must be at least 1 and --noise positive, got {spec.Videos}, {spec.Shards}, {spec.ValidationVideos} and {spec.Noise}");
+            throw new ArgumentException($"--videos, --shards and --validation-videos must be at least 1, --noise positive and --latent-dimensions in [2, {Video.FeatureSize}], got {spec.Videos}, {spec.Shards}, {spec.ValidationVideos}, {spec.Noise} and {spec.LatentDimensions}");
         }
         Directory.CreateDirectory(directory);
         var random = new Random(spec.Seed);
-        int labels = vocabulary.Count, dim = Video.FeatureSize;
-        var prototypes = new float[labels * dim];
+        int labels = vocabulary.Count, dim = Video.FeatureSize, k = spec.LatentDimensions;
+        var prototypes = new float[labels * k];
         for (int e = 0; e < labels; e++)
         {
-            var w = prototypes.AsSpan(e * dim, dim);
-            for (int d = 0; d < dim; d++)
-            {
-                w[d] = (float)Gaussian(random);
-            }
-            TensorPrimitives.Divide(w, TensorPrimitives.Norm(w), w);
+            RandomUnit(prototypes.AsSpan(e * k, k), random);
         }
         var sampler = new LabelSampler(vocabulary);
+        var model = new LatentModel(Embedding(k, random), prototypes, sampler.Prior, spec.Noise);
         long written = 0, total = spec.Videos + (long)spec.ValidationVideos;
         for (int shard = 0; shard < spec.Shards; shard++)
         {
@@ -69,7 +72,7 @@ public static class Yt8mGenerator
         WriteShard(Path.Combine(directory, "validate-0000.tfrecord"), spec.ValidationVideos, "v-", validation);
         foreach (var video in validation)
         {
-            TrueScores(video, prototypes, sampler.Prior, spec.Noise, scores);
+            model.TrueScores(video, scores);
             truth.Add(scores, video.Labels);
         }
         var result = (truth.Gap(), truth.HitAt1, truth.Perr);
@@ -79,6 +82,7 @@ public static class Yt8mGenerator
             ["validation_videos"] = spec.ValidationVideos,
             ["labels"] = labels,
             ["noise"] = spec.Noise,
+            ["latent_dimensions"] = k,
             ["seed"] = spec.Seed,
             ["true_model_gap"] = Math.Round(result.Item1, 4),
             ["true_model_hit_at_1"] = Math.Round(result.HitAt1, 4),
@@ -93,14 +97,7 @@ public static class Yt8mGenerator
             for (int i = 0; i < count; i++)
             {
                 int[] videoLabels = sampler.Draw(random);
-                for (int d = 0; d < dim; d++)
-                {
-                    x[d] = (float)(Gaussian(random) * spec.Noise);
-                }
-                foreach (int e in videoLabels)
-                {
-                    TensorPrimitives.Add(x, prototypes.AsSpan(e * dim, dim), x);
-                }
+                model.Features(videoLabels, random, x);
                 var video = new Video(prefix + i.ToString(CultureInfo.InvariantCulture), videoLabels, x[..Video.RgbSize], x[Video.RgbSize..]);
                 keep?.Add(video);
                 TfRecords.Write(file, VideoExamples.Serialize(video));
@@ -114,21 +111,35 @@ public static class Yt8mGenerator
         }
     }
 
-    /// <summary>The true model's score of every label for a video: its log-odds given the features.</summary>
-    public static void TrueScores(Video video, float[] prototypes, double[] prior, double noise, Span<float> scores)
+    /// <summary>k orthonormal rows of 1,152 features (Gram-Schmidt on Gaussian vectors): the latent space's place among the features.</summary>
+    private static float[] Embedding(int k, Random random)
     {
-        ArgumentNullException.ThrowIfNull(video);
-        ArgumentNullException.ThrowIfNull(prototypes);
-        ArgumentNullException.ThrowIfNull(prior);
         int dim = Video.FeatureSize;
-        float[] x = [.. video.MeanRgb, .. video.MeanAudio];
-        double variance = noise * noise;
-        for (int e = 0; e < scores.Length; e++)
+        var rows = new float[k * dim];
+        for (int i = 0; i < k; i++)
         {
-            double dot = TensorPrimitives.Dot(prototypes.AsSpan(e * dim, dim), x);
-            double p = Math.Clamp(prior[e], 1e-9, 1 - 1e-9);
-            scores[e] = (float)(((dot - 0.5) / variance) + Math.Log(p / (1 - p)));
+            var row = rows.AsSpan(i * dim, dim);
+            for (int d = 0; d < dim; d++)
+            {
+                row[d] = (float)Gaussian(random);
+            }
+            for (int j = 0; j < i; j++)
+            {
+                var previous = rows.AsSpan(j * dim, dim);
+                TensorPrimitives.MultiplyAdd(previous, -TensorPrimitives.Dot(previous, row), row, row);
+            }
+            TensorPrimitives.Divide(row, TensorPrimitives.Norm(row), row);
         }
+        return rows;
+    }
+
+    private static void RandomUnit(Span<float> w, Random random)
+    {
+        for (int d = 0; d < w.Length; d++)
+        {
+            w[d] = (float)Gaussian(random);
+        }
+        TensorPrimitives.Divide(w, TensorPrimitives.Norm(w), w);
     }
 
     private static double Gaussian(Random random)
@@ -136,6 +147,52 @@ public static class Yt8mGenerator
         // Box-Muller.
         double u = 1 - random.NextDouble(), v = random.NextDouble();
         return Math.Sqrt(-2 * Math.Log(u)) * Math.Cos(2 * Math.PI * v);
+    }
+
+    /// <summary>The generator's latent model: how a video's labels make its features, and the true model that inverts it.</summary>
+    private sealed class LatentModel(float[] embedding, float[] prototypes, double[] prior, double noise)
+    {
+        private readonly int _k = embedding.Length / Video.FeatureSize;
+
+        /// <summary>x = E^T (sum of the labels' prototypes + noise) + a little isotropic noise.</summary>
+        public void Features(int[] labels, Random random, Span<float> x)
+        {
+            Span<float> z = stackalloc float[_k];
+            for (int i = 0; i < _k; i++)
+            {
+                z[i] = (float)(Gaussian(random) * noise);
+            }
+            foreach (int e in labels)
+            {
+                TensorPrimitives.Add(z, prototypes.AsSpan(e * _k, _k), z);
+            }
+            for (int d = 0; d < x.Length; d++)
+            {
+                x[d] = (float)(Gaussian(random) * FeatureNoise);
+            }
+            for (int i = 0; i < _k; i++)
+            {
+                TensorPrimitives.MultiplyAdd(embedding.AsSpan(i * x.Length, x.Length), z[i], x, x);
+            }
+        }
+
+        /// <summary>Every label's log-odds given the video's latent point z = E x.</summary>
+        public void TrueScores(Video video, Span<float> scores)
+        {
+            float[] x = [.. video.MeanRgb, .. video.MeanAudio];
+            Span<float> z = stackalloc float[_k];
+            for (int i = 0; i < _k; i++)
+            {
+                z[i] = TensorPrimitives.Dot(embedding.AsSpan(i * x.Length, x.Length), x);
+            }
+            double variance = noise * noise;
+            for (int e = 0; e < scores.Length; e++)
+            {
+                double dot = TensorPrimitives.Dot(prototypes.AsSpan(e * _k, _k), z);
+                double p = Math.Clamp(prior[e], 1e-9, 1 - 1e-9);
+                scores[e] = (float)(((dot - 0.5) / variance) + Math.Log(p / (1 - p)));
+            }
+        }
     }
 
     /// <summary>Draws a video's labels: correlated within a vertical, weighted by TrainVideoCount.</summary>

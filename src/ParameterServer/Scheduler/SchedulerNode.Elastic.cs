@@ -32,7 +32,7 @@ public sealed partial class SchedulerNode
     /// <summary>Migrations done in this job: (what, milliseconds, fraction of the key space moved), for status and tests.</summary>
     private readonly List<(string What, double Ms, double Moved)> _migrationsDone = new(); // under _lock
 
-    private void OnJoin(Connection connection, in FrameHeader header, NodeRole role, string host, int port, string[] handlers, List<Outgoing> outbox)
+    private void OnJoin(Connection connection, in FrameHeader header, NodeRole role, string host, int port, string[] handlers, long maxMemoryBytes, List<Outgoing> outbox)
     {
         if (!_ready || _shuttingDown)
         {
@@ -54,6 +54,7 @@ public sealed partial class SchedulerNode
         int rank = _nodes.Values.Count(n => n.Role == role);
         var node = new NodeState(_nextNodeId++, role, rank, host, port, connection, handlers, NowMs)
         {
+            MaxMemoryBytes = maxMemoryBytes,
             Joined = true,
             Points = role == NodeRole.Server ? 0 : -1,
             TargetPoints = role == NodeRole.Server ? _options.VirtualNodes : -1,

@@ -1,4 +1,7 @@
+using System.Globalization;
 using ParameterServer.Core.Cluster;
+using ParameterServer.Extensions;
+using ParameterServer.Scheduler.Membership;
 using ParameterServer.Protocol;
 using ParameterServer.Transport;
 
@@ -47,11 +50,84 @@ public sealed partial class SchedulerNode
             return;
         }
         var table = TableInfo.From(_tables.Count == 0 ? 1 : _tables.Max(t => t.Id) + 1, spec);
+        if (OverMemoryCap(table) is { } refusal)
+        {
+            outbox.Add(Error(connection, header, ErrorCode.InvalidArgument, refusal));
+            return;
+        }
         _tables.Add(table);
         _log.LogTableDeclared(table.Describe(), table.Id);
         Publish(outbox);
         _declares.Add(new PendingDeclare(connection, header.RequestId, table.Id, _viewNumber, DeadlineAfter(_options.ViewAckTimeout)));
         CompleteDeclares(outbox);
+    }
+
+    /// <summary>
+    /// Servers started with --max-memory-mb: the dense tables' blocks each would hold (as primary or replica, values
+    /// and optimizer state) must fit under its cap with the new table. Sparse tables grow with use and are not counted.
+    /// </summary>
+    private string? OverMemoryCap(TableInfo table)
+    {
+        var servers = _nodes.Values.Where(n => n.Role == NodeRole.Server && n.Alive).ToList();
+        if (!servers.Any(n => n.MaxMemoryBytes > 0) || !table.IsDense || _view.Ring.IsEmpty)
+        {
+            return null;
+        }
+        var held = new Dictionary<int, long>();
+        long HeldBy(NodeState n) => held.GetValueOrDefault(n.Id);
+        foreach (var t in _tables.Where(t => t.IsDense))
+        {
+            AddShares(t, held);
+        }
+        var before = servers.ToDictionary(n => n.Id, n => HeldBy(n));
+        AddShares(table, held);
+        var over = servers.Where(n => n.MaxMemoryBytes > 0 && HeldBy(n) > n.MaxMemoryBytes).ToList();
+        if (over.Count == 0)
+        {
+            return null;
+        }
+        long cap = servers.Where(n => n.MaxMemoryBytes > 0).Min(n => n.MaxMemoryBytes);
+        long total = held.Values.Sum();
+        // Shares are uneven by a few percent (consistent hashing): ask for a tenth more than the even split needs.
+        int needed = (int)Math.Ceiling(total * 1.1 / cap);
+        var worst = over.MaxBy(HeldBy)!;
+        return string.Create(CultureInfo.InvariantCulture,
+            $"table '{table.Name}' ({MiB(table.DenseSize * (ulong)RowBytes(table))} MiB with its optimizer state{(_view.ChainLength > 1 ? $", {_view.ChainLength} copies" : "")}) does not fit: {worst.Info.Describe()} would hold {MiB(HeldBy(worst))} MiB ({MiB(before[worst.Id])} MiB of it already), over its --max-memory-mb {MiB(worst.MaxMemoryBytes)}{(over.Count > 1 ? $", and {over.Count - 1} more servers are over theirs" : "")}. The job's tables need {MiB(total)} MiB in all: start at least {needed} servers (--servers {needed}) or raise --max-memory-mb");
+
+        static string MiB(double bytes) => (bytes / (1 << 20)).ToString(bytes < 10 << 20 ? "0.0" : "N0", CultureInfo.InvariantCulture);
+    }
+
+    private void AddShares(TableInfo table, Dictionary<int, long> held)
+    {
+        var chain = new int[Math.Max(1, _view.ChainLength)];
+        long rowBytes = RowBytes(table);
+        for (long block = 0; block < table.BlockCount; block++)
+        {
+            long keys = Math.Min(table.BlockKeys, (long)table.DenseSize - (block * table.BlockKeys));
+            int length = _view.Ring.ChainOf(table.RingPositionOf(block), chain);
+            foreach (int server in chain.AsSpan(0, length))
+            {
+                held[server] = held.GetValueOrDefault(server) + (keys * rowBytes);
+            }
+        }
+    }
+
+    /// <summary>Bytes a server keeps per key: the values and, for a built-in optimizer, its state.</summary>
+    private static long RowBytes(TableInfo table)
+    {
+        int state = 0;
+        if (table.Element is ElementType.Float32)
+        {
+            try
+            {
+                state = UpdateHandlers.Parse(table.Handler).StateLength(table.Width);
+            }
+            catch (ArgumentException)
+            {
+                // A registered handler the scheduler cannot build: its state is not counted.
+            }
+        }
+        return (table.Words + state) * 4L;
     }
 
     /// <summary>A declaration is answered once every live server has accepted a view that contains the table.</summary>

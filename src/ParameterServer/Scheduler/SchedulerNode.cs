@@ -196,7 +196,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
 
     private void OnRegister(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload, List<Outgoing> outbox)
     {
-        var (role, host, port, handlers, join) = ControlMessages.ReadRegister(payload);
+        var (role, host, port, handlers, join, maxMemoryBytes) = ControlMessages.ReadRegister(payload);
         if (role == NodeRole.Observer)
         {
             outbox.Add(Reply(connection, header, ControlMessages.Ints(-1, -1, (int)_options.HeartbeatInterval.TotalMilliseconds)));
@@ -210,7 +210,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         int registered = _nodes.Values.Count(n => n.Role == role);
         if (join)
         {
-            OnJoin(connection, header, role, host, port, handlers, outbox);
+            OnJoin(connection, header, role, host, port, handlers, maxMemoryBytes, outbox);
             return;
         }
         if (registered >= expected)
@@ -221,6 +221,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         }
         var node = new NodeState(_nextNodeId++, role, registered, host, port, connection, handlers, NowMs)
         {
+            MaxMemoryBytes = maxMemoryBytes,
             Points = role == NodeRole.Server ? _options.VirtualNodes : -1,
             TargetPoints = role == NodeRole.Server ? _options.VirtualNodes : -1,
         };

@@ -99,7 +99,7 @@ public sealed class ServerNode : IAsyncDisposable
     {
         _scheduler = ControlChannel.Connect(Options.Scheduler, Options.Transport, Log, OnSchedulerFrame, OnSchedulerLost, _self.Traffic);
         var w = new PayloadWriter();
-        ControlMessages.WriteRegister(w, NodeRole.Server, Options.AdvertisedHost ?? Options.Host, Port, Options.HandlerNames, Options.Join);
+        ControlMessages.WriteRegister(w, NodeRole.Server, Options.AdvertisedHost ?? Options.Host, Port, Options.HandlerNames, Options.Join, Options.MaxMemoryBytes);
         var reply = await _scheduler.CallAsync(MessageType.Register, w.WrittenSpan.ToArray(), "the registration of this server", Options.RegisterTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
         int[] fields = ControlMessages.ReadInts(reply.Payload, 3);
         _self.Id = fields[0];

@@ -32,6 +32,12 @@ public sealed class ServerOptions
     /// <summary>Pull filters: bytes of rows remembered per worker connection and table (what it was last sent). Defaults to 256 MiB.</summary>
     public long PullFilterBytes { get; set; } = 256L << 20;
 
+    /// <summary>
+    /// The most bytes of dense tables (values and optimizer state, replicas included) this server will hold; the
+    /// scheduler refuses a table whose share would exceed it. 0 (the default) sets no cap.
+    /// </summary>
+    public long MaxMemoryBytes { get; set; }
+
     /// <summary>The update handlers and pull filters this server can create, built-in and registered (<see cref="ExtensionRegistry"/>).</summary>
     public ExtensionRegistry Extensions { get; } = new();
 
@@ -67,6 +73,10 @@ public sealed class ServerOptions
         if (Port is < 0 or > 65535)
         {
             throw new ArgumentOutOfRangeException(nameof(Port), Port, "port must be in [0, 65535]");
+        }
+        if (MaxMemoryBytes < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxMemoryBytes), MaxMemoryBytes, "must not be negative (0 sets no cap)");
         }
         if (PullFilterBytes < 0)
         {

@@ -5,7 +5,7 @@ namespace ParameterServer.Core.Cluster;
 /// <summary>Payload codecs of the control plane (node &lt;-&gt; scheduler). Control frames are rare: these may allocate.</summary>
 internal static class ControlMessages
 {
-    public static void WriteRegister(PayloadWriter w, NodeRole role, string host, int port, IReadOnlyCollection<string> handlerNames, bool join = false)
+    public static void WriteRegister(PayloadWriter w, NodeRole role, string host, int port, IReadOnlyCollection<string> handlerNames, bool join = false, long maxMemoryBytes = 0)
     {
         w.WriteByte((byte)role);
         w.WriteString(host);
@@ -16,9 +16,10 @@ internal static class ControlMessages
             w.WriteString(name);
         }
         w.WriteBool(join);
+        w.WriteInt64(maxMemoryBytes);
     }
 
-    public static (NodeRole Role, string Host, int Port, string[] Handlers, bool Join) ReadRegister(ReadOnlySpan<byte> payload)
+    public static (NodeRole Role, string Host, int Port, string[] Handlers, bool Join, long MaxMemoryBytes) ReadRegister(ReadOnlySpan<byte> payload)
     {
         var r = new PayloadReader(payload);
         var role = (NodeRole)r.ReadByte();
@@ -30,7 +31,8 @@ internal static class ControlMessages
             handlers[i] = r.ReadString(256);
         }
         bool join = r.Remaining > 0 && r.ReadBool();
-        return (role, host, port, handlers, join);
+        long maxMemoryBytes = r.Remaining >= 8 ? r.ReadInt64() : 0;
+        return (role, host, port, handlers, join, maxMemoryBytes);
     }
 
     public static void WriteTableSpec(PayloadWriter w, TableSpec spec) => TableInfo.From(0, spec).WriteDefinition(w);

@@ -14,6 +14,8 @@ internal sealed class NodeState(int id, NodeRole role, int rank, string host, in
     /// <summary>Null while a node of a resumed job has not rejoined yet.</summary>
     public Connection? Connection { get; set; } = connection;
     public string[] Handlers { get; } = handlers;
+    /// <summary>Servers: the most table bytes it will hold (pserver server --max-memory-mb); 0 for no cap.</summary>
+    public long MaxMemoryBytes { get; init; }
     /// <summary>When the scheduler last heard from the node, in milliseconds of the scheduler's clock (its options' TimeProvider).</summary>
     public long LastSeen { get; set; } = lastSeen;
     /// <summary>The node's traffic counters from its last heartbeat that carried them.</summary>

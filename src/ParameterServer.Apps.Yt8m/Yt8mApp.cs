@@ -46,7 +46,8 @@ public sealed class Yt8mApp(Yt8mOptions options) : IPsApp
         {
             throw new ArgumentException($"rank {context.Rank} read {count} videos from {string.Join(", ", mine)}: fewer than one batch of {options.Batch}");
         }
-        var model = new Sequential(new FeatureShape(Video.FeatureSize, 1, 1), options.Batch, new Dense(labels));
+        var model = new Sequential(new FeatureShape(Video.FeatureSize, 1, 1), options.Batch,
+            options.Model == "moe" ? new MixtureOfExperts(labels, options.Experts) : new Dense(labels));
         model.Initialize(options.Seed);
         var distributed = await DistributedModel.BindAsync(client, model, new DistributedModelOptions
         {

@@ -15,11 +15,14 @@ public sealed class Yt8mAppDefinition : IPsAppDefinition, IPsTrainable
     /// <summary>--skip-bad-records.</summary>
     public static readonly Option<bool> SkipBadRecords = PsOptions.Create("--skip-bad-records", false, "yt8m: count records with bad content and go on, instead of stopping with their file and number");
 
+    /// <summary>--experts.</summary>
+    public static readonly Option<int> Experts = PsOptions.Create("--experts", 2, "yt8m: experts per label of --model moe");
+
     /// <inheritdoc/>
     public string Name => "yt8m";
 
     /// <inheritdoc/>
-    public IReadOnlyList<Option> Options { get; } = [AppOptions.Data, AppOptions.Test, AppOptions.Model, AppOptions.Epochs, AppOptions.Batch, AppOptions.LearningRate, VocabularyFile, SkipBadRecords];
+    public IReadOnlyList<Option> Options { get; } = [AppOptions.Data, AppOptions.Test, AppOptions.Model, AppOptions.Epochs, AppOptions.Batch, AppOptions.LearningRate, Experts, VocabularyFile, SkipBadRecords];
 
     /// <inheritdoc/>
     public string TrainDescription => "Tag YouTube-8M videos (video-level TFRecord shards) with a model partitioned over the servers, on a local cluster";
@@ -38,6 +41,7 @@ public sealed class Yt8mAppDefinition : IPsAppDefinition, IPsTrainable
         AppRegistry.AddArgument(args, AppOptions.Data.Name, Path.GetFullPath(options.Data));
         AppRegistry.AddArgument(args, AppOptions.Test.Name, options.Test is { } test ? Path.GetFullPath(test) : null);
         AppRegistry.AddArgument(args, AppOptions.Model.Name, options.Model);
+        AppRegistry.AddArgument(args, Experts.Name, options.Experts);
         AppRegistry.AddArgument(args, AppOptions.Epochs.Name, options.Epochs);
         AppRegistry.AddArgument(args, AppOptions.Batch.Name, options.Batch);
         AppRegistry.AddArgument(args, VocabularyFile.Name, Path.GetFullPath(options.Vocabulary));
@@ -59,6 +63,7 @@ public sealed class Yt8mAppDefinition : IPsAppDefinition, IPsTrainable
             Data = p.GetValue(AppOptions.Data) ?? throw new ArgumentException("yt8m needs --data DIR: TFRecord shards, e.g. from `pserver data gen-yt8m --out DIR`"),
             Test = p.GetValue(AppOptions.Test),
             Model = p.GetValue(AppOptions.Model) ?? defaults.Model,
+            Experts = p.GetValue(Experts),
             Epochs = p.GetResult(AppOptions.Epochs) is { Implicit: false } ? p.GetValue(AppOptions.Epochs) : defaults.Epochs,
             Batch = p.GetValue(AppOptions.Batch) ?? defaults.Batch,
             Vocabulary = p.GetValue(VocabularyFile)!,

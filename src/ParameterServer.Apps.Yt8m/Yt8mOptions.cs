@@ -13,8 +13,15 @@ public sealed record Yt8mOptions
 
     public string Vocabulary { get; init; } = "../shared/data/youtube8m_meta/vocabulary.csv";
 
-    /// <summary>logistic: one logistic regression per label over the 1,152 features (a dense table of 4.45M weights).</summary>
+    /// <summary>
+    /// logistic: one logistic regression per label over the 1,152 features (4.45M weights); moe: the starter code's
+    /// mixture of experts, per label a softmax gate over <see cref="Experts"/> logistic experts and a dummy that says 0
+    /// ((2 E + 1) x 4.45M weights).
+    /// </summary>
     public string Model { get; init; } = "logistic";
+
+    /// <summary>Experts per label of the mixture of experts (the starter code's default is 2).</summary>
+    public int Experts { get; init; } = 2;
 
     public int Epochs { get; init; } = 5;
 
@@ -33,13 +40,13 @@ public sealed record Yt8mOptions
 
     public void Validate()
     {
-        if (Model != "logistic")
+        if (Model is not ("logistic" or "moe"))
         {
-            throw new ArgumentException($"--model '{Model}' is not built yet: yt8m trains logistic (the mixture of experts is to come)");
+            throw new ArgumentException($"--model '{Model}' is not a yt8m model: use logistic (a logistic regression per label) or moe (a mixture of --experts per label)");
         }
-        if (Epochs < 1 || Batch < 1 || !(LearningRate > 0))
+        if (Epochs < 1 || Batch < 1 || !(LearningRate > 0) || Experts is < 1 or > 16)
         {
-            throw new ArgumentException($"--epochs and --batch must be at least 1 and --lr positive, got {Epochs}, {Batch} and {LearningRate}");
+            throw new ArgumentException($"--epochs and --batch must be at least 1, --lr positive and --experts in [1, 16], got {Epochs}, {Batch}, {LearningRate} and {Experts}");
         }
     }
 

@@ -74,11 +74,14 @@ public class LayerGradientTests
         Assert.True(kinks <= checkedCount / 20, $"{kinks} of {checkedCount} gradients differ from the numerical ones");
     }
 
-    [Fact]
-    public void Multi_label_gradients_match_the_numerical_ones()
+    [Theory]
+    [InlineData("dense")]
+    [InlineData("moe")]
+    public void Multi_label_gradients_match_the_numerical_ones(string head)
     {
-        // A video-tagging shape: several labels per example, independent sigmoids.
-        var model = new Sequential(new FeatureShape(9, 1, 1), Batch, new Dense(7), new Tanh(), new Dense(5));
+        // A video-tagging shape: several labels per example, independent sigmoids (or a mixture of 2 experts per label,
+        // whose input gradient reaches the first layer).
+        var model = new Sequential(new FeatureShape(9, 1, 1), Batch, new Dense(7), new Tanh(), head == "moe" ? new MixtureOfExperts(5, 2) : new Dense(5));
         model.Initialize(seed: 4);
         var random = new Random(12);
         float[] input = Enumerable.Range(0, Batch * 9).Select(_ => (random.NextSingle() * 2f) - 1f).ToArray();

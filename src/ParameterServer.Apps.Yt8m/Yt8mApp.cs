@@ -6,7 +6,6 @@ using ParameterServer.Apps.Yt8m.Data;
 using ParameterServer.Hosting;
 using ParameterServer.Nn;
 using ParameterServer.Nn.Distributed;
-using ParameterServer.Nn.Layers;
 
 namespace ParameterServer.Apps.Yt8m;
 
@@ -17,7 +16,7 @@ namespace ParameterServer.Apps.Yt8m;
 /// </summary>
 public sealed class Yt8mApp(Yt8mOptions options) : IPsApp
 {
-    private const int Stride = 4; // metrics per epoch: loss sum, examples, seconds, workers
+    private const int Stride = 7; // metrics per epoch: loss sum, examples, seconds, workers, steps, pull seconds, push seconds
 
     public string Name => "yt8m";
 
@@ -46,8 +45,7 @@ public sealed class Yt8mApp(Yt8mOptions options) : IPsApp
         {
             throw new ArgumentException($"rank {context.Rank} read {count} videos from {string.Join(", ", mine)}: fewer than one batch of {options.Batch}");
         }
-        var model = new Sequential(new FeatureShape(Video.FeatureSize, 1, 1), options.Batch,
-            options.Model == "moe" ? new MixtureOfExperts(labels, options.Experts) : new Dense(labels));
+        var model = Yt8mModels.Create(options.Model, options.Experts, labels, options.Batch);
         model.Initialize(options.Seed);
         var distributed = await DistributedModel.BindAsync(client, model, new DistributedModelOptions
         {
@@ -66,9 +64,11 @@ public sealed class Yt8mApp(Yt8mOptions options) : IPsApp
         var random = new Random(options.Seed + context.Rank);
         double examplesPerSecond = 0, seconds = 0;
         long examples = 0;
+        var timing = new double[4]; // every worker's steps, rank 0's seconds in steps, every worker's pull and push seconds
         for (int epoch = 1; epoch <= options.Epochs; epoch++)
         {
             random.Shuffle(order);
+            var (pullBefore, pushBefore) = (distributed.FetchWait, distributed.PushTime);
             var watch = Stopwatch.StartNew();
             double lossSum = 0;
             for (int step = 0; step < steps; step++)
@@ -92,10 +92,13 @@ public sealed class Yt8mApp(Yt8mOptions options) : IPsApp
                     context.Progress.Report(new JobProgress($"epoch {epoch}/{options.Epochs}", (double)step / steps));
                 }
             }
+            double stepSeconds = watch.Elapsed.TotalSeconds; // the steps alone, before the epoch's last pushes are waited for
             await distributed.FinishAsync(cancellationToken).ConfigureAwait(false);
             double epochSeconds = watch.Elapsed.TotalSeconds;
             ulong first = (ulong)(epoch * Stride);
-            await client.WaitAsync(metrics.PushRange(first, [(float)lossSum, steps * options.Batch, (float)epochSeconds, 1]), cancellationToken).ConfigureAwait(false);
+            float pull = (float)(distributed.FetchWait - pullBefore).TotalSeconds, push = (float)(distributed.PushTime - pushBefore).TotalSeconds;
+            await client.WaitAsync(metrics.PushRange(first, [(float)lossSum, steps * options.Batch, (float)epochSeconds, 1, steps, pull, push]), cancellationToken).ConfigureAwait(false);
+            timing[1] += stepSeconds;
             JobTraffic.Publish(client);
             await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
             if (context.Rank != 0)
@@ -106,6 +109,9 @@ public sealed class Yt8mApp(Yt8mOptions options) : IPsApp
             await client.WaitAsync(metrics.PullRange(first, row), cancellationToken).ConfigureAwait(false);
             double mean = row[2] / Math.Max(1, row[3]);
             examples += (long)row[1];
+            timing[0] += row[4];
+            timing[2] += row[5];
+            timing[3] += row[6];
             seconds += mean;
             examplesPerSecond = examples / Math.Max(seconds, 1e-9);
             double loss = row[0] / Math.Max(1, row[1] / options.Batch);
@@ -133,7 +139,14 @@ public sealed class Yt8mApp(Yt8mOptions options) : IPsApp
                 ["workers"] = context.WorkerCount,
                 ["servers"] = client.ServerCount,
             };
+            // Time per step, split: rank 0's own steps' time; every worker's waits for pulls and push hand-overs, per step.
+            double stepMs = timing[1] / ((double)options.Epochs * steps) * 1000, pullMs = timing[2] / Math.Max(1, timing[0]) * 1000, pushMs = timing[3] / Math.Max(1, timing[0]) * 1000;
+            summary["step_ms"] = Math.Round(stepMs, 1);
+            summary["compute_ms"] = Math.Round(Math.Max(0, stepMs - pullMs - pushMs), 1);
+            summary["pull_ms"] = Math.Round(pullMs, 1);
+            summary["push_ms"] = Math.Round(pushMs, 1);
             JobTraffic.AddTo(summary, workerTraffic, serverTraffic);
+            summary["bytes_per_server"] = (serverTraffic.BytesSent + serverTraffic.BytesReceived) / Math.Max(1, client.ServerCount);
             summary.Remove("traffic");
             string truth = Path.Combine(Directory.Exists(options.Data) ? options.Data : Path.GetDirectoryName(options.Data) ?? ".", "truth.json");
             if (File.Exists(truth) && options.Test is null)

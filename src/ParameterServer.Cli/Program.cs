@@ -24,6 +24,7 @@ var root = new RootCommand("pserver: ParameterServer.NET, a parameter server for
     ElasticCommands.Rebalance(),
     TrainCommand.Create(),
     PredictCommand.Create(),
+    PlanCommand.Create(),
     DataCommand.Create(),
     SketchCommands.Create(),
     BenchCommands.Create(),

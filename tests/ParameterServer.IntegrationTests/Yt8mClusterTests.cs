@@ -33,6 +33,33 @@ public sealed class Yt8mClusterTests : IDisposable
     }
 
     [Fact]
+    public async Task A_mixture_of_experts_too_big_for_one_capped_server_is_refused_and_trains_on_the_servers_advised()
+    {
+        using (var gen = await Pserver.RunAsync(Limit, "data", "gen-yt8m", "--videos", "256", "--shards", "2", "--validation-videos", "100",
+            "--vocabulary", SharedData.Youtube8mVocabulary, "--out", _dir))
+        {
+            Assert.True(gen.ExitCode == 0, gen.Describe());
+        }
+        // 2 experts: (2 x 2 + 1) x 3,862 x 1,153 = 22.3M weights, 178 MB with AdaGrad's accumulators, and 89 MB more for
+        // the table the first worker publishes its initial weights in: 256 MiB, twice that in copies from 2 servers on.
+        string[] job = ["train", "yt8m", "--data", _dir, "--vocabulary", SharedData.Youtube8mVocabulary, "--model", "moe", "--experts", "2",
+            "--workers", "2", "--epochs", "1", "--batch", "64", "--max-memory-mb", "150", "--json"];
+        using (var refused = await Pserver.RunAsync(Limit, [.. job, "--servers", "1"]))
+        {
+            Assert.NotEqual(0, refused.ExitCode);
+            Assert.Contains("table 'yt8m.moe' (170 MiB with its optimizer state) does not fit", refused.Stdout + refused.Stderr, StringComparison.Ordinal);
+            Assert.Contains("The job's tables need 256 MiB in all: start at least 4 servers (--servers 4)", refused.Stdout + refused.Stderr, StringComparison.Ordinal);
+        }
+        using var run = await Pserver.RunAsync(Limit, [.. job, "--servers", "4"]);
+        Assert.True(run.ExitCode == 0, run.Describe());
+        var summary = JsonDocument.Parse(run.StdoutLines.Last(l => l.StartsWith("{\"app\":\"yt8m\",\"model\"", StringComparison.Ordinal))).RootElement;
+        Assert.Equal("moe", summary.GetProperty("model").GetString());
+        Assert.Equal(22_264_430, summary.GetProperty("parameters").GetInt64());
+        Assert.Equal(4, summary.GetProperty("servers").GetInt32());
+        Assert.InRange(summary.GetProperty("gap").GetDouble(), 1e-4, 1);
+    }
+
+    [Fact]
     public async Task A_truncated_shard_stops_the_job_naming_the_file_and_record()
     {
         using (var gen = await Pserver.RunAsync(Limit, "data", "gen-yt8m", "--videos", "200", "--shards", "1", "--validation-videos", "10",

@@ -88,8 +88,14 @@ public sealed partial class SchedulerNode
         }
         long cap = servers.Where(n => n.MaxMemoryBytes > 0).Min(n => n.MaxMemoryBytes);
         long total = held.Values.Sum();
-        // Shares are uneven by a few percent (consistent hashing): ask for a tenth more than the even split needs.
-        int needed = (int)Math.Ceiling(total * 1.1 / cap);
+        // The fewest servers under that cap, counting the copies replication would keep there; shares are uneven by a
+        // few percent (consistent hashing), so a tenth more than the even split.
+        double single = (double)total / Math.Max(1, _view.ChainLength);
+        int needed = 1;
+        while (single * (needed == 1 ? 1 : (_options.Replication > 0 ? Math.Min(_options.Replication, needed) : 2)) * 1.1 / needed > cap && needed < 100_000)
+        {
+            needed++;
+        }
         var worst = over.MaxBy(HeldBy)!;
         return string.Create(CultureInfo.InvariantCulture,
             $"table '{table.Name}' ({MiB(table.DenseSize * (ulong)RowBytes(table))} MiB with its optimizer state{(_view.ChainLength > 1 ? $", {_view.ChainLength} copies" : "")}) does not fit: {worst.Info.Describe()} would hold {MiB(HeldBy(worst))} MiB ({MiB(before[worst.Id])} MiB of it already), over its --max-memory-mb {MiB(worst.MaxMemoryBytes)}{(over.Count > 1 ? $", and {over.Count - 1} more servers are over theirs" : "")}. The job's tables need {MiB(total)} MiB in all: start at least {needed} servers (--servers {needed}) or raise --max-memory-mb");

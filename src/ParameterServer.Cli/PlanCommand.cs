@@ -13,7 +13,7 @@ namespace ParameterServer.Cli;
 /// <summary>`pserver plan`: how many servers for how many workers, from the model's size, the links' bandwidth and the compute per step.</summary>
 internal static class PlanCommand
 {
-    private static readonly Option<double> ModelMb = PsOptions.Create("--model-mb", 0.0, "Parameters pulled and pushed per step, in MB (default: the yt8m --model's size)");
+    private static readonly Option<long> ModelBytes = PsOptions.Create("--model-bytes", 0L, "Bytes of parameters pulled and pushed per step (default: the yt8m --model's size)");
     private static readonly Option<int> Workers = PsOptions.Create("--workers", 4, "Workers of the job");
     private static readonly Option<double> BandwidthGbps = PsOptions.Create("--bandwidth-gbps", 0.0, "Each host's link, Gbit/s one way (default: the data path between two processes of this machine, measured)");
     private static readonly Option<double> StepMs = PsOptions.Create("--step-ms", 0.0, "One worker's compute per step in ms (default: measured on this machine with the yt8m --model and --batch)");
@@ -24,7 +24,7 @@ internal static class PlanCommand
     {
         var command = new Command("plan", "Recommend a number of servers for a Downpour job: predicted time per step (compute, pull, push) and memory per server for 1, 2, 4 ... servers")
         {
-            ModelMb, Workers, BandwidthGbps, StepMs, Model, Yt8mAppDefinition.Experts, Batch, PsOptions.Replication, PsOptions.MaxMemoryMb, PsOptions.Json,
+            ModelBytes, Workers, BandwidthGbps, StepMs, Model, Yt8mAppDefinition.Experts, Batch, PsOptions.Replication, PsOptions.MaxMemoryMb, PsOptions.Json,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
@@ -36,8 +36,12 @@ internal static class PlanCommand
             var sources = new List<string>();
             Nn.Sequential? model = null;
             Nn.Sequential Yt8m() => model ??= Yt8mModels.Create(p.GetValue(Model)!, p.GetValue(Yt8mAppDefinition.Experts), Yt8mModels.Labels, batch);
-            long modelBytes = p.GetValue(ModelMb) is > 0 and var mb ? (long)(mb * 1e6) : Yt8m().ParameterCount * 4L;
-            sources.Add(p.GetValue(ModelMb) > 0 ? "model size given" : $"yt8m {p.GetValue(Model)}: {Yt8m().ParameterCount:N0} parameters");
+            if (p.GetValue(ModelBytes) < 0)
+            {
+                throw new ArgumentException($"--model-bytes must be positive, got {p.GetValue(ModelBytes)}");
+            }
+            long modelBytes = p.GetValue(ModelBytes) is > 0 and var given ? given : Yt8m().ParameterCount * 4L;
+            sources.Add(p.GetValue(ModelBytes) > 0 ? "model size given" : $"yt8m {p.GetValue(Model)}: {Yt8m().ParameterCount:N0} parameters");
             double bytesPerSecond;
             if (p.GetValue(BandwidthGbps) is > 0 and var gbps)
             {

@@ -60,6 +60,24 @@ public sealed class Yt8mClusterTests : IDisposable
     }
 
     [Fact]
+    public async Task Plan_recommends_servers_from_given_figures_and_measures_what_is_not_given()
+    {
+        // 100 MB over 1 Gbit/s links, 4 workers, 200 ms of compute: servers help until 2 copies x 4 workers / S = 1.
+        using (var given = await Pserver.RunAsync(Limit, "plan", "--workers", "4", "--model-bytes", "100000000", "--bandwidth-gbps", "1", "--step-ms", "200", "--json"))
+        {
+            Assert.True(given.ExitCode == 0, given.Describe());
+            var plan = JsonDocument.Parse(given.StdoutLines.Last()).RootElement;
+            Assert.Equal(8, plan.GetProperty("recommended_servers").GetInt32());
+            var one = plan.GetProperty("rows")[0];
+            Assert.Equal(6600, one.GetProperty("step_ms").GetDouble(), 1); // 200 + 4 x 800 pulling + 4 x 800 pushing
+        }
+        using var measured = await Pserver.RunAsync(Limit, "plan", "--workers", "2", "--model", "logistic");
+        Assert.True(measured.ExitCode == 0, measured.Describe());
+        Assert.Contains("yt8m logistic: 4,452,886 parameters; bandwidth measured", measured.Stdout, StringComparison.Ordinal);
+        Assert.Contains("advice: ", measured.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_truncated_shard_stops_the_job_naming_the_file_and_record()
     {
         using (var gen = await Pserver.RunAsync(Limit, "data", "gen-yt8m", "--videos", "200", "--shards", "1", "--validation-videos", "10",

@@ -3,6 +3,7 @@ using ParameterServer.Apps.Lda;
 using ParameterServer.Apps.LogReg;
 using ParameterServer.Apps.Mnist;
 using ParameterServer.Apps.Sketch;
+using ParameterServer.Apps.Yt8m;
 using ParameterServer.Bench;
 using ParameterServer.Hosting;
 
@@ -18,6 +19,7 @@ internal static class BenchCommands
         command.Subcommands.Add(Mnist());
         command.Subcommands.Add(Lda());
         command.Subcommands.Add(Sketch());
+        command.Subcommands.Add(Yt8mScale());
         command.Subcommands.Add(Consistency());
         command.Subcommands.Add(Traffic());
         command.Subcommands.Add(Kv());
@@ -69,6 +71,21 @@ internal static class BenchCommands
             command.Options.Add(option);
         }
         command.SetAction((p, ct) => ExitCodes.Guard(() => BenchSketch.RunAsync(p, ct)));
+        return command;
+    }
+
+    private static Command Yt8mScale()
+    {
+        var command = new Command("yt8m-scale", "yt8m for an epoch on every --servers-list x --workers-list pair, each node on a host of its own (a network namespace) behind a --link-mbit token-bucket link, beside `pserver plan`'s prediction")
+        {
+            BenchYt8mScale.ServersList, BenchYt8mScale.WorkersList, BenchYt8mScale.LinkMbit, PsOptions.Replication, PsOptions.Consistency, PsOptions.Json,
+        };
+        var app = new Yt8mAppDefinition();
+        foreach (var option in app.Options)
+        {
+            command.Options.Add(option);
+        }
+        command.SetAction((p, ct) => ExitCodes.Guard(() => BenchYt8mScale.RunAsync(p, [.. AppRegistry.Forward(p, app)], ct)));
         return command;
     }
 

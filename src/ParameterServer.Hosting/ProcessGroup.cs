@@ -25,9 +25,18 @@ public sealed class ProcessGroup : IDisposable
     /// Starts `pserver ARGUMENTS`. Each standard output line goes to <paramref name="onLine"/> first; it is echoed
     /// (prefixed) unless the callback returns false. Standard error is always echoed.
     /// </summary>
-    public Child Start(string name, IEnumerable<string> arguments, Func<string, bool>? onLine = null)
+    public Child Start(string name, IEnumerable<string> arguments, Func<string, bool>? onLine = null) => StartIn(null, name, arguments, onLine);
+
+    /// <summary>Starts `pserver ARGUMENTS` inside <paramref name="host"/>'s network namespace (`ip netns exec` becomes the process: same pid).</summary>
+    public Child StartOn(Network.LabHost host, string name, IEnumerable<string> arguments, Func<string, bool>? onLine = null)
     {
-        var process = Spawn(arguments);
+        ArgumentNullException.ThrowIfNull(host);
+        return StartIn(host, name, arguments, onLine);
+    }
+
+    private Child StartIn(Network.LabHost? host, string name, IEnumerable<string> arguments, Func<string, bool>? onLine)
+    {
+        var process = Spawn(arguments, host);
         var child = new Child(name, process);
         _children.Add(child);
         _pumps.Add(Pump(process.StandardOutput, name, Console.Out, onLine));
@@ -94,9 +103,13 @@ public sealed class ProcessGroup : IDisposable
     /// <summary>Kills every child still running.</summary>
     public void Dispose() => Kill();
 
-    private static Process Spawn(IEnumerable<string> arguments)
+    private static Process Spawn(IEnumerable<string> arguments, Network.LabHost? host)
     {
         var (file, prefix) = Self();
+        if (host is not null)
+        {
+            (file, prefix) = Network.NetworkLab.Wrap(host, file, prefix);
+        }
         var info = new ProcessStartInfo(file)
         {
             RedirectStandardOutput = true,

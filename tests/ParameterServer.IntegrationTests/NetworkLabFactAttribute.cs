@@ -1,3 +1,5 @@
+using ParameterServer.Hosting.Network;
+
 namespace ParameterServer.IntegrationTests;
 
 /// <summary>A test that needs a <see cref="NetworkLab"/>: skipped, saying why, where network namespaces cannot be made.</summary>

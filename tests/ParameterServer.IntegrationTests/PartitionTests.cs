@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Xunit.Abstractions;
+using ParameterServer.Hosting.Network;
 
 namespace ParameterServer.IntegrationTests;
 

@@ -1,3 +1,5 @@
+using ParameterServer.Hosting.Network;
+
 namespace ParameterServer.TestKit;
 
 /// <summary>

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text;
+using ParameterServer.Hosting.Network;
 
 namespace ParameterServer.TestKit;
 

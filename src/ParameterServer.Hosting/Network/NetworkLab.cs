@@ -1,17 +1,17 @@
 using System.Diagnostics;
 using System.Globalization;
 
-namespace ParameterServer.TestKit;
+namespace ParameterServer.Hosting.Network;
 
 /// <summary>
-/// A private network for gray-failure tests: one network namespace per host, each with its own address on
+/// A private network on one machine, for gray-failure tests and link-limited benchmarks: one network namespace per host, each with its own address on
 /// 10.213.N.0/24, joined by veth pairs to a bridge that lives in a namespace of its own. Nothing is added to the
 /// machine's own namespace, so deleting the lab's namespaces removes all of it; a lab left by a killed test run is
 /// deleted by the next one (the namespace names carry the owning process id). Faults: a host's link down or up, a
 /// one-way drop (nft in the sender's namespace), a slow link (tbf rate, netem delay where the kernel has it, random loss
 /// by nft). Needs root and iproute2 (nftables for drops and loss).
 /// </summary>
-internal sealed class NetworkLab : IDisposable
+public sealed class NetworkLab : IDisposable
 {
     private const string Prefix = "pslab-";
     private static int _labs;
@@ -264,4 +264,4 @@ internal sealed class NetworkLab : IDisposable
 }
 
 /// <summary>One host of a <see cref="NetworkLab"/>: its namespace, its address, and its port on the lab's bridge.</summary>
-internal sealed record LabHost(string Namespace, string Address, string SwitchPort);
+public sealed record LabHost(string Namespace, string Address, string SwitchPort);

@@ -124,6 +124,11 @@ public sealed class Yt8mApp(Yt8mOptions options) : IPsApp
         if (context.Rank == 0)
         {
             await distributed.FetchAsync(cancellationToken).ConfigureAwait(false); // every worker's pushes are in
+            if (options.ModelOut is { } path)
+            {
+                ModelFile.Save(path, Yt8mPredictor.Spec(options), model);
+                context.Log.LogInformation("Wrote the model ({Parameters:N0} parameters) to {Path}", model.ParameterCount, path);
+            }
             var evaluation = Evaluate(model, testFiles, labels);
             var (workerTraffic, serverTraffic) = await JobTraffic.CollectAsync(client, cancellationToken).ConfigureAwait(false);
             var summary = new Dictionary<string, object?>
@@ -139,6 +144,10 @@ public sealed class Yt8mApp(Yt8mOptions options) : IPsApp
                 ["workers"] = context.WorkerCount,
                 ["servers"] = client.ServerCount,
             };
+            if (options.ModelOut is not null)
+            {
+                summary["model_file"] = options.ModelOut;
+            }
             // Time per step, split: rank 0's own steps' time; every worker's waits for pulls and push hand-overs, per step.
             double stepMs = timing[1] / ((double)options.Epochs * steps) * 1000, pullMs = timing[2] / Math.Max(1, timing[0]) * 1000, pushMs = timing[3] / Math.Max(1, timing[0]) * 1000;
             summary["step_ms"] = Math.Round(stepMs, 1);

@@ -22,7 +22,7 @@ public sealed class Yt8mAppDefinition : IPsAppDefinition, IPsTrainable
     public string Name => "yt8m";
 
     /// <inheritdoc/>
-    public IReadOnlyList<Option> Options { get; } = [AppOptions.Data, AppOptions.Test, AppOptions.Model, AppOptions.Epochs, AppOptions.Batch, AppOptions.LearningRate, Experts, VocabularyFile, SkipBadRecords];
+    public IReadOnlyList<Option> Options { get; } = [AppOptions.Data, AppOptions.Test, AppOptions.Model, AppOptions.Epochs, AppOptions.Batch, AppOptions.LearningRate, Experts, AppOptions.ModelOut, VocabularyFile, SkipBadRecords];
 
     /// <inheritdoc/>
     public string TrainDescription => "Tag YouTube-8M videos (video-level TFRecord shards) with a model partitioned over the servers, on a local cluster";
@@ -46,6 +46,7 @@ public sealed class Yt8mAppDefinition : IPsAppDefinition, IPsTrainable
         AppRegistry.AddArgument(args, AppOptions.Batch.Name, options.Batch);
         AppRegistry.AddArgument(args, VocabularyFile.Name, Path.GetFullPath(options.Vocabulary));
         AppRegistry.AddArgument(args, AppOptions.LearningRate.Name, options.LearningRate);
+        AppRegistry.AddArgument(args, AppOptions.ModelOut.Name, options.ModelOut is { } model ? Path.GetFullPath(model) : null);
         if (options.SkipBadRecords)
         {
             args.Add(SkipBadRecords.Name);
@@ -69,6 +70,7 @@ public sealed class Yt8mAppDefinition : IPsAppDefinition, IPsTrainable
             Vocabulary = p.GetValue(VocabularyFile)!,
             LearningRate = p.GetValue(AppOptions.LearningRate) ?? defaults.LearningRate,
             SkipBadRecords = p.GetValue(SkipBadRecords),
+            ModelOut = p.GetValue(AppOptions.ModelOut),
             Consistency = Client.Consistency.Parse(p.GetValue(PsOptions.Consistency)!),
         };
         options.Validate();

@@ -34,6 +34,9 @@ public sealed record Yt8mOptions
 
     public bool SkipBadRecords { get; init; }
 
+    /// <summary>Where rank 0 writes the trained model (for `pserver predict`); null for nowhere.</summary>
+    public string? ModelOut { get; init; }
+
     public Consistency Consistency { get; init; } = Consistency.BoundedDelay(4);
 
     public int Seed { get; init; } = 1;

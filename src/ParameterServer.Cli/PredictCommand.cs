@@ -3,6 +3,8 @@ using System.Globalization;
 using System.Text.Json;
 using ParameterServer.Apps.LogReg;
 using ParameterServer.Apps.Mnist;
+using ParameterServer.Apps.Yt8m;
+using ParameterServer.Apps.Yt8m.Data;
 using ParameterServer.Hosting;
 
 namespace ParameterServer.Cli;
@@ -10,13 +12,14 @@ namespace ParameterServer.Cli;
 /// <summary>`pserver predict`: scores a LIBSVM file with a model written by --model-out.</summary>
 internal static class PredictCommand
 {
-    private static readonly Option<string?> Model = PsOptions.Create<string?>("--model", null, "Model file written by `pserver train logreg|mnist --model-out`");
+    private static readonly Option<string?> Model = PsOptions.Create<string?>("--model", null, "Model file written by `pserver train logreg|mnist|yt8m --model-out`");
+    private static readonly Option<int> Top = PsOptions.Create("--top", 5, "yt8m: tags printed per video");
 
     public static Command Create()
     {
-        var command = new Command("predict", "Score test data with a trained model: a LIBSVM file (logreg) or the MNIST test set of an idx directory (mnist)")
+        var command = new Command("predict", "Score test data with a trained model: a LIBSVM file (logreg), the MNIST test set of an idx directory (mnist), or YouTube-8M shards (yt8m: each video's top tags by name)")
         {
-            Model, LogRegAppDefinition.Data, LogRegAppDefinition.SkipBadLines, MnistAppDefinition.TestLimit, PsOptions.Json,
+            Model, LogRegAppDefinition.Data, LogRegAppDefinition.SkipBadLines, MnistAppDefinition.TestLimit, Top, Yt8mAppDefinition.VocabularyFile, Yt8mAppDefinition.SkipBadRecords, PsOptions.Json,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(() =>
         {
@@ -25,6 +28,10 @@ internal static class PredictCommand
             if (!File.Exists(model))
             {
                 throw new ArgumentException($"--model '{model}' does not exist");
+            }
+            if (MnistPredictor.IsModelFile(model) && Yt8mPredictor.IsYt8mSpec(Nn.ModelFile.ReadSpec(model)))
+            {
+                return Task.FromResult(PredictYt8m(p, model, data));
             }
             if (MnistPredictor.IsModelFile(model))
             {
@@ -55,6 +62,25 @@ internal static class PredictCommand
             return Task.FromResult(ExitCodes.Ok);
         }));
         return command;
+    }
+
+    private static int PredictYt8m(ParseResult p, string model, string data)
+    {
+        bool json = p.GetValue(PsOptions.Json);
+        int top = p.GetValue(Top);
+        if (top < 1)
+        {
+            throw new ArgumentException($"--top must be at least 1, got {top}");
+        }
+        var vocabulary = Vocabulary.Read(p.GetValue(Yt8mAppDefinition.VocabularyFile)!);
+        var output = Console.Out;
+        var evaluation = Yt8mPredictor.Predict(model, data, vocabulary, top, p.GetValue(Yt8mAppDefinition.SkipBadRecords), (id, tags) => output.WriteLine(json
+            ? JsonSerializer.Serialize(new Dictionary<string, object> { ["id"] = id, ["tags"] = tags.Select(t => new Dictionary<string, object> { ["name"] = t.Entity.Name, ["p"] = Math.Round(t.Probability, 4) }).ToList() })
+            : $"{id}: {string.Join(", ", tags.Select(t => string.Create(CultureInfo.InvariantCulture, $"{t.Entity.Name} {t.Probability:0.00}")))}"));
+        output.WriteLine(json
+            ? JsonSerializer.Serialize(new Dictionary<string, object> { ["app"] = "predict", ["model"] = Nn.ModelFile.ReadSpec(model), ["videos"] = evaluation.Videos, ["gap"] = Math.Round(evaluation.Gap(), 4), ["hit_at_1"] = Math.Round(evaluation.HitAt1, 4), ["perr"] = Math.Round(evaluation.Perr, 4) })
+            : string.Create(CultureInfo.InvariantCulture, $"{evaluation.Videos:N0} videos: GAP@20 {evaluation.Gap():0.0000}, Hit@1 {evaluation.HitAt1:0.0000}, PERR {evaluation.Perr:0.0000} against their labels"));
+        return ExitCodes.Ok;
     }
 
     private static int PredictMnist(string model, string data, int limit, bool json)

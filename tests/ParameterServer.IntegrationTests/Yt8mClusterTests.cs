@@ -78,6 +78,52 @@ public sealed class Yt8mClusterTests : IDisposable
     }
 
     [Fact]
+    public async Task A_trained_model_predicts_each_videos_top_tags_by_name()
+    {
+        using (var gen = await Pserver.RunAsync(Limit, "data", "gen-yt8m", "--videos", "600", "--shards", "2", "--validation-videos", "50",
+            "--vocabulary", SharedData.Youtube8mVocabulary, "--out", _dir))
+        {
+            Assert.True(gen.ExitCode == 0, gen.Describe());
+        }
+        string model = Path.Combine(_dir, "model.psnn");
+        using (var train = await Pserver.RunAsync(Limit, "train", "yt8m", "--data", _dir, "--vocabulary", SharedData.Youtube8mVocabulary,
+            "--servers", "1", "--workers", "1", "--epochs", "2", "--model-out", model, "--json"))
+        {
+            Assert.True(train.ExitCode == 0, train.Describe());
+        }
+        string validation = Path.Combine(_dir, "validate-0000.tfrecord");
+        using var predict = await Pserver.RunAsync(Limit, "predict", "--model", model, "--data", validation, "--vocabulary", SharedData.Youtube8mVocabulary, "--top", "3");
+        Assert.True(predict.ExitCode == 0, predict.Describe());
+        var lines = predict.StdoutLines.Where(l => l.StartsWith("v-", StringComparison.Ordinal)).ToList();
+        Assert.Equal(50, lines.Count);
+        // "v-0: Game 0.93, Video game 0.88, Vehicle 0.41": entity names from vocabulary.csv with probabilities.
+        Assert.Matches(@"^v-0: [^,]+ [01]\.\d\d, [^,]+ [01]\.\d\d, [^,]+ [01]\.\d\d$", lines[0]);
+        Assert.Contains(predict.StdoutLines, l => l.StartsWith("50 videos: GAP@20 ", StringComparison.Ordinal));
+        using var wrong = await Pserver.RunAsync(Limit, "predict", "--model", model, "--data", Path.Combine(_dir, "missing"), "--vocabulary", SharedData.Youtube8mVocabulary);
+        Assert.Equal(2, wrong.ExitCode);
+        Assert.Contains("is neither a .tfrecord shard nor a directory of them", wrong.Stderr, StringComparison.Ordinal);
+    }
+
+    [NetworkLabFact]
+    public async Task The_scaling_bench_runs_each_node_on_its_own_rate_limited_host_beside_the_plan()
+    {
+        using (var gen = await Pserver.RunAsync(Limit, "data", "gen-yt8m", "--videos", "256", "--shards", "2", "--validation-videos", "20",
+            "--vocabulary", SharedData.Youtube8mVocabulary, "--out", _dir))
+        {
+            Assert.True(gen.ExitCode == 0, gen.Describe());
+        }
+        using var bench = await Pserver.RunAsync(Limit, "bench", "yt8m-scale", "--data", _dir, "--vocabulary", SharedData.Youtube8mVocabulary,
+            "--servers-list", "1", "--workers-list", "1", "--link-mbit", "2000", "--epochs", "1", "--batch", "64", "--json");
+        Assert.True(bench.ExitCode == 0, bench.Describe());
+        var row = JsonDocument.Parse(bench.StdoutLines.Single(l => l.StartsWith("{\"bench\":\"yt8m-scale\"", StringComparison.Ordinal))).RootElement;
+        Assert.Equal(2000, row.GetProperty("link_mbit").GetInt32());
+        // 17.8 MB a pull over 250 MB/s takes at least 71 ms: the link's rate bounds what the job measured.
+        Assert.True(row.GetProperty("pull_ms").GetDouble() > 60, row.ToString());
+        Assert.True(row.GetProperty("plan_pull_ms").GetDouble() is > 70 and < 72, row.ToString());
+        Assert.True(row.GetProperty("bytes_per_server").GetInt64() > 2 * 17_811_544, row.ToString());
+    }
+
+    [Fact]
     public async Task A_truncated_shard_stops_the_job_naming_the_file_and_record()
     {
         using (var gen = await Pserver.RunAsync(Limit, "data", "gen-yt8m", "--videos", "200", "--shards", "1", "--validation-videos", "10",

@@ -22,7 +22,7 @@ public static class BenchYt8mScale
     public static readonly Option<string> WorkersList = PsOptions.Create("--workers-list", "1,2,4", "Worker counts to run, comma-separated");
 
     /// <summary>--link-mbit.</summary>
-    public static readonly Option<int> LinkMbit = PsOptions.Create("--link-mbit", 1000, "Each host's link in Mbit/s each way (tbf in a network namespace per node); 0 runs on loopback");
+    public static readonly Option<int> LinkMbit = PsOptions.Create("--link-mbit", 100, "Each host's link in Mbit/s each way (tbf in a network namespace per node; on 2 cores, 1000 is CPU-bound); 0 runs on loopback");
 
     /// <summary>Returns the exit code.</summary>
     public static async Task<int> RunAsync(ParseResult p, string[] appArguments, CancellationToken ct) // appArguments: --app yt8m and its options

@@ -28,7 +28,7 @@ public sealed record Yt8mOptions
     public int Batch { get; init; } = 128;
 
     /// <summary>AdaGrad's learning rate on the servers (DistBelief's rule for Downpour).</summary>
-    public double LearningRate { get; init; } = 0.5;
+    public double LearningRate { get; init; } = 1.0;
 
     public string Update => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"adagrad:lr={LearningRate}");
 

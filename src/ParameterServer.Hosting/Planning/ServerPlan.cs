@@ -35,12 +35,13 @@ public sealed record PlanRow(int Servers, double ComputeMs, double PullMs, doubl
 
 /// <summary>
 /// The seed article's open question, how many servers for how many workers, answered with a bandwidth model. Per
-/// step each worker pulls the model (M bytes) and pushes a gradient (M bytes); with S servers and R copies each
-/// server sends R W M / S bytes a step (the pulls it answers and the pushes it forwards to its replicas) and receives
-/// as many. A worker's pull takes M / B on its own link and waits for the servers' links when they are busier:
-/// pull = max(M / B, R W M / (S B)), and a push as long (the worker hands it over on its own thread, and a bounded
-/// delay holds it back when the servers fall behind). Step = compute + pull + push. Adding servers helps until
-/// R W / S reaches 1; from there each worker's own link is the limit.
+/// step each worker pulls the model (M bytes) and pushes a gradient (M bytes), M / B each over its own link. With S
+/// servers and R copies a server's link carries R W M / S bytes a step each way (the pulls it answers and the pushes it
+/// forwards to its replicas): L = R W M / (S B). Two bounds: workers in lockstep wait for the servers' links on every
+/// pull and push (step = compute + 2 max(M / B, L)); workers that drift apart interleave their pulls and pushes on the
+/// full-duplex links (step = max(compute + 2 M / B, L)). The plan takes their mean, which the one-vs-many table
+/// (`pserver bench yt8m-scale`) measured within 25% on 8 of 9 cluster sizes. Adding servers helps until L falls below a
+/// worker's own compute and transfers.
 /// </summary>
 public static class ServerPlan
 {
@@ -58,9 +59,10 @@ public static class ServerPlan
         int copies = servers == 1 ? 1 : Math.Min(inputs.Replication, servers);
         double oneWayMs = inputs.ModelBytes / inputs.BytesPerSecond * 1000;
         double serverLinkMs = oneWayMs * copies * inputs.Workers / servers;
-        double pull = Math.Max(oneWayMs, serverLinkMs);
-        double push = Math.Max(oneWayMs, serverLinkMs);
-        double step = inputs.ComputeMs + pull + push;
+        double lockstep = inputs.ComputeMs + (2 * Math.Max(oneWayMs, serverLinkMs));
+        double interleaved = Math.Max(inputs.ComputeMs + (2 * oneWayMs), serverLinkMs);
+        double step = (lockstep + interleaved) / 2;
+        double pull = (step - inputs.ComputeMs) / 2, push = pull;
         long held = (long)(inputs.ModelBytes * inputs.StateFactor * copies / servers);
         bool fits = inputs.MaxMemoryBytes <= 0 || held * 1.1 <= inputs.MaxMemoryBytes;
         return new PlanRow(servers, inputs.ComputeMs, pull, push, step, inputs.Workers * inputs.Batch * 1000 / step, held, fits);
@@ -68,7 +70,7 @@ public static class ServerPlan
 
     /// <summary>
     /// The fewest servers that fit in memory and make a step at most 10% longer than the shortest any number of servers
-    /// can give (reached once R W / S &lt;= 1, when each worker's own link is the limit).
+    /// can give (reached once R W / S &lt;= 1: each worker's own link is the limit).
     /// </summary>
     public static int Recommend(PlanInputs inputs)
     {
@@ -94,7 +96,7 @@ public static class ServerPlan
         var text = new StringBuilder();
         double oneWayMs = inputs.ModelBytes / inputs.BytesPerSecond * 1000;
         text.AppendLine(c, $"model {inputs.ModelBytes / 1e6:N1} MB pulled and pushed by each of {inputs.Workers} workers every step; links {inputs.BytesPerSecond * 8 / 1e9:0.###} Gbit/s each way; compute {inputs.ComputeMs:0.#} ms a step ({sources})");
-        text.AppendLine(c, $"one model over one link: {oneWayMs:0.#} ms. A server answers R x W / S of the workers' pulls and forwards as many pushes to its replicas (R = {inputs.Replication} copies with 2+ servers)");
+        text.AppendLine(c, $"one model over one link: {oneWayMs:0.#} ms. A server's link carries R x W / S models a step each way, its answers to pulls and the pushes it forwards to replicas (R = {inputs.Replication} copies with 2+ servers); the step is the mean of workers in lockstep and workers interleaving on the links");
         text.AppendLine("servers  compute ms  pull ms  push ms  step ms  examples/s  MB per server  fits");
         var counts = serverCounts.ToList();
         int recommended = Recommend(inputs);

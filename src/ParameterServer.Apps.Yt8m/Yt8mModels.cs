@@ -19,6 +19,38 @@ public static class Yt8mModels
             _ => throw new ArgumentException($"--model '{model}' is not a yt8m model: use logistic or moe"),
         });
 
+    /// <summary>
+    /// Sets the output biases so that the untrained model predicts each label's frequency in <paramref name="videoLabels"/>
+    /// instead of 0.5: otherwise every one of the 3,862 outputs starts with a large gradient towards "no", and AdaGrad's
+    /// accumulators keep that burst, slowing every later step. For the mixture the experts carry the prior (the gates
+    /// start even, the dummy expert's share included).
+    /// </summary>
+    internal static void SetPriorBiases(Sequential model, IReadOnlyList<int[]> videoLabels)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(videoLabels);
+        int labels = model.OutputShape.Size;
+        var counts = new double[labels];
+        foreach (var video in videoLabels)
+        {
+            foreach (int label in video)
+            {
+                counts[label]++;
+            }
+        }
+        var moe = model.Layers.OfType<MixtureOfExperts>().FirstOrDefault();
+        int experts = moe?.Experts ?? 1;
+        string suffix = moe is null ? ".bias" : ".experts.bias";
+        var bias = model.Parameters.Single(t => t.Name.EndsWith(suffix, StringComparison.Ordinal) && t.Value.Length == labels * experts).Value.Span;
+        double scale = moe is null ? 1 : (experts + 1.0) / experts; // the dummy expert's gate takes 1/(E+1) of p
+        for (int c = 0; c < labels; c++)
+        {
+            // Half a video for labels never seen, so that none starts at certainty.
+            double p = Math.Min(0.99, scale * Math.Max(counts[c], 0.5) / Math.Max(1, videoLabels.Count));
+            bias.Slice(c * experts, experts).Fill((float)Math.Log(p / (1 - p)));
+        }
+    }
+
     /// <summary>Median milliseconds of one training step (forward and backward of a batch of random videos) on this thread, after a warm-up step.</summary>
     public static double MeasureStepMs(Sequential model, int steps = 5)
     {

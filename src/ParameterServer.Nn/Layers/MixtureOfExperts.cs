@@ -64,6 +64,8 @@ public sealed class MixtureOfExperts : Layer
         for (int i = 0; i < batch * Outputs; i++)
         {
             var gate = _gate.AsSpan(i * g, g);
+            // Shifted by the largest logit, so that large gate logits do not overflow exp into NaN.
+            TensorPrimitives.Subtract(gate, TensorPrimitives.Max(gate), gate);
             TensorPrimitives.SoftMax(gate, gate);
             float p = TensorPrimitives.Dot(gate[..e], _expert.AsSpan(i * e, e));
             p = Math.Clamp(p, Epsilon, 1 - Epsilon);

@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using ParameterServer.Nn;
 using ParameterServer.Nn.Layers;
 
@@ -117,6 +118,19 @@ public class LayerGradientTests
             }
         }
         Assert.Contains("need 15 targets", Assert.Throws<ArgumentException>(() => model.ComputeGradients(input, new float[3], Batch)).Message);
+    }
+
+    [Fact]
+    public void A_mixture_of_experts_with_gate_logits_past_exps_range_stays_finite()
+    {
+        // exp(100) overflows a float: unshifted, the softmax would be inf / inf.
+        var model = new Sequential(new FeatureShape(3, 1, 1), 1, new MixtureOfExperts(2, 2));
+        model.Initialize(seed: 1);
+        model.Parameters.Single(p => p.Name.EndsWith("gates.bias", StringComparison.Ordinal)).Value.Span.Fill(100f);
+        float[] input = [1f, -1f, 0.5f];
+        Assert.All(model.Forward(input, 1).ToArray(), logit => Assert.True(float.IsFinite(logit), $"logit {logit}"));
+        model.ComputeGradients(input, [1f, 0f], 1);
+        Assert.All(model.Parameters, p => Assert.True(TensorPrimitives.IsFiniteAll(p.Gradient.Span), $"{p.Name}'s gradient"));
     }
 
     private static double Loss(Sequential model, float[] input, byte[] labels)

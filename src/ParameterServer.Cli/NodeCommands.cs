@@ -2,6 +2,7 @@ using System.CommandLine;
 using Microsoft.Extensions.Logging;
 using ParameterServer.Client;
 using ParameterServer.Hosting;
+using ParameterServer.Hosting.Http;
 using ParameterServer.Scheduler;
 using ParameterServer.Server;
 
@@ -24,6 +25,7 @@ internal static class NodeCommands
         {
             Host, Port, Advertise, ExpectedServers, ExpectedWorkers, PsOptions.VirtualNodes, PsOptions.Replication, PsOptions.HeartbeatMs, PsOptions.HeartbeatTimeoutMs, StartupTimeoutS, PsOptions.MaxFrameMb,
             PsOptions.CheckpointDir, PsOptions.CheckpointEvery, PsOptions.Restore, PsOptions.OnWorkerFailure, PsOptions.BackupAfter, PsOptions.StateDir,
+            PsOptions.MetricsPort, PsOptions.MetricsHost,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
@@ -49,7 +51,10 @@ internal static class NodeCommands
                 BackupAfter = TimeSpan.FromSeconds(Math.Max(0, p.GetValue(PsOptions.BackupAfter))),
                 Transport = PsOptions.Transport(p),
             };
+            var status = new NodeStatus("scheduler") { Node = 0 };
+            await using var http = await StartHttpAsync(p, status, loggers, ct);
             await using var scheduler = SchedulerNode.Start(options, loggers);
+            (status.Ready, status.Detail) = (true, $"listening on port {scheduler.Port}");
             // `pserver local` reads this line to learn the port when it asked for port 0.
             Console.Out.WriteLine($"scheduler listening on {options.AdvertisedHost ?? options.Host}:{scheduler.Port}");
             Console.Out.Flush();
@@ -66,6 +71,7 @@ internal static class NodeCommands
         var command = new Command("server", "Run a server: holds a share of the parameters and applies updates")
         {
             PsOptions.Scheduler, Host, serverPort, Advertise, PsOptions.Json, PsOptions.MaxFrameMb, Join, PsOptions.KeyCacheMb, PsOptions.PullFilterMb, PsOptions.MaxMemoryMb,
+            PsOptions.MetricsPort, PsOptions.MetricsHost,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
@@ -82,7 +88,10 @@ internal static class NodeCommands
                 PullFilterBytes = PsOptions.Bytes(p, PsOptions.PullFilterMb),
                 MaxMemoryBytes = PsOptions.Bytes(p, PsOptions.MaxMemoryMb),
             };
+            var status = new NodeStatus("server") { Detail = $"registering with the scheduler at {options.Scheduler}" };
+            await using var http = await StartHttpAsync(p, status, loggers, ct);
             await using var server = await ServerNode.StartAsync(options, loggers, ct);
+            (status.Node, status.Ready, status.Detail) = (server.Id, true, $"serving on port {server.Port}");
             int code = await server.Completion.WaitAsync(ct);
             if (p.GetValue(PsOptions.Json))
             {
@@ -97,7 +106,7 @@ internal static class NodeCommands
     {
         var command = new Command("worker", "Run a worker: runs an app that pushes and pulls parameters")
         {
-            PsOptions.Scheduler, PsOptions.Json, PsOptions.RequestTimeoutS, StartupTimeoutS, PsOptions.MaxFrameMb, Join,
+            PsOptions.Scheduler, PsOptions.Json, PsOptions.RequestTimeoutS, StartupTimeoutS, PsOptions.MaxFrameMb, Join, PsOptions.MetricsPort, PsOptions.MetricsHost,
         };
         foreach (var option in AppRegistry.AllOptions)
         {
@@ -116,8 +125,24 @@ internal static class NodeCommands
                 Join = p.GetValue(Join),
             };
             IProgress<JobProgress> progress = Environment.GetEnvironmentVariable(ProgressEvents.Variable) == "1" ? new ProgressEvents() : new ConsoleProgress();
-            return await WorkerHost.RunAsync(options, app, loggers, Console.Out, p.GetValue(PsOptions.Json), progress, ct);
+            var status = new NodeStatus("worker");
+            await using var http = await StartHttpAsync(p, status, loggers, ct);
+            return await WorkerHost.RunAsync(options, app, loggers, Console.Out, p.GetValue(PsOptions.Json), progress, status, ct);
         }));
         return command;
+    }
+
+    /// <summary>The node's /metrics and /health when --metrics-port is given (null otherwise); logs where.</summary>
+    private static async Task<NodeHttp?> StartHttpAsync(ParseResult p, NodeStatus status, ILoggerFactory loggers, CancellationToken ct)
+    {
+        int port = p.GetValue(PsOptions.MetricsPort);
+        if (port < 0)
+        {
+            return null;
+        }
+        string host = p.GetValue(PsOptions.MetricsHost)!;
+        var http = await NodeHttp.StartAsync(host, port, status, ct);
+        loggers.CreateLogger(status.Role).LogInformation("Metrics on http://{Host}:{Port}/metrics, health on /health and /health/ready", host, http.Port);
+        return http;
     }
 }

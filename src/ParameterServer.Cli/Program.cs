@@ -35,3 +35,6 @@ root.Options.Add(PsOptions.LogLevel);
 PsOptions.Config.Recursive = true;
 PsOptions.LogLevel.Recursive = true;
 return await root.Parse(args).InvokeAsync();
+
+/// <summary>The entry point: internal (ASP.NET Core's generator would otherwise make it public for test hosts).</summary>
+internal partial class Program;

@@ -101,13 +101,14 @@ internal sealed class Pserver : IDisposable
         }
     }
 
-    /// <summary>Waits until a line of standard output matches; returns it.</summary>
-    public async Task<string> WaitForLineAsync(Func<string, bool> match, TimeSpan timeout)
+    /// <summary>Waits until a line of standard output (or standard error: the logs) matches; returns it.</summary>
+    public async Task<string> WaitForLineAsync(Func<string, bool> match, TimeSpan timeout, bool stderr = false)
     {
         var deadline = DateTime.UtcNow + timeout;
         while (DateTime.UtcNow < deadline)
         {
-            if (StdoutLines.FirstOrDefault(match) is { } line)
+            var lines = stderr ? Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : StdoutLines;
+            if (lines.FirstOrDefault(match) is { } line)
             {
                 return line;
             }

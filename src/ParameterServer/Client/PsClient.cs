@@ -8,6 +8,7 @@ using ParameterServer.Client.PushFilters;
 using ParameterServer.Client.Routing;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Core.Codecs;
+using ParameterServer.Core.Diagnostics;
 using ParameterServer.Extensions;
 using ParameterServer.Protocol;
 using ParameterServer.Transport;
@@ -46,6 +47,7 @@ public sealed class PsClient : IAsyncDisposable
     private readonly Dictionary<string, PsTable> _tables = new();
     private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ControlChannel _scheduler = null!;
+    private readonly NodeMetrics _metrics;
 
     // The rooms, built in StartAsync once the worker has its node id.
     private JobCoordinator _job = null!;
@@ -65,6 +67,28 @@ public sealed class PsClient : IAsyncDisposable
         _options = options;
         _log = loggers.CreateLogger("worker");
         _views = new ViewFeed(_shutdown);
+        _metrics = new NodeMetrics("worker", () => NodeId, TrafficMeter, ReportMetric);
+    }
+
+    /// <summary>This worker's values of the <see cref="PsMetrics"/> instruments of its role, read when a collector asks.</summary>
+    private void ReportMetric(string instrument, Action<long, KeyValuePair<string, object?>[]> emit)
+    {
+        if (_calls is null)
+        {
+            return; // not registered yet
+        }
+        switch (instrument)
+        {
+            case "ps.client.calls.in_flight":
+                emit(_calls.InFlight, []);
+                break;
+            case "ps.client.backpressure.wait":
+                emit((long)_calls.WaitTime.TotalMilliseconds, []);
+                break;
+            case "ps.client.failovers":
+                emit(_failover.Failovers, []);
+                break;
+        }
     }
 
     /// <summary>This worker's node id (unique in the job).</summary>
@@ -451,6 +475,7 @@ public sealed class PsClient : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        _metrics.Dispose();
         EnterShutdown("the worker closed its client");
         _routes?.CloseAll("worker closed its client");
         _scheduler?.Dispose();

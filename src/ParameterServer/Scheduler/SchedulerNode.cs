@@ -52,6 +52,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         _listener = new Listener(options.Host, options.Port, stream => new Connection(stream, new Handler(this), options.Transport, _log, $"node at {stream.RemoteAddress}", _traffic), _log, options.Transport.Connections);
         _view = BuildView();
         StartStateWriter();
+        StartMetrics();
         var monitor = new Thread(MonitorLoop) { IsBackground = true, Name = "ps-scheduler-monitor" };
         monitor.Start();
     }
@@ -412,6 +413,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
 
     public ValueTask DisposeAsync()
     {
+        _metrics?.Dispose();
         _stop.Cancel();
         _listener.Dispose();
         List<NodeState> nodes;

@@ -3,6 +3,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using ParameterServer.Core.Cluster;
+using ParameterServer.Core.Diagnostics;
 using ParameterServer.Protocol;
 using ParameterServer.Server.Checkpoints;
 using ParameterServer.Server.Data;
@@ -41,6 +42,7 @@ public sealed class ServerNode : IAsyncDisposable
     private readonly VectorRequests _vectors;
     private readonly Refiller _refiller;
     private readonly ServerCheckpoints _checkpoints;
+    private readonly NodeMetrics _metrics;
     private ControlChannel? _scheduler;
 
     private ServerNode(ServerOptions options, ILoggerFactory loggers)
@@ -60,6 +62,7 @@ public sealed class ServerNode : IAsyncDisposable
         _checkpoints = new ServerCheckpoints(_self, _gate, _tables, (epoch, result) => ReportToScheduler(MessageType.CheckpointDone, result, epoch));
         _listener = new Listener(options.Host, options.Port, stream =>
             new Connection(stream, new DataHandler(this), options.Transport, _self.Log, $"worker at {stream.RemoteAddress}", _self.Traffic), _self.Log, options.Transport.Connections);
+        _metrics = new NodeMetrics("server", () => _self.Id, _self.Traffic, ReportMetric);
     }
 
     /// <summary>Starts listening, registers with the scheduler and returns once it has a node id.</summary>
@@ -325,8 +328,47 @@ public sealed class ServerNode : IAsyncDisposable
         });
     }
 
+    /// <summary>This server's values of the <see cref="PsMetrics"/> instruments of its role, read when a collector asks.</summary>
+    private void ReportMetric(string instrument, Action<long, KeyValuePair<string, object?>[]> emit)
+    {
+        switch (instrument)
+        {
+            case "ps.server.requests":
+                emit(_data.Requests, []);
+                break;
+            case "ps.server.replicated":
+                emit(_replication.Replicated, []);
+                break;
+            case "ps.server.refill.blocks":
+                emit(_refiller.BlocksSent, [new("direction", "sent")]);
+                emit(_refiller.BlocksReceived, [new("direction", "received")]);
+                break;
+            case "ps.server.table.keys" or "ps.server.table.memory":
+                foreach (var table in _tables.All)
+                {
+                    if (table is not null)
+                    {
+                        var (keys, bytes) = table.Usage();
+                        emit(instrument == "ps.server.table.keys" ? keys : bytes, [new("table", table.Info.Name)]);
+                    }
+                }
+                break;
+            case "ps.server.key_cache.lookups":
+                var cache = _sessions.KeyCacheJson();
+                emit(cache["hits"], [new("result", "hit")]);
+                emit(cache["misses"], [new("result", "miss")]);
+                break;
+            case "ps.server.pull_filter.rows":
+                var (rows, leftOut) = _filtered.Counts;
+                emit(rows - leftOut, [new("outcome", "sent")]);
+                emit(leftOut, [new("outcome", "left_out")]);
+                break;
+        }
+    }
+
     public ValueTask DisposeAsync()
     {
+        _metrics.Dispose();
         _listener.Dispose();
         _scheduler?.Dispose();
         _links.ClosePeers();

@@ -21,6 +21,7 @@ internal sealed class CallClock(int nodeId, ILogger log, ClientShutdown shutdown
     private readonly Dictionary<long, TaskCompletionSource> _waiters = new();
     private readonly List<Operation> _parked = new();
     private readonly Stack<Operation> _operationPool = new();
+    private readonly object _nodeTag = nodeId; // boxed once: metric tags must not allocate per call
     private long _waitTicks;
     private long _lastCompletionMs = Environment.TickCount64; // for the stall diagnosis
 
@@ -51,6 +52,18 @@ internal sealed class CallClock(int nodeId, ILogger log, ClientShutdown shutdown
             }
             return (Environment.TickCount64 - _lastCompletionMs,
                 $"{_clock.InFlight} calls incomplete from call {_clock.OldestIncomplete} on, {_parked.Count} of them waiting for the calls they depend on");
+        }
+    }
+
+    /// <summary>Calls issued and not yet complete.</summary>
+    public long InFlight
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _clock.InFlight;
+            }
         }
     }
 
@@ -92,6 +105,7 @@ internal sealed class CallClock(int nodeId, ILogger log, ClientShutdown shutdown
             op.Table = table;
             op.Kind = kind;
             op.Destination = destination;
+            op.IssuedAt = PsMetrics.CallDuration.Enabled ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
             Observer?.OnIssued(op.Timestamp);
             // Taken with the round: routes switch under the same lock, so a new server learns exactly which rounds
             // were cut without it (see RouteTable.AnnounceRounds).
@@ -150,6 +164,16 @@ internal sealed class CallClock(int nodeId, ILogger log, ClientShutdown shutdown
         TaskCompletionSource? waiter;
         var error = op.Error;
         long timestamp = op.Timestamp;
+        if (op.IssuedAt != 0 && error is null)
+        {
+            PsMetrics.CallDuration.Record(System.Diagnostics.Stopwatch.GetElapsedTime(op.IssuedAt).TotalSeconds,
+                new("node", _nodeTag), new("table", op.Table.Name), new("operation", op.Kind switch
+                {
+                    MessageType.Push => "push",
+                    MessageType.Pull => "pull",
+                    _ => "pushpull",
+                }));
+        }
         lock (_gate)
         {
             _lastCompletionMs = Environment.TickCount64;

@@ -11,6 +11,8 @@ internal sealed class Operation
 {
     public long Timestamp;
     public long TableSeq;
+    /// <summary>Stopwatch timestamp when issued, for the call-duration metric (0: no collector was listening).</summary>
+    public long IssuedAt;
     public TableState Table = null!;
     public MessageType Kind;
     public int PendingSlices;

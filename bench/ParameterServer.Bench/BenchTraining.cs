@@ -15,6 +15,9 @@ public static class BenchTraining
     /// <summary>--repeat.</summary>
     public static readonly Option<int> Repeat = PsOptions.Create("--repeat", 30, "Concatenate the data this many times, so an epoch is long enough to be steady");
 
+    /// <summary>--metrics (bench logreg).</summary>
+    public static readonly Option<bool> WithMetrics = PsOptions.Create("--metrics", false, "Also run the cluster with every node serving /metrics, and print the ratio");
+
     /// <summary>`pserver bench logreg`: training throughput against the single-process baseline; returns the exit code.</summary>
     public static async Task<int> RunLogRegAsync(ParseResult p, CancellationToken ct)
     {
@@ -32,12 +35,15 @@ public static class BenchTraining
 
             var job = QuietJob(1, 1, ["--json", "--app", "logreg", "--data", file, "--epochs", LocalJob.Inv(epochs), "--batch", LocalJob.Inv(batch),
                 "--optimizer", options.Optimizer, "--consistency", options.Consistency.ToString()]);
-            var clusterRates = (await EpochsAsync(job, "the 1x1 cluster", ct)).Select(e => e.GetProperty("examples_per_sec").GetDouble()).ToList();
-            double cluster = SteadyState(clusterRates);
+            double cluster = SteadyState((await EpochsAsync(job, "the 1x1 cluster", ct)).Select(e => e.GetProperty("examples_per_sec").GetDouble()).ToList());
+            // --metrics: the same cluster again with every node serving /metrics (and its meter listened to).
+            double? withMetrics = p.GetValue(WithMetrics)
+                ? SteadyState((await EpochsAsync(job with { MetricsPort = 0 }, "the 1x1 cluster with metrics", ct)).Select(e => e.GetProperty("examples_per_sec").GetDouble()).ToList())
+                : null;
             long rows = LibSvmReader.CountRows(file, 0, 1, new LibSvmOptions());
             if (p.GetValue(PsOptions.Json))
             {
-                Console.Out.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+                var line = new Dictionary<string, object>
                 {
                     ["bench"] = "logreg",
                     ["rows_per_epoch"] = rows,
@@ -46,12 +52,22 @@ public static class BenchTraining
                     ["baseline_examples_per_sec"] = Math.Round(baseline),
                     ["cluster_examples_per_sec"] = Math.Round(cluster),
                     ["ratio"] = Math.Round(cluster / baseline, 3),
-                }));
+                };
+                if (withMetrics is { } on)
+                {
+                    line["metrics_examples_per_sec"] = Math.Round(on);
+                    line["metrics_ratio"] = Math.Round(on / cluster, 3);
+                }
+                Console.Out.WriteLine(JsonSerializer.Serialize(line));
             }
             else
             {
                 Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"logreg on {rows:N0} rows x {epochs} epochs, batch {batch}, {options.Optimizer}, {options.Consistency}:\n  single process (weights in local memory): {baseline,12:N0} examples/s\n  1 server x 1 worker (TCP, two processes): {cluster,12:N0} examples/s  ({cluster / baseline:0.00} x the baseline)"));
+                if (withMetrics is { } on)
+                {
+                    Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  the same, every node serving /metrics:     {on,12:N0} examples/s  ({on / cluster:0.00} x without)"));
+                }
             }
             return ExitCodes.Ok;
         }

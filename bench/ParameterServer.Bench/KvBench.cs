@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using ParameterServer.Client;
 using ParameterServer.Hosting;
+using ParameterServer.Hosting.Http;
 
 namespace ParameterServer.Bench;
 
@@ -32,6 +33,8 @@ public static partial class KvBench
     public static readonly Option<string> RttWindows = PsOptions.Create("--rtt-window", "1,32", "Round trips each worker keeps in flight");
     /// <summary>--duration.</summary>
     public static readonly Option<double> Duration = PsOptions.Create("--duration", 2.0, "Measured seconds per case (each after a warm-up of a quarter of it, at most 0.5 s)");
+    /// <summary>--metrics.</summary>
+    public static readonly Option<string> Metrics = PsOptions.Create("--metrics", "off", "Nodes serve /metrics while measured: off, on, or both (each case without and then with, and the ratio)");
     /// <summary>--span.</summary>
     public static readonly Option<int> Span = PsOptions.Create("--span", 0, "Loopback limit: bytes of the buffer the calls cycle through (0: one chunk)", hidden: true);
 
@@ -79,6 +82,11 @@ public static partial class KvBench
         {
             throw new ArgumentException($"--servers and --workers must be at least 1 (got {servers} and {workers})");
         }
+        string mode = p.GetValue(Metrics)!;
+        if (mode is not ("off" or "on" or "both"))
+        {
+            throw new ArgumentException($"--metrics takes off, on or both, not '{mode}'");
+        }
         var plan = Plan(p);
         plan.Validate();
         bool json = p.GetValue(PsOptions.Json);
@@ -92,40 +100,23 @@ public static partial class KvBench
         double limitBefore = await LoopbackGbpsAsync(plan.Duration, chunk, ct);
         double? iperf3 = await Iperf3.GbpsAsync(plan.Duration, ct);
 
-        var report = new KvBenchReport(servers, workers);
-        (string Failure, int Code)? failure;
-        using (var children = new ProcessGroup())
+        // With both, each case is measured without metrics and then with them (every node serving /metrics, its meter
+        // listened to): the ratio is what metrics cost on the data path.
+        KvBenchReport? withoutMetrics = null;
+        if (mode == "both")
         {
-            try
+            await Console.Error.WriteLineAsync("bench: first without metrics, then with every node serving /metrics");
+            var (off, offFailure) = await RunClusterAsync(p, servers, workers, logLevel, cases, metrics: false, ct);
+            if (offFailure is not null)
             {
-                string address = await LocalCluster.StartSchedulerAsync(children, servers, workers, p, logLevel, echo: false, ct);
-                for (int i = 0; i < servers; i++)
-                {
-                    children.Start($"server {i}", ["server", "--scheduler", address, "--log-level", logLevel]);
-                }
-                for (int i = 0; i < workers; i++)
-                {
-                    children.Start($"worker {i}",
-                        ["bench", "worker", "--scheduler", address, "--log-level", logLevel, "--request-timeout", LocalCluster.Inv(p.GetValue(PsOptions.RequestTimeoutS)), .. Forward(p)],
-                        line => !report.TryAdd(line) || Progress(report, cases, line));
-                }
-                failure = await children.WaitAllAsync(ct);
+                return await FailedAsync(offFailure.Value, ct);
             }
-            finally
-            {
-                children.Kill();
-            }
-            await children.DrainAsync();
+            withoutMetrics = off;
         }
-        if (ct.IsCancellationRequested)
+        var (report, failure) = await RunClusterAsync(p, servers, workers, logLevel, cases, metrics: mode != "off", ct);
+        if (failure is not null)
         {
-            await Console.Error.WriteLineAsync("bench: interrupted; all nodes stopped");
-            return ExitCodes.Interrupted;
-        }
-        if (failure is { } f)
-        {
-            await Console.Error.WriteLineAsync($"bench: {f.Failure}; stopped the other nodes");
-            return f.Code;
+            return await FailedAsync(failure.Value, ct);
         }
         double limitAfter = await LoopbackGbpsAsync(plan.Duration, chunk, ct);
         double limit = Math.Max(limitBefore, limitAfter);
@@ -163,7 +154,70 @@ public static partial class KvBench
             }
             KvBenchReport.WriteTable(Console.Out, results!, limit, bufferLimits);
         }
+        if (withoutMetrics is not null)
+        {
+            foreach (var (c, on) in cases.Zip(results))
+            {
+                var off = withoutMetrics.Result(c)!;
+                Console.Out.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+                {
+                    ["bench"] = "kv-metrics",
+                    ["op"] = BenchCase.Name(c.Op),
+                    ["size_bytes"] = c.SizeBytes,
+                    ["window"] = c.Window,
+                    ["requests_per_sec_off"] = Math.Round(off.RequestsPerSec),
+                    ["requests_per_sec_on"] = Math.Round(on!.RequestsPerSec),
+                    ["ratio"] = Math.Round(on.RequestsPerSec / Math.Max(off.RequestsPerSec, 1e-9), 3),
+                    ["p50_us_off"] = Math.Round(off.P50Us, 1),
+                    ["p50_us_on"] = Math.Round(on.P50Us, 1),
+                }));
+            }
+        }
         return ExitCodes.Ok;
+    }
+
+    /// <summary>Starts the cluster and the workers, and waits for them to measure every case.</summary>
+    private static async Task<(KvBenchReport Report, (string Failure, int Code)? Failure)> RunClusterAsync(ParseResult p, int servers, int workers, string logLevel,
+        List<BenchCase> cases, bool metrics, CancellationToken ct)
+    {
+        var report = new KvBenchReport(servers, workers);
+        string[] metricsPort = metrics ? ["--metrics-port", "0"] : [];
+        (string Failure, int Code)? failure;
+        using (var children = new ProcessGroup())
+        {
+            try
+            {
+                string address = await LocalCluster.StartSchedulerAsync(children, servers, workers, p, logLevel, echo: false, ct, metricsPort);
+                for (int i = 0; i < servers; i++)
+                {
+                    children.Start($"server {i}", ["server", "--scheduler", address, "--log-level", logLevel, .. metricsPort]);
+                }
+                for (int i = 0; i < workers; i++)
+                {
+                    children.Start($"worker {i}",
+                        ["bench", "worker", "--scheduler", address, "--log-level", logLevel, "--request-timeout", LocalCluster.Inv(p.GetValue(PsOptions.RequestTimeoutS)), .. metricsPort, .. Forward(p)],
+                        line => !report.TryAdd(line) || Progress(report, cases, line));
+                }
+                failure = await children.WaitAllAsync(ct);
+            }
+            finally
+            {
+                children.Kill();
+            }
+            await children.DrainAsync();
+        }
+        return (report, failure);
+    }
+
+    private static async Task<int> FailedAsync((string Failure, int Code) failure, CancellationToken ct)
+    {
+        if (ct.IsCancellationRequested)
+        {
+            await Console.Error.WriteLineAsync("bench: interrupted; all nodes stopped");
+            return ExitCodes.Interrupted;
+        }
+        await Console.Error.WriteLineAsync($"bench: {failure.Failure}; stopped the other nodes");
+        return failure.Code;
     }
 
     /// <summary>Prints one line on standard error when a case has all its workers' results; the line is not echoed.</summary>
@@ -219,7 +273,9 @@ public static partial class KvBench
             Scheduler = p.GetValue(PsOptions.Scheduler)!,
             RequestTimeout = TimeSpan.FromSeconds(p.GetValue(PsOptions.RequestTimeoutS)),
         };
-        return await WorkerHost.RunAsync(options, new KvBenchApp(Plan(p)), loggers, Console.Out, json: true, cancellationToken: ct);
+        var status = new NodeStatus("worker");
+        await using var http = await NodeHttp.StartIfAskedAsync(p, status, loggers, ct);
+        return await WorkerHost.RunAsync(options, new KvBenchApp(Plan(p)), loggers, Console.Out, json: true, status: status, cancellationToken: ct);
     }
 
     /// <summary>`pserver bench loopback-sink` (hidden): reads one TCP stream to its end, then prints the bytes and seconds.</summary>

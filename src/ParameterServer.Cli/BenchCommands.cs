@@ -34,7 +34,7 @@ internal static class BenchCommands
     {
         var command = new Command("logreg", "Training throughput of one worker and one server against the same loop with the weights in local memory")
         {
-            LogRegAppDefinition.Data, LogRegAppDefinition.Epochs, LogRegAppDefinition.Batch, LogRegAppDefinition.Optimizer, PsOptions.Consistency, BenchTraining.Repeat, PsOptions.Json,
+            LogRegAppDefinition.Data, LogRegAppDefinition.Epochs, LogRegAppDefinition.Batch, LogRegAppDefinition.Optimizer, PsOptions.Consistency, BenchTraining.Repeat, PsOptions.Json, BenchTraining.WithMetrics,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(() => BenchTraining.RunLogRegAsync(p, ct)));
         return command;
@@ -116,6 +116,7 @@ internal static class BenchCommands
         var command = new Command("kv", "Push / pull throughput and latency on a local cluster of real processes, against the raw loopback limit")
         {
             KvBench.Servers, KvBench.Workers, PsOptions.Json, PsOptions.VirtualNodes, PsOptions.Replication, PsOptions.HeartbeatMs, PsOptions.HeartbeatTimeoutMs, PsOptions.RequestTimeoutS, KvBench.Chunk,
+            KvBench.Metrics,
         };
         foreach (var option in KvBench.PlanOptions)
         {
@@ -140,6 +141,7 @@ internal static class BenchCommands
         var command = new Command("worker", "A benchmark worker (started by `bench kv`)") { Hidden = true };
         command.Options.Add(PsOptions.Scheduler);
         command.Options.Add(PsOptions.RequestTimeoutS);
+        command.Options.Add(PsOptions.MetricsPort);
         foreach (var option in KvBench.PlanOptions)
         {
             command.Options.Add(option);

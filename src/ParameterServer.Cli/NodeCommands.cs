@@ -52,7 +52,7 @@ internal static class NodeCommands
                 Transport = PsOptions.Transport(p),
             };
             var status = new NodeStatus("scheduler") { Node = 0 };
-            await using var http = await StartHttpAsync(p, status, loggers, ct);
+            await using var http = await NodeHttp.StartIfAskedAsync(p, status, loggers, ct);
             await using var scheduler = SchedulerNode.Start(options, loggers);
             (status.Ready, status.Detail) = (true, $"listening on port {scheduler.Port}");
             // `pserver local` reads this line to learn the port when it asked for port 0.
@@ -89,7 +89,7 @@ internal static class NodeCommands
                 MaxMemoryBytes = PsOptions.Bytes(p, PsOptions.MaxMemoryMb),
             };
             var status = new NodeStatus("server") { Detail = $"registering with the scheduler at {options.Scheduler}" };
-            await using var http = await StartHttpAsync(p, status, loggers, ct);
+            await using var http = await NodeHttp.StartIfAskedAsync(p, status, loggers, ct);
             await using var server = await ServerNode.StartAsync(options, loggers, ct);
             (status.Node, status.Ready, status.Detail) = (server.Id, true, $"serving on port {server.Port}");
             int code = await server.Completion.WaitAsync(ct);
@@ -126,23 +126,9 @@ internal static class NodeCommands
             };
             IProgress<JobProgress> progress = Environment.GetEnvironmentVariable(ProgressEvents.Variable) == "1" ? new ProgressEvents() : new ConsoleProgress();
             var status = new NodeStatus("worker");
-            await using var http = await StartHttpAsync(p, status, loggers, ct);
+            await using var http = await NodeHttp.StartIfAskedAsync(p, status, loggers, ct);
             return await WorkerHost.RunAsync(options, app, loggers, Console.Out, p.GetValue(PsOptions.Json), progress, status, ct);
         }));
         return command;
-    }
-
-    /// <summary>The node's /metrics and /health when --metrics-port is given (null otherwise); logs where.</summary>
-    private static async Task<NodeHttp?> StartHttpAsync(ParseResult p, NodeStatus status, ILoggerFactory loggers, CancellationToken ct)
-    {
-        int port = p.GetValue(PsOptions.MetricsPort);
-        if (port < 0)
-        {
-            return null;
-        }
-        string host = p.GetValue(PsOptions.MetricsHost)!;
-        var http = await NodeHttp.StartAsync(host, port, status, ct);
-        loggers.CreateLogger(status.Role).LogInformation("Metrics on http://{Host}:{Port}/metrics, health on /health and /health/ready", host, http.Port);
-        return http;
     }
 }

@@ -34,7 +34,23 @@ root.Options.Add(PsOptions.Config);
 root.Options.Add(PsOptions.LogLevel);
 PsOptions.Config.Recursive = true;
 PsOptions.LogLevel.Recursive = true;
-return await root.Parse(args).InvokeAsync();
+var parsed = root.Parse(args);
+if (parsed.Errors.Count > 0)
+{
+    // Bad arguments exit with 2 (ExitCodes.Usage), as the README promises, not System.CommandLine's 1.
+    foreach (var error in parsed.Errors)
+    {
+        Console.Error.WriteLine($"error: {error.Message}");
+    }
+    var names = new List<string>();
+    for (var result = parsed.CommandResult; result is not null; result = result.Parent as System.CommandLine.Parsing.CommandResult)
+    {
+        names.Insert(0, result.Command == root ? "pserver" : result.Command.Name);
+    }
+    Console.Error.WriteLine($"run `{string.Join(' ', names)} --help` for its options");
+    return ExitCodes.Usage;
+}
+return await parsed.InvokeAsync();
 
 /// <summary>The entry point: internal (ASP.NET Core's generator would otherwise make it public for test hosts).</summary>
 internal partial class Program;

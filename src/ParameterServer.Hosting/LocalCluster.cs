@@ -15,10 +15,10 @@ public static class LocalCluster
     public static readonly Option<int> Workers = PsOptions.Create("--workers", 2, "Worker processes to start");
 
     /// <summary>Starts `pserver scheduler` with the launcher options on a free port; returns its address.</summary>
-    public static Task<string> StartSchedulerAsync(ProcessGroup children, int servers, int workers, ParseResult p, string logLevel, bool echo, CancellationToken ct)
+    public static Task<string> StartSchedulerAsync(ProcessGroup children, int servers, int workers, ParseResult p, string logLevel, bool echo, CancellationToken ct, IEnumerable<string>? moreArguments = null)
     {
         CheckReplication(p, servers);
-        return LocalJob.StartSchedulerAsync(children, servers, workers, SchedulerArguments(p), logLevel, echo, ct);
+        return LocalJob.StartSchedulerAsync(children, servers, workers, [.. SchedulerArguments(p), .. moreArguments ?? []], logLevel, echo, ct);
     }
 
     /// <summary>An integer as an argument (invariant culture).</summary>
@@ -76,6 +76,7 @@ public static class LocalCluster
             Workers = workers,
             LogLevel = logLevel ?? p.GetValue(PsOptions.LogLevel)!,
             ResultsOnly = resultsOnly,
+            MetricsPort = p.GetResult(PsOptions.MetricsPort) is null ? -1 : p.GetValue(PsOptions.MetricsPort),
             SchedulerArguments = SchedulerArguments(p),
             ServerArguments = [.. json && !resultsOnly ? ["--json"] : Array.Empty<string>(), .. PsOptions.ServerMemoryArguments(p)],
             WorkerArguments = ["--request-timeout", LocalJob.Inv(p.GetValue(PsOptions.RequestTimeoutS)), .. (json ? new[] { "--json" } : []), .. appArguments],

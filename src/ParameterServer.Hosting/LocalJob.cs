@@ -21,6 +21,12 @@ public sealed record LocalJobSpec
     /// <summary>More arguments for every `pserver server`.</summary>
     public IReadOnlyList<string> ServerArguments { get; init; } = [];
 
+    /// <summary>
+    /// Every node serves /metrics and /health (--metrics-port): the scheduler on this port, the others on free ports
+    /// they log (-1: none).
+    /// </summary>
+    public int MetricsPort { get; init; } = -1;
+
     /// <summary>The --log-level of every node.</summary>
     public string LogLevel { get; init; } = "info";
 
@@ -84,14 +90,16 @@ public static partial class LocalJob
         (string Failure, int Code)? failure;
         try
         {
-            string address = await StartSchedulerAsync(children, spec.Servers, spec.Workers, spec.SchedulerArguments, spec.LogLevel, echo: !spec.ResultsOnly && spec.Echo, ct);
+            string[] metrics = spec.MetricsPort < 0 ? [] : ["--metrics-port", "0"];
+            string address = await StartSchedulerAsync(children, spec.Servers, spec.Workers,
+                [.. spec.SchedulerArguments, .. spec.MetricsPort < 0 ? Array.Empty<string>() : ["--metrics-port", Inv(spec.MetricsPort)]], spec.LogLevel, echo: !spec.ResultsOnly && spec.Echo, ct);
             for (int i = 0; i < spec.Servers; i++)
             {
-                children.Start($"server {i}", ["server", "--scheduler", address, "--log-level", spec.LogLevel, .. spec.ServerArguments], line => OnStdout(line, !spec.ResultsOnly));
+                children.Start($"server {i}", ["server", "--scheduler", address, "--log-level", spec.LogLevel, .. metrics, .. spec.ServerArguments], line => OnStdout(line, !spec.ResultsOnly));
             }
             for (int i = 0; i < spec.Workers; i++)
             {
-                children.Start($"worker {i}", ["worker", "--scheduler", address, "--log-level", spec.LogLevel, .. spec.WorkerArguments], line =>
+                children.Start($"worker {i}", ["worker", "--scheduler", address, "--log-level", spec.LogLevel, .. metrics, .. spec.WorkerArguments], line =>
                 {
                     if (line.StartsWith('{') && !line.StartsWith(ProgressEvents.Prefix, StringComparison.Ordinal))
                     {

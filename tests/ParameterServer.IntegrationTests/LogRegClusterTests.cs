@@ -124,6 +124,15 @@ public sealed class LogRegClusterTests : IDisposable
     }
 
     [Fact]
+    public async Task An_unknown_option_exits_2_naming_it_and_the_help_to_read()
+    {
+        using var run = await Pserver.RunAsync(Limit, "train", "logreg", "--bogus-flag");
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains("'--bogus-flag'", run.Stderr, StringComparison.Ordinal);
+        Assert.Contains("run `pserver train logreg --help` for its options", run.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task An_empty_shard_and_unseen_test_features_are_handled()
     {
         string train = Write("one.libsvm", "+1 1:1 2:1\n");

@@ -325,5 +325,12 @@ public class TrafficTests
         Assert.Equal(150, back.Get(MessageType.Push, PeerTraffic.BytesOut));
         Assert.Equal(64, back.ByPeer["server 2"][PeerTraffic.BytesIn]);
         Assert.Equal(300, TrafficSnapshot.Sum([back, back]).BytesSent);
+        // A server's stats carry the same counts as JSON, which the job's report reads back.
+        using var json = System.Text.Json.JsonDocument.Parse(System.Text.Json.JsonSerializer.Serialize(snapshot.ToJson()));
+        var fromJson = TrafficSnapshot.FromJson(json.RootElement);
+        Assert.Equal(2, fromJson.Get(MessageType.Push, PeerTraffic.MessagesOut));
+        Assert.Equal(150, fromJson.Get(MessageType.Push, PeerTraffic.BytesOut));
+        Assert.Equal(64, fromJson.ByPeer["server 2"][PeerTraffic.BytesIn]);
+        Assert.Equal(snapshot.BytesReceived, fromJson.BytesReceived);
     }
 }

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -42,6 +43,22 @@ public sealed class NodeHttp : IAsyncDisposable
 
     /// <summary>The port it listens on (the one asked for, or the one picked for port 0).</summary>
     public int Port { get; }
+
+    /// <summary>The node's /metrics and /health when --metrics-port is given (null otherwise); logs where they are.</summary>
+    public static async Task<NodeHttp?> StartIfAskedAsync(ParseResult p, NodeStatus status, ILoggerFactory loggers, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(p);
+        ArgumentNullException.ThrowIfNull(loggers);
+        int port = p.GetResult(PsOptions.MetricsPort) is null ? -1 : p.GetValue(PsOptions.MetricsPort);
+        if (port < 0)
+        {
+            return null;
+        }
+        string host = p.GetResult(PsOptions.MetricsHost) is null ? "127.0.0.1" : p.GetValue(PsOptions.MetricsHost)!;
+        var http = await StartAsync(host, port, status, cancellationToken).ConfigureAwait(false);
+        loggers.CreateLogger(status.Role).LogInformation("Metrics on http://{Host}:{Port}/metrics, health on /health and /health/ready", host, http.Port);
+        return http;
+    }
 
     /// <summary>
     /// Starts listening on <paramref name="host"/>:<paramref name="port"/> (0: any free port). Throws

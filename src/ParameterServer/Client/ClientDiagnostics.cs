@@ -2,7 +2,6 @@ using System.Text.Json;
 using ParameterServer.Client.Diagnostics;
 using ParameterServer.Client.JobControl;
 using ParameterServer.Core.Cluster;
-using ParameterServer.Protocol;
 using ParameterServer.Transport;
 
 namespace ParameterServer.Client;
@@ -37,10 +36,9 @@ public sealed class ClientDiagnostics
         foreach (string json in await _client.GetServerStatsAsync(cancellationToken).ConfigureAwait(false))
         {
             using var doc = JsonDocument.Parse(json);
-            if (doc.RootElement.TryGetProperty("traffic_counters", out var encoded))
+            if (doc.RootElement.TryGetProperty("traffic", out var traffic))
             {
-                var reader = new PayloadReader(Convert.FromBase64String(encoded.GetString()!));
-                servers.Add(TrafficSnapshot.Read(ref reader));
+                servers.Add(TrafficSnapshot.FromJson(traffic));
             }
         }
         return new JobTrafficReport(new TrafficReport(workers), new TrafficReport(TrafficSnapshot.Sum(servers)));

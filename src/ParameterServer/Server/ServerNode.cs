@@ -308,8 +308,6 @@ public sealed class ServerNode : IAsyncDisposable
             };
         }).ToArray();
         var traffic = _self.Traffic.Snapshot();
-        var w = new PayloadWriter();
-        traffic.Write(w);
         return JsonSerializer.Serialize(new Dictionary<string, object>
         {
             ["server"] = _self.Id,
@@ -323,7 +321,6 @@ public sealed class ServerNode : IAsyncDisposable
             ["traffic"] = traffic.ToJson(),
             ["key_cache"] = _sessions.KeyCacheJson(),
             ["pull_filter"] = new Dictionary<string, long> { ["rows"] = _filtered.Counts.Rows, ["rows_left_out"] = _filtered.Counts.LeftOut },
-            ["traffic_counters"] = Convert.ToBase64String(w.WrittenSpan), // the same counts, for adding up across servers (JobTraffic)
             ["tables"] = tables,
         });
     }

@@ -196,6 +196,25 @@ internal sealed class TrafficSnapshot(long[] byType, Dictionary<string, long[]> 
         return new TrafficSnapshot(byType, byPeer);
     }
 
+    /// <summary>Reads back what <see cref="ToJson"/> wrote (a server's stats, added up across servers by the job's report).</summary>
+    public static TrafficSnapshot FromJson(System.Text.Json.JsonElement traffic)
+    {
+        var byType = new long[PeerTraffic.Types * PeerTraffic.Fields];
+        foreach (var type in traffic.GetProperty("by_type").EnumerateObject())
+        {
+            int at = ((int)Enum.Parse<MessageType>(type.Name, ignoreCase: true) & (PeerTraffic.Types - 1)) * PeerTraffic.Fields;
+            Fields(type.Value).CopyTo(byType.AsSpan(at, PeerTraffic.Fields));
+        }
+        var byPeer = traffic.GetProperty("by_peer").EnumerateObject().ToDictionary(peer => peer.Name, peer => Fields(peer.Value));
+        return new TrafficSnapshot(byType, byPeer);
+
+        static long[] Fields(System.Text.Json.JsonElement counts) =>
+        [
+            counts.GetProperty("messages_sent").GetInt64(), counts.GetProperty("bytes_sent").GetInt64(),
+            counts.GetProperty("messages_received").GetInt64(), counts.GetProperty("bytes_received").GetInt64(),
+        ];
+    }
+
     /// <summary>The JSON shape every report uses: totals, then "traffic" by message type and by peer.</summary>
     public Dictionary<string, object> ToJson() => new()
     {

@@ -16,6 +16,7 @@ internal static class LocalCommand
         {
             LocalCluster.Servers, LocalCluster.Workers, PsOptions.Json, PsOptions.VirtualNodes, PsOptions.Replication, PsOptions.HeartbeatMs, PsOptions.HeartbeatTimeoutMs, PsOptions.RequestTimeoutS,
             PsOptions.CheckpointDir, PsOptions.CheckpointEvery, PsOptions.Restore, PsOptions.OnWorkerFailure, PsOptions.BackupAfter, PsOptions.KeyCacheMb, PsOptions.PullFilterMb, PsOptions.MaxMemoryMb, PsOptions.MetricsPort,
+            LocalCluster.DashboardPort,
         };
         foreach (var option in AppRegistry.AllOptions)
         {

@@ -25,7 +25,7 @@ internal static class NodeCommands
         {
             Host, Port, Advertise, ExpectedServers, ExpectedWorkers, PsOptions.VirtualNodes, PsOptions.Replication, PsOptions.HeartbeatMs, PsOptions.HeartbeatTimeoutMs, StartupTimeoutS, PsOptions.MaxFrameMb,
             PsOptions.CheckpointDir, PsOptions.CheckpointEvery, PsOptions.Restore, PsOptions.OnWorkerFailure, PsOptions.BackupAfter, PsOptions.StateDir,
-            PsOptions.MetricsPort, PsOptions.MetricsHost,
+            PsOptions.MetricsPort, PsOptions.MetricsHost, PsOptions.DashboardPort,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
@@ -51,10 +51,19 @@ internal static class NodeCommands
                 BackupAfter = TimeSpan.FromSeconds(Math.Max(0, p.GetValue(PsOptions.BackupAfter))),
                 Transport = PsOptions.Transport(p),
             };
-            var status = new NodeStatus("scheduler") { Node = 0 };
-            await using var http = await NodeHttp.StartIfAskedAsync(p, status, loggers, ct);
             await using var scheduler = SchedulerNode.Start(options, loggers);
-            (status.Ready, status.Detail) = (true, $"listening on port {scheduler.Port}");
+            var status = new NodeStatus("scheduler") { Node = 0, Ready = true, Detail = $"listening on port {scheduler.Port}" };
+            int dashboardPort = p.GetValue(PsOptions.DashboardPort);
+            string httpHost = p.GetValue(PsOptions.MetricsHost)!;
+            string self = $"{(options.Host is "0.0.0.0" or "*" ? "127.0.0.1" : options.Host)}:{scheduler.Port}";
+            await using var http = dashboardPort >= 0
+                ? await NodeHttp.StartAsync(httpHost, dashboardPort, status, routes => Dashboard.Map(routes, self, scheduler), ct)
+                : await NodeHttp.StartIfAskedAsync(p, status, loggers, ct);
+            if (dashboardPort >= 0)
+            {
+                // `pserver local` reads this line to print where the dashboard is.
+                Console.Out.WriteLine($"dashboard at http://{httpHost}:{http!.Port}/");
+            }
             // `pserver local` reads this line to learn the port when it asked for port 0.
             Console.Out.WriteLine($"scheduler listening on {options.AdvertisedHost ?? options.Host}:{scheduler.Port}");
             Console.Out.Flush();

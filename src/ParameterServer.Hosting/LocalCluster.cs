@@ -14,6 +14,9 @@ public static class LocalCluster
     /// <summary>--workers: worker processes to start.</summary>
     public static readonly Option<int> Workers = PsOptions.Create("--workers", 2, "Worker processes to start");
 
+    /// <summary>`pserver local`'s --dashboard-port: on by default (any free port), its URL printed.</summary>
+    public static readonly Option<int> DashboardPort = PsOptions.Create("--dashboard-port", 0, "Serve the job's dashboard from the scheduler on this port (0: any free port, printed; -1: off)");
+
     /// <summary>Starts `pserver scheduler` with the launcher options on a free port; returns its address.</summary>
     public static Task<string> StartSchedulerAsync(ProcessGroup children, int servers, int workers, ParseResult p, string logLevel, bool echo, CancellationToken ct, IEnumerable<string>? moreArguments = null)
     {
@@ -77,6 +80,7 @@ public static class LocalCluster
             LogLevel = logLevel ?? p.GetValue(PsOptions.LogLevel)!,
             ResultsOnly = resultsOnly,
             MetricsPort = p.GetResult(PsOptions.MetricsPort) is null ? -1 : p.GetValue(PsOptions.MetricsPort),
+            DashboardPort = p.GetResult(DashboardPort) is not null ? p.GetValue(DashboardPort) : p.GetResult(PsOptions.DashboardPort) is not null ? p.GetValue(PsOptions.DashboardPort) : -1,
             SchedulerArguments = SchedulerArguments(p),
             ServerArguments = [.. json && !resultsOnly ? ["--json"] : Array.Empty<string>(), .. PsOptions.ServerMemoryArguments(p)],
             WorkerArguments = ["--request-timeout", LocalJob.Inv(p.GetValue(PsOptions.RequestTimeoutS)), .. (json ? new[] { "--json" } : []), .. appArguments],

@@ -27,6 +27,9 @@ public sealed record LocalJobSpec
     /// </summary>
     public int MetricsPort { get; init; } = -1;
 
+    /// <summary>The scheduler serves the job's dashboard on this port (0: any free port; -1: none); its URL is printed on standard error.</summary>
+    public int DashboardPort { get; init; } = -1;
+
     /// <summary>The --log-level of every node.</summary>
     public string LogLevel { get; init; } = "info";
 
@@ -92,7 +95,8 @@ public static partial class LocalJob
         {
             string[] metrics = spec.MetricsPort < 0 ? [] : ["--metrics-port", "0"];
             string address = await StartSchedulerAsync(children, spec.Servers, spec.Workers,
-                [.. spec.SchedulerArguments, .. spec.MetricsPort < 0 ? Array.Empty<string>() : ["--metrics-port", Inv(spec.MetricsPort)]], spec.LogLevel, echo: !spec.ResultsOnly && spec.Echo, ct);
+                [.. spec.SchedulerArguments, .. spec.MetricsPort < 0 ? Array.Empty<string>() : ["--metrics-port", Inv(spec.MetricsPort)],
+                    .. spec.DashboardPort < 0 ? Array.Empty<string>() : ["--dashboard-port", Inv(spec.DashboardPort)]], spec.LogLevel, echo: !spec.ResultsOnly && spec.Echo, ct);
             for (int i = 0; i < spec.Servers; i++)
             {
                 children.Start($"server {i}", ["server", "--scheduler", address, "--log-level", spec.LogLevel, .. metrics, .. spec.ServerArguments], line => OnStdout(line, !spec.ResultsOnly));
@@ -139,6 +143,11 @@ public static partial class LocalJob
                 if (ListeningLine().Match(line) is { Success: true } m)
                 {
                     listening.TrySetResult(m.Groups[1].Value);
+                }
+                else if (line.StartsWith("dashboard at ", StringComparison.Ordinal))
+                {
+                    Console.Error.WriteLine($"pserver: the job's {line}");
+                    return false;
                 }
                 return echo;
             });

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using OpenTelemetry.Metrics;
@@ -55,16 +56,17 @@ public sealed class NodeHttp : IAsyncDisposable
             return null;
         }
         string host = p.GetResult(PsOptions.MetricsHost) is null ? "127.0.0.1" : p.GetValue(PsOptions.MetricsHost)!;
-        var http = await StartAsync(host, port, status, cancellationToken).ConfigureAwait(false);
+        var http = await StartAsync(host, port, status, cancellationToken: cancellationToken).ConfigureAwait(false);
         loggers.CreateLogger(status.Role).LogInformation("Metrics on http://{Host}:{Port}/metrics, health on /health and /health/ready", host, http.Port);
         return http;
     }
 
     /// <summary>
-    /// Starts listening on <paramref name="host"/>:<paramref name="port"/> (0: any free port). Throws
-    /// <see cref="IOException"/> naming the address when it cannot be bound.
+    /// Starts listening on <paramref name="host"/>:<paramref name="port"/> (0: any free port), with more
+    /// <paramref name="routes"/> if given (the scheduler's dashboard). Throws <see cref="IOException"/> naming the
+    /// address when it cannot be bound.
     /// </summary>
-    public static async Task<NodeHttp> StartAsync(string host, int port, NodeStatus status, CancellationToken cancellationToken = default)
+    public static async Task<NodeHttp> StartAsync(string host, int port, NodeStatus status, Action<IEndpointRouteBuilder>? routes = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(status);
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
@@ -89,6 +91,7 @@ public sealed class NodeHttp : IAsyncDisposable
             ["ready"] = status.Ready,
             ["detail"] = status.Detail,
         }));
+        routes?.Invoke(app);
         app.MapGet("/health/live", () => Results.Text("alive\n"));
         app.MapGet("/health/ready", () => status.Ready
             ? Results.Text($"ready: {status.Detail}\n")

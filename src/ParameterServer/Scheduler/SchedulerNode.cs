@@ -21,6 +21,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
 
     private readonly SchedulerOptions _options;
     private readonly ILogger _log;
+    private readonly JobEvents _events;
     private readonly Listener _listener;
     private readonly TrafficMeter _traffic = new();
     private readonly Lock _lock = new();
@@ -45,7 +46,8 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         _options = options;
         _heartbeatEcho = ControlMessages.Ints((int)options.HeartbeatTimeout.TotalMilliseconds);
         _time = options.TimeProvider;
-        _log = loggers.CreateLogger("scheduler");
+        _events = new JobEvents(loggers.CreateLogger("scheduler"), _time);
+        _log = _events;
         _store = options.StateDirectory is { } dir ? new FileMetadataStore(dir) : null;
         OpenRestore();
         LoadState(); // before listening: a node rejoining a resumed job must find itself
@@ -75,6 +77,9 @@ public sealed partial class SchedulerNode : IAsyncDisposable
             }
         }
     }
+
+    /// <summary>The job's recent events (joins, deaths, checkpoints, migrations ...), oldest first: the scheduler's log lines for them.</summary>
+    public IReadOnlyList<JobEvent> Events => _events.Snapshot();
 
     /// <summary>Frames to send once the lock is released.</summary>
     private readonly record struct Outgoing(Connection? Connection, FrameHeader Header, byte[] Payload);

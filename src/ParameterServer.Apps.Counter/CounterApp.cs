@@ -99,6 +99,7 @@ public sealed class CounterApp(CounterOptions options) : IPsApp
                 }
                 table.Wait(table.Push(keys, ones));
                 pushes++;
+                client.Diagnostics.ReportStep(1);
                 await client.CompleteWorkAsync(unit, cancellationToken).ConfigureAwait(false);
             }
         }
@@ -109,6 +110,7 @@ public sealed class CounterApp(CounterOptions options) : IPsApp
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 timestamps[round] = table.Push(keys, ones);
+                client.Diagnostics.ReportStep(1);
                 if (pauses)
                 {
                     await Task.Delay(options.PauseMs, cancellationToken).ConfigureAwait(false);

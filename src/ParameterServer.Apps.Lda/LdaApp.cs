@@ -168,6 +168,7 @@ public sealed class LdaApp(LdaOptions options) : IPsApp
             JobTraffic.AddTo(line, workerTraffic, serverTraffic);
             final = line;
             context.Progress.Report(new JobProgress($"iteration {iteration}/{options.Iterations}", (double)iteration / options.Iterations));
+            client.Diagnostics.ReportStep((int)Math.Min(int.MaxValue, tokens), -logLikelihood); // a step is an iteration; its loss the negative log-likelihood per token
             if (context.Json)
             {
                 context.Output.WriteLine(JsonSerializer.Serialize(line));

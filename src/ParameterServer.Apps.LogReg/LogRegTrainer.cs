@@ -38,7 +38,8 @@ internal sealed class LogRegTrainer(IWeightStore weights, int batchSize, bool pr
                 nextTicket = next is null ? -1 : Pull(next, other);
             }
             weights.Wait(ticket);
-            loss += Gradient(batch, _weights[current]);
+            double batchLoss = Gradient(batch, _weights[current]);
+            loss += batchLoss;
             if (kkt)
             {
                 KktFilter.SetWeights(_weights[current].AsSpan(0, batch.UniqueCount)); // the KKT filter drops gradients of zero weights
@@ -46,6 +47,7 @@ internal sealed class LogRegTrainer(IWeightStore weights, int batchSize, bool pr
             weights.Push(batch.UniqueKeys, _gradient.AsSpan(0, batch.UniqueCount));
             pushes++;
             rows += batch.Rows;
+            weights.StepDone(batch.Rows, batchLoss / Math.Max(1, batch.Rows));
             source.Recycle(batch);
             if (!prefetch)
             {

@@ -13,6 +13,11 @@ internal interface IWeightStore
     void Wait(long ticket);
 
     void WaitAll();
+
+    /// <summary>A batch of <paramref name="rows"/> is done, with its mean loss (for the job's status and dashboard).</summary>
+    void StepDone(int rows, double loss)
+    {
+    }
 }
 
 internal sealed class ServerWeights(PsClient client, PsTable table) : IWeightStore
@@ -24,6 +29,8 @@ internal sealed class ServerWeights(PsClient client, PsTable table) : IWeightSto
     public void Wait(long ticket) => table.Wait(ticket);
 
     public void WaitAll() => client.WaitAll();
+
+    public void StepDone(int rows, double loss) => client.Diagnostics.ReportStep(rows, loss);
 }
 
 /// <summary>The same store and update handler the servers use, called directly: the single-process baseline.</summary>

@@ -80,9 +80,11 @@ public sealed class MnistApp(MnistOptions options) : IPsApp
                 cancellationToken.ThrowIfCancellationRequested();
                 trainShard.Fill(step, options.Batch, x, y);
                 distributed.BeforeStep();
-                lossSum += model.ComputeGradients(x, y, options.Batch);
+                double loss = model.ComputeGradients(x, y, options.Batch);
+                lossSum += loss;
                 MnistTraining.AddWeightDecay(model, decay);
                 distributed.AfterStep(MnistTraining.Schedule(options.Schedule, distributed.Steps, totalSteps));
+                client.Diagnostics.ReportStep(options.Batch, loss);
                 if (context.Rank == 0 && step % 20 == 0)
                 {
                     context.Progress.Report(new JobProgress($"epoch {epoch}/{options.Epochs}", (double)step / stepsPerEpoch));

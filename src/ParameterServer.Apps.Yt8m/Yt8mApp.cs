@@ -88,9 +88,11 @@ public sealed class Yt8mApp(Yt8mOptions options) : IPsApp
                 }
                 distributed.BeforeStep();
                 long computeStart = Stopwatch.GetTimestamp();
-                lossSum += model.ComputeGradients(x, y, options.Batch);
+                double batchLoss = model.ComputeGradients(x, y, options.Batch);
+                lossSum += batchLoss;
                 computeTicks += Stopwatch.GetTimestamp() - computeStart;
                 distributed.AfterStep();
+                client.Diagnostics.ReportStep(options.Batch, batchLoss);
                 if (context.Rank == 0 && step % 20 == 0)
                 {
                     context.Progress.Report(new JobProgress($"epoch {epoch}/{options.Epochs}", (double)step / steps));

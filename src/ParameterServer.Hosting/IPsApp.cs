@@ -36,6 +36,16 @@ public sealed class WorkerContext(PsClient client, ILogger log, TextWriter outpu
     /// <summary>True when the user asked for machine-readable output (one JSON object per line).</summary>
     public bool Json { get; } = json;
 
-    /// <summary>Progress of this worker (apps usually report from rank 0 only).</summary>
-    public IProgress<JobProgress> Progress { get; } = progress ?? new Progress<JobProgress>();
+    /// <summary>Progress of this worker (apps usually report from rank 0 only); the job's status and dashboard see it too.</summary>
+    public IProgress<JobProgress> Progress { get; } = new JobProgressTee(progress, client);
+
+    /// <summary>Sends each progress report to where the launcher draws it and to the scheduler (with the worker's report).</summary>
+    private sealed class JobProgressTee(IProgress<JobProgress>? local, PsClient client) : IProgress<JobProgress>
+    {
+        public void Report(JobProgress value)
+        {
+            local?.Report(value);
+            client.Diagnostics.ReportProgress(value.Phase, value.Fraction);
+        }
+    }
 }

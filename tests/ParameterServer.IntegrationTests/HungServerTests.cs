@@ -8,6 +8,43 @@ namespace ParameterServer.IntegrationTests;
 public sealed class HungServerTests(ITestOutputHelper output)
 {
     [Fact]
+    public async Task A_call_waiting_on_a_stopped_server_is_logged_and_listed_by_status_naming_the_server()
+    {
+        // A heartbeat timeout longer than the stop: the server is slow, not dead, and the calls wait for it.
+        using var job = await ProcessCluster.StartAsync(2, 1, 1, ["--heartbeat-timeout-ms", "20000"], "--app", "counter", "--json", "--keys", "2000", "--rounds", "400", "--pause-ms", "5");
+        await job.WaitUntilPushingAsync();
+        var victim = job.Servers[0];
+        CounterChecks.Signal(victim.Process, "STOP");
+        string listed;
+        try
+        {
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
+            while (true)
+            {
+                using var status = await Pserver.RunAsync(TimeSpan.FromSeconds(30), "status", "--scheduler", job.Address, "--json");
+                using var json = System.Text.Json.JsonDocument.Parse(status.Stdout);
+                var calls = json.RootElement.GetProperty("nodes").EnumerateArray().SelectMany(n => n.GetProperty("slow_calls").EnumerateArray()).Select(c => c.GetString()!).ToList();
+                if (calls.Count > 0)
+                {
+                    listed = calls[0];
+                    break;
+                }
+                Assert.True(DateTime.UtcNow < deadline, "status listed no slow call while a server was stopped");
+                await Task.Delay(500);
+            }
+        }
+        finally
+        {
+            CounterChecks.Signal(victim.Process, "CONT");
+        }
+        output.WriteLine(listed);
+        Assert.Matches(@"^push #\d+ on table 'counter' \(\d+ keys\) has waited \d+\.\d s for server \d+ at 127\.0\.0\.1:\d+ \(view \d+\)$", listed);
+        await job.Workers[0].WaitForExitAsync(TimeSpan.FromSeconds(60));
+        Assert.True(job.Workers[0].ExitCode == 0, job.Describe());
+        Assert.Contains("slow call: push #", job.Workers[0].Stderr, StringComparison.Ordinal); // logged once per call, as it crossed 2 s
+    }
+
+    [Fact]
     public async Task A_stopped_replica_does_not_hold_the_live_primaries_acknowledgements()
     {
         // Large rows pushed without pause: forwards to the stopped server are in flight (and its socket buffers fill)

@@ -3,6 +3,8 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using ParameterServer.Client;
 using ParameterServer.Scheduler;
 
@@ -31,7 +33,11 @@ public static class Dashboard
         {
             routes.MapGet(path, () => Results.Bytes(body, type));
         }
-        routes.MapGet("/api/job", async (CancellationToken ct) =>
+        var history = new JobHistory();
+        var stopping = routes.ServiceProvider.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping;
+        _ = Task.Run(() => history.RunAsync(schedulerAddress, stopping), stopping);
+        // since: the time of the last history sample the page has (Unix ms); only newer ones are sent.
+        routes.MapGet("/api/job", async (long? since, CancellationToken ct) =>
         {
             ClusterStatus status;
             try
@@ -42,11 +48,11 @@ public static class Dashboard
             {
                 return Results.Text($"the scheduler at {schedulerAddress} did not answer: {ex.Message}", statusCode: StatusCodes.Status503ServiceUnavailable);
             }
-            return Results.Text(Json(status, scheduler.Events), "application/json; charset=utf-8");
+            return Results.Text(Json(status, scheduler.Events, history, since ?? 0), "application/json; charset=utf-8");
         });
     }
 
-    private static string Json(ClusterStatus status, IReadOnlyList<JobEvent> events)
+    private static string Json(ClusterStatus status, IReadOnlyList<JobEvent> events, JobHistory history, long since)
     {
         using var buffer = new MemoryStream();
         using (var w = new Utf8JsonWriter(buffer))
@@ -65,6 +71,8 @@ public static class Dashboard
                 w.WriteEndObject();
             }
             w.WriteEndArray();
+            w.WritePropertyName("history");
+            history.WriteSince(w, since);
             w.WriteEndObject();
         }
         return Encoding.UTF8.GetString(buffer.ToArray());

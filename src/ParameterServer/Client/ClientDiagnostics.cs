@@ -44,6 +44,16 @@ public sealed class ClientDiagnostics
         return new JobTrafficReport(new TrafficReport(workers), new TrafficReport(TrafficSnapshot.Sum(servers)));
     }
 
+    /// <summary>
+    /// Tells the job one step (batch) of the app is done, with its examples and, when known, its loss: `pserver
+    /// status` and the dashboard show each worker's steps, time per step and loss, and flag workers whose steps take
+    /// much longer than the others' (stragglers). Cheap: no allocation, one short lock.
+    /// </summary>
+    public void ReportStep(int examples, double loss = double.NaN) => _client.Progress.ReportStep(examples, loss);
+
+    /// <summary>Tells the job how far this worker's current phase has come (0..1), for `pserver status` and the dashboard.</summary>
+    public void ReportProgress(string phase, double fraction) => _client.Progress.ReportPhase(phase, fraction);
+
     /// <summary>Slices sent again to a new owner after their server was lost or the views disagreed.</summary>
     public long Failovers => _client.Failovers;
 

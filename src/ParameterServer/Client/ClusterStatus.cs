@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using ParameterServer.Core.Cluster;
+using ParameterServer.Core.Diagnostics;
 using ParameterServer.Transport;
 
 namespace ParameterServer.Client;
@@ -11,8 +12,7 @@ public static class ClusterAdmin
     /// <summary>The scheduler's view of the job: nodes, liveness, key ranges, migrations, tables, traffic.</summary>
     public static async Task<ClusterStatus> StatusAsync(string scheduler, TimeSpan timeout, CancellationToken cancellationToken = default)
     {
-        var (view, migrations, traffic, copiesComplete) = await ControlChannel.FetchStatusAsync(scheduler, timeout, cancellationToken).ConfigureAwait(false);
-        return new ClusterStatus(view, migrations, traffic, copiesComplete);
+        return new ClusterStatus(await ControlChannel.FetchStatusAsync(scheduler, timeout, cancellationToken).ConfigureAwait(false));
     }
 
     /// <summary>Asks the scheduler to drain a server or worker; returns its answer (throws <see cref="PsException"/> with a refusal).</summary>
@@ -27,18 +27,63 @@ public static class ClusterAdmin
 /// <summary>A running job as its scheduler sees it, printable as one JSON object or as lines of text.</summary>
 public sealed class ClusterStatus
 {
+    /// <summary>A worker or server is a straggler when its step (or answer) time is this many times the others' median...</summary>
+    internal const double StragglerFactor = 1.5;
+    /// <summary>... and at least this many milliseconds longer (on loopback, answers take well under a millisecond).</summary>
+    internal const double StragglerMinimumMs = 5;
+
     private readonly ClusterView _view;
     private readonly string[] _migrations;
     private readonly Dictionary<int, TrafficSnapshot> _traffic;
     private readonly bool _copiesComplete;
+    private readonly Dictionary<int, NodeReport> _reports;
+    private readonly Dictionary<int, double> _answerMs;
+    private readonly HashSet<int> _stragglers;
 
-    internal ClusterStatus(ClusterView view, string[] migrations, Dictionary<int, TrafficSnapshot> traffic, bool copiesComplete)
+    internal ClusterStatus(StatusReply reply)
     {
-        _view = view;
-        _migrations = migrations;
-        _traffic = traffic;
-        _copiesComplete = copiesComplete;
+        _view = reply.View;
+        _migrations = reply.Migrations;
+        _traffic = reply.Traffic;
+        _copiesComplete = reply.CopiesComplete;
+        var alive = _view.Nodes.Where(n => n.Alive).Select(n => n.Id).ToHashSet();
+        _reports = reply.Reports.Where(r => alive.Contains(r.Key)).ToDictionary();
+        _answerMs = AnswerTimes(_reports);
+        _stragglers = Stragglers(_reports.Where(r => !double.IsNaN(r.Value.StepMs)).ToDictionary(r => r.Key, r => r.Value.StepMs));
+        _stragglers.UnionWith(Stragglers(_answerMs.Where(a => alive.Contains(a.Key)).ToDictionary()));
     }
+
+    /// <summary>Each server's mean answer time over every worker's last report, weighted by the answers each counted.</summary>
+    private static Dictionary<int, double> AnswerTimes(Dictionary<int, NodeReport> reports) =>
+        reports.Values.SelectMany(r => r.Servers).Where(s => s.Answers > 0).GroupBy(s => s.Server)
+            .ToDictionary(g => g.Key, g => g.Sum(s => s.AnswerMs * s.Answers) / g.Sum(s => s.Answers));
+
+    /// <summary>The nodes whose time is well past the median of the others' (see <see cref="StragglerFactor"/>).</summary>
+    internal static HashSet<int> Stragglers(Dictionary<int, double> times)
+    {
+        var slow = new HashSet<int>();
+        foreach (var (id, ms) in times)
+        {
+            var others = times.Where(t => t.Key != id).Select(t => t.Value).Order().ToArray();
+            if (others.Length == 0)
+            {
+                continue;
+            }
+            double median = others.Length % 2 == 1 ? others[others.Length / 2] : (others[others.Length / 2 - 1] + others[others.Length / 2]) / 2;
+            if (ms > StragglerFactor * median && ms - median >= StragglerMinimumMs)
+            {
+                slow.Add(id);
+            }
+        }
+        return slow;
+    }
+
+    private static double? Finite(double value) => double.IsFinite(value) ? Math.Round(value, 6) : null;
+
+    /// <summary>A worker's report as JSON (null for nodes without one).</summary>
+    private object? Progress(int id) => _reports.TryGetValue(id, out var r)
+        ? new { steps = r.Steps, examples = r.Examples, loss = Finite(r.Loss), step_ms = Finite(r.StepMs), phase = r.Phase, fraction = Finite(r.Fraction) }
+        : null;
 
     /// <summary>The whole status as one JSON object (what `pserver status --json` prints).</summary>
     public string ToJson()
@@ -58,6 +103,10 @@ public sealed class ClusterStatus
                 virtual_nodes = n.Role == NodeRole.Server && n.Alive ? view.PointsOf(n) : 0,
                 target_virtual_nodes = n.Role == NodeRole.Server && n.Alive ? view.TargetPointsOf(n) : 0,
                 ring_share = shares.GetValueOrDefault(n.Id),
+                progress = Progress(n.Id),
+                answer_ms = _answerMs.TryGetValue(n.Id, out double answer) ? Finite(answer) : null,
+                straggler = _stragglers.Contains(n.Id),
+                slow_calls = _reports.TryGetValue(n.Id, out var report) ? report.SlowCalls : [],
             }),
             replication = new { factor = view.Replication, copies = view.Copies, healthy = view.Copies >= view.Replication && _copiesComplete, restoring = !_copiesComplete },
             migrating = view.InTransition,
@@ -83,6 +132,21 @@ public sealed class ClusterStatus
         foreach (var n in view.Nodes)
         {
             yield return $"{n.Id,4}  {n.Role.ToString().ToLowerInvariant(),-9}  {n.Rank,4}  {n.Address,-22}  {State(view, n)}";
+        }
+        foreach (var (id, r) in _reports.OrderBy(r => r.Key))
+        {
+            string loss = double.IsFinite(r.Loss) ? string.Create(CultureInfo.InvariantCulture, $", loss {r.Loss:0.####}") : "";
+            string phase = double.IsFinite(r.Fraction) ? string.Create(CultureInfo.InvariantCulture, $", {r.Phase} {r.Fraction:P0}") : "";
+            string step = double.IsFinite(r.StepMs) ? string.Create(CultureInfo.InvariantCulture, $"steps take {r.StepMs:0.#} ms, ") : "";
+            yield return string.Create(CultureInfo.InvariantCulture, $"  worker {id}: {step}{r.Steps:N0} steps, {r.Examples:N0} examples{loss}{phase}{(_stragglers.Contains(id) ? "; STRAGGLER" : "")}");
+            foreach (string call in r.SlowCalls)
+            {
+                yield return $"  worker {id}: slow call: {call}";
+            }
+        }
+        foreach (var (id, ms) in _answerMs.OrderBy(a => a.Key))
+        {
+            yield return string.Create(CultureInfo.InvariantCulture, $"  server {id}: answers in {ms:0.###} ms on average{(_stragglers.Contains(id) ? "; STRAGGLER" : "")}");
         }
         foreach (string line in migrations)
         {

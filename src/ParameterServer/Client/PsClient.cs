@@ -60,6 +60,7 @@ public sealed class PsClient : IAsyncDisposable
     private PushFilterStage _pushFilters = null!;
     private ServerQueries _queries = null!;
     private SliceLedger _ledger = null!;
+    private WorkerProgress _progress = null!;
 
     private PsClient(WorkerOptions options, ILoggerFactory loggers)
     {
@@ -129,6 +130,9 @@ public sealed class PsClient : IAsyncDisposable
 
     /// <summary>Sends this worker's traffic counters to the scheduler (before a barrier, so that rank 0 can add them up after it).</summary>
     internal void PublishTraffic() => _scheduler.PublishTraffic();
+
+    /// <summary>The app's progress and step times, reported with this worker's traffic counters (see <see cref="ClientDiagnostics.ReportStep"/>).</summary>
+    internal WorkerProgress Progress => _progress;
 
     /// <summary>Every node's traffic counters as last published to the scheduler, by node id.</summary>
     internal Task<Dictionary<int, TrafficSnapshot>> FetchTrafficAsync(CancellationToken cancellationToken) =>
@@ -251,6 +255,8 @@ public sealed class PsClient : IAsyncDisposable
         _queries = new ServerQueries(nodeId, _options, _routes);
         _routes.LinkEvents = _answers;
         _dispatch.Recovery = _failover;
+        _progress = new WorkerProgress(_routes, ledger, _scheduler, _options.SlowCallAfter);
+        _scheduler.Reporter = _progress.TakeReport;
     }
 
     /// <summary>Each sync table's next push round (under the route switch): the first one cut by routes just switched.</summary>
@@ -314,13 +320,20 @@ public sealed class PsClient : IAsyncDisposable
     private void ScanTimeouts()
     {
         var expired = new List<Slice>();
-        long reportedStall = 0;
+        long reportedStall = 0, scans = 0;
         while (!_shutdown.IsCancellationRequested)
         {
             Thread.Sleep(FailoverCoordinator.OrphanRetryMs);
             _dispatch.FailExpired(expired);
             _failover.ResendDue();
             reportedStall = ReportStall(reportedStall);
+            if (++scans % (500 / FailoverCoordinator.OrphanRetryMs) == 0)
+            {
+                foreach (string call in _progress.NewlySlow())
+                {
+                    _log.LogSlowCall(NodeId, call);
+                }
+            }
         }
     }
 

@@ -20,6 +20,12 @@ public sealed class WorkerOptions
 
     public TransportOptions Transport { get; set; } = new();
 
+    /// <summary>
+    /// A call, barrier or wait unanswered this long is logged once with what it waits for, and listed by
+    /// `pserver status` and the dashboard while it lasts. Defaults to 2 s.
+    /// </summary>
+    public TimeSpan SlowCallAfter { get; set; } = TimeSpan.FromSeconds(2);
+
     /// <summary>Join a job that is already running (pserver worker --join) instead of being one of the workers it starts with.</summary>
     public bool Join { get; set; }
 
@@ -34,6 +40,10 @@ public sealed class WorkerOptions
         if (PullFilterBytes < 0)
         {
             throw new ArgumentOutOfRangeException(nameof(PullFilterBytes), PullFilterBytes, "must not be negative");
+        }
+        if (SlowCallAfter <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(SlowCallAfter), SlowCallAfter, "SlowCallAfter must be positive");
         }
         if (RequestTimeout <= TimeSpan.Zero)
         {

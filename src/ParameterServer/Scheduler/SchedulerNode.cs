@@ -2,6 +2,7 @@ using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Logging;
 using ParameterServer.Core.Cluster;
+using ParameterServer.Core.Diagnostics;
 using ParameterServer.Protocol;
 using ParameterServer.Scheduler.JobControl;
 using ParameterServer.Scheduler.Membership;
@@ -113,6 +114,10 @@ public sealed partial class SchedulerNode : IAsyncDisposable
                         {
                             var reader = new PayloadReader(payload);
                             known.Traffic = TrafficSnapshot.Read(ref reader);
+                            if (reader.Remaining > 0)
+                            {
+                                known.Report = NodeReport.Read(ref reader);
+                            }
                         }
                         if (header.RequestId != 0 && known is { Alive: true })
                         {
@@ -177,6 +182,13 @@ public sealed partial class SchedulerNode : IAsyncDisposable
                             n.Traffic!.Write(w);
                         }
                         w.WriteInt32(CopiesComplete() ? 1 : 0);
+                        var reports = _nodes.Values.Where(n => n.Report is not null && n.Alive).ToList();
+                        w.WriteInt32(reports.Count);
+                        foreach (var n in reports)
+                        {
+                            w.WriteInt32(n.Id);
+                            n.Report!.Write(w);
+                        }
                         outbox.Add(Reply(connection, header, w.WrittenSpan.ToArray()));
                         break;
                     default:

@@ -1,10 +1,10 @@
-// The job's dashboard: polls the scheduler's /api/job (the same status `pserver status --json` prints, plus the
-// job's events) twice a second and draws it. No libraries: the page must work on machines without internet.
+// The job's dashboard: polls the scheduler's /api/job twice a second (the status `pserver status --json` prints, the
+// job's events, and the history samples the page has not seen yet) and draws it. No libraries: the page must work
+// on machines without internet.
 "use strict";
 const colors = ["#3182ce", "#38a169", "#d69e2e", "#805ad5", "#dd6b20", "#319795", "#d53f8c", "#5a67d8"];
-const windowMs = 5 * 60 * 1000;
-const samples = []; // {t, bytes}: bytes per second through the servers
-let previous = null; // the last answer, for rates
+const maxWindowMs = 10 * 60 * 1000;
+const history = []; // samples from the scheduler, one a second: {t, servers_bytes_s, nodes: {id: {sent_s, received_s, step_ms, loss, answer_ms}}}
 const state = { updates: 0, lastUpdateMs: 0, firstRenderMs: 0, error: "" };
 window.psDashboard = state;
 
@@ -15,16 +15,13 @@ function fmtBytes(n) {
   return (i === 0 ? n.toFixed(0) : n.toFixed(1)) + " " + units[i];
 }
 
+function fmtMs(v) { return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2); }
+
 function cell(row, text, cls) {
   const td = row.insertCell();
   td.textContent = text;
   if (cls) td.className = cls;
   return td;
-}
-
-function trafficOf(answer, id) {
-  const t = answer.status.traffic[String(id)];
-  return t ? { sent: t.bytes_sent, received: t.bytes_received } : null;
 }
 
 function render(answer) {
@@ -35,22 +32,30 @@ function render(answer) {
     `${alive.filter(n => n.role === "worker").length} workers alive` + (s.migrating ? " · migrating" : "");
   document.getElementById("updated").textContent = "updated " + new Date(answer.time_ms).toLocaleTimeString();
 
-  const seconds = previous ? Math.max(1e-3, (answer.time_ms - previous.time_ms) / 1000) : 0;
+  const latest = history.length ? history[history.length - 1].nodes : {};
   const body = document.querySelector("#nodes tbody");
   body.replaceChildren();
   for (const n of s.nodes) {
     const row = body.insertRow();
     row.dataset.node = n.id;
     row.dataset.state = n.state;
+    row.dataset.straggler = n.straggler;
+    if (n.straggler) row.className = "straggler";
+    const rate = latest[n.id] || {};
+    const p = n.progress;
     cell(row, n.id);
     cell(row, n.role);
     cell(row, n.rank);
-    cell(row, n.address);
+    cell(row, n.address.startsWith(":") ? "" : n.address);
     cell(row, n.state, n.alive ? "" : "dead");
     cell(row, n.role === "server" && n.alive ? (100 * n.ring_share).toFixed(1) + " %" : "");
-    const now = trafficOf(answer, n.id), before = previous && trafficOf(previous, n.id);
-    cell(row, now && before && seconds ? fmtBytes((now.sent - before.sent) / seconds) : "");
-    cell(row, now && before && seconds ? fmtBytes((now.received - before.received) / seconds) : "");
+    cell(row, rate.sent_s !== undefined ? fmtBytes(rate.sent_s) : "");
+    cell(row, rate.received_s !== undefined ? fmtBytes(rate.received_s) : "");
+    cell(row, p ? (p.fraction !== null ? `${p.phase} ${(100 * p.fraction).toFixed(0)} %` : "") : "");
+    cell(row, p ? p.steps.toLocaleString() : "");
+    cell(row, p && p.step_ms !== null ? fmtMs(p.step_ms) + " ms/step" : n.answer_ms !== null ? fmtMs(n.answer_ms) + " ms/answer" : "",
+      n.straggler ? "slow" : "");
+    cell(row, p && p.loss !== null ? p.loss.toPrecision(4) : "");
   }
 
   const ring = document.getElementById("ring");
@@ -67,6 +72,18 @@ function render(answer) {
   document.getElementById("replication").textContent =
     `replication ${r.factor}: ${r.copies} copies of every range, ${r.healthy ? "healthy" : r.restoring ? "restoring lost copies" : "DEGRADED"}`;
 
+  const slow = document.getElementById("slow");
+  slow.replaceChildren();
+  for (const n of s.nodes) {
+    for (const call of n.slow_calls) {
+      const item = document.createElement("li");
+      item.dataset.node = n.id;
+      item.textContent = `worker ${n.id}: ${call}`;
+      slow.appendChild(item);
+    }
+  }
+  document.getElementById("slow-none").hidden = slow.children.length > 0;
+
   const tables = document.querySelector("#tables tbody");
   tables.replaceChildren();
   for (const t of s.tables) {
@@ -74,17 +91,17 @@ function render(answer) {
     [t.id, t.name, t.width, t.handler, t.mode, t.dense_size || "sparse"].forEach(v => cell(row, v));
   }
 
-  if (previous && seconds) {
-    const servers = s.nodes.filter(n => n.role === "server").map(n => n.id);
-    let bytes = 0;
-    for (const id of servers) {
-      const now = trafficOf(answer, id), before = trafficOf(previous, id);
-      if (now && before) bytes += (now.sent - before.sent) + (now.received - before.received);
-    }
-    samples.push({ t: answer.time_ms, bytes: bytes / seconds });
-    while (samples.length && samples[0].t < answer.time_ms - windowMs) samples.shift();
-  }
-  drawThroughput(answer.time_ms, answer.events);
+  const now = answer.time_ms;
+  const windowMs = Math.min(maxWindowMs, Math.max(60000, history.length ? now - history[0].t : 0));
+  const events = answer.events.filter(e => e.unix_ms >= now - windowMs);
+  const byNode = (field, role) => s.nodes.filter(n => n.role === role).map(n => ({
+    name: `${role} ${n.id}`,
+    points: history.filter(h => h.nodes[n.id] && h.nodes[n.id][field] !== undefined).map(h => ({ t: h.t, v: h.nodes[n.id][field] })),
+  })).filter(x => x.points.length);
+  plot("throughput", now, windowMs, events, [{ name: "servers", points: history.map(h => ({ t: h.t, v: h.servers_bytes_s })) }], v => fmtBytes(v) + "/s");
+  plot("steps", now, windowMs, events, byNode("step_ms", "worker"), v => fmtMs(v) + " ms");
+  plot("answers", now, windowMs, events, byNode("answer_ms", "server"), v => fmtMs(v) + " ms");
+  plot("loss", now, windowMs, events, byNode("loss", "worker"), v => v.toPrecision(3));
 
   const list = document.getElementById("events");
   list.replaceChildren();
@@ -97,43 +114,57 @@ function render(answer) {
   }
 }
 
-function drawThroughput(nowMs, events) {
-  const canvas = document.getElementById("throughput");
+// A time plot of some series over the window, with the job's events as vertical lines and a legend.
+function plot(id, nowMs, windowMs, events, series, label) {
+  const canvas = document.getElementById(id);
   const g = canvas.getContext("2d");
-  const w = canvas.width, h = canvas.height, left = 70, bottom = 20;
+  const w = canvas.width, h = canvas.height, left = 80, bottom = 18, top = 16;
   g.clearRect(0, 0, w, h);
-  const max = Math.max(1, ...samples.map(p => p.bytes));
+  const values = series.flatMap(x => x.points.filter(p => p.t >= nowMs - windowMs).map(p => p.v)).filter(Number.isFinite);
+  const max = values.length ? Math.max(...values) * 1.05 || 1 : 1;
   const x = t => left + (w - left - 10) * (1 - (nowMs - t) / windowMs);
-  const y = v => (h - bottom) * (1 - v / max) + 4;
-  g.strokeStyle = "#cbd5e0";
-  g.fillStyle = "#4a5568";
+  const y = v => top + (h - bottom - top) * (1 - v / max);
   g.font = "11px system-ui";
+  g.strokeStyle = "#e2e8f0";
+  g.fillStyle = "#4a5568";
   for (let i = 0; i <= 4; i++) {
     const v = max * i / 4;
     g.beginPath(); g.moveTo(left, y(v)); g.lineTo(w - 10, y(v)); g.stroke();
-    g.fillText(fmtBytes(v) + "/s", 2, y(v) + 4);
+    g.fillText(label(v), 2, y(v) + 4);
   }
-  for (let m = 0; m <= 5; m++) g.fillText(m === 0 ? "now" : `-${m} min`, x(nowMs - m * 60000) - 12, h - 4);
-  for (const e of events.filter(e => e.unix_ms >= nowMs - windowMs)) {
+  const stepS = windowMs > 180000 ? 60 : windowMs > 60000 ? 30 : 10;
+  for (let s = 0; s * 1000 <= windowMs; s += stepS) g.fillText(s === 0 ? "now" : `-${s >= 60 ? s / 60 + " min" : s + " s"}`, x(nowMs - s * 1000) - 12, h - 4);
+  for (const e of events) {
     g.strokeStyle = e.kind === "death" || e.kind === "failure" ? "#e53e3e" : "#a0aec0";
-    g.beginPath(); g.moveTo(x(e.unix_ms), 0); g.lineTo(x(e.unix_ms), h - bottom); g.stroke();
+    g.beginPath(); g.moveTo(x(e.unix_ms), top); g.lineTo(x(e.unix_ms), h - bottom); g.stroke();
   }
-  g.strokeStyle = "#3182ce";
   g.lineWidth = 2;
-  g.beginPath();
-  samples.forEach((p, i) => (i ? g.lineTo(x(p.t), y(p.bytes)) : g.moveTo(x(p.t), y(p.bytes))));
-  g.stroke();
+  series.forEach((sr, i) => {
+    const color = colors[i % colors.length];
+    g.strokeStyle = color;
+    g.beginPath();
+    sr.points.filter(p => p.t >= nowMs - windowMs).forEach((p, j) => (j ? g.lineTo(x(p.t), y(p.v)) : g.moveTo(x(p.t), y(p.v))));
+    g.stroke();
+    g.fillStyle = color;
+    g.fillText(sr.name, left + 10 + i * 90, 11);
+  });
   g.lineWidth = 1;
+  if (!values.length) {
+    g.fillStyle = "#a0aec0";
+    g.fillText("nothing reported yet", left + 10, h / 2);
+  }
 }
 
 async function poll() {
   const started = performance.now();
   try {
-    const response = await fetch("api/job", { cache: "no-store" });
+    const since = history.length ? history[history.length - 1].t : 0;
+    const response = await fetch("api/job?since=" + since, { cache: "no-store" });
     if (!response.ok) throw new Error(await response.text());
     const answer = await response.json();
+    history.push(...answer.history);
+    while (history.length && history[0].t < answer.time_ms - maxWindowMs) history.shift();
     render(answer);
-    previous = answer;
     state.updates++;
     state.lastUpdateMs = Date.now();
     if (!state.firstRenderMs) state.firstRenderMs = performance.now();

@@ -27,4 +27,7 @@ internal static partial class ClientLog
 
     [LoggerMessage(EventId = 1106, Level = LogLevel.Warning, Message = "Worker {Id}: no call completed for {Seconds:0.0} s. Waiting: {Diagnosis}")]
     public static partial void LogCallsStalled(this ILogger logger, int id, double seconds, string diagnosis);
+
+    [LoggerMessage(EventId = 1107, Level = LogLevel.Warning, Message = "Worker {Id}: slow call: {Call}")]
+    public static partial void LogSlowCall(this ILogger logger, int id, string call);
 }

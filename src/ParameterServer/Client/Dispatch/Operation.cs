@@ -79,6 +79,10 @@ internal sealed class Slice
     public int Start;
     public int Count;
     public long Deadline;
+    /// <summary>Stopwatch timestamp when it was (last) entered in flight: for answer times and slow-call reports.</summary>
+    public long SentAt;
+    /// <summary>Logged as slow already (once per slice).</summary>
+    public bool ReportedSlow;
     /// <summary><see cref="SendIdle"/>, <see cref="SendInProgress"/>, or <see cref="SendReleased"/> (completed while sending: the sender recycles it).</summary>
     public int SendState;
 

@@ -50,6 +50,7 @@ internal sealed class ResponseHandler(int nodeId, WorkerOptions options, ILogger
             }
             return; // timed out or failed already
         }
+        link.CountAnswer(slice.SentAt);
         var op = slice.Op;
         PsException? error = null;
         if (header.Error == ErrorCode.WrongOwner && Recovery.TryRetryRefused(slice, header))
@@ -166,6 +167,7 @@ internal sealed class ResponseHandler(int nodeId, WorkerOptions options, ILogger
         {
             return false;
         }
+        link.CountAnswer(slice.SentAt);
         int width = slice.Op.Table.Width;
         link.DirectCall = slice;
         target = MemoryMarshal.AsBytes(slice.Op.Destination.Span.Slice(slice.Start * width, slice.Count * width));

@@ -1,4 +1,6 @@
 using System.Buffers;
+using System.Diagnostics;
+using System.Globalization;
 using ParameterServer.Client.Routing;
 using ParameterServer.Protocol;
 
@@ -41,10 +43,12 @@ internal sealed class SliceLedger
     /// <summary>Enters slices about to be sent: each may now be answered, timed out or lost; its frame stays its sender's until sent.</summary>
     public void Track(ReadOnlySpan<Slice> slices, long deadline)
     {
+        long now = Stopwatch.GetTimestamp();
         lock (_lock)
         {
             foreach (var slice in slices)
             {
+                slice.SentAt = now;
                 slice.Deadline = deadline;
                 slice.SendState = Slice.SendInProgress; // its frame stays ours until sent, even if the call fails meanwhile
                 _inflight[slice.RequestId] = slice;
@@ -58,8 +62,10 @@ internal sealed class SliceLedger
         lock (_lock)
         {
             op.Slices.AddRange(pieces);
+            long now = Stopwatch.GetTimestamp();
             foreach (var slice in pieces)
             {
+                slice.SentAt = now;
                 slice.Deadline = deadline;
                 slice.SendState = Slice.SendInProgress;
                 _inflight[slice.RequestId] = slice;
@@ -70,9 +76,58 @@ internal sealed class SliceLedger
     /// <summary>Enters a slice again, as it is (sent again on the same link).</summary>
     public void Retrack(Slice slice)
     {
+        slice.SentAt = Stopwatch.GetTimestamp();
         lock (_lock)
         {
             _inflight[slice.RequestId] = slice;
+        }
+    }
+
+    /// <summary>
+    /// For hang reports: describes the slices in flight longer than <paramref name="olderThan"/> (the oldest
+    /// <paramref name="max"/>) into <paramref name="slow"/>, and those that crossed it since the last call into
+    /// <paramref name="newlySlow"/> (each slice once), for the log.
+    /// </summary>
+    public void DescribeSlow(TimeSpan olderThan, int max, List<string> slow, List<string>? newlySlow)
+    {
+        long now = Stopwatch.GetTimestamp();
+        long limit = now - (long)(olderThan.TotalSeconds * Stopwatch.Frequency);
+        List<Slice>? found = null;
+        lock (_lock)
+        {
+            foreach (var slice in _inflight.Values)
+            {
+                if (slice.SentAt != 0 && slice.SentAt < limit)
+                {
+                    (found ??= new()).Add(slice);
+                }
+            }
+            if (found is null)
+            {
+                return;
+            }
+            found.Sort((a, b) => a.SentAt.CompareTo(b.SentAt));
+            for (int i = 0; i < found.Count; i++)
+            {
+                var s = found[i];
+                bool first = newlySlow is not null && !s.ReportedSlow;
+                if (i >= max && !first)
+                {
+                    continue;
+                }
+                double waited = (now - s.SentAt) / (double)Stopwatch.Frequency;
+                string text = string.Create(CultureInfo.InvariantCulture,
+                    $"{s.Op.Kind.ToString().ToLowerInvariant()} #{s.Op.Timestamp} on table '{s.Op.Table.Name}' ({s.Count} keys{(s.Resent ? ", resent" : "")}) has waited {waited:0.0} s for {s.Link.Server.Describe()} (view {s.ViewNumber}{(s.Link.Connection.IsClosed ? ", link closed" : "")})");
+                if (i < max)
+                {
+                    slow.Add(text);
+                }
+                if (first)
+                {
+                    s.ReportedSlow = true;
+                    newlySlow!.Add(text);
+                }
+            }
         }
     }
 
@@ -208,6 +263,7 @@ internal sealed class SliceLedger
         slice.PredecessorView = 0;
         slice.Resent = false;
         slice.LostWithServer = false;
+        slice.ReportedSlow = false;
         slice.RetryAt = 0;
         slice.ValueStart = -1;
         slice.SendState = Slice.SendIdle;

@@ -19,6 +19,22 @@ internal sealed class ServerLink(ILinkEvents events, NodeInfo server) : IFrameHa
 
     public NodeInfo Server { get; } = server;
 
+    private long _answerTicks;
+    private long _answers;
+
+    /// <summary>Counts an answer to a request sent at <paramref name="sentAt"/> (a Stopwatch timestamp), for the server's answer time.</summary>
+    public void CountAnswer(long sentAt)
+    {
+        if (sentAt != 0)
+        {
+            Interlocked.Add(ref _answerTicks, System.Diagnostics.Stopwatch.GetTimestamp() - sentAt);
+            Interlocked.Increment(ref _answers);
+        }
+    }
+
+    /// <summary>Answers counted so far and their summed time (Stopwatch ticks).</summary>
+    public (long Answers, long Ticks) AnswerTotals => (Interlocked.Read(ref _answers), Interlocked.Read(ref _answerTicks));
+
     public Connection Connection
     {
         get => _connection;

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using ParameterServer.Core.Diagnostics;
@@ -8,6 +9,12 @@ namespace ParameterServer.Core.Cluster;
 
 /// <summary>A reply on the control plane: its header and a copy of its payload.</summary>
 internal sealed record ControlReply(FrameHeader Header, byte[] Payload);
+
+/// <summary>
+/// The scheduler's answer to a status request: its view, its migrations (one line each), each node's last published
+/// traffic counters, whether the copies lost with the last dead server are all restored, and the workers' last reports.
+/// </summary>
+internal sealed record StatusReply(ClusterView View, string[] Migrations, Dictionary<int, TrafficSnapshot> Traffic, bool CopiesComplete, Dictionary<int, NodeReport> Reports);
 
 /// <summary>
 /// A node's connection to the scheduler: request/response calls with timeouts, plus a callback for frames the
@@ -29,7 +36,12 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
     private volatile bool _lost;
 
     /// <summary>A call waiting for its answer; kept whole so it can be sent again after a reconnect.</summary>
-    private sealed record PendingCall(TaskCompletionSource<ControlReply> Reply, MessageType Type, byte[] Payload, int TableId, long Round, uint Aux);
+    private sealed record PendingCall(TaskCompletionSource<ControlReply> Reply, MessageType Type, byte[] Payload, int TableId, long Round, uint Aux)
+    {
+        public long StartedMs { get; } = Environment.TickCount64;
+
+        public bool ReportedSlow { get; set; }
+    }
 
     private ControlChannel(string address, Action<FrameHeader, byte[]> onPush, Action<string>? onClosed)
     {
@@ -53,6 +65,9 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
 
     private TrafficMeter? _meter;
 
+    /// <summary>What this node adds to its traffic counters about once a second (a worker's progress and calls); null: nothing.</summary>
+    public Func<NodeReport>? Reporter { get; set; }
+
     /// <summary>
     /// Sends this node's traffic counters to the scheduler now (a heartbeat with a payload). Frames on the channel
     /// stay in order, so a barrier entered after this finds the counters at the scheduler.
@@ -65,6 +80,7 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
         }
         var w = new PayloadWriter();
         _meter.Snapshot().Write(w);
+        Reporter?.Invoke().Write(w);
         Send(MessageType.Heartbeat, w.WrittenSpan, Lease?.NextHeartbeat() ?? 0);
     }
 
@@ -110,7 +126,7 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
         (await FetchStatusAsync(address, timeout, cancellationToken).ConfigureAwait(false)).View;
 
     /// <summary>The scheduler's current view and its migrations (done and in progress), one line each.</summary>
-    public static async Task<(ClusterView View, string[] Migrations, Dictionary<int, TrafficSnapshot> Traffic, bool CopiesComplete)> FetchStatusAsync(string address, TimeSpan timeout, CancellationToken cancellationToken)
+    public static async Task<StatusReply> FetchStatusAsync(string address, TimeSpan timeout, CancellationToken cancellationToken)
     {
         using var channel = Connect(address, new TransportOptions { ConnectTimeout = timeout }, null, (_, _) => { });
         var reply = await channel.CallAsync(MessageType.Status, ReadOnlyMemory<byte>.Empty, "a status request", timeout, cancellationToken: cancellationToken).ConfigureAwait(false);
@@ -118,10 +134,10 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
     }
 
     /// <summary>
-    /// The status reply: the view, the migration lines, each node's last published traffic counters, then whether the
-    /// copies lost with the last dead server are all restored.
+    /// The status reply: the view, the migration lines, each node's last published traffic counters, whether the
+    /// copies lost with the last dead server are all restored, then the nodes' last reports.
     /// </summary>
-    private static (ClusterView View, string[] Migrations, Dictionary<int, TrafficSnapshot> Traffic, bool CopiesComplete) ReadStatus(ReadOnlySpan<byte> payload)
+    private static StatusReply ReadStatus(ReadOnlySpan<byte> payload)
     {
         var r = new PayloadReader(payload);
         var view = ClusterView.Read(ref r);
@@ -138,7 +154,14 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
             traffic[id] = TrafficSnapshot.Read(ref r);
         }
         bool copiesComplete = r.Remaining <= 0 || r.ReadInt32() != 0;
-        return (view, migrations, traffic, copiesComplete);
+        var reports = new Dictionary<int, NodeReport>();
+        int reporting = r.Remaining > 0 ? r.ReadCount(1 << 20) : 0;
+        for (int i = 0; i < reporting; i++)
+        {
+            int id = r.ReadInt32();
+            reports[id] = NodeReport.Read(ref r);
+        }
+        return new StatusReply(view, migrations, traffic, copiesComplete, reports);
     }
 
     /// <summary>Asks the scheduler to drain a node (pserver drain); returns its answer.</summary>
@@ -212,6 +235,35 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
         {
             var waiting = _calls.Where(c => !c.Value.Reply.Task.IsCompleted && c.Value.Type != MessageType.Rejoin).Select(c => $"{c.Value.Type} (request {c.Key})").ToList();
             return waiting.Count == 0 ? "no call to the scheduler awaits an answer" : $"awaiting the scheduler: {string.Join(", ", waiting)}{(IsClosed ? " (channel closed)" : "")}";
+        }
+    }
+
+    /// <summary>
+    /// For hang reports: the calls to the scheduler (barriers, table declarations, ...) unanswered longer than
+    /// <paramref name="olderThan"/>, into <paramref name="slow"/>, and those that crossed it since the last call into
+    /// <paramref name="newlySlow"/> (each call once), for the log.
+    /// </summary>
+    public void DescribeSlow(TimeSpan olderThan, List<string> slow, List<string>? newlySlow)
+    {
+        long now = Environment.TickCount64;
+        lock (_lock)
+        {
+            foreach (var (id, call) in _calls)
+            {
+                if (!call.Reply.Task.IsCompleted && call.Type != MessageType.Rejoin && now - call.StartedMs >= olderThan.TotalMilliseconds)
+                {
+                    double waited = (now - call.StartedMs) / 1000.0;
+                    string text = call.Type == MessageType.Barrier
+                        ? string.Create(CultureInfo.InvariantCulture, $"barrier #{call.Round} has waited {waited:0.0} s for the other workers to reach it")
+                        : string.Create(CultureInfo.InvariantCulture, $"{call.Type} (request {id}) has waited {waited:0.0} s for the scheduler's answer");
+                    slow.Add(text);
+                    if (newlySlow is not null && !call.ReportedSlow)
+                    {
+                        call.ReportedSlow = true;
+                        newlySlow.Add(text);
+                    }
+                }
+            }
         }
     }
 

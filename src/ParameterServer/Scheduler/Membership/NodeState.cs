@@ -1,4 +1,5 @@
 using ParameterServer.Core.Cluster;
+using ParameterServer.Core.Diagnostics;
 using ParameterServer.Transport;
 
 namespace ParameterServer.Scheduler.Membership;
@@ -20,6 +21,9 @@ internal sealed class NodeState(int id, NodeRole role, int rank, string host, in
     public long LastSeen { get; set; } = lastSeen;
     /// <summary>The node's traffic counters from its last heartbeat that carried them.</summary>
     public TrafficSnapshot? Traffic { get; set; }
+
+    /// <summary>A worker's last report (progress, step and answer times, slow calls), sent with its traffic counters.</summary>
+    public NodeReport? Report { get; set; }
     public bool Alive { get; set; } = true;
     public bool Finished { get; set; }
     public uint AckedView { get; set; }

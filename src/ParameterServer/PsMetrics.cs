@@ -34,6 +34,26 @@ public static class PsMetrics
         {
             Observe(name, unit, description, counter, (n, into) => n.Extra(name, into));
         }
+        Meter.CreateObservableGauge("ps.app.loss", () =>
+        {
+            var into = new List<Measurement<double>>();
+            foreach (var node in Snapshot())
+            {
+                if (node.Loss?.Invoke() is double loss && double.IsFinite(loss))
+                {
+                    into.Add(new Measurement<double>(loss, node.Tags));
+                }
+            }
+            return into;
+        }, "1", "The training loss the worker's app last reported");
+    }
+
+    private static NodeMetrics[] Snapshot()
+    {
+        lock (Nodes)
+        {
+            return Nodes.ToArray();
+        }
     }
 
     internal static void Add(NodeMetrics node)
@@ -57,12 +77,7 @@ public static class PsMetrics
         IEnumerable<Measurement<long>> Read()
         {
             var into = new List<Measurement<long>>();
-            NodeMetrics[] nodes;
-            lock (Nodes)
-            {
-                nodes = Nodes.ToArray();
-            }
-            foreach (var node in nodes)
+            foreach (var node in Snapshot())
             {
                 read(node, into);
             }

@@ -68,13 +68,13 @@ public sealed class PsClient : IAsyncDisposable
         _options = options;
         _log = loggers.CreateLogger("worker");
         _views = new ViewFeed(_shutdown);
-        _metrics = new NodeMetrics("worker", () => NodeId, TrafficMeter, ReportMetric);
+        _metrics = new NodeMetrics("worker", () => NodeId, TrafficMeter, ReportMetric) { Loss = () => _progress?.Totals.Loss ?? double.NaN };
     }
 
     /// <summary>This worker's values of the <see cref="PsMetrics"/> instruments of its role, read when a collector asks.</summary>
     private void ReportMetric(string instrument, Action<long, KeyValuePair<string, object?>[]> emit)
     {
-        if (_calls is null)
+        if (_calls is null || _progress is null)
         {
             return; // not registered yet
         }
@@ -88,6 +88,15 @@ public sealed class PsClient : IAsyncDisposable
                 break;
             case "ps.client.failovers":
                 emit(_failover.Failovers, []);
+                break;
+            case "ps.client.slow_calls":
+                emit(_progress.Totals.SlowCalls, []);
+                break;
+            case "ps.app.steps":
+                emit(_progress.Totals.Steps, []);
+                break;
+            case "ps.app.examples":
+                emit(_progress.Totals.Examples, []);
                 break;
         }
     }

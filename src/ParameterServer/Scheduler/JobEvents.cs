@@ -24,6 +24,16 @@ internal sealed class JobEvents(ILogger inner, TimeProvider time) : ILogger
     };
 
     private readonly Queue<JobEvent> _events = new();
+    private readonly Dictionary<string, long> _counts = new();
+
+    /// <summary>Events so far by kind, all of them (not only those kept), for the ps.scheduler.events counter.</summary>
+    public KeyValuePair<string, long>[] Counts()
+    {
+        lock (_events)
+        {
+            return _counts.ToArray();
+        }
+    }
 
     /// <summary>The events kept, oldest first.</summary>
     public JobEvent[] Snapshot()
@@ -52,6 +62,7 @@ internal sealed class JobEvents(ILogger inner, TimeProvider time) : ILogger
                     _events.Dequeue();
                 }
                 _events.Enqueue(e);
+                _counts[kind] = _counts.GetValueOrDefault(kind) + 1;
             }
         }
         if (inner.IsEnabled(logLevel))

@@ -32,6 +32,12 @@ public sealed partial class SchedulerNode
                 case "ps.scheduler.tables":
                     emit(_tables.Count, []);
                     break;
+                case "ps.scheduler.events":
+                    foreach (var (kind, count) in _events.Counts())
+                    {
+                        emit(count, [new("kind", kind)]);
+                    }
+                    break;
             }
         }
     }

@@ -19,8 +19,19 @@ internal sealed class WorkerProgress(RouteTable routes, SliceLedger ledger, Cont
     private double _loss = double.NaN, _fraction = double.NaN, _stepMs = double.NaN;
     private string _phase = "";
 
-    /// <summary>How long a call may wait before it is logged and listed as slow.</summary>
-    public TimeSpan SlowCallAfter => slowCallAfter;
+    private long _slowCalls;
+
+    /// <summary>Steps, examples and the last loss the app reported, and the calls logged as slow (for the metrics).</summary>
+    public (long Steps, long Examples, double Loss, long SlowCalls) Totals
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return (_steps, _examples, _loss, Interlocked.Read(ref _slowCalls));
+            }
+        }
+    }
 
     public void ReportStep(int examples, double loss)
     {
@@ -95,6 +106,7 @@ internal sealed class WorkerProgress(RouteTable routes, SliceLedger ledger, Cont
         List<string> slow = new(), newly = new();
         scheduler.DescribeSlow(slowCallAfter, slow, newly);
         ledger.DescribeSlow(slowCallAfter, 0, slow, newly);
+        Interlocked.Add(ref _slowCalls, newly.Count);
         return newly;
     }
 }

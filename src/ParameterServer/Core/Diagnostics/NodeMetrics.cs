@@ -25,7 +25,14 @@ internal sealed class NodeMetrics : IDisposable
         ("ps.scheduler.nodes", "{node}", "Nodes the scheduler knows, by role and state (alive, dead, left)", false),
         ("ps.scheduler.view", "{view}", "The number of the scheduler's current view of the job", false),
         ("ps.scheduler.tables", "{table}", "Tables declared in the job", false),
+        ("ps.scheduler.events", "{event}", "Job events by kind (join, death, drain, migration, checkpoint, failure, ...)", true),
+        ("ps.client.slow_calls", "{call}", "Calls, barriers and waits that waited past the slow-call threshold (each logged once)", true),
+        ("ps.app.steps", "{step}", "Steps (batches) the worker's app reported done", true),
+        ("ps.app.examples", "{example}", "Examples in the steps the worker's app reported done", true),
     ];
+
+    /// <summary>The app's last reported loss on this node (workers; NaN: none), for the ps.app.loss gauge.</summary>
+    public Func<double>? Loss { get; set; }
 
     private readonly string _role;
     private readonly Func<int> _id;

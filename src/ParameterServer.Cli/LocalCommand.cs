@@ -15,7 +15,7 @@ internal static class LocalCommand
         var command = new Command("local", "Start a local cluster (scheduler, servers, workers as child processes on 127.0.0.1) and run an app")
         {
             LocalCluster.Servers, LocalCluster.Workers, PsOptions.Json, PsOptions.VirtualNodes, PsOptions.Replication, PsOptions.HeartbeatMs, PsOptions.HeartbeatTimeoutMs, PsOptions.RequestTimeoutS,
-            PsOptions.CheckpointDir, PsOptions.CheckpointEvery, PsOptions.Restore, PsOptions.OnWorkerFailure, PsOptions.BackupAfter, PsOptions.KeyCacheMb, PsOptions.PullFilterMb, PsOptions.MaxMemoryMb, PsOptions.MetricsPort,
+            PsOptions.CheckpointDir, PsOptions.CheckpointEvery, PsOptions.Restore, PsOptions.OnWorkerFailure, PsOptions.BackupAfter, PsOptions.KeyCacheMb, PsOptions.PullFilterMb, PsOptions.MaxMemoryMb, PsOptions.MetricsPort, PsOptions.Trace, PsOptions.TraceSteps,
             LocalCluster.DashboardPort,
         };
         foreach (var option in AppRegistry.AllOptions)

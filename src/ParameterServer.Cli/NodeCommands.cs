@@ -80,7 +80,7 @@ internal static class NodeCommands
         var command = new Command("server", "Run a server: holds a share of the parameters and applies updates")
         {
             PsOptions.Scheduler, Host, serverPort, Advertise, PsOptions.Json, PsOptions.MaxFrameMb, Join, PsOptions.KeyCacheMb, PsOptions.PullFilterMb, PsOptions.MaxMemoryMb,
-            PsOptions.MetricsPort, PsOptions.MetricsHost,
+            PsOptions.MetricsPort, PsOptions.MetricsHost, PsOptions.Trace,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
@@ -98,8 +98,10 @@ internal static class NodeCommands
                 MaxMemoryBytes = PsOptions.Bytes(p, PsOptions.MaxMemoryMb),
             };
             var status = new NodeStatus("server") { Detail = $"registering with the scheduler at {options.Scheduler}" };
+            using var trace = p.GetValue(PsOptions.Trace) is { } tracePath ? new ChromeTrace(tracePath, "server", -1, 0) : null;
             await using var http = await NodeHttp.StartIfAskedAsync(p, status, loggers, ct);
             await using var server = await ServerNode.StartAsync(options, loggers, ct);
+            trace?.ProcessName = $"server {server.Id}";
             (status.Node, status.Ready, status.Detail) = (server.Id, true, $"serving on port {server.Port}");
             int code = await server.Completion.WaitAsync(ct);
             if (p.GetValue(PsOptions.Json))
@@ -116,6 +118,7 @@ internal static class NodeCommands
         var command = new Command("worker", "Run a worker: runs an app that pushes and pulls parameters")
         {
             PsOptions.Scheduler, PsOptions.Json, PsOptions.RequestTimeoutS, StartupTimeoutS, PsOptions.MaxFrameMb, Join, PsOptions.MetricsPort, PsOptions.MetricsHost,
+            PsOptions.Trace, PsOptions.TraceSteps,
         };
         foreach (var option in AppRegistry.AllOptions)
         {
@@ -135,6 +138,8 @@ internal static class NodeCommands
             };
             IProgress<JobProgress> progress = Environment.GetEnvironmentVariable(ProgressEvents.Variable) == "1" ? new ProgressEvents() : new ConsoleProgress();
             var status = new NodeStatus("worker");
+            var (fromStep, toStep) = ChromeTrace.ParseSteps(p.GetValue(PsOptions.TraceSteps)!);
+            using var trace = p.GetValue(PsOptions.Trace) is { } tracePath ? new ChromeTrace(tracePath, $"worker (pid {Environment.ProcessId})", fromStep, toStep) : null;
             await using var http = await NodeHttp.StartIfAskedAsync(p, status, loggers, ct);
             return await WorkerHost.RunAsync(options, app, loggers, Console.Out, p.GetValue(PsOptions.Json), progress, status, ct);
         }));

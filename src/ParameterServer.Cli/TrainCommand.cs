@@ -27,7 +27,7 @@ internal static class TrainCommand
         {
             LocalCluster.Servers, LocalCluster.Workers, PsOptions.Json, PsOptions.RequestTimeoutS, PsOptions.VirtualNodes, PsOptions.Replication, PsOptions.HeartbeatMs, PsOptions.HeartbeatTimeoutMs,
         };
-        foreach (var option in trainable.TrainOptions.Concat([PsOptions.Consistency, PsOptions.KeyCacheMb, PsOptions.PullFilterMb, PsOptions.MaxMemoryMb, PsOptions.MetricsPort, PsOptions.DashboardPort]).Concat(app.Options))
+        foreach (var option in trainable.TrainOptions.Concat([PsOptions.Consistency, PsOptions.KeyCacheMb, PsOptions.PullFilterMb, PsOptions.MaxMemoryMb, PsOptions.MetricsPort, PsOptions.DashboardPort, PsOptions.Trace, PsOptions.TraceSteps]).Concat(app.Options))
         {
             command.Options.Add(option);
         }

@@ -81,6 +81,8 @@ public static class LocalCluster
             ResultsOnly = resultsOnly,
             MetricsPort = p.GetResult(PsOptions.MetricsPort) is null ? -1 : p.GetValue(PsOptions.MetricsPort),
             DashboardPort = p.GetResult(DashboardPort) is not null ? p.GetValue(DashboardPort) : p.GetResult(PsOptions.DashboardPort) is not null ? p.GetValue(PsOptions.DashboardPort) : -1,
+            TracePath = p.GetResult(PsOptions.Trace) is null ? null : p.GetValue(PsOptions.Trace),
+            TraceSteps = p.GetResult(PsOptions.TraceSteps) is null ? null : p.GetValue(PsOptions.TraceSteps),
             SchedulerArguments = SchedulerArguments(p),
             ServerArguments = [.. json && !resultsOnly ? ["--json"] : Array.Empty<string>(), .. PsOptions.ServerMemoryArguments(p)],
             WorkerArguments = ["--request-timeout", LocalJob.Inv(p.GetValue(PsOptions.RequestTimeoutS)), .. (json ? new[] { "--json" } : []), .. appArguments],

@@ -30,6 +30,12 @@ public sealed record LocalJobSpec
     /// <summary>The scheduler serves the job's dashboard on this port (0: any free port; -1: none); its URL is printed on standard error.</summary>
     public int DashboardPort { get; init; } = -1;
 
+    /// <summary>Every server and worker records a Chrome trace (--trace); the job merges them into this file (null: none).</summary>
+    public string? TracePath { get; init; }
+
+    /// <summary>The workers' --trace-steps (null: their default).</summary>
+    public string? TraceSteps { get; init; }
+
     /// <summary>The --log-level of every node.</summary>
     public string LogLevel { get; init; } = "info";
 
@@ -90,6 +96,19 @@ public static partial class LocalJob
             return true;
         }
 
+        // Each server and worker writes its own trace next to the merged one; they are merged when the job ends.
+        var traceParts = new List<string>();
+        string[] Trace(string node)
+        {
+            if (spec.TracePath is null)
+            {
+                return [];
+            }
+            string part = $"{spec.TracePath}.{node}.part";
+            traceParts.Add(part);
+            return ["--trace", part];
+        }
+
         (string Failure, int Code)? failure;
         try
         {
@@ -99,11 +118,12 @@ public static partial class LocalJob
                     .. spec.DashboardPort < 0 ? Array.Empty<string>() : ["--dashboard-port", Inv(spec.DashboardPort)]], spec.LogLevel, echo: !spec.ResultsOnly && spec.Echo, ct);
             for (int i = 0; i < spec.Servers; i++)
             {
-                children.Start($"server {i}", ["server", "--scheduler", address, "--log-level", spec.LogLevel, .. metrics, .. spec.ServerArguments], line => OnStdout(line, !spec.ResultsOnly));
+                children.Start($"server {i}", ["server", "--scheduler", address, "--log-level", spec.LogLevel, .. metrics, .. Trace($"server{i}"), .. spec.ServerArguments], line => OnStdout(line, !spec.ResultsOnly));
             }
+            string[] traceSteps = spec.TracePath is not null && spec.TraceSteps is not null ? ["--trace-steps", spec.TraceSteps] : [];
             for (int i = 0; i < spec.Workers; i++)
             {
-                children.Start($"worker {i}", ["worker", "--scheduler", address, "--log-level", spec.LogLevel, .. metrics, .. spec.WorkerArguments], line =>
+                children.Start($"worker {i}", ["worker", "--scheduler", address, "--log-level", spec.LogLevel, .. metrics, .. Trace($"worker{i}"), .. traceSteps, .. spec.WorkerArguments], line =>
                 {
                     if (line.StartsWith('{') && !line.StartsWith(ProgressEvents.Prefix, StringComparison.Ordinal))
                     {
@@ -123,6 +143,15 @@ public static partial class LocalJob
         }
         await children.DrainAsync();
         progress.Clear();
+        if (spec.TracePath is { } tracePath)
+        {
+            int spans = ChromeTrace.Merge(traceParts, tracePath);
+            foreach (string part in traceParts)
+            {
+                File.Delete(part);
+            }
+            Console.Error.WriteLine($"pserver: {spans:N0} spans of the job's servers and workers in {tracePath} (open it in chrome://tracing or ui.perfetto.dev)");
+        }
         if (ct.IsCancellationRequested)
         {
             return new LocalJobResult(ExitCodes.Interrupted, "interrupted; all nodes stopped", workerLines);

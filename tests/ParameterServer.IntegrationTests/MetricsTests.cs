@@ -46,6 +46,43 @@ public sealed partial class MetricsTests
     }
 
     [Fact]
+    public async Task Trace_writes_one_chrome_timeline_of_the_workers_steps_and_calls_and_the_servers_requests()
+    {
+        string dir = Directory.CreateTempSubdirectory("ps-trace-").FullName;
+        try
+        {
+            string path = Path.Combine(dir, "job.json");
+            using var job = await Pserver.RunAsync(Limit, "local", "--servers", "2", "--workers", "2", "--app", "counter", "--rounds", "100", "--pause-ms", "2", "--trace", path, "--trace-steps", "5-15");
+            Assert.True(job.ExitCode == 0, job.Describe());
+            Assert.Contains($"spans of the job's servers and workers in {path}", job.Stderr, StringComparison.Ordinal);
+            Assert.Empty(Directory.GetFiles(dir, "*.part")); // merged and removed
+            using var trace = JsonDocument.Parse(File.ReadAllText(path));
+            var events = trace.RootElement.GetProperty("traceEvents").EnumerateArray().ToList();
+            var spans = events.Where(e => e.GetProperty("ph").GetString() == "X").ToList();
+            Assert.Equal(20, spans.Count(e => e.GetProperty("name").GetString() == "step")); // steps 5..14 of each worker
+            Assert.Contains(spans, e => e.GetProperty("name").GetString() == "push");
+            Assert.Contains(spans, e => e.GetProperty("name").GetString() == "server push");
+            var names = events.Where(e => e.GetProperty("name").GetString() == "process_name").Select(e => e.GetProperty("args").GetProperty("name").GetString()!).ToList();
+            Assert.Equal(4, names.Count);
+            Assert.Equal(2, names.Count(n => n.StartsWith("server ", StringComparison.Ordinal)));
+            // Spans on one row (process, lane) never overlap: chrome://tracing would nest them wrongly.
+            foreach (var row in spans.GroupBy(e => (e.GetProperty("pid").GetInt32(), e.GetProperty("tid").GetInt32())))
+            {
+                long end = 0;
+                foreach (var e in row.OrderBy(e => e.GetProperty("ts").GetInt64()))
+                {
+                    Assert.True(e.GetProperty("ts").GetInt64() >= end, $"overlapping spans on row {row.Key}");
+                    end = e.GetProperty("ts").GetInt64() + e.GetProperty("dur").GetInt64();
+                }
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task A_metrics_port_in_use_is_refused_naming_it()
     {
         using var scheduler = Pserver.Start("scheduler", "--port", "0", "--metrics-port", "0");

@@ -255,12 +255,17 @@ public sealed class ServerNode : IAsyncDisposable
                     _sync.HandleRoundsFrom(header);
                     break;
                 }
-                if ((header.Flags & FrameFlags.Encoded) != 0)
+                using (PsTracing.StartRequest(header))
                 {
-                    _data.HandleEncoded(connection, header, payload, session.Keys);
-                    break;
+                    if ((header.Flags & FrameFlags.Encoded) != 0)
+                    {
+                        _data.HandleEncoded(connection, header, payload, session.Keys);
+                    }
+                    else
+                    {
+                        _data.HandleData(connection, header, payload);
+                    }
                 }
-                _data.HandleData(connection, header, payload);
                 break;
             case MessageType.Replicate:
                 if ((header.Flags & FrameFlags.Encoded) != 0)

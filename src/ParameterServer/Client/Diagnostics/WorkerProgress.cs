@@ -18,6 +18,7 @@ internal sealed class WorkerProgress(RouteTable routes, SliceLedger ledger, Cont
     private long _steps, _examples, _lastStepAt, _intervalTicks, _intervalSteps;
     private double _loss = double.NaN, _fraction = double.NaN, _stepMs = double.NaN;
     private string _phase = "";
+    private DateTime _lastStepUtc;
 
     private long _slowCalls;
 
@@ -36,8 +37,14 @@ internal sealed class WorkerProgress(RouteTable routes, SliceLedger ledger, Cont
     public void ReportStep(int examples, double loss)
     {
         long now = Stopwatch.GetTimestamp();
+        var nowUtc = DateTime.UtcNow;
+        DateTime startedUtc;
+        long step;
         lock (_lock)
         {
+            startedUtc = _lastStepUtc;
+            _lastStepUtc = nowUtc;
+            step = _steps;
             if (_lastStepAt != 0)
             {
                 _intervalTicks += now - _lastStepAt;
@@ -50,6 +57,10 @@ internal sealed class WorkerProgress(RouteTable routes, SliceLedger ledger, Cont
             {
                 _loss = loss;
             }
+        }
+        if (startedUtc != default)
+        {
+            PsTracing.RecordStep(startedUtc, nowUtc, step, examples); // the step: from the end of the one before to now
         }
     }
 

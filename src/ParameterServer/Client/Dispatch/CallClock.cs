@@ -106,6 +106,7 @@ internal sealed class CallClock(int nodeId, ILogger log, ClientShutdown shutdown
             op.Kind = kind;
             op.Destination = destination;
             op.IssuedAt = PsMetrics.CallDuration.Enabled ? System.Diagnostics.Stopwatch.GetTimestamp() : 0;
+            op.Span = PsTracing.StartCall(kind, table.Name, op.Timestamp);
             Observer?.OnIssued(op.Timestamp);
             // Taken with the round: routes switch under the same lock, so a new server learns exactly which rounds
             // were cut without it (see RouteTable.AnnounceRounds).
@@ -173,6 +174,14 @@ internal sealed class CallClock(int nodeId, ILogger log, ClientShutdown shutdown
                     MessageType.Pull => "pull",
                     _ => "pushpull",
                 }));
+        }
+        if (op.Span is { } span)
+        {
+            if (error is not null)
+            {
+                span.SetStatus(System.Diagnostics.ActivityStatusCode.Error, error.Message);
+            }
+            span.Stop();
         }
         lock (_gate)
         {

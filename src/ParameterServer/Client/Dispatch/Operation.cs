@@ -13,6 +13,8 @@ internal sealed class Operation
     public long TableSeq;
     /// <summary>Stopwatch timestamp when issued, for the call-duration metric (0: no collector was listening).</summary>
     public long IssuedAt;
+    /// <summary>The call's span while a trace listener listens (<see cref="PsTracing"/>); null otherwise.</summary>
+    public System.Diagnostics.Activity? Span;
     public TableState Table = null!;
     public MessageType Kind;
     public int PendingSlices;
@@ -27,6 +29,7 @@ internal sealed class Operation
         PendingSlices = 0;
         Destination = default;
         Error = null;
+        Span = null;
         Slices.Clear();
         After.Clear();
     }

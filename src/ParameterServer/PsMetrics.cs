@@ -24,6 +24,14 @@ public static class PsMetrics
         "Time from a push or pull being issued to its last server's answer",
         advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
 
+    /// <summary>
+    /// Calls of the same table still incomplete when a call was issued: the staleness a worker actually ran with
+    /// (at most tau under bounded delay; 0 under sequential consistency).
+    /// </summary>
+    internal static readonly Histogram<long> Staleness = Meter.CreateHistogram<long>("ps.client.call.staleness", "{call}",
+        "Calls of the same table still incomplete when a call was issued (at most tau under bounded delay)",
+        advice: new InstrumentAdvice<long> { HistogramBucketBoundaries = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256] });
+
     static PsMetrics()
     {
         Observe("ps.node.messages", "{message}", "Frames sent and received, by direction and message type", counter: true, static (n, into) => n.Traffic(into, bytes: false));

@@ -31,6 +31,7 @@ public sealed partial class MetricsTests
         var workerMetrics = await ScrapeAsync(workerUrl);
         Assert.True(Value(workerMetrics, "ps_client_call_duration_seconds_count", ("table", "counter"), ("operation", "push")) > 0);
         Assert.True(Value(workerMetrics, "ps_app_steps_total") > 0); // the counter app reports a step per round
+        Assert.True(Value(workerMetrics, "ps_client_call_staleness_count", ("table", "counter")) > 0);
         var schedulerMetrics = await ScrapeAsync(schedulerUrl);
         Assert.Equal(1, Value(schedulerMetrics, "ps_scheduler_nodes", ("node_role", "server"), ("state", "alive")));
         Assert.Equal(2, Value(schedulerMetrics, "ps_scheduler_events_total", ("kind", "join"))); // the server and the worker registered

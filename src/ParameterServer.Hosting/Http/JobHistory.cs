@@ -31,7 +31,7 @@ internal sealed class JobHistory
                 using var doc = JsonDocument.Parse(status.ToJson());
                 Add(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), doc.RootElement);
             }
-            catch (PsException)
+            catch (Exception ex) when (ex is PsException or IOException or TimeoutException)
             {
                 // The scheduler is busy or restarting: the plot has a gap, the page says what /api/job says.
             }

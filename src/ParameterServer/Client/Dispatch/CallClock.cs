@@ -99,6 +99,10 @@ internal sealed class CallClock(int nodeId, ILogger log, ClientShutdown shutdown
                 shutdown.ThrowIfShutDown(nodeId);
             }
             AddWaitTime(started);
+            if (PsMetrics.Staleness.Enabled)
+            {
+                PsMetrics.Staleness.Record(table.Window.InFlight, new("node", _nodeTag), new("table", table.Name));
+            }
             var op = _operationPool.Count > 0 ? _operationPool.Pop() : new Operation();
             op.Timestamp = _clock.Take();
             op.TableSeq = table.Window.Take();

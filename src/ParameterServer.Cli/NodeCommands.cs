@@ -16,7 +16,7 @@ internal static class NodeCommands
     public static readonly Option<string?> Advertise = PsOptions.Create<string?>("--advertise", null, "Host name other nodes use to reach this one (default: --host)");
     public static readonly Option<int> ExpectedServers = PsOptions.Create("--servers", 1, "Servers the job waits for before it starts");
     public static readonly Option<int> ExpectedWorkers = PsOptions.Create("--workers", 1, "Workers the job waits for before it starts");
-    public static readonly Option<int> StartupTimeoutS = PsOptions.Create("--startup-timeout", 300, "Seconds to wait for all nodes to register");
+    public static readonly Option<int> StartupTimeoutS = PsOptions.Create("--startup-timeout", 300, "Seconds to wait for the job to start: servers and workers wait this long for their scheduler to accept them (they may start first), the scheduler for all nodes to register");
     public static readonly Option<bool> Join = PsOptions.Create("--join", false, "Join a job that is already running (elastic scaling) instead of being one of the nodes it starts with");
 
     public static Command Scheduler()
@@ -80,7 +80,7 @@ internal static class NodeCommands
         var command = new Command("server", "Run a server: holds a share of the parameters and applies updates")
         {
             PsOptions.Scheduler, Host, serverPort, Advertise, PsOptions.Json, PsOptions.MaxFrameMb, Join, PsOptions.KeyCacheMb, PsOptions.PullFilterMb, PsOptions.MaxMemoryMb,
-            PsOptions.MetricsPort, PsOptions.MetricsHost, PsOptions.Trace,
+            PsOptions.MetricsPort, PsOptions.MetricsHost, PsOptions.Trace, StartupTimeoutS,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
@@ -96,6 +96,7 @@ internal static class NodeCommands
                 KeyCacheBytes = PsOptions.Bytes(p, PsOptions.KeyCacheMb),
                 PullFilterBytes = PsOptions.Bytes(p, PsOptions.PullFilterMb),
                 MaxMemoryBytes = PsOptions.Bytes(p, PsOptions.MaxMemoryMb),
+                RegisterTimeout = TimeSpan.FromSeconds(p.GetValue(StartupTimeoutS)),
             };
             var status = new NodeStatus("server") { Detail = $"registering with the scheduler at {options.Scheduler}" };
             using var trace = p.GetValue(PsOptions.Trace) is { } tracePath ? new ChromeTrace(tracePath, "server", -1, 0) : null;

@@ -210,7 +210,7 @@ public sealed class PsClient : IAsyncDisposable
 
     private async Task StartAsync(CancellationToken cancellationToken)
     {
-        _scheduler = ControlChannel.Connect(_options.Scheduler, _options.Transport, _log, OnSchedulerFrame, OnSchedulerLost, TrafficMeter);
+        _scheduler = await ControlChannel.ConnectAsync(_options.Scheduler, _options.Transport, _log, OnSchedulerFrame, OnSchedulerLost, TrafficMeter, _options.StartupTimeout, cancellationToken).ConfigureAwait(false);
         var w = new PayloadWriter();
         ControlMessages.WriteRegister(w, NodeRole.Worker, "", 0, [], _options.Join);
         var reply = await _scheduler.CallAsync(MessageType.Register, w.WrittenSpan.ToArray(), "the registration of this worker", _options.StartupTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);

@@ -100,7 +100,7 @@ public sealed class ServerNode : IAsyncDisposable
 
     private async Task RegisterAsync(CancellationToken cancellationToken)
     {
-        _scheduler = ControlChannel.Connect(Options.Scheduler, Options.Transport, Log, OnSchedulerFrame, OnSchedulerLost, _self.Traffic);
+        _scheduler = await ControlChannel.ConnectAsync(Options.Scheduler, Options.Transport, Log, OnSchedulerFrame, OnSchedulerLost, _self.Traffic, Options.RegisterTimeout, cancellationToken).ConfigureAwait(false);
         var w = new PayloadWriter();
         ControlMessages.WriteRegister(w, NodeRole.Server, Options.AdvertisedHost ?? Options.Host, Port, Options.HandlerNames, Options.Join, Options.MaxMemoryBytes);
         var reply = await _scheduler.CallAsync(MessageType.Register, w.WrittenSpan.ToArray(), "the registration of this server", Options.RegisterTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);

@@ -18,7 +18,10 @@ public sealed class ServerOptions
     /// <summary>Port to listen on; 0 (the default) picks a free one.</summary>
     public int Port { get; set; }
 
-    /// <summary>How long to wait for the scheduler to accept the registration. Defaults to 30 s.</summary>
+    /// <summary>
+    /// How long to wait for the scheduler: to accept a connection (a server may start first; it retries) and then to
+    /// answer the registration. Defaults to 30 s (`pserver server --startup-timeout`, 300 s).
+    /// </summary>
     public TimeSpan RegisterTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
     public TransportOptions Transport { get; set; } = new();

@@ -102,6 +102,40 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
         _rejoinPayload = rejoinPayload;
     }
 
+    /// <summary>
+    /// Connects to the scheduler, retrying with backoff (0.1 s doubling to 2 s) for up to <paramref name="wait"/>:
+    /// nodes may start before their scheduler (Kubernetes starts pods in any order). Says once what it waits for;
+    /// past the wait, throws <see cref="PsException"/> (Unreachable) with the last error.
+    /// </summary>
+    public static async Task<ControlChannel> ConnectAsync(string address, TransportOptions options, ILogger? logger, Action<FrameHeader, byte[]> onPush, Action<string>? onClosed, TrafficMeter? meter, TimeSpan wait, CancellationToken cancellationToken)
+    {
+        long deadline = Environment.TickCount64 + (long)wait.TotalMilliseconds;
+        var delay = TimeSpan.FromMilliseconds(100);
+        bool said = false;
+        while (true)
+        {
+            try
+            {
+                return Connect(address, options, logger, onPush, onClosed, meter);
+            }
+            catch (PsException ex) when (ex.Code == PsErrorCode.Unreachable) // a malformed address throws ArgumentException: not retried
+            {
+                long left = deadline - Environment.TickCount64;
+                if (left <= 0)
+                {
+                    throw new PsException(PsErrorCode.Unreachable, $"no scheduler accepted a connection at {address} within {wait.TotalSeconds:0.#} s (--startup-timeout): {ex.Message}", ex);
+                }
+                if (!said)
+                {
+                    logger?.LogWaitingForScheduler(address, (ex.InnerException ?? ex).Message, wait.TotalSeconds);
+                    said = true;
+                }
+                await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(left, delay.TotalMilliseconds)), cancellationToken).ConfigureAwait(false);
+                delay = TimeSpan.FromMilliseconds(Math.Min(2000, delay.TotalMilliseconds * 2));
+            }
+        }
+    }
+
     /// <summary>Connects to the scheduler at "host:port" or throws <see cref="PsException"/> (Unreachable) saying so.</summary>
     public static ControlChannel Connect(string address, TransportOptions options, ILogger? logger, Action<FrameHeader, byte[]> onPush, Action<string>? onClosed = null, TrafficMeter? meter = null)
     {

@@ -17,4 +17,7 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 5001, Level = LogLevel.Warning, Message = "Rejoined the scheduler at {Address}; sent {Calls} waiting calls again")]
     public static partial void LogSchedulerRejoined(this ILogger logger, string address, int calls);
+
+    [LoggerMessage(EventId = 5002, Level = LogLevel.Information, Message = "Waiting for the scheduler at {Address} ({Reason}); retrying for up to {Seconds:0} s (--startup-timeout)")]
+    public static partial void LogWaitingForScheduler(this ILogger logger, string address, string reason, double seconds);
 }

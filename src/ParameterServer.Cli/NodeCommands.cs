@@ -80,7 +80,7 @@ internal static class NodeCommands
         var command = new Command("server", "Run a server: holds a share of the parameters and applies updates")
         {
             PsOptions.Scheduler, Host, serverPort, Advertise, PsOptions.Json, PsOptions.MaxFrameMb, Join, PsOptions.KeyCacheMb, PsOptions.PullFilterMb, PsOptions.MaxMemoryMb,
-            PsOptions.MetricsPort, PsOptions.MetricsHost, PsOptions.Trace, StartupTimeoutS,
+            PsOptions.MetricsPort, PsOptions.MetricsHost, PsOptions.Trace, StartupTimeoutS, DrainOnSigterm.DrainTimeoutS,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
@@ -103,6 +103,7 @@ internal static class NodeCommands
             await using var http = await NodeHttp.StartIfAskedAsync(p, status, loggers, ct);
             await using var server = await ServerNode.StartAsync(options, loggers, ct);
             trace?.ProcessName = $"server {server.Id}";
+            using var drain = DrainOnSigterm.Register(options.Scheduler, "server", () => server.Id, TimeSpan.FromSeconds(p.GetValue(DrainOnSigterm.DrainTimeoutS)), loggers.CreateLogger("server"));
             (status.Node, status.Ready, status.Detail) = (server.Id, true, $"serving on port {server.Port}");
             int code = await server.Completion.WaitAsync(ct);
             if (p.GetValue(PsOptions.Json))
@@ -119,7 +120,7 @@ internal static class NodeCommands
         var command = new Command("worker", "Run a worker: runs an app that pushes and pulls parameters")
         {
             PsOptions.Scheduler, PsOptions.Json, PsOptions.RequestTimeoutS, StartupTimeoutS, PsOptions.MaxFrameMb, Join, PsOptions.MetricsPort, PsOptions.MetricsHost,
-            PsOptions.Trace, PsOptions.TraceSteps,
+            PsOptions.Trace, PsOptions.TraceSteps, DrainOnSigterm.DrainTimeoutS,
         };
         foreach (var option in AppRegistry.AllOptions)
         {
@@ -142,6 +143,7 @@ internal static class NodeCommands
             var (fromStep, toStep) = ChromeTrace.ParseSteps(p.GetValue(PsOptions.TraceSteps)!);
             using var trace = p.GetValue(PsOptions.Trace) is { } tracePath ? new ChromeTrace(tracePath, $"worker (pid {Environment.ProcessId})", fromStep, toStep) : null;
             await using var http = await NodeHttp.StartIfAskedAsync(p, status, loggers, ct);
+            using var drain = DrainOnSigterm.Register(options.Scheduler, "worker", () => status.Node, TimeSpan.FromSeconds(p.GetValue(DrainOnSigterm.DrainTimeoutS)), loggers.CreateLogger("worker"));
             return await WorkerHost.RunAsync(options, app, loggers, Console.Out, p.GetValue(PsOptions.Json), progress, status, ct);
         }));
         return command;

@@ -50,7 +50,9 @@ if (parsed.Errors.Count > 0)
     Console.Error.WriteLine($"run `{string.Join(' ', names)} --help` for its options");
     return ExitCodes.Usage;
 }
-return await parsed.InvokeAsync();
+// Termination handles Ctrl-C and SIGTERM (a SIGTERM drains a server or worker first), not System.CommandLine.
+Termination.Install();
+return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }, Termination.Token);
 
 /// <summary>The entry point: internal (ASP.NET Core's generator would otherwise make it public for test hosts).</summary>
 internal partial class Program;

@@ -30,6 +30,8 @@ var root = new RootCommand("pserver: ParameterServer.NET, a parameter server for
     BenchCommands.Create(),
     CheckpointCommand.Create(),
 };
+// `pserver launch` works out this process's role from its launcher's environment and runs that command line.
+root.Subcommands.Add(LaunchCommand.Create(arguments => root.Parse(arguments).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }, Termination.Token)));
 root.Options.Add(PsOptions.Config);
 root.Options.Add(PsOptions.LogLevel);
 PsOptions.Config.Recursive = true;

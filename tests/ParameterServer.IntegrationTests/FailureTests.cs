@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net.Sockets;
-using System.Net;
 using System.Text.Json;
 using ParameterServer.Client;
 
@@ -12,33 +10,28 @@ public class FailureTests
 {
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(60);
 
-    private static int FreePort()
-    {
-        using var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        return ((IPEndPoint)probe.LocalEndpoint).Port;
-    }
-
     [Fact]
     public async Task A_missing_scheduler_is_reported_quickly_by_the_client()
     {
-        int port = FreePort();
+        int port = Ports.Free();
         var watch = Stopwatch.StartNew();
-        var ex = await Assert.ThrowsAsync<PsException>(() => PsClient.ConnectAsync(new WorkerOptions { Scheduler = $"127.0.0.1:{port}" }));
+        // It waits for a scheduler that may start later, for its startup timeout, then says what it waited for.
+        var ex = await Assert.ThrowsAsync<PsException>(() => PsClient.ConnectAsync(new WorkerOptions { Scheduler = $"127.0.0.1:{port}", StartupTimeout = TimeSpan.FromSeconds(1) }));
         Assert.Equal(PsErrorCode.Unreachable, ex.Code);
+        Assert.Contains("within 1 s (--startup-timeout)", ex.Message);
         Assert.Contains("connection refused", ex.Message);
         Assert.Contains("pserver scheduler", ex.Message);
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), $"took {watch.Elapsed}");
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(6), $"took {watch.Elapsed}");
     }
 
     [Fact]
     public async Task A_missing_scheduler_is_reported_by_the_cli_with_exit_code_3()
     {
-        int port = FreePort();
-        using var worker = await Pserver.RunAsync(Limit, "worker", "--scheduler", $"127.0.0.1:{port}", "--app", "counter");
+        int port = Ports.Free();
+        using var worker = await Pserver.RunAsync(Limit, "worker", "--scheduler", $"127.0.0.1:{port}", "--startup-timeout", "1", "--app", "counter");
         Assert.Equal(3, worker.ExitCode);
         Assert.Contains($"cannot connect to the scheduler at 127.0.0.1:{port}", worker.Stderr);
-        using var server = await Pserver.RunAsync(Limit, "server", "--scheduler", $"127.0.0.1:{port}");
+        using var server = await Pserver.RunAsync(Limit, "server", "--scheduler", $"127.0.0.1:{port}", "--startup-timeout", "1");
         Assert.Equal(3, server.ExitCode);
         using var status = await Pserver.RunAsync(Limit, "status", "--scheduler", $"127.0.0.1:{port}");
         Assert.Equal(3, status.ExitCode);

@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
 using System.Text.Json;
 
 namespace ParameterServer.IntegrationTests;
@@ -15,7 +13,7 @@ public sealed class StartOrderTests
     [Fact]
     public async Task Servers_and_workers_started_before_their_scheduler_wait_for_it_and_run_the_job()
     {
-        string port = FreePort(), address = $"127.0.0.1:{port}";
+        string port = Ports.Free().ToString(CultureInfo.InvariantCulture), address = $"127.0.0.1:{port}";
         var nodes = new List<Pserver>();
         try
         {
@@ -50,21 +48,11 @@ public sealed class StartOrderTests
     [Fact]
     public async Task A_worker_whose_scheduler_never_comes_exits_3_after_its_startup_timeout_saying_what_it_waited_for()
     {
-        string address = $"127.0.0.1:{FreePort()}";
+        string address = $"127.0.0.1:{Ports.Free().ToString(CultureInfo.InvariantCulture)}";
         var clock = Stopwatch.StartNew();
         using var worker = await Pserver.RunAsync(Limit, "worker", "--scheduler", address, "--startup-timeout", "2", "--app", "counter");
         Assert.Equal(3, worker.ExitCode);
         Assert.Contains($"no scheduler accepted a connection at {address} within 2 s (--startup-timeout)", worker.Stderr, StringComparison.Ordinal);
         Assert.InRange(clock.Elapsed.TotalSeconds, 2, 30);
-    }
-
-    /// <summary>A port nothing listens on (a listener takes a free one and gives it back).</summary>
-    private static string FreePort()
-    {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port.ToString(CultureInfo.InvariantCulture);
     }
 }

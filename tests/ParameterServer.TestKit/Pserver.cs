@@ -11,7 +11,7 @@ internal sealed class Pserver : IDisposable
     private readonly StringBuilder _stderr = new();
     private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    private Pserver(IEnumerable<string> arguments, LabHost? host = null)
+    private Pserver(IEnumerable<string> arguments, LabHost? host = null, IReadOnlyDictionary<string, string>? environment = null)
     {
         string[] command = [Path.Combine(AppContext.BaseDirectory, "pserver.dll"), .. arguments];
         var (program, programArguments) = host is null ? ("dotnet", command) : NetworkLab.Wrap(host, "dotnet", command);
@@ -27,6 +27,10 @@ internal sealed class Pserver : IDisposable
             info.ArgumentList.Add(a);
         }
         info.Environment["PS_EXIT_WITH_PARENT"] = "1"; // never outlive the test run
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            info.Environment[name] = value;
+        }
         Process = new Process { StartInfo = info, EnableRaisingEvents = true };
         Process.OutputDataReceived += (_, e) => Append(_stdout, e.Data);
         Process.ErrorDataReceived += (_, e) => Append(_stderr, e.Data);
@@ -75,6 +79,9 @@ internal sealed class Pserver : IDisposable
     }
 
     public static Pserver Start(params string[] arguments) => new(arguments);
+
+    /// <summary>Starts `pserver` with these environment variables set (as a launcher such as ps-lite's or srun would).</summary>
+    public static Pserver StartWith(IReadOnlyDictionary<string, string> environment, params string[] arguments) => new(arguments, environment: environment);
 
     /// <summary>Starts `pserver` inside a <see cref="NetworkLab"/> host's namespace (`ip netns exec` replaces itself with it: same pid).</summary>
     public static Pserver StartOn(LabHost host, params string[] arguments) => new(arguments, host);

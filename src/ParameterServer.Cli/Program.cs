@@ -13,29 +13,7 @@ catch (ArgumentException ex)
 }
 ParentWatch.StartIfRequested();
 
-var root = new RootCommand("pserver: ParameterServer.NET, a parameter server for distributed machine learning")
-{
-    NodeCommands.Scheduler(),
-    NodeCommands.Server(),
-    NodeCommands.Worker(),
-    LocalCommand.Create(),
-    StatusCommand.Create(),
-    ElasticCommands.Drain(),
-    ElasticCommands.Rebalance(),
-    TrainCommand.Create(),
-    PredictCommand.Create(),
-    PlanCommand.Create(),
-    DataCommand.Create(),
-    SketchCommands.Create(),
-    BenchCommands.Create(),
-    CheckpointCommand.Create(),
-};
-// `pserver launch` works out this process's role from its launcher's environment and runs that command line.
-root.Subcommands.Add(LaunchCommand.Create(arguments => root.Parse(arguments).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }, Termination.Token)));
-root.Options.Add(PsOptions.Config);
-root.Options.Add(PsOptions.LogLevel);
-PsOptions.Config.Recursive = true;
-PsOptions.LogLevel.Recursive = true;
+var root = PserverCommands.Build();
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)
 {

@@ -1,0 +1,36 @@
+using System.CommandLine;
+using ParameterServer.Hosting;
+
+namespace ParameterServer.Cli;
+
+/// <summary>Every `pserver` command, built once per process (the tests parse deployment files' command lines with it).</summary>
+internal static class PserverCommands
+{
+    public static RootCommand Build()
+    {
+        var root = new RootCommand("pserver: ParameterServer.NET, a parameter server for distributed machine learning")
+        {
+            NodeCommands.Scheduler(),
+            NodeCommands.Server(),
+            NodeCommands.Worker(),
+            LocalCommand.Create(),
+            StatusCommand.Create(),
+            ElasticCommands.Drain(),
+            ElasticCommands.Rebalance(),
+            TrainCommand.Create(),
+            PredictCommand.Create(),
+            PlanCommand.Create(),
+            DataCommand.Create(),
+            SketchCommands.Create(),
+            BenchCommands.Create(),
+            CheckpointCommand.Create(),
+        };
+        // `pserver launch` works out this process's role from its launcher's environment and runs that command line.
+        root.Subcommands.Add(LaunchCommand.Create(arguments => root.Parse(arguments).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }, Termination.Token)));
+        root.Options.Add(PsOptions.Config);
+        root.Options.Add(PsOptions.LogLevel);
+        PsOptions.Config.Recursive = true;
+        PsOptions.LogLevel.Recursive = true;
+        return root;
+    }
+}

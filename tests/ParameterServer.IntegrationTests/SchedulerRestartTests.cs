@@ -39,4 +39,58 @@ public sealed class SchedulerRestartTests : IDisposable
         Assert.Contains("Resuming the job", restarted.Stderr);
         Assert.Equal(2, job.Workers.Count(w => w.Stderr.Contains("Rejoined the scheduler", StringComparison.Ordinal)));
     }
+
+    [Fact]
+    public async Task Nodes_given_a_list_of_schedulers_follow_the_job_to_the_one_that_takes_over()
+    {
+        // Nodes take --scheduler A,B; B starts on another port from A's state only after A is killed (a standby on
+        // shared state): the nodes find it, rejoin, and the job completes with every unit counted once.
+        string a = $"127.0.0.1:{Ports.Free()}";
+        int portB = Ports.Free();
+        string both = $"{a},127.0.0.1:{portB}";
+        string[] app = ["--app", "counter", "--json", "--keys", "300", "--work-units", "120", "--pause-ms", "40"];
+        using var first = Pserver.Start("scheduler", "--port", a.Split(':')[1], "--servers", "2", "--workers", "2", "--replication", "2", "--state-dir", _state);
+        var nodes = new List<Pserver>
+        {
+            Pserver.Start("server", "--scheduler", both), Pserver.Start("server", "--scheduler", both),
+            Pserver.Start(["worker", "--scheduler", both, .. app]), Pserver.Start(["worker", "--scheduler", both, .. app]),
+        };
+        try
+        {
+            var workers = nodes.Skip(2).ToList();
+            foreach (var worker in workers)
+            {
+                await worker.WaitForLineAsync(l => l.Contains("Counter on rank", StringComparison.Ordinal), Limit, stderr: true);
+            }
+            await Task.Delay(800);
+            first.Process.Kill();
+            await first.WaitForExitAsync(Limit);
+            using var second = Pserver.Start("scheduler", "--port", portB.ToString(System.Globalization.CultureInfo.InvariantCulture), "--servers", "2", "--workers", "2", "--replication", "2", "--state-dir", _state);
+            foreach (var worker in workers)
+            {
+                await worker.WaitForExitAsync(Limit);
+                Assert.True(worker.ExitCode == 0, $"{worker.Describe()}\n=== the second scheduler ===\n{second.Describe()}");
+                var summary = JsonDocument.Parse(worker.StdoutLines.Last(l => l.StartsWith("{\"app\"", StringComparison.Ordinal))).RootElement;
+                Assert.True(summary.GetProperty("ok").GetBoolean(), second.Describe());
+                Assert.Equal(120, summary.GetProperty("grew_min").GetDouble());
+                Assert.Equal(120, summary.GetProperty("grew_max").GetDouble());
+            }
+            Assert.Contains("Resuming the job", second.Stderr);
+            Assert.All(nodes, n => Assert.Contains("Rejoined the scheduler", n.Stderr, StringComparison.Ordinal));
+        }
+        finally
+        {
+            nodes.ForEach(n => n.Dispose());
+        }
+    }
+
+    [Fact]
+    public async Task A_second_scheduler_on_a_state_directory_in_use_is_refused()
+    {
+        using var first = Pserver.Start("scheduler", "--port", "0", "--state-dir", _state);
+        await first.WaitForLineAsync(l => l.StartsWith("scheduler listening on ", StringComparison.Ordinal), Limit);
+        using var second = await Pserver.RunAsync(Limit, "scheduler", "--port", "0", "--state-dir", _state);
+        Assert.NotEqual(0, second.ExitCode);
+        Assert.Contains($"another scheduler is running on the state directory {_state}", second.Stderr, StringComparison.Ordinal);
+    }
 }

@@ -433,6 +433,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         _metrics?.Dispose();
         _stop.Cancel();
         _listener.Dispose();
+        (_store as IDisposable)?.Dispose();
         List<NodeState> nodes;
         lock (_lock)
         {

@@ -136,17 +136,17 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
         }
     }
 
-    /// <summary>Connects to the scheduler at "host:port" or throws <see cref="PsException"/> (Unreachable) saying so.</summary>
+    /// <summary>
+    /// Connects to the scheduler at "host:port" (or the first of "host:port,host:port..." that accepts: the active one
+    /// of a scheduler and its standbys) or throws <see cref="PsException"/> (Unreachable) saying so.
+    /// </summary>
     public static ControlChannel Connect(string address, TransportOptions options, ILogger? logger, Action<FrameHeader, byte[]> onPush, Action<string>? onClosed = null, TrafficMeter? meter = null)
     {
-        var (host, port) = Endpoints.Parse(address, "--scheduler");
-        var channel = new ControlChannel(address, onPush, onClosed);
+        var endpoints = Endpoints.ParseList(address, "--scheduler");
+        var channel = new ControlChannel(address, onPush, onClosed) { _meter = meter, _transport = options, _logger = logger };
         try
         {
-            channel._connection = Connection.Connect(host, port, channel, options, logger, $"the scheduler", meter);
-            channel._meter = meter;
-            channel._transport = options;
-            channel._logger = logger;
+            channel._connection = channel.ConnectAny(endpoints);
         }
         catch (TransportException ex)
         {
@@ -154,6 +154,29 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
         }
         return channel;
     }
+
+    /// <summary>A connection to the first of the schedulers that accepts one, starting after the one last connected; throws the last refusal.</summary>
+    private Connection ConnectAny((string Host, int Port)[] endpoints)
+    {
+        TransportException? last = null;
+        for (int i = 0; i < endpoints.Length; i++)
+        {
+            var (host, port) = endpoints[(_lastEndpoint + i) % endpoints.Length];
+            try
+            {
+                var connection = Connection.Connect(host, port, this, _transport!, _logger, endpoints.Length == 1 ? "the scheduler" : $"the scheduler at {host}:{port}", _meter);
+                _lastEndpoint = (_lastEndpoint + i) % endpoints.Length;
+                return connection;
+            }
+            catch (TransportException ex)
+            {
+                last = ex;
+            }
+        }
+        throw last!;
+    }
+
+    private int _lastEndpoint; // the scheduler of the list last connected: tried first next time
 
     /// <summary>Asks a scheduler for its current view without joining the job (pserver status).</summary>
     public static async Task<ClusterView> FetchViewAsync(string address, TimeSpan timeout, CancellationToken cancellationToken) =>
@@ -421,7 +444,7 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
     private async Task ReconnectAsync(string reason)
     {
         _logger?.LogSchedulerReconnecting(Address, reason, _reconnectFor.TotalSeconds);
-        var (host, port) = Endpoints.Parse(Address, "--scheduler");
+        var endpoints = Endpoints.ParseList(Address, "--scheduler");
         long deadline = Environment.TickCount64 + (long)_reconnectFor.TotalMilliseconds;
         string last = reason;
         while (!_disposed && Environment.TickCount64 < deadline)
@@ -430,7 +453,7 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
             Connection connection;
             try
             {
-                connection = Connection.Connect(host, port, this, _transport, _logger, "the scheduler", _meter);
+                connection = ConnectAny(endpoints); // the old one restarted, or a standby took over
             }
             catch (TransportException ex)
             {
@@ -504,4 +527,13 @@ internal static class Endpoints
         }
         return (address[..colon], port);
     }
+
+    /// <summary>
+    /// Parses "host:port[,host:port...]": the schedulers a node may find active, tried in order (a standby does not
+    /// listen until it takes over).
+    /// </summary>
+    public static (string Host, int Port)[] ParseList(string addresses, string optionName) =>
+        addresses.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) is { Length: > 0 } list
+            ? list.Select(a => Parse(a, optionName)).ToArray()
+            : throw new ArgumentException($"{optionName} must be HOST:PORT[,HOST:PORT...], got '{addresses}'");
 }

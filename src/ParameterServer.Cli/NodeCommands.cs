@@ -19,13 +19,32 @@ internal static class NodeCommands
     public static readonly Option<int> StartupTimeoutS = PsOptions.Create("--startup-timeout", 300, "Seconds to wait for the job to start: servers and workers wait this long for their scheduler to accept them (they may start first), the scheduler for all nodes to register");
     public static readonly Option<bool> Join = PsOptions.Create("--join", false, "Join a job that is already running (elastic scaling) instead of being one of the nodes it starts with");
 
+    private static readonly Option<string?> Etcd = PsOptions.Create<string?>("--etcd", null,
+        "Keep the scheduler's state in etcd (http://HOST:2379[,...]) and run as one of the job's schedulers: the first is active, the others are standbys that take over when its lease expires (nodes take --scheduler A,B,...)");
+    private static readonly Option<string> JobId = PsOptions.Create("--job-id", "default", "With --etcd: the job's name; its keys are /pserver/NAME/...");
+    private static readonly Option<double> EtcdLeaseS = PsOptions.Create("--etcd-lease", 2.0, "With --etcd: seconds of the active scheduler's lease; a standby takes over this long after the active one stops renewing it");
+
+    private static async Task<EtcdSchedulerStore> StartEtcdAsync(ParseResult p, SchedulerOptions options, string endpoints, ILoggerFactory loggers, CancellationToken ct)
+    {
+        if (options.StateDirectory is not null)
+        {
+            throw new ArgumentException("--etcd and --state-dir both say where the scheduler keeps its state: give one");
+        }
+        if (options.Port == 0)
+        {
+            throw new ArgumentException("--etcd needs a fixed --port: the nodes' --scheduler list names every scheduler's address");
+        }
+        string me = $"{options.AdvertisedHost ?? (options.Host is "0.0.0.0" or "*" ? System.Net.Dns.GetHostName() : options.Host)}:{options.Port}";
+        return await EtcdSchedulerStore.AcquireAsync(endpoints, p.GetValue(JobId)!, me, TimeSpan.FromSeconds(p.GetValue(EtcdLeaseS)), loggers.CreateLogger("scheduler"), ct);
+    }
+
     public static Command Scheduler()
     {
         var command = new Command("scheduler", "Run the scheduler: membership, key ranges (consistent hashing), views, barriers, shutdown")
         {
             Host, Port, Advertise, ExpectedServers, ExpectedWorkers, PsOptions.VirtualNodes, PsOptions.Replication, PsOptions.HeartbeatMs, PsOptions.HeartbeatTimeoutMs, StartupTimeoutS, PsOptions.MaxFrameMb,
             PsOptions.CheckpointDir, PsOptions.CheckpointEvery, PsOptions.Restore, PsOptions.OnWorkerFailure, PsOptions.BackupAfter, PsOptions.StateDir,
-            PsOptions.MetricsPort, PsOptions.MetricsHost, PsOptions.DashboardPort,
+            PsOptions.MetricsPort, PsOptions.MetricsHost, PsOptions.DashboardPort, Etcd, JobId, EtcdLeaseS,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
@@ -51,6 +70,9 @@ internal static class NodeCommands
                 BackupAfter = TimeSpan.FromSeconds(Math.Max(0, p.GetValue(PsOptions.BackupAfter))),
                 Transport = PsOptions.Transport(p),
             };
+            // With etcd, this scheduler is one of the job's schedulers: it waits here, a standby, until it is the active one.
+            await using var etcd = p.GetValue(Etcd) is { } endpoints ? await StartEtcdAsync(p, options, endpoints, loggers, ct) : null;
+            options.StateStore = etcd;
             await using var scheduler = SchedulerNode.Start(options, loggers);
             var status = new NodeStatus("scheduler") { Node = 0, Ready = true, Detail = $"listening on port {scheduler.Port}" };
             int dashboardPort = p.GetValue(PsOptions.DashboardPort);

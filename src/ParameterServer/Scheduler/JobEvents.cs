@@ -20,7 +20,7 @@ internal sealed class JobEvents(ILogger inner, TimeProvider time) : ILogger
         [3006] = "failure", [3007] = "rejoin", [3020] = "finish", [3021] = "failure", [3022] = "finish", [3031] = "backup",
         [3032] = "failure", [3040] = "table", [3050] = "restore", [3051] = "checkpoint", [3052] = "checkpoint",
         [3053] = "checkpoint", [3054] = "checkpoint", [3070] = "join", [3071] = "drain", [3072] = "drain",
-        [3073] = "migration", [3075] = "migration", [3090] = "resume",
+        [3073] = "migration", [3075] = "migration", [3090] = "resume", [3093] = "failure",
     };
 
     private readonly Queue<JobEvent> _events = new();

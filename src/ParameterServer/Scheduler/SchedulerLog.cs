@@ -102,6 +102,9 @@ internal static partial class SchedulerLog
     [LoggerMessage(EventId = 3091, Level = LogLevel.Error, Message = "Cannot write the scheduler state to {Path}: {Message} (work-queue answers wait until it can)")]
     public static partial void LogStateWriteFailed(this ILogger logger, string path, string message);
 
+    [LoggerMessage(EventId = 3093, Level = LogLevel.Critical, Message = "This scheduler is no longer the active one ({Path}): another scheduler may have taken over; stopping without sending anything more")]
+    public static partial void LogDeposed(this ILogger logger, string path);
+
     [LoggerMessage(EventId = 3092, Level = LogLevel.Warning, Message = "The scheduler did not run for {Seconds:0.0} s (a GC pause, SIGSTOP or a frozen VM?): every node gets a full heartbeat timeout from now to be heard before any is declared dead")]
     public static partial void LogSchedulerFrozen(this ILogger logger, double seconds);
 }

@@ -97,6 +97,10 @@ public sealed partial class SchedulerNode
         while (!_stop.IsCancellationRequested)
         {
             Thread.Sleep(tickMs);
+            if (!IsActive())
+            {
+                return; // deposed (a standby took over): this scheduler stops, even with nothing to send
+            }
             var outbox = new List<Outgoing>();
             lock (_lock)
             {

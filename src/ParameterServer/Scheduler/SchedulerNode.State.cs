@@ -131,6 +131,12 @@ public sealed partial class SchedulerNode
                     Thread.Sleep(500);
                     continue;
                 }
+                catch (PsException ex) when (ex.Code == PsErrorCode.Conflict)
+                {
+                    _log.LogStateWriteFailed(store.Location, ex.Message);
+                    Depose(); // the store refused: another scheduler is active; this one stops
+                    return;
+                }
                 var ready = new List<Outgoing>();
                 lock (_lock)
                 {

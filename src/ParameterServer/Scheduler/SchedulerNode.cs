@@ -49,7 +49,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         _time = options.TimeProvider;
         _events = new JobEvents(loggers.CreateLogger("scheduler"), _time);
         _log = _events;
-        _store = options.StateDirectory is { } dir ? new FileMetadataStore(dir) : null;
+        _store = options.StateStore is { } shared ? new SnapshotMetadataStore(shared) : options.StateDirectory is { } dir ? new FileMetadataStore(dir) : null;
         OpenRestore();
         LoadState(); // before listening: a node rejoining a resumed job must find itself
         _listener = new Listener(options.Host, options.Port, stream => new Connection(stream, new Handler(this), options.Transport, _log, $"node at {stream.RemoteAddress}", _traffic), _log, options.Transport.Connections);
@@ -412,6 +412,10 @@ public sealed partial class SchedulerNode : IAsyncDisposable
 
     private void Flush(List<Outgoing> outbox)
     {
+        if (outbox.Count > 0 && !IsActive())
+        {
+            return; // deposed: not one more frame (fencing)
+        }
         foreach (var o in outbox)
         {
             try
@@ -428,6 +432,39 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Whether this scheduler may still act: with a shared store, only while it holds the leadership. A scheduler
+    /// that lost it (frozen past its lease, cut off from etcd) stops at once, having sent nothing since.
+    /// </summary>
+    private bool IsActive()
+    {
+        if (_store is null || (_store.IsActive && Volatile.Read(ref _deposed) == 0))
+        {
+            return true;
+        }
+        Depose();
+        return false;
+    }
+
+    /// <summary>Stops this scheduler for good, once: another one is (or may be) active.</summary>
+    private void Depose()
+    {
+        if (Interlocked.Exchange(ref _deposed, 1) == 0)
+        {
+            _log.LogDeposed(_store!.Location);
+            _ = Task.Run(async () =>
+            {
+                await DisposeAsync().ConfigureAwait(false);
+                _completion.TrySetResult(ExitDeposed);
+            });
+        }
+    }
+
+    /// <summary>The exit code of a scheduler that lost its leadership to a standby.</summary>
+    internal const int ExitDeposed = 4;
+
+    private int _deposed;
+
     public ValueTask DisposeAsync()
     {
         _metrics?.Dispose();
@@ -443,7 +480,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         {
             n.Connection?.Close("scheduler stopped");
         }
-        _completion.TrySetResult(1);
+        _completion.TrySetResult(_deposed != 0 ? ExitDeposed : 1);
         return ValueTask.CompletedTask;
     }
 }

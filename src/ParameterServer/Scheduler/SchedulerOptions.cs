@@ -73,11 +73,21 @@ public sealed class SchedulerOptions
     /// </summary>
     public string? StateDirectory { get; set; }
 
+    /// <summary>
+    /// A store shared with standby schedulers (etcd: <c>pserver scheduler --etcd</c>) instead of <see cref="StateDirectory"/>:
+    /// the scheduler resumes the job from it, and stops as soon as the store says it is no longer the active one.
+    /// </summary>
+    public ISchedulerStateStore? StateStore { get; set; }
+
     public TransportOptions Transport { get; set; } = new();
 
     internal void Validate()
     {
         ArgumentNullException.ThrowIfNull(TimeProvider);
+        if (StateStore is not null && StateDirectory is not null)
+        {
+            throw new ArgumentException("a scheduler keeps its state in a directory or in a shared store, not both (--state-dir or --etcd)");
+        }
         if (Servers < 1)
         {
             throw new ArgumentOutOfRangeException(nameof(Servers), Servers, "a job needs at least one server");

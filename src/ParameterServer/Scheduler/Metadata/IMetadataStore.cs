@@ -13,6 +13,12 @@ internal interface IMetadataStore
     /// <summary>The last state saved, or null when none was (a new job). Throws PsException when it is unreadable.</summary>
     PersistedState? Load();
 
-    /// <summary>Saves a snapshot atomically; throws IOException or UnauthorizedAccessException when it cannot.</summary>
+    /// <summary>
+    /// Saves a snapshot atomically; throws IOException or UnauthorizedAccessException when it cannot, PsException
+    /// (Conflict) when this scheduler is no longer the active one.
+    /// </summary>
     void Save(PersistedState state);
+
+    /// <summary>False once this scheduler may no longer act (a standby may have taken over); a local file: always true.</summary>
+    bool IsActive => true;
 }

@@ -35,6 +35,7 @@ public sealed class TerminationTests(ITestOutputHelper output)
         // it is draining and only a second signal ends it sooner.
         using var job = await ProcessCluster.StartAsync(1, 2, 1, "--app", "counter", "--json", "--work-units", "100", "--pause-ms", "3000");
         await job.WaitUntilPushingAsync();
+        await Task.Delay(1000); // the app logs its plan just before it declares the work units: a drain needs them declared
         var worker = job.Workers[0];
         CounterChecks.Signal(worker.Process, "TERM");
         await worker.WaitForLineAsync(l => l.Contains("SIGTERM: draining worker", StringComparison.Ordinal), Limit, stderr: true);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using ParameterServer.Hosting.Network;
 using Xunit.Abstractions;
 
 namespace ParameterServer.IntegrationTests;
@@ -41,6 +42,63 @@ public sealed class StandbySchedulerTests(ITestOutputHelper output)
             a.Process.Kill();
             await b.WaitForLineAsync(l => l.StartsWith("scheduler listening on ", StringComparison.Ordinal), Limit);
             output.WriteLine($"the standby listened {killed.ElapsedMilliseconds} ms after the kill");
+            foreach (var worker in workers)
+            {
+                await worker.WaitForExitAsync(Limit);
+                Assert.True(worker.ExitCode == 0, $"{worker.Describe()}\n=== standby ===\n{b.Describe()}");
+                var summary = JsonDocument.Parse(worker.StdoutLines.Last(l => l.StartsWith("{\"app\"", StringComparison.Ordinal))).RootElement;
+                Assert.True(summary.GetProperty("ok").GetBoolean(), b.Describe());
+                Assert.Equal(150, summary.GetProperty("grew_min").GetDouble());
+                Assert.Equal(150, summary.GetProperty("grew_max").GetDouble());
+                output.WriteLine($"a worker's calls waited at most {summary.GetProperty("stall_ms").GetDouble()} ms");
+            }
+            Assert.Contains("Resuming the job", b.Stderr);
+            Assert.All(nodes, n => Assert.Contains("Rejoined the scheduler", n.Stderr, StringComparison.Ordinal));
+        }
+        finally
+        {
+            nodes.ForEach(n => n.Dispose());
+        }
+    }
+
+    [EtcdFact]
+    public async Task The_active_schedulers_host_cut_off_mid_job_a_standby_takes_over_and_every_unit_is_counted_once()
+    {
+        if (NetworkLab.Unavailable is { } why)
+        {
+            output.WriteLine($"skipped: needs network namespaces: {why}");
+            return;
+        }
+        // Every process on a host of its own: etcd, the two schedulers, two servers, two workers.
+        using var lab = NetworkLab.Create(7);
+        using var etcd = await EtcdServer.StartAsync(lab.Hosts[0]);
+        var (hostA, hostB) = (lab.Hosts[1], lab.Hosts[2]);
+        string both = $"{hostA.Address}:9700,{hostB.Address}:9700";
+        string[] scheduler = ["scheduler", "--port", "9700", "--servers", "2", "--workers", "2", "--replication", "2", "--etcd", etcd.Endpoint, "--job-id", "cut-test", "--etcd-lease", "1"];
+        using var a = Pserver.StartOn(hostA, [.. scheduler, "--host", hostA.Address]);
+        await a.WaitForLineAsync(l => l.StartsWith("scheduler listening on ", StringComparison.Ordinal), Limit);
+        using var b = Pserver.StartOn(hostB, [.. scheduler, "--host", hostB.Address]);
+        await b.WaitForLineAsync(l => l.Contains("Standby: the scheduler at", StringComparison.Ordinal), Limit, stderr: true);
+        string[] app = ["--app", "counter", "--json", "--keys", "300", "--work-units", "150", "--pause-ms", "40"];
+        var nodes = new List<Pserver>
+        {
+            Pserver.StartOn(lab.Hosts[3], "server", "--scheduler", both, "--host", lab.Hosts[3].Address),
+            Pserver.StartOn(lab.Hosts[4], "server", "--scheduler", both, "--host", lab.Hosts[4].Address),
+            Pserver.StartOn(lab.Hosts[5], ["worker", "--scheduler", both, .. app]),
+            Pserver.StartOn(lab.Hosts[6], ["worker", "--scheduler", both, .. app]),
+        };
+        try
+        {
+            var workers = nodes.Skip(2).ToList();
+            foreach (var worker in workers)
+            {
+                await worker.WaitForLineAsync(l => l.Contains("Counter on rank", StringComparison.Ordinal), Limit, stderr: true);
+            }
+            await Task.Delay(1000);
+            var cut = Stopwatch.StartNew();
+            lab.SetLink(hostA, up: false);
+            await b.WaitForLineAsync(l => l.StartsWith("scheduler listening on ", StringComparison.Ordinal), Limit);
+            output.WriteLine($"the standby listened {cut.ElapsedMilliseconds} ms after the active scheduler's host was cut off");
             foreach (var worker in workers)
             {
                 await worker.WaitForExitAsync(Limit);

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using System.Net.Sockets;
+using ParameterServer.Hosting.Network;
 
 namespace ParameterServer.TestKit;
 
@@ -24,49 +24,65 @@ internal sealed class EtcdServer : IDisposable
     /// <summary>Why etcd cannot run here, or null when it can.</summary>
     public static string? Unavailable => File.Exists(Binary) ? null : $"needs etcd at {Binary} (apt-get install etcd-server)";
 
-    public static async Task<EtcdServer> StartAsync()
+    /// <summary>Starts etcd on loopback, or on a <see cref="NetworkLab"/> host's address inside its namespace.</summary>
+    public static async Task<EtcdServer> StartAsync(LabHost? host = null)
     {
         string data = Directory.CreateTempSubdirectory("ps-etcd-").FullName;
+        string address = host?.Address ?? "127.0.0.1";
         int client = Ports.Free(), peer = Ports.Free();
-        var info = new ProcessStartInfo(Binary)
+        string[] arguments =
+        [
+            "--name", "test", "--data-dir", data,
+            "--listen-client-urls", $"http://{address}:{client}", "--advertise-client-urls", $"http://{address}:{client}",
+            "--listen-peer-urls", $"http://{address}:{peer}", "--initial-advertise-peer-urls", $"http://{address}:{peer}",
+            "--initial-cluster", $"test=http://{address}:{peer}",
+        ];
+        var (program, programArguments) = host is null ? (Binary, arguments) : NetworkLab.Wrap(host, Binary, arguments);
+        var info = new ProcessStartInfo(program)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (string a in new[]
-        {
-            "--name", "test", "--data-dir", data,
-            "--listen-client-urls", $"http://127.0.0.1:{client}", "--advertise-client-urls", $"http://127.0.0.1:{client}",
-            "--listen-peer-urls", $"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", $"http://127.0.0.1:{peer}",
-            "--initial-cluster", $"test=http://127.0.0.1:{peer}",
-        })
+        foreach (string a in programArguments)
         {
             info.ArgumentList.Add(a);
         }
-        var process = Process.Start(info)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
+        var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var log = new System.Text.StringBuilder();
+        var process = new Process { StartInfo = info };
+        DataReceivedEventHandler onLine = (_, e) =>
+        {
+            if (e.Data is null)
+            {
+                return;
+            }
+            lock (log)
+            {
+                log.AppendLine(e.Data);
+            }
+            if (e.Data.Contains("ready to serve client requests", StringComparison.Ordinal))
+            {
+                ready.TrySetResult();
+            }
+        };
+        process.OutputDataReceived += onLine;
+        process.ErrorDataReceived += onLine;
+        process.Start();
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        var server = new EtcdServer(process, data, $"http://127.0.0.1:{client}");
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (true)
+        var server = new EtcdServer(process, data, $"http://{address}:{client}");
+        try
         {
-            try
+            await ready.Task.WaitAsync(TimeSpan.FromSeconds(20));
+            return server;
+        }
+        catch (TimeoutException)
+        {
+            server.Dispose();
+            lock (log)
             {
-                using var probe = new TcpClient();
-                await probe.ConnectAsync("127.0.0.1", client);
-                return server;
-            }
-            catch (SocketException) when (DateTime.UtcNow < deadline && !process.HasExited)
-            {
-                await Task.Delay(100);
-            }
-            catch
-            {
-                server.Dispose();
-                throw new InvalidOperationException($"etcd did not listen on 127.0.0.1:{client} within 20 s");
+                throw new InvalidOperationException($"etcd did not become ready on {address}:{client} within 20 s:\n{log}");
             }
         }
     }

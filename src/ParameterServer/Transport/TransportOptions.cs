@@ -40,4 +40,12 @@ public sealed class TransportOptions
             throw new ArgumentOutOfRangeException(nameof(SendQueueHighWaterBytes), SendQueueHighWaterBytes, "SendQueueHighWaterBytes must be at least 4096");
         }
     }
+
+    /// <summary>A copy that gives up connecting after <paramref name="timeout"/> (reconnecting among standby schedulers).</summary>
+    internal TransportOptions WithConnectTimeout(TimeSpan timeout)
+    {
+        var copy = (TransportOptions)MemberwiseClone();
+        copy.ConnectTimeout = timeout;
+        return copy;
+    }
 }

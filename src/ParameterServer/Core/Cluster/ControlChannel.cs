@@ -81,7 +81,7 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
         var w = new PayloadWriter();
         _meter.Snapshot().Write(w);
         Reporter?.Invoke().Write(w);
-        Send(MessageType.Heartbeat, w.WrittenSpan, Lease?.NextHeartbeat() ?? 0);
+        Send(MessageType.Heartbeat, w.WrittenSpan, Lease?.NextHeartbeat() ?? (_endpointCount > 1 ? Interlocked.Increment(ref _beats) : 0));
     }
 
     /// <summary>The traffic counters the scheduler last heard from each live node (see <see cref="PublishTraffic"/>).</summary>
@@ -146,7 +146,8 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
         var channel = new ControlChannel(address, onPush, onClosed) { _meter = meter, _transport = options, _logger = logger };
         try
         {
-            channel._connection = channel.ConnectAny(endpoints);
+            channel._connection = channel.ConnectAny(endpoints, options);
+            channel._endpointCount = endpoints.Length;
         }
         catch (TransportException ex)
         {
@@ -156,16 +157,18 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
     }
 
     /// <summary>A connection to the first of the schedulers that accepts one, starting after the one last connected; throws the last refusal.</summary>
-    private Connection ConnectAny((string Host, int Port)[] endpoints)
+    private Connection ConnectAny((string Host, int Port)[] endpoints, TransportOptions options, int skip = 0)
     {
         TransportException? last = null;
         for (int i = 0; i < endpoints.Length; i++)
         {
-            var (host, port) = endpoints[(_lastEndpoint + i) % endpoints.Length];
+            int index = (_lastEndpoint + skip + i) % endpoints.Length;
+            var (host, port) = endpoints[index];
             try
             {
-                var connection = Connection.Connect(host, port, this, _transport!, _logger, endpoints.Length == 1 ? "the scheduler" : $"the scheduler at {host}:{port}", _meter);
-                _lastEndpoint = (_lastEndpoint + i) % endpoints.Length;
+                var connection = Connection.Connect(host, port, this, options, _logger, endpoints.Length == 1 ? "the scheduler" : $"the scheduler at {host}:{port}", _meter);
+                _lastEndpoint = index;
+                Volatile.Write(ref _lastEchoMs, Environment.TickCount64);
                 return connection;
             }
             catch (TransportException ex)
@@ -176,7 +179,16 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
         throw last!;
     }
 
-    private int _lastEndpoint; // the scheduler of the list last connected: tried first next time
+    private int _lastEndpoint; // the scheduler of the list last connected
+    private int _endpointCount = 1;
+    private long _lastEchoMs = Environment.TickCount64; // the last heartbeat echo heard from the scheduler
+    private ulong _beats; // echo request ids of nodes without a lease (workers), when there are standbys
+
+    /// <summary>
+    /// With standby schedulers (a list), a scheduler silent this long (no heartbeat echo) is given up for the others:
+    /// longer than an etcd lease (2 s), so the silent one has stopped acting before the nodes try the next.
+    /// </summary>
+    public static readonly TimeSpan SilentSchedulerAfter = TimeSpan.FromSeconds(3);
 
     /// <summary>Asks a scheduler for its current view without joining the job (pserver status).</summary>
     public static async Task<ClusterView> FetchViewAsync(string address, TimeSpan timeout, CancellationToken cancellationToken) =>
@@ -345,6 +357,13 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
                     _connection?.Close(why);
                     break;
                 }
+                if (_endpointCount > 1 && _connection is { } current && Environment.TickCount64 - Volatile.Read(ref _lastEchoMs) > SilentSchedulerAfter.TotalMilliseconds)
+                {
+                    // A standby may have taken over from a scheduler cut off or frozen: closing the connection starts
+                    // the reconnection, which tries the other schedulers first.
+                    Volatile.Write(ref _lastEchoMs, Environment.TickCount64);
+                    current.Close($"no heartbeat echo from the scheduler for {SilentSchedulerAfter.TotalSeconds:0} s; trying the other schedulers");
+                }
                 try
                 {
                     // About once a second a heartbeat carries the node's traffic counters (for `pserver status`).
@@ -354,7 +373,7 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
                     }
                     else
                     {
-                        Send(MessageType.Heartbeat, [], Lease?.NextHeartbeat() ?? 0);
+                        Send(MessageType.Heartbeat, [], Lease?.NextHeartbeat() ?? (_endpointCount > 1 ? Interlocked.Increment(ref _beats) : 0));
                     }
                 }
                 catch (PsException)
@@ -393,6 +412,7 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
     {
         if (header.Type == MessageType.Heartbeat)
         {
+            Volatile.Write(ref _lastEchoMs, Environment.TickCount64);
             Lease?.Renew(header.RequestId, payload.Length >= sizeof(int) ? System.Buffers.Binary.BinaryPrimitives.ReadInt32LittleEndian(payload) : 0);
             return;
         }
@@ -445,6 +465,10 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
     {
         _logger?.LogSchedulerReconnecting(Address, reason, _reconnectFor.TotalSeconds);
         var endpoints = Endpoints.ParseList(Address, "--scheduler");
+        // With standbys, the one lost is tried last, and a host that does not answer is given up on quickly (a
+        // cut-off host black-holes connection attempts; the active standby accepts at once).
+        var options = endpoints.Length == 1 ? _transport : _transport.WithConnectTimeout(TimeSpan.FromSeconds(1));
+        int skip = endpoints.Length == 1 ? 0 : 1;
         long deadline = Environment.TickCount64 + (long)_reconnectFor.TotalMilliseconds;
         string last = reason;
         while (!_disposed && Environment.TickCount64 < deadline)
@@ -453,7 +477,7 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
             Connection connection;
             try
             {
-                connection = ConnectAny(endpoints); // the old one restarted, or a standby took over
+                connection = ConnectAny(endpoints, options, skip); // the old one restarted, or a standby took over
             }
             catch (TransportException ex)
             {

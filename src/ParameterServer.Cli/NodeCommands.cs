@@ -21,7 +21,6 @@ internal static class NodeCommands
 
     private static readonly Option<string?> Etcd = PsOptions.Create<string?>("--etcd", null,
         "Keep the scheduler's state in etcd (http://HOST:2379[,...]) and run as one of the job's schedulers: the first is active, the others are standbys that take over when its lease expires (nodes take --scheduler A,B,...)");
-    private static readonly Option<string> JobId = PsOptions.Create("--job-id", "default", "With --etcd: the job's name; its keys are /pserver/NAME/...");
     private static readonly Option<double> EtcdLeaseS = PsOptions.Create("--etcd-lease", 2.0, "With --etcd: seconds of the active scheduler's lease; a standby takes over this long after the active one stops renewing it");
 
     private static async Task<EtcdSchedulerStore> StartEtcdAsync(ParseResult p, SchedulerOptions options, string endpoints, ILoggerFactory loggers, CancellationToken ct)
@@ -35,7 +34,7 @@ internal static class NodeCommands
             throw new ArgumentException("--etcd needs a fixed --port: the nodes' --scheduler list names every scheduler's address");
         }
         string me = $"{options.AdvertisedHost ?? (options.Host is "0.0.0.0" or "*" ? System.Net.Dns.GetHostName() : options.Host)}:{options.Port}";
-        return await EtcdSchedulerStore.AcquireAsync(endpoints, p.GetValue(JobId)!, me, TimeSpan.FromSeconds(p.GetValue(EtcdLeaseS)), loggers.CreateLogger("scheduler"), ct);
+        return await EtcdSchedulerStore.AcquireAsync(endpoints, options.JobId, me, TimeSpan.FromSeconds(p.GetValue(EtcdLeaseS)), loggers.CreateLogger("scheduler"), ct);
     }
 
     public static Command Scheduler()
@@ -44,7 +43,7 @@ internal static class NodeCommands
         {
             Host, Port, Advertise, ExpectedServers, ExpectedWorkers, PsOptions.VirtualNodes, PsOptions.Replication, PsOptions.HeartbeatMs, PsOptions.HeartbeatTimeoutMs, StartupTimeoutS, PsOptions.MaxFrameMb,
             PsOptions.CheckpointDir, PsOptions.CheckpointEvery, PsOptions.Restore, PsOptions.OnWorkerFailure, PsOptions.BackupAfter, PsOptions.StateDir,
-            PsOptions.MetricsPort, PsOptions.MetricsHost, PsOptions.DashboardPort, Etcd, JobId, EtcdLeaseS,
+            PsOptions.MetricsPort, PsOptions.MetricsHost, PsOptions.DashboardPort, Etcd, PsOptions.JobId, EtcdLeaseS,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
@@ -69,6 +68,7 @@ internal static class NodeCommands
                 StateDirectory = p.GetValue(PsOptions.StateDir),
                 BackupAfter = TimeSpan.FromSeconds(Math.Max(0, p.GetValue(PsOptions.BackupAfter))),
                 Transport = PsOptions.Transport(p),
+                JobId = p.GetValue(PsOptions.JobId)!,
             };
             // With etcd, this scheduler is one of the job's schedulers: it waits here, a standby, until it is the active one.
             await using var etcd = p.GetValue(Etcd) is { } endpoints ? await StartEtcdAsync(p, options, endpoints, loggers, ct) : null;
@@ -102,7 +102,7 @@ internal static class NodeCommands
         var command = new Command("server", "Run a server: holds a share of the parameters and applies updates")
         {
             PsOptions.Scheduler, Host, serverPort, Advertise, PsOptions.Json, PsOptions.MaxFrameMb, Join, PsOptions.KeyCacheMb, PsOptions.PullFilterMb, PsOptions.MaxMemoryMb,
-            PsOptions.MetricsPort, PsOptions.MetricsHost, PsOptions.Trace, StartupTimeoutS, DrainOnSigterm.DrainTimeoutS,
+            PsOptions.MetricsPort, PsOptions.MetricsHost, PsOptions.Trace, StartupTimeoutS, DrainOnSigterm.DrainTimeoutS, PsOptions.JobId,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
         {
@@ -119,6 +119,7 @@ internal static class NodeCommands
                 PullFilterBytes = PsOptions.Bytes(p, PsOptions.PullFilterMb),
                 MaxMemoryBytes = PsOptions.Bytes(p, PsOptions.MaxMemoryMb),
                 RegisterTimeout = TimeSpan.FromSeconds(p.GetValue(StartupTimeoutS)),
+                JobId = p.GetValue(PsOptions.JobId) is { } id && id != "default" ? id : "", // not named (command line, PS_JOB_ID or --config): any job
             };
             var status = new NodeStatus("server") { Detail = $"registering with the scheduler at {options.Scheduler}" };
             using var trace = p.GetValue(PsOptions.Trace) is { } tracePath ? new ChromeTrace(tracePath, "server", -1, 0) : null;
@@ -142,7 +143,7 @@ internal static class NodeCommands
         var command = new Command("worker", "Run a worker: runs an app that pushes and pulls parameters")
         {
             PsOptions.Scheduler, PsOptions.Json, PsOptions.RequestTimeoutS, StartupTimeoutS, PsOptions.MaxFrameMb, Join, PsOptions.MetricsPort, PsOptions.MetricsHost,
-            PsOptions.Trace, PsOptions.TraceSteps, DrainOnSigterm.DrainTimeoutS,
+            PsOptions.Trace, PsOptions.TraceSteps, DrainOnSigterm.DrainTimeoutS, PsOptions.JobId,
         };
         foreach (var option in AppRegistry.AllOptions)
         {
@@ -159,6 +160,7 @@ internal static class NodeCommands
                 StartupTimeout = TimeSpan.FromSeconds(p.GetValue(StartupTimeoutS)),
                 Transport = PsOptions.Transport(p),
                 Join = p.GetValue(Join),
+                JobId = p.GetValue(PsOptions.JobId) is { } id && id != "default" ? id : "", // not named (command line, PS_JOB_ID or --config): any job
             };
             IProgress<JobProgress> progress = Environment.GetEnvironmentVariable(ProgressEvents.Variable) == "1" ? new ProgressEvents() : new ConsoleProgress();
             var status = new NodeStatus("worker");

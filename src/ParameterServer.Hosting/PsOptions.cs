@@ -121,6 +121,7 @@ public static class PsOptions
     public static readonly Option<int> MetricsPort = Create("--metrics-port", -1, "Serve /metrics (Prometheus) and /health on this port (0: any free port; -1: off)");
     public static readonly Option<string> MetricsHost = Create("--metrics-host", "127.0.0.1", "Address for --metrics-port and --dashboard-port (0.0.0.0 for all interfaces)");
     public static readonly Option<int> DashboardPort = Create("--dashboard-port", -1, "Scheduler: serve the job's dashboard (and /metrics, /health) on this port (0: any free port; -1: off)");
+    public static readonly Option<string> JobId = Create("--job-id", "default", "The job's name: a scheduler refuses servers and workers started for another job (nodes without it join any); with --etcd its keys are /pserver/NAME/...");
     public static readonly Option<string?> Trace = Create<string?>("--trace", null, "Write a Chrome trace (trace-event JSON) of push, pull, step and server spans to FILE; open it in chrome://tracing or ui.perfetto.dev");
     public static readonly Option<string> TraceSteps = Create("--trace-steps", "10-20", "The steps (batches) of each worker's app that --trace records: FROM-TO, TO excluded");
     public static readonly Option<double> MaxMemoryMb = Create("--max-memory-mb", 0.0, "Servers: the most MiB of dense tables (values, optimizer state, replicas) each will hold; a table over it is refused (0: no cap)");

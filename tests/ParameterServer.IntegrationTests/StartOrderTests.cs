@@ -55,4 +55,17 @@ public sealed class StartOrderTests
         Assert.Contains($"no scheduler accepted a connection at {address} within 2 s (--startup-timeout)", worker.Stderr, StringComparison.Ordinal);
         Assert.InRange(clock.Elapsed.TotalSeconds, 2, 30);
     }
+
+    [Fact]
+    public async Task A_node_started_for_another_job_is_refused_naming_both_jobs()
+    {
+        using var scheduler = Pserver.Start("scheduler", "--port", "0", "--job-id", "ctr-a");
+        string address = (await scheduler.WaitForLineAsync(l => l.StartsWith("scheduler listening on ", StringComparison.Ordinal), Limit))["scheduler listening on ".Length..];
+        using var worker = await Pserver.RunAsync(Limit, "worker", "--scheduler", address, "--job-id", "ctr-b", "--app", "counter");
+        Assert.NotEqual(0, worker.ExitCode);
+        Assert.Contains("this scheduler runs job 'ctr-a'; this worker was started for job 'ctr-b' (--job-id)", worker.Stderr, StringComparison.Ordinal);
+        using var server = await Pserver.RunAsync(Limit, "server", "--scheduler", address, "--job-id", "ctr-b");
+        Assert.NotEqual(0, server.ExitCode);
+        Assert.Contains("this server was started for job 'ctr-b'", server.Stderr, StringComparison.Ordinal);
+    }
 }

@@ -212,7 +212,7 @@ public sealed class PsClient : IAsyncDisposable
     {
         _scheduler = await ControlChannel.ConnectAsync(_options.Scheduler, _options.Transport, _log, OnSchedulerFrame, OnSchedulerLost, TrafficMeter, _options.StartupTimeout, cancellationToken).ConfigureAwait(false);
         var w = new PayloadWriter();
-        ControlMessages.WriteRegister(w, NodeRole.Worker, "", 0, [], _options.Join);
+        ControlMessages.WriteRegister(w, NodeRole.Worker, "", 0, [], _options.Join, jobId: _options.JobId);
         var reply = await _scheduler.CallAsync(MessageType.Register, w.WrittenSpan.ToArray(), "the registration of this worker", _options.StartupTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
         int[] fields = ControlMessages.ReadInts(reply.Payload, 4);
         NodeId = fields[0];

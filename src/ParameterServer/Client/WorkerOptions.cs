@@ -9,6 +9,9 @@ public sealed class WorkerOptions
     /// <summary>The scheduler as HOST:PORT. Defaults to 127.0.0.1:9700.</summary>
     public string Scheduler { get; set; } = "127.0.0.1:9700";
 
+    /// <summary>The job this node belongs to: a scheduler running another job refuses it. Empty (the default): any job.</summary>
+    public string JobId { get; set; } = "";
+
     /// <summary>How long a push or pull may wait for its servers before it fails. Defaults to 30 s.</summary>
     public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(30);
 

@@ -214,7 +214,13 @@ public sealed partial class SchedulerNode : IAsyncDisposable
 
     private void OnRegister(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload, List<Outgoing> outbox)
     {
-        var (role, host, port, handlers, join, maxMemoryBytes) = ControlMessages.ReadRegister(payload);
+        var (role, host, port, handlers, join, maxMemoryBytes, jobId) = ControlMessages.ReadRegister(payload);
+        if (jobId.Length > 0 && jobId != _options.JobId)
+        {
+            outbox.Add(Error(connection, header, ErrorCode.Conflict,
+                $"this scheduler runs job '{_options.JobId}'; this {role.ToString().ToLowerInvariant()} was started for job '{jobId}' (--job-id): check --scheduler and --job-id"));
+            return;
+        }
         if (role == NodeRole.Observer)
         {
             outbox.Add(Reply(connection, header, ControlMessages.Ints(-1, -1, (int)_options.HeartbeatInterval.TotalMilliseconds)));

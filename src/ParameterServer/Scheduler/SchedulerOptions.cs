@@ -79,6 +79,9 @@ public sealed class SchedulerOptions
     /// </summary>
     public ISchedulerStateStore? StateStore { get; set; }
 
+    /// <summary>The job's name: nodes started for another job are refused, and with etcd its keys are /pserver/NAME/... Defaults to "default".</summary>
+    public string JobId { get; set; } = "default";
+
     public TransportOptions Transport { get; set; } = new();
 
     internal void Validate()

@@ -102,7 +102,7 @@ public sealed class ServerNode : IAsyncDisposable
     {
         _scheduler = await ControlChannel.ConnectAsync(Options.Scheduler, Options.Transport, Log, OnSchedulerFrame, OnSchedulerLost, _self.Traffic, Options.RegisterTimeout, cancellationToken).ConfigureAwait(false);
         var w = new PayloadWriter();
-        ControlMessages.WriteRegister(w, NodeRole.Server, Options.AdvertisedHost ?? Options.Host, Port, Options.HandlerNames, Options.Join, Options.MaxMemoryBytes);
+        ControlMessages.WriteRegister(w, NodeRole.Server, Options.AdvertisedHost ?? Options.Host, Port, Options.HandlerNames, Options.Join, Options.MaxMemoryBytes, Options.JobId);
         var reply = await _scheduler.CallAsync(MessageType.Register, w.WrittenSpan.ToArray(), "the registration of this server", Options.RegisterTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);
         int[] fields = ControlMessages.ReadInts(reply.Payload, 3);
         _self.Id = fields[0];

@@ -9,6 +9,9 @@ public sealed class ServerOptions
     /// <summary>The scheduler as HOST:PORT. Defaults to 127.0.0.1:9700.</summary>
     public string Scheduler { get; set; } = "127.0.0.1:9700";
 
+    /// <summary>The job this node belongs to: a scheduler running another job refuses it. Empty (the default): any job.</summary>
+    public string JobId { get; set; } = "";
+
     /// <summary>Address to listen on for workers. Defaults to 127.0.0.1.</summary>
     public string Host { get; set; } = "127.0.0.1";
 

@@ -5,7 +5,7 @@ namespace ParameterServer.Core.Cluster;
 /// <summary>Payload codecs of the control plane (node &lt;-&gt; scheduler). Control frames are rare: these may allocate.</summary>
 internal static class ControlMessages
 {
-    public static void WriteRegister(PayloadWriter w, NodeRole role, string host, int port, IReadOnlyCollection<string> handlerNames, bool join = false, long maxMemoryBytes = 0)
+    public static void WriteRegister(PayloadWriter w, NodeRole role, string host, int port, IReadOnlyCollection<string> handlerNames, bool join = false, long maxMemoryBytes = 0, string jobId = "")
     {
         w.WriteByte((byte)role);
         w.WriteString(host);
@@ -17,9 +17,10 @@ internal static class ControlMessages
         }
         w.WriteBool(join);
         w.WriteInt64(maxMemoryBytes);
+        w.WriteString(jobId);
     }
 
-    public static (NodeRole Role, string Host, int Port, string[] Handlers, bool Join, long MaxMemoryBytes) ReadRegister(ReadOnlySpan<byte> payload)
+    public static (NodeRole Role, string Host, int Port, string[] Handlers, bool Join, long MaxMemoryBytes, string JobId) ReadRegister(ReadOnlySpan<byte> payload)
     {
         var r = new PayloadReader(payload);
         var role = (NodeRole)r.ReadByte();
@@ -32,7 +33,8 @@ internal static class ControlMessages
         }
         bool join = r.Remaining > 0 && r.ReadBool();
         long maxMemoryBytes = r.Remaining >= 8 ? r.ReadInt64() : 0;
-        return (role, host, port, handlers, join, maxMemoryBytes);
+        string jobId = r.Remaining > 0 ? r.ReadString(256) : "";
+        return (role, host, port, handlers, join, maxMemoryBytes, jobId);
     }
 
     public static void WriteTableSpec(PayloadWriter w, TableSpec spec) => TableInfo.From(0, spec).WriteDefinition(w);

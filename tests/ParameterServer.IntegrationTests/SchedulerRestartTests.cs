@@ -48,35 +48,16 @@ public sealed class SchedulerRestartTests : IDisposable
         string a = $"127.0.0.1:{Ports.Free()}";
         int portB = Ports.Free();
         string both = $"{a},127.0.0.1:{portB}";
-        string[] app = ["--app", "counter", "--json", "--keys", "300", "--work-units", "120", "--pause-ms", "40"];
         using var first = Pserver.Start("scheduler", "--port", a.Split(':')[1], "--servers", "2", "--workers", "2", "--replication", "2", "--state-dir", _state);
-        var nodes = new List<Pserver>
-        {
-            Pserver.Start("server", "--scheduler", both), Pserver.Start("server", "--scheduler", both),
-            Pserver.Start(["worker", "--scheduler", both, .. app]), Pserver.Start(["worker", "--scheduler", both, .. app]),
-        };
+        var nodes = await CounterChecks.StartCounterNodesAsync(both, units: 120);
         try
         {
             var workers = nodes.Skip(2).ToList();
-            foreach (var worker in workers)
-            {
-                await worker.WaitForLineAsync(l => l.Contains("Counter on rank", StringComparison.Ordinal), Limit, stderr: true);
-            }
             await Task.Delay(800);
             first.Process.Kill();
             await first.WaitForExitAsync(Limit);
             using var second = Pserver.Start("scheduler", "--port", portB.ToString(System.Globalization.CultureInfo.InvariantCulture), "--servers", "2", "--workers", "2", "--replication", "2", "--state-dir", _state);
-            foreach (var worker in workers)
-            {
-                await worker.WaitForExitAsync(Limit);
-                Assert.True(worker.ExitCode == 0, $"{worker.Describe()}\n=== the second scheduler ===\n{second.Describe()}");
-                var summary = JsonDocument.Parse(worker.StdoutLines.Last(l => l.StartsWith("{\"app\"", StringComparison.Ordinal))).RootElement;
-                Assert.True(summary.GetProperty("ok").GetBoolean(), second.Describe());
-                Assert.Equal(120, summary.GetProperty("grew_min").GetDouble());
-                Assert.Equal(120, summary.GetProperty("grew_max").GetDouble());
-            }
-            Assert.Contains("Resuming the job", second.Stderr);
-            Assert.All(nodes, n => Assert.Contains("Rejoined the scheduler", n.Stderr, StringComparison.Ordinal));
+            await CounterChecks.AssertResumedExactlyAsync(nodes, workers, second, units: 120, output: null);
         }
         finally
         {

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Text.Json;
 using ParameterServer.Hosting.Network;
 using Xunit.Abstractions;
 
@@ -24,36 +23,16 @@ public sealed class StandbySchedulerTests(ITestOutputHelper output)
         using var b = Pserver.Start([.. scheduler, "--port", portB.ToString(CultureInfo.InvariantCulture)]);
         await b.WaitForLineAsync(l => l.Contains("Standby: the scheduler at", StringComparison.Ordinal), Limit, stderr: true);
 
-        string[] app = ["--app", "counter", "--json", "--keys", "300", "--work-units", "150", "--pause-ms", "40"];
-        var nodes = new List<Pserver>
-        {
-            Pserver.Start("server", "--scheduler", both), Pserver.Start("server", "--scheduler", both),
-            Pserver.Start(["worker", "--scheduler", both, .. app]), Pserver.Start(["worker", "--scheduler", both, .. app]),
-        };
+        var nodes = await CounterChecks.StartCounterNodesAsync(both, units: 150);
         try
         {
             var workers = nodes.Skip(2).ToList();
-            foreach (var worker in workers)
-            {
-                await worker.WaitForLineAsync(l => l.Contains("Counter on rank", StringComparison.Ordinal), Limit, stderr: true);
-            }
             await Task.Delay(1000);
             var killed = Stopwatch.StartNew();
             a.Process.Kill();
             await b.WaitForLineAsync(l => l.StartsWith("scheduler listening on ", StringComparison.Ordinal), Limit);
             output.WriteLine($"the standby listened {killed.ElapsedMilliseconds} ms after the kill");
-            foreach (var worker in workers)
-            {
-                await worker.WaitForExitAsync(Limit);
-                Assert.True(worker.ExitCode == 0, $"{worker.Describe()}\n=== standby ===\n{b.Describe()}");
-                var summary = JsonDocument.Parse(worker.StdoutLines.Last(l => l.StartsWith("{\"app\"", StringComparison.Ordinal))).RootElement;
-                Assert.True(summary.GetProperty("ok").GetBoolean(), b.Describe());
-                Assert.Equal(150, summary.GetProperty("grew_min").GetDouble());
-                Assert.Equal(150, summary.GetProperty("grew_max").GetDouble());
-                output.WriteLine($"a worker's calls waited at most {summary.GetProperty("stall_ms").GetDouble()} ms");
-            }
-            Assert.Contains("Resuming the job", b.Stderr);
-            Assert.All(nodes, n => Assert.Contains("Rejoined the scheduler", n.Stderr, StringComparison.Ordinal));
+            await CounterChecks.AssertResumedExactlyAsync(nodes, workers, b, units: 150, output);
         }
         finally
         {
@@ -79,38 +58,16 @@ public sealed class StandbySchedulerTests(ITestOutputHelper output)
         await a.WaitForLineAsync(l => l.StartsWith("scheduler listening on ", StringComparison.Ordinal), Limit);
         using var b = Pserver.StartOn(hostB, [.. scheduler, "--host", hostB.Address]);
         await b.WaitForLineAsync(l => l.Contains("Standby: the scheduler at", StringComparison.Ordinal), Limit, stderr: true);
-        string[] app = ["--app", "counter", "--json", "--keys", "300", "--work-units", "150", "--pause-ms", "40"];
-        var nodes = new List<Pserver>
-        {
-            Pserver.StartOn(lab.Hosts[3], "server", "--scheduler", both, "--host", lab.Hosts[3].Address),
-            Pserver.StartOn(lab.Hosts[4], "server", "--scheduler", both, "--host", lab.Hosts[4].Address),
-            Pserver.StartOn(lab.Hosts[5], ["worker", "--scheduler", both, .. app]),
-            Pserver.StartOn(lab.Hosts[6], ["worker", "--scheduler", both, .. app]),
-        };
+        var nodes = await CounterChecks.StartCounterNodesAsync(both, units: 150, lab.Hosts.Skip(3).ToList());
         try
         {
             var workers = nodes.Skip(2).ToList();
-            foreach (var worker in workers)
-            {
-                await worker.WaitForLineAsync(l => l.Contains("Counter on rank", StringComparison.Ordinal), Limit, stderr: true);
-            }
             await Task.Delay(1000);
             var cut = Stopwatch.StartNew();
             lab.SetLink(hostA, up: false);
             await b.WaitForLineAsync(l => l.StartsWith("scheduler listening on ", StringComparison.Ordinal), Limit);
             output.WriteLine($"the standby listened {cut.ElapsedMilliseconds} ms after the active scheduler's host was cut off");
-            foreach (var worker in workers)
-            {
-                await worker.WaitForExitAsync(Limit);
-                Assert.True(worker.ExitCode == 0, $"{worker.Describe()}\n=== standby ===\n{b.Describe()}");
-                var summary = JsonDocument.Parse(worker.StdoutLines.Last(l => l.StartsWith("{\"app\"", StringComparison.Ordinal))).RootElement;
-                Assert.True(summary.GetProperty("ok").GetBoolean(), b.Describe());
-                Assert.Equal(150, summary.GetProperty("grew_min").GetDouble());
-                Assert.Equal(150, summary.GetProperty("grew_max").GetDouble());
-                output.WriteLine($"a worker's calls waited at most {summary.GetProperty("stall_ms").GetDouble()} ms");
-            }
-            Assert.Contains("Resuming the job", b.Stderr);
-            Assert.All(nodes, n => Assert.Contains("Rejoined the scheduler", n.Stderr, StringComparison.Ordinal));
+            await CounterChecks.AssertResumedExactlyAsync(nodes, workers, b, units: 150, output);
         }
         finally
         {

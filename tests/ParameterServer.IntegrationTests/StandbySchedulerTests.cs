@@ -76,6 +76,64 @@ public sealed class StandbySchedulerTests(ITestOutputHelper output)
     }
 
     [EtcdFact]
+    public async Task An_active_scheduler_cut_off_from_the_nodes_but_not_from_etcd_steps_down_and_a_standby_resumes_the_job_exactly()
+    {
+        if (NetworkLab.Unavailable is { } why)
+        {
+            output.WriteLine($"skipped: needs network namespaces: {why}");
+            return;
+        }
+        using var lab = NetworkLab.Create(7);
+        using var etcd = await EtcdServer.StartAsync(lab.Hosts[0]);
+        var (hostA, hostB) = (lab.Hosts[1], lab.Hosts[2]);
+        string both = $"{hostA.Address}:9700,{hostB.Address}:9700";
+        string[] scheduler = ["scheduler", "--port", "9700", "--servers", "2", "--workers", "2", "--replication", "2", "--etcd", etcd.Endpoint, "--job-id", "isolated-test", "--etcd-lease", "1"];
+        using var a = Pserver.StartOn(hostA, [.. scheduler, "--host", hostA.Address]);
+        await a.WaitForLineAsync(l => l.StartsWith("scheduler listening on ", StringComparison.Ordinal), Limit);
+        using var b = Pserver.StartOn(hostB, [.. scheduler, "--host", hostB.Address]);
+        await b.WaitForLineAsync(l => l.Contains("Standby: the scheduler at", StringComparison.Ordinal), Limit, stderr: true);
+        var nodeHosts = lab.Hosts.Skip(3).ToList();
+        var nodes = await CounterChecks.StartCounterNodesAsync(both, units: 150, nodeHosts);
+        try
+        {
+            var workers = nodes.Skip(2).ToList();
+            await Task.Delay(1000);
+            var cut = Stopwatch.StartNew();
+            foreach (var host in nodeHosts)
+            {
+                lab.DropOneWay(hostA, host);
+                lab.DropOneWay(host, hostA);
+            }
+            await a.WaitForExitAsync(Limit);
+            Assert.True(a.ExitCode == 4, a.Describe());
+            Assert.Contains("likely cut off from them; stepping down", a.Stderr, StringComparison.Ordinal);
+            await b.WaitForLineAsync(l => l.StartsWith("scheduler listening on ", StringComparison.Ordinal), Limit);
+            output.WriteLine($"the active scheduler stepped down and the standby listened {cut.ElapsedMilliseconds} ms after the cut");
+            await CounterChecks.AssertResumedExactlyAsync(nodes, workers, b, units: 150, output);
+            Assert.DoesNotContain("is dead", b.Stderr, StringComparison.Ordinal);
+        }
+        finally
+        {
+            nodes.ForEach(n => n.Dispose());
+        }
+    }
+
+    [EtcdFact]
+    public async Task A_scheduler_whose_etcd_is_unreachable_says_so_keeps_trying_and_becomes_active_once_etcd_is_up()
+    {
+        int etcdPort = Ports.Free(), port = Ports.Free();
+        using var a = Pserver.Start(["scheduler", "--servers", "1", "--workers", "1", "--etcd", $"http://127.0.0.1:{etcdPort}", "--job-id", "late-etcd", "--etcd-lease", "1", "--port", port.ToString(CultureInfo.InvariantCulture)]);
+        await a.WaitForLineAsync(l => l.Contains($"Cannot reach etcd at http://127.0.0.1:{etcdPort}", StringComparison.Ordinal) && l.Contains("retrying", StringComparison.Ordinal), Limit, stderr: true);
+        await Task.Delay(1500);
+        Assert.False(a.Process.HasExited, a.Describe());
+        Assert.DoesNotContain("scheduler listening on", a.Stdout, StringComparison.Ordinal);
+        using var etcd = await EtcdServer.StartAsync(clientPort: etcdPort);
+        var up = Stopwatch.StartNew();
+        await a.WaitForLineAsync(l => l.StartsWith("scheduler listening on ", StringComparison.Ordinal), Limit);
+        output.WriteLine($"active {up.ElapsedMilliseconds} ms after etcd came up");
+    }
+
+    [EtcdFact]
     public async Task An_active_scheduler_frozen_past_its_lease_stops_when_it_wakes_and_sends_nothing()
     {
         using var etcd = await EtcdServer.StartAsync();

@@ -24,12 +24,15 @@ internal sealed class EtcdServer : IDisposable
     /// <summary>Why etcd cannot run here, or null when it can.</summary>
     public static string? Unavailable => File.Exists(Binary) ? null : $"needs etcd at {Binary} (apt-get install etcd-server)";
 
-    /// <summary>Starts etcd on loopback, or on a <see cref="NetworkLab"/> host's address inside its namespace.</summary>
-    public static async Task<EtcdServer> StartAsync(LabHost? host = null)
+    /// <summary>
+    /// Starts etcd on loopback, or on a <see cref="NetworkLab"/> host's address inside its namespace; on
+    /// <paramref name="clientPort"/> when given, else on a free port.
+    /// </summary>
+    public static async Task<EtcdServer> StartAsync(LabHost? host = null, int? clientPort = null)
     {
         string data = Directory.CreateTempSubdirectory("ps-etcd-").FullName;
         string address = host?.Address ?? "127.0.0.1";
-        int client = Ports.Free(), peer = Ports.Free();
+        int client = clientPort ?? Ports.Free(), peer = Ports.Free();
         string[] arguments =
         [
             "--name", "test", "--data-dir", data,

@@ -105,6 +105,9 @@ internal static partial class SchedulerLog
     [LoggerMessage(EventId = 3093, Level = LogLevel.Critical, Message = "This scheduler is no longer the active one ({Path}): another scheduler may have taken over; stopping without sending anything more")]
     public static partial void LogDeposed(this ILogger logger, string path);
 
+    [LoggerMessage(EventId = 3094, Level = LogLevel.Critical, Message = "{Silent} of the {Alive} live nodes fell silent together (no heartbeat for {Seconds:0.##} s or more): this scheduler is likely cut off from them; stepping down without declaring them dead, so a standby that can reach them takes over")]
+    public static partial void LogSteppingDown(this ILogger logger, int silent, int alive, double seconds);
+
     [LoggerMessage(EventId = 3092, Level = LogLevel.Warning, Message = "The scheduler did not run for {Seconds:0.0} s (a GC pause, SIGSTOP or a frozen VM?): every node gets a full heartbeat timeout from now to be heard before any is declared dead")]
     public static partial void LogSchedulerFrozen(this ILogger logger, double seconds);
 }

@@ -90,6 +90,18 @@ public sealed partial class SchedulerNode
         return true;
     }
 
+    /// <summary>
+    /// Whether this scheduler, having standbys (a shared store), should suspect itself rather than the nodes: when one
+    /// node's silence reaches the heartbeat timeout, most of the live nodes (two at least) have been silent for half
+    /// of it, so they fell silent together. Killed nodes are noticed by their closed connections, not
+    /// by silence, so this is a partition between this scheduler and the job (with etcd still reachable, or the
+    /// lease would have lapsed first). It steps down without marking anyone dead, so a standby that can reach the
+    /// nodes resumes the job as it was. Were the nodes all truly gone, each standby steps down in turn: the job was
+    /// over anyway.
+    /// </summary>
+    private bool CutOffFromMostNodes(int silent, int alive) =>
+        _options.StateStore is not null && !_shuttingDown && silent >= 2 && silent * 2 > alive;
+
     private void MonitorLoop()
     {
         int tickMs = Math.Max(10, (int)(_options.HeartbeatInterval.TotalMilliseconds / 4));
@@ -118,13 +130,20 @@ public sealed partial class SchedulerNode
                         node.LastSeen = Math.Max(node.LastSeen, now);
                     }
                 }
-                foreach (var node in _nodes.Values.Where(n => n.Alive).ToList())
+                double timeoutMs = _options.HeartbeatTimeout.TotalMilliseconds;
+                var alive = _nodes.Values.Where(n => n.Alive).ToList();
+                var silent = alive.Where(n => now - n.LastSeen > timeoutMs).ToList();
+                int quiet = silent.Count == 0 ? 0 : alive.Count(n => now - n.LastSeen > timeoutMs / 2);
+                if (CutOffFromMostNodes(quiet, alive.Count))
                 {
-                    if (now - node.LastSeen > _options.HeartbeatTimeout.TotalMilliseconds)
-                    {
-                        MarkDead(node, $"no heartbeat for {_options.HeartbeatTimeout.TotalSeconds:0.#} s", outbox);
-                        node.Connection?.Close("declared dead: no heartbeat");
-                    }
+                    _log.LogSteppingDown(quiet, alive.Count, _options.HeartbeatTimeout.TotalSeconds / 2);
+                    Depose();
+                    return;
+                }
+                foreach (var node in silent)
+                {
+                    MarkDead(node, $"no heartbeat for {_options.HeartbeatTimeout.TotalSeconds:0.#} s", outbox);
+                    node.Connection?.Close("declared dead: no heartbeat");
                 }
                 CompleteDeclares(outbox);
                 MaybeFinishMigration(outbox);

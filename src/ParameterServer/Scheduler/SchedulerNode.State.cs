@@ -112,6 +112,10 @@ public sealed partial class SchedulerNode
                 long version;
                 lock (_lock)
                 {
+                    if (Volatile.Read(ref _deposed) != 0)
+                    {
+                        return; // stepped down or deposed: the state is the next active scheduler's now
+                    }
                     if (_stateVersion == _durableVersion)
                     {
                         continue;

@@ -370,9 +370,9 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         var outbox = new List<Outgoing>();
         lock (_lock)
         {
-            if (!node.Alive)
+            if (!node.Alive || Volatile.Read(ref _deposed) != 0)
             {
-                return;
+                return; // a deposed scheduler closing its connections declares nobody dead
             }
             MarkDead(node, node.Finished ? "left after finishing" : $"disconnected ({reason})", outbox);
         }

@@ -71,7 +71,7 @@ public static class BenchTraffic
                     ShowProgress = false,
                     Echo = false,
                     WorkerArguments = ["--json", "--app", "logreg", "--data", Path.GetFullPath(data), .. test is null ? Array.Empty<string>() : ["--test", Path.GetFullPath(test)],
-                        "--epochs", LocalJob.Inv(epochs), "--batch", LocalJob.Inv(p.GetValue(LogRegAppDefinition.Batch) ?? 100), "--l1", p.GetValue(LogRegAppDefinition.L1).ToString(CultureInfo.InvariantCulture), .. step.Arguments],
+                        "--epochs", LocalJob.Inv(epochs), "--batch", LocalJob.Inv(p.GetValue(LogRegAppDefinition.Batch) ?? 100), "--l1", (p.GetValue(LogRegAppDefinition.L1) ?? 0.5).ToString(CultureInfo.InvariantCulture), .. step.Arguments],
                 };
                 var run = await LocalJob.RunAsync(job, ct);
                 if (run.Failure is not null)

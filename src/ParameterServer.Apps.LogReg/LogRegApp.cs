@@ -14,7 +14,7 @@ namespace ParameterServer.Apps.LogReg;
 /// SGD. After every epoch each worker evaluates its shard of the test file; the metrics of all workers meet
 /// in a sum table and rank 0 prints them. Sequential consistency trains in sync (BSP) mode: deterministic.
 /// </summary>
-public sealed class LogRegApp(LogRegOptions options) : IPsApp
+public sealed partial class LogRegApp(LogRegOptions options) : IPsApp
 {
     /// <summary>Floats per epoch in the metrics table: test metrics, then train loss, rows, seconds, waits, bytes.</summary>
     private const int Extra = 8;
@@ -30,6 +30,10 @@ public sealed class LogRegApp(LogRegOptions options) : IPsApp
         {
             // Each worker reads its share of the data file by rank, fixed at the start: a newcomer would re-read rows.
             throw new ArgumentException("logreg splits the training data by rank when the job starts, so a worker cannot join a running logreg job; add servers with pserver server --join, or start the job with more --workers");
+        }
+        if (options.IsBatch)
+        {
+            return await RunBatchAsync(context, cancellationToken).ConfigureAwait(false);
         }
         bool sequential = options.Consistency.Tau == 0;
         var mode = sequential ? UpdateMode.Sync : UpdateMode.Async;

@@ -31,10 +31,25 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
     public static readonly Option<double?> LearningRate = AppOptions.LearningRate;
 
     /// <summary>--l1.</summary>
-    public static readonly Option<double> L1 = PsOptions.Create("--l1", 0.5, "logreg: L1 regularisation (ftrl)");
+    public static readonly Option<double?> L1 = PsOptions.Create<double?>("--l1", null, "logreg: L1 regularisation (ftrl default 0.5; bpg default 0, the objective's l1 |w|_1)");
 
     /// <summary>--l2.</summary>
-    public static readonly Option<double> L2 = PsOptions.Create("--l2", 1.0, "logreg: L2 regularisation (ftrl, sgd)");
+    public static readonly Option<double?> L2 = PsOptions.Create<double?>("--l2", null, "logreg: L2 regularisation (ftrl, sgd default 1; bpg default 1, the objective's l2/2 |w|^2: liblinear -s 0 with C = 1/l2)");
+
+    /// <summary>--solver.</summary>
+    public static readonly Option<string> Solver = PsOptions.Create("--solver", "online", "logreg: online (minibatches, the servers run --optimizer) or bpg (the paper's delayed block proximal gradient: converges to the regularised optimum, then stops)");
+
+    /// <summary>--blocks.</summary>
+    public static readonly Option<int> Blocks = PsOptions.Create("--blocks", 32, "logreg bpg: feature blocks per iteration");
+
+    /// <summary>--delay.</summary>
+    public static readonly Option<int> Delay = PsOptions.Create("--delay", 0, "logreg bpg: blocks a worker may start before the servers answered an earlier one (the paper's tau; 0: sequential, the objective never rises)");
+
+    /// <summary>--tol.</summary>
+    public static readonly Option<double> Tolerance = PsOptions.Create("--tol", 1e-6, "logreg bpg: stop when an iteration lowers the objective by less than this fraction");
+
+    /// <summary>--max-iterations.</summary>
+    public static readonly Option<int> MaxIterations = PsOptions.Create("--max-iterations", 500, "logreg bpg: stop after this many iterations even if not converged");
 
     /// <summary>--hash-bits.</summary>
     public static readonly Option<int> HashBits = PsOptions.Create("--hash-bits", 0, "logreg: hash feature ids into 2^BITS keys (0: use ids as keys)");
@@ -66,7 +81,7 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
     public string Name => "logreg";
 
     /// <inheritdoc/>
-    public IReadOnlyList<Option> Options { get; } = [Data, Test, Epochs, Batch, Optimizer, LearningRate, L1, L2, HashBits, ModelOut, SkipBadLines, KeyCache, Compress, Filter, PullFilter];
+    public IReadOnlyList<Option> Options { get; } = [Data, Test, Epochs, Batch, Optimizer, LearningRate, L1, L2, Solver, Blocks, Delay, Tolerance, MaxIterations, HashBits, ModelOut, SkipBadLines, KeyCache, Compress, Filter, PullFilter];
 
     /// <inheritdoc/>
     public string TrainDescription => "Train L1-regularised logistic regression on a local cluster of real processes";
@@ -89,6 +104,11 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
         AppRegistry.AddArgument(args, LearningRate.Name, p.GetValue(LearningRate));
         AppRegistry.AddArgument(args, L1.Name, p.GetValue(L1));
         AppRegistry.AddArgument(args, L2.Name, p.GetValue(L2));
+        AppRegistry.AddArgument(args, Solver.Name, p.GetValue(Solver));
+        AppRegistry.AddArgument(args, Blocks.Name, p.GetValue(Blocks));
+        AppRegistry.AddArgument(args, Delay.Name, p.GetValue(Delay));
+        AppRegistry.AddArgument(args, Tolerance.Name, p.GetValue(Tolerance));
+        AppRegistry.AddArgument(args, MaxIterations.Name, p.GetValue(MaxIterations));
         AppRegistry.AddArgument(args, HashBits.Name, p.GetValue(HashBits));
         AppRegistry.AddArgument(args, ModelOut.Name, FullPath(p.GetValue(ModelOut)));
         if (p.GetValue(SkipBadLines))
@@ -110,16 +130,23 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
     /// <summary>The app's options from the parsed command line, validated.</summary>
     public static LogRegOptions LogRegOptionsFrom(ParseResult p)
     {
+        string solver = (p.GetValue(Solver) ?? "online").ToLowerInvariant();
+        bool batch = solver == "bpg";
         var options = new LogRegOptions
         {
+            Solver = solver,
+            Blocks = p.GetValue(Blocks),
+            Delay = p.GetValue(Delay),
+            Tolerance = p.GetValue(Tolerance),
+            MaxIterations = p.GetValue(MaxIterations),
             Data = p.GetValue(Data) ?? throw new ArgumentException("logreg needs --data FILE (LIBSVM text, gzip accepted)"),
             Test = p.GetValue(Test),
             Epochs = p.GetValue(Epochs),
             Batch = p.GetValue(Batch) ?? 100,
             Optimizer = (p.GetValue(Optimizer) ?? "ftrl").ToLowerInvariant(),
             LearningRate = p.GetValue(LearningRate),
-            L1 = p.GetValue(L1),
-            L2 = p.GetValue(L2),
+            L1 = p.GetValue(L1) ?? (batch ? 0 : 0.5),
+            L2 = p.GetValue(L2) ?? 1,
             Consistency = Client.Consistency.Parse(p.GetValue(PsOptions.Consistency)!),
             HashBits = p.GetValue(HashBits),
             ModelOut = p.GetValue(ModelOut),

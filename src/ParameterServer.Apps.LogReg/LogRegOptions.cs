@@ -16,6 +16,29 @@ public sealed record LogRegOptions
     /// <summary>Rows per minibatch.</summary>
     public int Batch { get; init; } = 100;
 
+    /// <summary>
+    /// online: minibatch passes with the servers running <see cref="Optimizer"/>; bpg: the paper's delayed block
+    /// proximal gradient, a batch method that converges to the optimum of the regularised objective.
+    /// </summary>
+    public string Solver { get; init; } = "online";
+
+    /// <summary>bpg: feature blocks per iteration.</summary>
+    public int Blocks { get; init; } = 32;
+
+    /// <summary>bpg: blocks a worker may start before the servers answered an earlier one (the paper's tau; 0: sequential).</summary>
+    public int Delay { get; init; }
+
+    /// <summary>bpg: stop when an iteration lowers the objective by less than this fraction of it.</summary>
+    public double Tolerance { get; init; } = 1e-6;
+
+    /// <summary>bpg: stop after this many iterations even if not converged.</summary>
+    public int MaxIterations { get; init; } = 500;
+
+    internal bool IsBatch => Solver == "bpg";
+
+    /// <summary>bpg: the delay, below the block count.</summary>
+    internal int BlockDelay => Math.Min(Delay, Blocks - 1);
+
     /// <summary>ftrl, adagrad or sgd: the update the servers run.</summary>
     public string Optimizer { get; init; } = "ftrl";
 
@@ -59,7 +82,7 @@ public sealed record LogRegOptions
     };
 
     /// <summary>The server-side handler spec for the chosen optimizer.</summary>
-    public string HandlerSpec => Optimizer switch
+    public string HandlerSpec => IsBatch ? string.Create(CultureInfo.InvariantCulture, $"prox:l1={L1},l2={L2}") : Optimizer switch
     {
         "ftrl" => string.Create(CultureInfo.InvariantCulture, $"ftrl:alpha={EffectiveLearningRate},beta=1,l1={L1},l2={L2}"),
         "adagrad" => string.Create(CultureInfo.InvariantCulture, $"adagrad:lr={EffectiveLearningRate}"),
@@ -76,6 +99,18 @@ public sealed record LogRegOptions
         if (Epochs < 1 || Batch < 1)
         {
             throw new ArgumentException($"--epochs and --batch must be at least 1 (got {Epochs} and {Batch})");
+        }
+        if (Solver is not ("online" or "bpg"))
+        {
+            throw new ArgumentException($"--solver must be online or bpg, got '{Solver}'");
+        }
+        if (IsBatch && (Blocks < 1 || MaxIterations < 1 || Delay < 0 || !(Tolerance >= 0)))
+        {
+            throw new ArgumentException($"--blocks and --max-iterations must be at least 1, --delay and --tol at least 0 (got {Blocks}, {MaxIterations}, {Delay}, {Tolerance})");
+        }
+        if (IsBatch && L1 == 0 && L2 == 0)
+        {
+            throw new ArgumentException("--solver bpg needs --l1 or --l2 above 0: unregularised logistic regression has no optimum on separable data");
         }
         if (HashBits is < 0 or > 62)
         {

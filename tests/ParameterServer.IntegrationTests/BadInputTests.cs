@@ -186,7 +186,7 @@ public sealed class BadInputTests : IAsyncLifetime
     {
         var ex = await Assert.ThrowsAsync<PsException>(() => _client.DeclareTableAsync(new TableSpec("x") { Handler = "ftrll" }));
         Assert.Equal(PsErrorCode.InvalidArgument, ex.Code);
-        Assert.Contains("they know: sum, sgd, adagrad, momentum, ftrl, adam", ex.Message);
+        Assert.Contains("they know: sum, sgd, adagrad, momentum, ftrl, prox, adam", ex.Message);
         var bad = await Assert.ThrowsAsync<ArgumentException>(() => _client.DeclareTableAsync(new TableSpec("y") { Handler = "ftrl:alpha=-1" }));
         Assert.Contains("alpha", bad.Message);
     }

@@ -130,6 +130,30 @@ public class UpdateHandlerTests
         Assert.Equal(2f, row[6]);
     }
 
+    [Fact]
+    public void ProximalNewton_takes_the_closed_form_step_and_keeps_the_gradient()
+    {
+        // argmin_v g (v - w) + u/2 (v - w)^2 + l1 |v| + l2/2 v^2 = soft(u w - g, l1) / (u + l2).
+        IUpdateHandler prox = UpdateHandlers.ProximalNewton(l1: 1, l2: 0.5f);
+        Assert.Equal(0, prox.StateLength(2));
+        float[] row = [2, 0];
+        prox.Apply(row, [3, 4], 2); // z = 4 * 2 - 3 = 5 -> (5 - 1) / 4.5
+        AssertClose([4 / 4.5, 3], row);
+        row = [0.1f, 0];
+        prox.Apply(row, [0.2f, 2], 2); // z = 0.2 - 0.2 = 0, inside the L1 ball: exactly zero
+        Assert.Equal([0f, 0.2f], row);
+        row = [0, 0];
+        prox.Apply(row, [5, 1], 2); // z = -5 -> (-5 + 1) / 1.5
+        AssertClose([-4 / 1.5, 5], row);
+        // No curvature and no L2: the weight stays where it is rather than dividing by zero.
+        IUpdateHandler plain = UpdateHandlers.ProximalNewton();
+        row = [0.7f, 0];
+        plain.Apply(row, [0, 0], 2);
+        Assert.Equal([0.7f, 0f], row);
+        var wrongWidth = Assert.Throws<ArgumentException>(() => prox.StateLength(1));
+        Assert.Contains("width 2", wrongWidth.Message, StringComparison.Ordinal);
+    }
+
     // ---- Vectorised paths vs. a scalar float reference --------------------------------------
 
     [Theory]
@@ -229,6 +253,8 @@ public class UpdateHandlerTests
     [InlineData("ftrl", "ftrl:alpha=0.1,beta=1,l1=0,l2=0")]
     [InlineData("adam", "adam:lr=0.001,beta1=0.9,beta2=0.999,eps=1E-08")]
     [InlineData("ftrl:l1=1", "ftrl:alpha=0.1,beta=1,l1=1,l2=0")]
+    [InlineData("prox", "prox:l1=0,l2=0")]
+    [InlineData("prox:l2=1", "prox:l1=0,l2=1")]
     [InlineData(" SGD : LR = 0.5 , l2=1e-3 ", "sgd:lr=0.5,l2=0.001")]
     [InlineData("adam:eps=1e-7,beta1=0", "adam:lr=0.001,beta1=0,beta2=0.999,eps=1E-07")]
     public void Parse_applies_defaults_and_ToString_is_canonical(string spec, string canonical)
@@ -259,6 +285,7 @@ public class UpdateHandlerTests
             from lr in positive from l2 in nonNegative select UpdateHandlers.Sgd(lr, l2),
             from lr in positive from eps in positive select UpdateHandlers.AdaGrad(lr, eps),
             from a in positive from b in nonNegative from l1 in nonNegative from l2 in nonNegative select UpdateHandlers.Ftrl(a, b, l1, l2),
+            from l1 in nonNegative from l2 in nonNegative select UpdateHandlers.ProximalNewton(l1, l2),
             from lr in positive from b1 in unit from b2 in unit from eps in positive select UpdateHandlers.Adam(lr, b1, b2, eps));
 
         Check.One(
@@ -272,8 +299,8 @@ public class UpdateHandlerTests
     }
 
     [Theory]
-    [InlineData("ftrll", "unknown update handler 'ftrll': expected one of sum, sgd, adagrad, momentum, ftrl, adam")]
-    [InlineData("", "has no name: expected one of sum, sgd, adagrad, momentum, ftrl, adam")]
+    [InlineData("ftrll", "unknown update handler 'ftrll': expected one of sum, sgd, adagrad, momentum, ftrl, prox, adam")]
+    [InlineData("", "has no name: expected one of sum, sgd, adagrad, momentum, ftrl, prox, adam")]
     [InlineData(":lr=1", "has no name")]
     [InlineData("sgd:rate=0.1", "unknown parameter 'rate' for update handler 'sgd': expected one of lr, l2")]
     [InlineData("adam:lr=abc", "invalid value 'abc' for parameter 'lr' of update handler 'adam': expected a finite number")]

@@ -278,6 +278,34 @@ internal sealed class FtrlHandler(float alpha, float beta, float l1, float l2) :
         $"ftrl:alpha={Spec.F(alpha)},beta={Spec.F(beta)},l1={Spec.F(l1)},l2={Spec.F(l2)}";
 }
 
+/// <summary>See <see cref="UpdateHandlers.ProximalNewton"/>: rows [w, g], pushes [g, u].</summary>
+internal sealed class ProximalNewtonHandler(float l1, float l2) : IUpdateHandler
+{
+    public int StateLength(int width)
+    {
+        if (width != 2)
+        {
+            throw new ArgumentException($"the prox handler needs a table of width 2 (rows [weight, gradient], pushes [gradient, curvature]), got width {width}");
+        }
+        return 0;
+    }
+
+    public void Apply(Span<float> row, ReadOnlySpan<float> pushed, int width)
+    {
+        HandlerChecks.Row(row, pushed, width, StateLength(width));
+        float g = pushed[0], u = pushed[1];
+        float denominator = u + l2;
+        if (denominator > 0)
+        {
+            float z = (u * row[0]) - g;
+            row[0] = MathF.Abs(z) <= l1 ? 0f : (z - MathF.CopySign(l1, z)) / denominator;
+        }
+        row[1] = g;
+    }
+
+    public override string ToString() => $"prox:l1={Spec.F(l1)},l2={Spec.F(l2)}";
+}
+
 /// <summary>
 /// Adam with bias correction. State: m (width), v (width), then one step counter t per key,
 /// so StateLength = 2 * width + 1.

@@ -62,6 +62,8 @@ public static class UpdateHandlers
                 new("l1", 0f, Range.NonNegative), new("l2", 0f, Range.NonNegative),
             ],
             p => Ftrl(p[0], p[1], p[2], p[3])),
+        new("prox", [new("l1", 0f, Range.NonNegative), new("l2", 0f, Range.NonNegative)],
+            p => ProximalNewton(p[0], p[1])),
         new("adam",
             [
                 new("lr", 0.001f, Range.Positive), new("beta1", 0.9f, Range.UnitInterval),
@@ -107,6 +109,19 @@ public static class UpdateHandlers
         Require(l1, Range.NonNegative, nameof(l1));
         Require(l2, Range.NonNegative, nameof(l2));
         return new FtrlHandler(alpha, beta, l1, l2);
+    }
+
+    /// <summary>
+    /// A proximal Newton step per coordinate, for batch solvers whose workers push a feature's gradient g and its
+    /// curvature bound u summed over their data (the paper's block proximal gradient): on a width-2 table the
+    /// stored row is [w, g] and a pushed row [g, u] sets w to argmin_v g (v - w) + u/2 (v - w)^2 + l1 |v| + l2/2 v^2,
+    /// that is soft(u w - g, l1) / (u + l2), and keeps g (for the KKT filter and the optimality report).
+    /// </summary>
+    public static IUpdateHandler ProximalNewton(float l1 = 0, float l2 = 0)
+    {
+        Require(l1, Range.NonNegative, nameof(l1));
+        Require(l2, Range.NonNegative, nameof(l2));
+        return new ProximalNewtonHandler(l1, l2);
     }
 
     /// <summary>Adam with bias correction and a per-key step counter.</summary>

@@ -1,0 +1,214 @@
+using ParameterServer.Apps.LogReg.Data;
+using ParameterServer.Client;
+using ParameterServer.Core.Cluster;
+
+namespace ParameterServer.Apps.LogReg;
+
+/// <summary>
+/// The paper's delayed block proximal gradient (section 5.1, Algorithm 3) for L1/L2-regularised logistic regression,
+/// one worker's part. The features are split into blocks by key hash; an iteration visits every block once. For a
+/// block, each worker computes over all its rows the block's gradient g and a diagonal curvature bound u and
+/// push-pulls them to a sync table: the servers sum every worker's rows and take the proximal Newton step
+/// (<see cref="ParameterServer.Extensions.UpdateHandlers.ProximalNewton"/>), answering each worker with the new
+/// weights once all have pushed. With delay tau a worker starts the next tau blocks before that answer is in; with
+/// tau = 0 the iteration is sequential block coordinate descent, whose objective cannot rise.
+/// Each worker keeps its rows' margins w.x current by applying every answered block's weight changes.
+/// </summary>
+/// <remarks>
+/// u_j = sum_i p_i (1 - p_i) x_ij^2 n_i, where n_i is how many of row i's features lie in the blocks that move
+/// without seeing each other (the block and the delay's blocks on either side): by Cauchy-Schwarz the diagonal then
+/// bounds their joint Hessian, so coordinates stepping together cannot overshoot together.
+/// The KKT filter (on with L1) skips features at zero whose last gradient lies well inside [-l1, l1]: they would
+/// stay at zero. Every few iterations, and before stopping, an iteration runs unfiltered so none stays skipped wrongly.
+/// </remarks>
+internal sealed class BlockProximalSolver
+{
+    /// <summary>An iteration with the filter on every this many; the others may skip features.</summary>
+    private const int UnfilteredEvery = 5;
+
+    private readonly ShardMatrix _data;
+    private readonly PsTable _table;
+    private readonly int _delay;
+    private readonly double _l1;
+    private readonly int[][] _blockColumns;
+    private readonly ulong[][] _blockKeys;
+    private readonly double[] _margins;
+    private readonly float[] _weights;
+    private readonly float[] _lastGradients;
+    private readonly int[] _rowCounts;
+    private readonly float[][] _pushed;
+    private readonly ulong[][] _pushedKeys;
+    private readonly float[][] _answers;
+    private readonly int[] _pushedCount;
+    private readonly int[][] _pushedColumns;
+    private readonly long[] _tickets;
+
+    public BlockProximalSolver(ShardMatrix data, PsTable table, int blocks, int delay, double l1)
+    {
+        _data = data;
+        _table = table;
+        _delay = delay;
+        _l1 = l1;
+        var byBlock = new List<int>[blocks];
+        for (int b = 0; b < blocks; b++)
+        {
+            byBlock[b] = new List<int>();
+        }
+        for (int c = 0; c < data.Keys.Length; c++)
+        {
+            byBlock[BlockOf(data.Keys[c], blocks)].Add(c);
+        }
+        _blockColumns = byBlock.Select(l => l.ToArray()).ToArray();
+        _blockKeys = _blockColumns.Select(cols => cols.Select(c => data.Keys[c]).ToArray()).ToArray();
+        _pushed = _blockColumns.Select(cols => new float[2 * cols.Length]).ToArray();
+        _pushedKeys = _blockColumns.Select(cols => new ulong[cols.Length]).ToArray();
+        _pushedColumns = _blockColumns.Select(cols => new int[cols.Length]).ToArray();
+        _answers = _blockColumns.Select(cols => new float[2 * cols.Length]).ToArray();
+        _pushedCount = new int[blocks];
+        _tickets = new long[blocks];
+        _margins = new double[data.Rows];
+        _weights = new float[data.Keys.Length];
+        _lastGradients = new float[data.Keys.Length];
+        _rowCounts = new int[data.Rows];
+    }
+
+    /// <summary>Which block a key belongs to: the same on every worker.</summary>
+    public static int BlockOf(ulong key, int blocks) => (int)(Hashing.Mix64(key ^ 0x9E3779B97F4A7C15UL) % (ulong)blocks);
+
+    /// <summary>Whether <paramref name="iteration"/> (from 1) runs with every feature.</summary>
+    public static bool Unfiltered(int iteration, bool filter, bool verifying) =>
+        !filter || iteration == 1 || verifying || iteration % UnfilteredEvery == 0;
+
+    /// <summary>Features this worker skipped in the last iteration (the KKT filter).</summary>
+    public long Skipped { get; private set; }
+
+    /// <summary>
+    /// One iteration over every block; returns once every answer is in and applied to the margins. All workers run
+    /// the same iterations with the same <paramref name="filtered"/>: the servers sum one push per worker per block.
+    /// </summary>
+    public void Iterate(bool filtered, CancellationToken cancellationToken)
+    {
+        int blocks = _blockColumns.Length;
+        Skipped = 0;
+        // Blocks b - delay .. b + delay move without seeing each other's steps: the row counts cover that window.
+        for (int b = 0; b < Math.Min(blocks, _delay + 1); b++)
+        {
+            CountRows(b, +1);
+        }
+        for (int b = 0; b < blocks; b++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            int waitFor = b - _delay - 1;
+            if (waitFor >= 0)
+            {
+                Absorb(waitFor);
+            }
+            Compute(b, filtered);
+            if (b - _delay >= 0)
+            {
+                CountRows(b - _delay, -1);
+            }
+            if (b + _delay + 1 < blocks)
+            {
+                CountRows(b + _delay + 1, +1);
+            }
+            int count = _pushedCount[b];
+            _tickets[b] = _table.PushPull(_pushedKeys[b].AsSpan(0, count), _pushed[b].AsSpan(0, 2 * count), _answers[b].AsMemory(0, 2 * count));
+        }
+        for (int b = Math.Max(0, blocks - _delay - 1); b < blocks; b++)
+        {
+            Absorb(b);
+        }
+    }
+
+    /// <summary>This worker's summed log loss at the current weights.</summary>
+    public double Loss()
+    {
+        double sum = 0;
+        var labels = _data.Labels;
+        for (int i = 0; i < labels.Length; i++)
+        {
+            double z = labels[i] > 0 ? _margins[i] : -_margins[i];
+            sum += z > 0 ? Math.Log(1 + Math.Exp(-z)) : -z + Math.Log(1 + Math.Exp(z));
+        }
+        return sum;
+    }
+
+    private void Compute(int block, bool filtered)
+    {
+        var columns = _blockColumns[block];
+        var starts = _data.ColumnStarts;
+        var rows = _data.RowIndices;
+        var values = _data.Values;
+        var labels = _data.Labels;
+        var pushed = _pushed[block];
+        var keys = _pushedKeys[block];
+        var pushedColumns = _pushedColumns[block];
+        int count = 0;
+        double keep = 0.9 * _l1;
+        foreach (int c in columns)
+        {
+            if (filtered && _weights[c] == 0 && Math.Abs(_lastGradients[c]) < keep)
+            {
+                Skipped++;
+                continue;
+            }
+            double g = 0, u = 0;
+            for (int k = starts[c]; k < starts[c + 1]; k++)
+            {
+                int i = rows[k];
+                double p = 1 / (1 + Math.Exp(-_margins[i]));
+                double x = values[k];
+                g += (p - labels[i]) * x;
+                u += p * (1 - p) * x * x * _rowCounts[i];
+            }
+            keys[count] = _data.Keys[c];
+            pushedColumns[count] = c;
+            pushed[2 * count] = (float)g;
+            pushed[(2 * count) + 1] = (float)u;
+            count++;
+        }
+        _pushedCount[block] = count;
+    }
+
+    /// <summary>Adds (or with -1 removes) a block's nonzeros to each row's count of features in the moving window.</summary>
+    private void CountRows(int block, int sign)
+    {
+        var starts = _data.ColumnStarts;
+        var rows = _data.RowIndices;
+        foreach (int c in _blockColumns[block])
+        {
+            for (int k = starts[c]; k < starts[c + 1]; k++)
+            {
+                _rowCounts[rows[k]] += sign;
+            }
+        }
+    }
+
+    /// <summary>Waits for a block's answer (its round applied on every server) and moves the margins by its weight changes.</summary>
+    private void Absorb(int block)
+    {
+        _table.Wait(_tickets[block]);
+        var answer = _answers[block];
+        var columns = _pushedColumns[block];
+        var starts = _data.ColumnStarts;
+        var rows = _data.RowIndices;
+        var values = _data.Values;
+        for (int n = 0; n < _pushedCount[block]; n++)
+        {
+            int c = columns[n];
+            float updated = answer[2 * n];
+            _lastGradients[c] = answer[(2 * n) + 1];
+            double delta = updated - _weights[c];
+            if (delta == 0)
+            {
+                continue;
+            }
+            _weights[c] = updated;
+            for (int k = starts[c]; k < starts[c + 1]; k++)
+            {
+                _margins[rows[k]] += delta * values[k];
+            }
+        }
+    }
+}

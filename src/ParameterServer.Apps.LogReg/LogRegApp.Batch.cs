@@ -1,0 +1,240 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using ParameterServer.Apps.LogReg.Data;
+using ParameterServer.Client;
+using ParameterServer.Hosting;
+
+namespace ParameterServer.Apps.LogReg;
+
+/// <summary>`--solver bpg`: iterations of <see cref="BlockProximalSolver"/> until the objective stops falling.</summary>
+public sealed partial class LogRegApp
+{
+    /// <summary>Fixed point of the loss sums the workers add on the servers (int64, exact, order-free).</summary>
+    private const double LossScale = 1 << 24;
+
+    /// <summary>What rank 0 tells the workers after an iteration.</summary>
+    private enum Next : long
+    {
+        Continue = 0,
+        Stop = 1,
+        VerifyUnfiltered = 2, // converged with the KKT filter on: one more iteration without it decides
+    }
+
+    private async Task<int> RunBatchAsync(WorkerContext context, CancellationToken cancellationToken)
+    {
+        var client = context.Client;
+        var weightsTable = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.weights", 2) { Handler = options.HandlerSpec, Mode = UpdateMode.Sync, KeyCaching = options.KeyCaching, Compression = options.Compression }, cancellationToken).ConfigureAwait(false);
+        weightsTable.Consistency = Consistency.BoundedDelay(options.BlockDelay);
+        var control = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.objective") { DenseSize = (ulong)(2 * (options.MaxIterations + 1)), ElementType = ElementType.Int64 }, cancellationToken).ConfigureAwait(false);
+        var metricsTable = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.metrics") { DenseSize = BinaryMetrics.VectorLength, BlockKeys = BinaryMetrics.VectorLength }, cancellationToken).ConfigureAwait(false);
+        var readerOptions = new LibSvmOptions { HashBits = options.HashBits, SkipBadLines = options.SkipBadLines };
+
+        var load = Stopwatch.StartNew();
+        ShardMatrix data;
+        using (var reader = new LibSvmReader(options.Data, context.Rank, context.WorkerCount, readerOptions))
+        {
+            data = ShardMatrix.Load(reader, cancellationToken);
+            if (reader.BadLines > 0)
+            {
+                context.Log.LogWarning("Skipped {Bad} malformed lines in rank {Rank}'s shard of {Data}", reader.BadLines, context.Rank, options.Data);
+            }
+        }
+        context.Log.LogInformation("logreg bpg rank {Rank}/{Workers}: {Rows:N0} rows, {Features:N0} features, {Nonzeros:N0} nonzeros of {Data} loaded in {Seconds:0.00} s; {Blocks} blocks, delay {Delay}, l1 {L1}, l2 {L2}, tol {Tol}",
+            context.Rank, context.WorkerCount, data.Rows, data.Keys.Length, data.Nonzeros, options.Data, load.Elapsed.TotalSeconds, options.Blocks, options.BlockDelay, options.L1, options.L2, options.Tolerance);
+
+        var solver = new BlockProximalSolver(data, weightsTable, options.Blocks, options.BlockDelay, options.L1);
+        bool filter = options.L1 > 0;
+        bool verifying = false;
+        double previous = double.NaN;
+        var stats = new IterationStats(double.NaN, 0, 0);
+        int iteration = 0;
+        bool converged = false;
+        var started = Stopwatch.StartNew();
+        var answer = new long[1];
+        while (iteration < options.MaxIterations)
+        {
+            iteration++;
+            bool unfiltered = BlockProximalSolver.Unfiltered(iteration, filter, verifying);
+            var watch = Stopwatch.StartNew();
+            solver.Iterate(filtered: !unfiltered, cancellationToken);
+            double computeSeconds = watch.Elapsed.TotalSeconds;
+            ulong key = (ulong)(2 * iteration);
+            double localLoss = solver.Loss();
+            await client.WaitAsync(control.PushInt64([key], [(long)Math.Round(localLoss * LossScale)]), cancellationToken).ConfigureAwait(false);
+            client.Diagnostics.ReportStep(data.Rows, localLoss / Math.Max(1, data.Rows));
+            await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
+            if (context.Rank == 0)
+            {
+                await client.WaitAsync(control.PullInt64([key], answer), cancellationToken).ConfigureAwait(false);
+                stats = await ReadObjectiveAsync(weightsTable, answer[0] / LossScale, cancellationToken).ConfigureAwait(false);
+                double decrease = (previous - stats.Objective) / Math.Abs(stats.Objective);
+                var next = Next.Continue;
+                if (decrease >= 0 && decrease < options.Tolerance)
+                {
+                    next = unfiltered ? Next.Stop : Next.VerifyUnfiltered;
+                }
+                previous = stats.Objective;
+                ReportIteration(context, iteration, stats, decrease, unfiltered ? 0 : solver.Skipped, watch.Elapsed.TotalSeconds, computeSeconds);
+                await client.WaitAsync(control.PushInt64([key + 1], [(long)next]), cancellationToken).ConfigureAwait(false);
+            }
+            await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
+            await client.WaitAsync(control.PullInt64([key + 1], answer), cancellationToken).ConfigureAwait(false);
+            var decision = (Next)answer[0];
+            if (decision == Next.Stop)
+            {
+                converged = true;
+                break;
+            }
+            verifying = decision == Next.VerifyUnfiltered;
+            context.Progress.Report(new JobProgress($"iteration {iteration}/{options.MaxIterations}", (double)iteration / options.MaxIterations));
+        }
+        double trainSeconds = started.Elapsed.TotalSeconds;
+
+        var metrics = new BinaryMetrics();
+        if (options.Test is { } test)
+        {
+            using var testReader = new LibSvmReader(test, context.Rank, context.WorkerCount, readerOptions);
+            new LogRegTrainer(new ProximalWeights(weightsTable), options.Batch, prefetch: false).Evaluate(testReader, metrics, cancellationToken);
+        }
+        var vector = new float[BinaryMetrics.VectorLength];
+        metrics.WriteTo(vector);
+        await client.WaitAsync(metricsTable.PushRange(0, vector), cancellationToken).ConfigureAwait(false);
+        JobTraffic.Publish(client);
+        await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
+        if (context.Rank == 0)
+        {
+            await client.WaitAsync(metricsTable.PullRange(0, vector), cancellationToken).ConfigureAwait(false);
+            var job = BinaryMetrics.ReadFrom(vector);
+            var (keys, rows) = await weightsTable.ReadAllAsync(cancellationToken).ConfigureAwait(false);
+            var weights = new float[keys.Length];
+            for (int i = 0; i < keys.Length; i++)
+            {
+                weights[i] = rows[2 * i];
+            }
+            if (options.ModelOut is { } path)
+            {
+                ModelFile.Write(path, options.HashBits, keys, weights);
+                context.Log.LogInformation("Wrote {Nonzero} nonzero weights to {Path}", stats.Nonzero, path);
+            }
+            var (workerTraffic, serverTraffic) = await JobTraffic.CollectAsync(client, cancellationToken).ConfigureAwait(false);
+            var final = new Dictionary<string, object?>
+            {
+                ["app"] = "logreg",
+                ["solver"] = "bpg",
+                ["test_accuracy"] = Round(job.Accuracy),
+                ["test_auc"] = Round(job.Auc),
+                ["test_logloss"] = Round(job.LogLoss),
+                ["objective"] = Math.Round(stats.Objective, 6),
+                ["iterations"] = iteration,
+                ["converged"] = converged,
+                ["seconds"] = Math.Round(trainSeconds, 3),
+                ["nonzero_weights"] = stats.Nonzero,
+                ["workers"] = context.WorkerCount,
+                ["servers"] = client.ServerCount,
+            };
+            JobTraffic.AddTo(final, workerTraffic, serverTraffic);
+            if (options.ModelOut is not null)
+            {
+                final["model"] = options.ModelOut;
+            }
+            context.Output.WriteLine(context.Json
+                ? JsonSerializer.Serialize(final)
+                : string.Create(CultureInfo.InvariantCulture, $"done: test accuracy {Percent(final["test_accuracy"])}, AUC {Fixed(final["test_auc"])}, logloss {Fixed(final["test_logloss"])}, objective {stats.Objective:0.####} after {iteration} iterations ({trainSeconds:0.00} s), {stats.Nonzero} nonzero weights{(options.ModelOut is null ? "" : $", model in {options.ModelOut}")}"));
+        }
+        await client.BarrierAsync(cancellationToken).ConfigureAwait(false); // keep the job up until rank 0 has read the model
+        return 0;
+    }
+
+    /// <summary>The regularised objective and the optimality report of an iteration (rank 0).</summary>
+    private readonly record struct IterationStats(double Objective, double KktViolation, int Nonzero);
+
+    /// <summary>
+    /// objective = sum of log losses + l1 |w|_1 + l2/2 |w|^2 (liblinear's primal divided by its C: C = 1/l2 for -s 0,
+    /// 1/l1 for -s 6); the KKT violation is the largest distance of a coordinate's subgradient from zero, taken at the
+    /// gradients the servers last applied (each one block step old).
+    /// </summary>
+    private async Task<IterationStats> ReadObjectiveAsync(PsTable weightsTable, double loss, CancellationToken cancellationToken)
+    {
+        var (_, rows) = await weightsTable.ReadAllAsync(cancellationToken).ConfigureAwait(false);
+        double l1 = options.L1, l2 = options.L2, absSum = 0, squares = 0, violation = 0;
+        int nonzero = 0;
+        for (int i = 0; i + 1 < rows.Length; i += 2)
+        {
+            double w = rows[i], g = rows[i + 1] + (l2 * w);
+            absSum += Math.Abs(w);
+            squares += w * w;
+            if (w != 0)
+            {
+                nonzero++;
+                violation = Math.Max(violation, Math.Abs(g + (l1 * Math.Sign(w))));
+            }
+            else
+            {
+                violation = Math.Max(violation, Math.Abs(g) - l1);
+            }
+        }
+        return new IterationStats(loss + (l1 * absSum) + (l2 / 2 * squares), violation, nonzero);
+    }
+
+    private static void ReportIteration(WorkerContext context, int iteration, IterationStats stats, double decrease, long skipped, double seconds, double computeSeconds)
+    {
+        if (context.Json)
+        {
+            context.Output.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
+            {
+                ["app"] = "logreg",
+                ["solver"] = "bpg",
+                ["iteration"] = iteration,
+                ["objective"] = Math.Round(stats.Objective, 6),
+                ["relative_decrease"] = double.IsFinite(decrease) ? decrease : null,
+                ["kkt_violation"] = Math.Round(stats.KktViolation, 6),
+                ["nonzero_weights"] = stats.Nonzero,
+                ["skipped_by_kkt_filter"] = skipped,
+                ["seconds"] = Math.Round(seconds, 4),
+                ["compute_seconds"] = Math.Round(computeSeconds, 4),
+            }));
+        }
+        else
+        {
+            string change = double.IsFinite(decrease) ? decrease.ToString("0.00e+0", CultureInfo.InvariantCulture) : "-";
+            context.Output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"iteration {iteration}  objective {stats.Objective:0.####}  relative decrease {change}  KKT violation {stats.KktViolation:0.####}  {stats.Nonzero} nonzero weights  {seconds:0.000} s"));
+        }
+        context.Output.Flush();
+    }
+}
+
+/// <summary>The weights of a bpg table (rows [w, g]) read as a width-1 store, for evaluation.</summary>
+internal sealed class ProximalWeights(PsTable table) : IWeightStore
+{
+    private float[] _rows = new float[512];
+    private Memory<float> _destination;
+
+    public long Pull(ReadOnlySpan<ulong> keys, Memory<float> destination)
+    {
+        if (_rows.Length < 2 * keys.Length)
+        {
+            _rows = new float[4 * keys.Length];
+        }
+        _destination = destination[..keys.Length];
+        return table.Pull(keys, _rows.AsMemory(0, 2 * keys.Length));
+    }
+
+    public void Wait(long ticket)
+    {
+        table.Wait(ticket);
+        var destination = _destination.Span;
+        for (int i = 0; i < destination.Length; i++)
+        {
+            destination[i] = _rows[2 * i];
+        }
+    }
+
+    public long Push(ReadOnlySpan<ulong> keys, ReadOnlySpan<float> gradient) => throw new NotSupportedException("the bpg weights are only read here");
+
+    public void WaitAll()
+    {
+    }
+}

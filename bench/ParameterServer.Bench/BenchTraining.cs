@@ -21,6 +21,12 @@ public static class BenchTraining
     /// <summary>`pserver bench logreg`: training throughput against the single-process baseline; returns the exit code.</summary>
     public static async Task<int> RunLogRegAsync(ParseResult p, CancellationToken ct)
     {
+        if (p.GetValue(BenchSolvers.Against) is { } against)
+        {
+            return against == "liblinear"
+                ? await BenchSolvers.RunAsync(p, ct)
+                : throw new ArgumentException($"--against must be liblinear, got '{against}'");
+        }
         string data = p.GetValue(LogRegAppDefinition.Data) ?? throw new ArgumentException("bench logreg needs --data FILE (e.g. ../shared/data/a9a/a9a)");
         int epochs = Math.Max(2, p.GetResult(LogRegAppDefinition.Epochs) is { Implicit: false } ? p.GetValue(LogRegAppDefinition.Epochs) : 3);
         int batch = p.GetValue(LogRegAppDefinition.Batch) ?? 1000;
@@ -191,7 +197,7 @@ public static class BenchTraining
         return steady.Count == 0 ? double.NaN : steady[steady.Count / 2];
     }
 
-    private static string RepeatFile(string data, int repeat)
+    internal static string RepeatFile(string data, int repeat)
     {
         if (!File.Exists(data))
         {

@@ -30,7 +30,7 @@ public static class BenchTraining
         string data = p.GetValue(LogRegAppDefinition.Data) ?? throw new ArgumentException("bench logreg needs --data FILE (e.g. ../shared/data/a9a/a9a)");
         int epochs = Math.Max(2, p.GetResult(LogRegAppDefinition.Epochs) is { Implicit: false } ? p.GetValue(LogRegAppDefinition.Epochs) : 3);
         int batch = p.GetValue(LogRegAppDefinition.Batch) ?? 1000;
-        var options = new LogRegOptions { Data = data, Batch = batch, Epochs = epochs, Optimizer = p.GetValue(LogRegAppDefinition.Optimizer) ?? "ftrl", Consistency = Client.Consistency.Parse(p.GetValue(PsOptions.Consistency)!) };
+        var options = new LogRegOptions { Data = data, Solver = "online", Batch = batch, Epochs = epochs, Optimizer = p.GetValue(LogRegAppDefinition.Optimizer) ?? "ftrl", Consistency = Client.Consistency.Parse(p.GetValue(PsOptions.Consistency)!) };
         options.Validate();
         string file = RepeatFile(data, p.GetValue(Repeat));
         try

@@ -26,7 +26,6 @@ public sealed partial class LogRegApp
     {
         var client = context.Client;
         var weightsTable = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.weights", 2) { Handler = options.HandlerSpec, Mode = UpdateMode.Sync, KeyCaching = options.KeyCaching, Compression = options.Compression }, cancellationToken).ConfigureAwait(false);
-        weightsTable.Consistency = Consistency.BoundedDelay(options.BlockDelay);
         var control = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.objective") { DenseSize = (ulong)(2 * (options.MaxIterations + 1)), ElementType = ElementType.Int64 }, cancellationToken).ConfigureAwait(false);
         var metricsTable = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.metrics") { DenseSize = BinaryMetrics.VectorLength, BlockKeys = BinaryMetrics.VectorLength }, cancellationToken).ConfigureAwait(false);
         var readerOptions = new LibSvmOptions { HashBits = options.HashBits, SkipBadLines = options.SkipBadLines };
@@ -41,11 +40,24 @@ public sealed partial class LogRegApp
                 context.Log.LogWarning("Skipped {Bad} malformed lines in rank {Rank}'s shard of {Data}", reader.BadLines, context.Rank, options.Data);
             }
         }
+        int blocks = options.Blocks;
+        if (blocks == 0)
+        {
+            // Auto: about two blocks per feature of a mean row, so a row has rarely more than one feature in a block
+            // (its curvature bound stays tight); the same on every worker, from the sums over all shards.
+            var sums = new long[2];
+            await client.WaitAsync(control.PushInt64([0, 1], [data.Nonzeros, data.Rows]), cancellationToken).ConfigureAwait(false);
+            await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
+            await client.WaitAsync(control.PullInt64([0, 1], sums), cancellationToken).ConfigureAwait(false);
+            blocks = LogRegOptions.AutoBlocks(sums[0], sums[1]);
+        }
+        int delay = Math.Min(options.Delay, blocks - 1);
+        weightsTable.Consistency = Consistency.BoundedDelay(delay);
         context.Log.LogInformation("logreg bpg rank {Rank}/{Workers}: {Rows:N0} rows, {Features:N0} features, {Nonzeros:N0} nonzeros of {Data} loaded in {Seconds:0.00} s; {Blocks} blocks, delay {Delay}, l1 {L1}, l2 {L2}, tol {Tol}",
-            context.Rank, context.WorkerCount, data.Rows, data.Keys.Length, data.Nonzeros, options.Data, load.Elapsed.TotalSeconds, options.Blocks, options.BlockDelay, options.L1, options.L2, options.Tolerance);
+            context.Rank, context.WorkerCount, data.Rows, data.Keys.Length, data.Nonzeros, options.Data, load.Elapsed.TotalSeconds, blocks, delay, options.EffectiveL1, options.L2, options.Tolerance);
 
-        var solver = new BlockProximalSolver(data, weightsTable, options.Blocks, options.BlockDelay, options.L1);
-        bool filter = options.L1 > 0;
+        var solver = new BlockProximalSolver(data, weightsTable, blocks, delay, options.EffectiveL1);
+        bool filter = options.EffectiveL1 > 0;
         bool verifying = false;
         double previous = double.NaN;
         var stats = new IterationStats(double.NaN, 0, 0);
@@ -158,7 +170,7 @@ public sealed partial class LogRegApp
     private async Task<IterationStats> ReadObjectiveAsync(PsTable weightsTable, double loss, CancellationToken cancellationToken)
     {
         var (_, rows) = await weightsTable.ReadAllAsync(cancellationToken).ConfigureAwait(false);
-        double l1 = options.L1, l2 = options.L2, absSum = 0, squares = 0, violation = 0;
+        double l1 = options.EffectiveL1, l2 = options.L2, absSum = 0, squares = 0, violation = 0;
         int nonzero = 0;
         for (int i = 0; i + 1 < rows.Length; i += 2)
         {

@@ -39,7 +39,7 @@ public sealed partial class LogRegApp(LogRegOptions options) : IPsApp
         var mode = sequential ? UpdateMode.Sync : UpdateMode.Async;
         var weightsTable = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.weights") { Handler = options.HandlerSpec, Mode = mode, KeyCaching = options.KeyCaching, Compression = options.Compression, PullFilter = options.PullFilter }, cancellationToken).ConfigureAwait(false);
         weightsTable.Consistency = options.Consistency;
-        weightsTable.PushFilter = client.Extensions.CreatePushFilter(options.Filter, () => new KktFilter((float)options.L1));
+        weightsTable.PushFilter = client.Extensions.CreatePushFilter(options.Filter, () => new KktFilter((float)options.EffectiveL1));
         var metricsTable = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.metrics") { DenseSize = (ulong)((options.Epochs + 1) * Stride), BlockKeys = Stride, Mode = UpdateMode.Sync }, cancellationToken).ConfigureAwait(false);
         var readerOptions = new LibSvmOptions { HashBits = options.HashBits, SkipBadLines = options.SkipBadLines };
 

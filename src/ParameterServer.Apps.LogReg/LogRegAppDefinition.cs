@@ -37,10 +37,10 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
     public static readonly Option<double?> L2 = PsOptions.Create<double?>("--l2", null, "logreg: L2 regularisation (ftrl, sgd default 1; bpg default 1, the objective's l2/2 |w|^2: liblinear -s 0 with C = 1/l2)");
 
     /// <summary>--solver.</summary>
-    public static readonly Option<string> Solver = PsOptions.Create("--solver", "online", "logreg: online (minibatches, the servers run --optimizer) or bpg (the paper's delayed block proximal gradient: converges to the regularised optimum, then stops)");
+    public static readonly Option<string?> Solver = PsOptions.Create<string?>("--solver", null, "logreg: bpg (the default: the paper's delayed block proximal gradient, trains to the regularised optimum and stops) or online (minibatch epochs, the servers run --optimizer; the default when --epochs, --batch, --optimizer, --lr, --filter or --pull-filter is given; for data larger than the workers' memory)");
 
     /// <summary>--blocks.</summary>
-    public static readonly Option<int> Blocks = PsOptions.Create("--blocks", 32, "logreg bpg: feature blocks per iteration");
+    public static readonly Option<int> Blocks = PsOptions.Create("--blocks", 0, "logreg bpg: feature blocks per iteration (0: twice a mean row's features, 32 to 1024)");
 
     /// <summary>--delay.</summary>
     public static readonly Option<int> Delay = PsOptions.Create("--delay", 0, "logreg bpg: blocks a worker may start before the servers answered an earlier one (the paper's tau; 0: sequential, the objective never rises)");
@@ -96,15 +96,22 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
     public IEnumerable<string> Forward(ParseResult p)
     {
         var args = new List<string>();
+        string solver = SolverOf(p);
+        bool online = solver == "online"; // the online-only options go only with it: on a worker they would choose it
         AppRegistry.AddArgument(args, Data.Name, FullPath(p.GetValue(Data)));
         AppRegistry.AddArgument(args, Test.Name, FullPath(p.GetValue(Test)));
-        AppRegistry.AddArgument(args, Epochs.Name, p.GetValue(Epochs));
-        AppRegistry.AddArgument(args, Batch.Name, p.GetValue(Batch));
-        AppRegistry.AddArgument(args, Optimizer.Name, p.GetValue(Optimizer));
-        AppRegistry.AddArgument(args, LearningRate.Name, p.GetValue(LearningRate));
+        if (online)
+        {
+            AppRegistry.AddArgument(args, Epochs.Name, p.GetValue(Epochs));
+            AppRegistry.AddArgument(args, Batch.Name, p.GetValue(Batch));
+            AppRegistry.AddArgument(args, Optimizer.Name, p.GetValue(Optimizer));
+            AppRegistry.AddArgument(args, LearningRate.Name, p.GetValue(LearningRate));
+            AppRegistry.AddArgument(args, Filter.Name, p.GetValue(Filter));
+            AppRegistry.AddArgument(args, PullFilter.Name, p.GetValue(PullFilter));
+        }
         AppRegistry.AddArgument(args, L1.Name, p.GetValue(L1));
         AppRegistry.AddArgument(args, L2.Name, p.GetValue(L2));
-        AppRegistry.AddArgument(args, Solver.Name, p.GetValue(Solver));
+        AppRegistry.AddArgument(args, Solver.Name, solver);
         AppRegistry.AddArgument(args, Blocks.Name, p.GetValue(Blocks));
         AppRegistry.AddArgument(args, Delay.Name, p.GetValue(Delay));
         AppRegistry.AddArgument(args, Tolerance.Name, p.GetValue(Tolerance));
@@ -120,18 +127,34 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
             args.Add(KeyCache.Name);
         }
         AppRegistry.AddArgument(args, Compress.Name, p.GetValue(Compress));
-        AppRegistry.AddArgument(args, Filter.Name, p.GetValue(Filter));
-        AppRegistry.AddArgument(args, PullFilter.Name, p.GetValue(PullFilter));
         return args;
     }
 
     private static string? FullPath(string? path) => path is null ? null : Path.GetFullPath(path);
 
+    /// <summary>Options only the online solver has: giving one without --solver means --solver online.</summary>
+    private static readonly Option[] OnlineOnly = [Epochs, Batch, Optimizer, LearningRate, Filter, PullFilter];
+
+    /// <summary>--solver as given; else online if an online-only option was given, else bpg.</summary>
+    private static string SolverOf(ParseResult p)
+    {
+        var given = OnlineOnly.Where(o => p.GetResult(o) is { Implicit: false }).Select(o => o.Name).ToList();
+        if (p.GetValue(Solver) is { } named)
+        {
+            string solver = named.Trim().ToLowerInvariant();
+            if (solver == "bpg" && given.Count > 0)
+            {
+                throw new ArgumentException($"{string.Join(", ", given)} {(given.Count == 1 ? "applies" : "apply")} to --solver online, not bpg (bpg runs until converged: --tol, --max-iterations)");
+            }
+            return solver;
+        }
+        return given.Count > 0 ? "online" : "bpg";
+    }
+
     /// <summary>The app's options from the parsed command line, validated.</summary>
     public static LogRegOptions LogRegOptionsFrom(ParseResult p)
     {
-        string solver = (p.GetValue(Solver) ?? "online").ToLowerInvariant();
-        bool batch = solver == "bpg";
+        string solver = SolverOf(p);
         var options = new LogRegOptions
         {
             Solver = solver,
@@ -145,7 +168,7 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
             Batch = p.GetValue(Batch) ?? 100,
             Optimizer = (p.GetValue(Optimizer) ?? "ftrl").ToLowerInvariant(),
             LearningRate = p.GetValue(LearningRate),
-            L1 = p.GetValue(L1) ?? (batch ? 0 : 0.5),
+            L1 = p.GetValue(L1),
             L2 = p.GetValue(L2) ?? 1,
             Consistency = Client.Consistency.Parse(p.GetValue(PsOptions.Consistency)!),
             HashBits = p.GetValue(HashBits),
@@ -175,7 +198,7 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
                 throw new ArgumentException("use either --synthetic or --data, not both");
             }
             sampleDir = Directory.CreateTempSubdirectory("pserver-synthetic-").FullName;
-            synthetic = new SparseDataSpec { Rows = p.GetValue(SyntheticRows), Features = 5_000, Zipf = 1.1, FeaturesPerRow = 20, Seed = 7 };
+            synthetic = new SparseDataSpec { Rows = p.GetValue(SyntheticRows), Features = 1_000, Zipf = 1.1, FeaturesPerRow = 20, Seed = 7 };
             string train = Path.Combine(sampleDir, "train.libsvm");
             string test = Path.Combine(sampleDir, "test.libsvm");
             await Console.Error.WriteLineAsync($"train: generating {synthetic.Rows:N0} training and {synthetic.Rows / 4:N0} test rows ({synthetic.Features:N0} features, Zipf {synthetic.Zipf}) in {sampleDir}");

@@ -17,13 +17,13 @@ public sealed record LogRegOptions
     public int Batch { get; init; } = 100;
 
     /// <summary>
-    /// online: minibatch passes with the servers running <see cref="Optimizer"/>; bpg: the paper's delayed block
-    /// proximal gradient, a batch method that converges to the optimum of the regularised objective.
+    /// bpg (the default): the paper's delayed block proximal gradient, a batch method that converges to the optimum of
+    /// the regularised objective; online: minibatch passes with the servers running <see cref="Optimizer"/>.
     /// </summary>
-    public string Solver { get; init; } = "online";
+    public string Solver { get; init; } = "bpg";
 
-    /// <summary>bpg: feature blocks per iteration.</summary>
-    public int Blocks { get; init; } = 32;
+    /// <summary>bpg: feature blocks per iteration; 0 (the default) picks <see cref="AutoBlocks"/>.</summary>
+    public int Blocks { get; init; }
 
     /// <summary>bpg: blocks a worker may start before the servers answered an earlier one (the paper's tau; 0: sequential).</summary>
     public int Delay { get; init; }
@@ -36,8 +36,8 @@ public sealed record LogRegOptions
 
     internal bool IsBatch => Solver == "bpg";
 
-    /// <summary>bpg: the delay, below the block count.</summary>
-    internal int BlockDelay => Math.Min(Delay, Blocks - 1);
+    /// <summary>bpg's block count for data with this many nonzeros in this many rows: twice a mean row's features, 32 to 1024.</summary>
+    public static int AutoBlocks(long nonzeros, long rows) => (int)Math.Clamp(2 * nonzeros / Math.Max(1, rows), 32, 1024);
 
     /// <summary>ftrl, adagrad or sgd: the update the servers run.</summary>
     public string Optimizer { get; init; } = "ftrl";
@@ -45,7 +45,11 @@ public sealed record LogRegOptions
     /// <summary>Learning rate (FTRL's alpha); null picks the optimizer's default.</summary>
     public double? LearningRate { get; init; }
 
-    public double L1 { get; init; } = 0.5;
+    /// <summary>L1 regularisation; null: 0 for bpg (liblinear -s 0's objective), 0.5 for ftrl.</summary>
+    public double? L1 { get; init; }
+
+    /// <summary><see cref="L1"/> or its solver's default.</summary>
+    public double EffectiveL1 => L1 ?? (IsBatch ? 0 : 0.5);
 
     public double L2 { get; init; } = 1;
 
@@ -82,9 +86,9 @@ public sealed record LogRegOptions
     };
 
     /// <summary>The server-side handler spec for the chosen optimizer.</summary>
-    public string HandlerSpec => IsBatch ? string.Create(CultureInfo.InvariantCulture, $"prox:l1={L1},l2={L2}") : Optimizer switch
+    public string HandlerSpec => IsBatch ? string.Create(CultureInfo.InvariantCulture, $"prox:l1={EffectiveL1},l2={L2}") : Optimizer switch
     {
-        "ftrl" => string.Create(CultureInfo.InvariantCulture, $"ftrl:alpha={EffectiveLearningRate},beta=1,l1={L1},l2={L2}"),
+        "ftrl" => string.Create(CultureInfo.InvariantCulture, $"ftrl:alpha={EffectiveLearningRate},beta=1,l1={EffectiveL1},l2={L2}"),
         "adagrad" => string.Create(CultureInfo.InvariantCulture, $"adagrad:lr={EffectiveLearningRate}"),
         "sgd" => string.Create(CultureInfo.InvariantCulture, $"sgd:lr={EffectiveLearningRate},l2={L2}"),
         _ => throw new ArgumentException($"--optimizer must be ftrl, adagrad or sgd, got '{Optimizer}'"),
@@ -104,11 +108,11 @@ public sealed record LogRegOptions
         {
             throw new ArgumentException($"--solver must be online or bpg, got '{Solver}'");
         }
-        if (IsBatch && (Blocks < 1 || MaxIterations < 1 || Delay < 0 || !(Tolerance >= 0)))
+        if (IsBatch && (Blocks < 0 || MaxIterations < 1 || Delay < 0 || !(Tolerance >= 0)))
         {
-            throw new ArgumentException($"--blocks and --max-iterations must be at least 1, --delay and --tol at least 0 (got {Blocks}, {MaxIterations}, {Delay}, {Tolerance})");
+            throw new ArgumentException($"--max-iterations must be at least 1, --blocks, --delay and --tol at least 0 (got {MaxIterations}, {Blocks}, {Delay}, {Tolerance})");
         }
-        if (IsBatch && L1 == 0 && L2 == 0)
+        if (IsBatch && EffectiveL1 == 0 && L2 == 0)
         {
             throw new ArgumentException("--solver bpg needs --l1 or --l2 above 0: unregularised logistic regression has no optimum on separable data");
         }
@@ -116,13 +120,13 @@ public sealed record LogRegOptions
         {
             throw new ArgumentException($"--hash-bits must be in [0, 62] (0: no hashing), got {HashBits}");
         }
-        if (L1 < 0 || L2 < 0 || EffectiveLearningRate <= 0)
+        if (EffectiveL1 < 0 || L2 < 0 || EffectiveLearningRate <= 0)
         {
-            throw new ArgumentException($"--l1 and --l2 must be >= 0 and --lr > 0 (got {L1}, {L2}, {EffectiveLearningRate})");
+            throw new ArgumentException($"--l1 and --l2 must be >= 0 and --lr > 0 (got {EffectiveL1}, {L2}, {EffectiveLearningRate})");
         }
         _ = HandlerSpec;
         new TableSpec("check") { Compression = Compression, PullFilter = PullFilter }.Validate(); // names a bad --compress stage or --pull-filter
-        _ = PushFilters.Parse(Filter, () => new KktFilter((float)L1));
+        _ = PushFilters.Parse(Filter, () => new KktFilter((float)EffectiveL1));
         if (UsesKkt && Optimizer != "ftrl")
         {
             throw new ArgumentException($"--filter kkt needs an L1-regularised model (--optimizer ftrl), got {Optimizer}");

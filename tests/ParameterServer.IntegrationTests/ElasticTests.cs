@@ -169,7 +169,7 @@ public class ElasticTests(ITestOutputHelper output)
     [Fact]
     public async Task Logistic_regression_on_a9a_with_a_server_added_mid_training_reaches_the_same_accuracy()
     {
-        using var job = await ProcessCluster.StartAsync(2, 2, 1, "--app", "logreg", "--data", SharedData.A9a, "--test", SharedData.A9aTest, "--json");
+        using var job = await ProcessCluster.StartAsync(2, 2, 1, "--app", "logreg", "--solver", "online", "--data", SharedData.A9a, "--test", SharedData.A9aTest, "--json");
         // Rank 0 prints a line per epoch: add the server once training is under way.
         await Task.WhenAny(job.Workers.Select(w => w.WaitForLineAsync(l => l.Contains("\"epoch\":1,", StringComparison.Ordinal), Limit)));
         job.Servers.Add(Pserver.Start("server", "--scheduler", job.Address, "--join"));

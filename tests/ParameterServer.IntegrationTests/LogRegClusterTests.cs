@@ -19,11 +19,11 @@ public sealed class LogRegClusterTests : IDisposable
     }
 
     [Fact]
-    public async Task Default_settings_on_a9a_match_liblinear_and_the_model_predicts_the_same()
+    public async Task The_online_solvers_defaults_on_a9a_match_liblinear_and_the_model_predicts_the_same()
     {
         string model = System.IO.Path.Combine(_dir, "a9a.model");
         using var run = await Pserver.RunAsync(Limit, "train", "logreg", "--data", SharedData.A9a, "--test", SharedData.A9aTest,
-            "--servers", "2", "--workers", "2", "--model-out", model, "--json");
+            "--solver", "online", "--servers", "2", "--workers", "2", "--model-out", model, "--json");
         Assert.True(run.ExitCode == 0, run.Describe());
         var epochs = run.StdoutLines.Where(l => l.Contains("\"epoch\"", StringComparison.Ordinal)).ToList();
         Assert.Equal(10, epochs.Count);

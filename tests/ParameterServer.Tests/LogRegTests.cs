@@ -111,7 +111,7 @@ public sealed class LogRegTests : IDisposable
         var spec = new SparseDataSpec { Rows = 20_000, Features = 200, Zipf = 0.8, FeaturesPerRow = 12, Seed = 5 };
         string path = Path.Combine(_dir, "train.libsvm");
         SparseGenerator.Write(spec, path);
-        var options = new LogRegOptions { Data = path };
+        var options = new LogRegOptions { Data = path, Solver = "online" };
         var trainer = new LogRegTrainer(new LocalWeights(options.HandlerSpec), batchSize: 100, prefetch: false);
         EpochResult first = default;
         EpochResult last = default;

@@ -133,6 +133,14 @@ public sealed class LogRegClusterTests : IDisposable
     }
 
     [Fact]
+    public async Task An_online_option_given_to_bpg_exits_2_naming_it()
+    {
+        using var run = await Pserver.RunAsync(Limit, "train", "logreg", "--data", SharedData.A9a, "--solver", "bpg", "--epochs", "3", "--optimizer", "sgd");
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains("--epochs, --optimizer apply to --solver online, not bpg", run.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task An_empty_shard_and_unseen_test_features_are_handled()
     {
         string train = Write("one.libsvm", "+1 1:1 2:1\n");
@@ -145,5 +153,9 @@ public sealed class LogRegClusterTests : IDisposable
             Assert.Contains("has no training rows", run.Stderr);
             Assert.Equal(2, Final(run).GetProperty("epochs").GetInt32());
         }
+        // bpg: the worker with no rows pushes empty blocks and the job still converges.
+        using var batch = await Pserver.RunAsync(Limit, "train", "logreg", "--data", train, "--test", test, "--servers", "1", "--workers", "2", "--json");
+        Assert.True(batch.ExitCode == 0, batch.Describe());
+        Assert.True(Final(batch).GetProperty("converged").GetBoolean(), batch.Stdout);
     }
 }

@@ -94,6 +94,10 @@ public static class BenchTraining
     /// <summary>`pserver bench consistency`: time to a test log loss for each bounded delay; returns the exit code.</summary>
     public static async Task<int> RunConsistencyAsync(ParseResult p, CancellationToken ct)
     {
+        if (p.GetValue(LogRegAppDefinition.Solver) is "bpg")
+        {
+            return await RunBpgDelaysAsync(p, ct);
+        }
         string data = p.GetValue(LogRegAppDefinition.Data) ?? throw new ArgumentException("bench consistency needs --data FILE and --test FILE");
         string test = p.GetValue(LogRegAppDefinition.Test) ?? throw new ArgumentException("bench consistency needs --test FILE");
         var taus = p.GetValue(Taus)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -162,6 +166,91 @@ public static class BenchTraining
             {
                 Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"{name,-11} {(reached > 0 ? reached.ToString(CultureInfo.InvariantCulture) : "-"),7} {(reached > 0 ? seconds.ToString("0.00", CultureInfo.InvariantCulture) : "not reached"),8} {wait * 100,7:0.0}% {final,14:0.0000} {accuracy * 100,8:0.00}%"));
+            }
+        }
+        return ExitCodes.Ok;
+    }
+
+    /// <summary>--target-objective.</summary>
+    public static readonly Option<double?> TargetObjective = PsOptions.Create<double?>("--target-objective", null, "bench consistency --solver bpg: objective to reach (default: 0.1% above the best of all runs)");
+
+    /// <summary>
+    /// `bench consistency --solver bpg`: the paper's Fig. 13 with its own solver, time to a target objective for each
+    /// delay tau (a worker may start tau blocks before the servers answered an earlier one).
+    /// </summary>
+    private static async Task<int> RunBpgDelaysAsync(ParseResult p, CancellationToken ct)
+    {
+        string data = p.GetValue(LogRegAppDefinition.Data) ?? throw new ArgumentException("bench consistency needs --data FILE");
+        var taus = p.GetValue(Taus)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Where(t => t != "inf") // bpg's delay is bounded by the block count
+            .Select(t => int.Parse(t, CultureInfo.InvariantCulture)).ToList();
+        int repeat = p.GetResult(Repeat) is { Implicit: false } ? p.GetValue(Repeat) : 1;
+        string file = RepeatFile(data, repeat);
+        var runs = new List<(int Tau, List<(double Seconds, double Objective)> Path)>();
+        try
+        {
+            foreach (int tau in taus)
+            {
+                Console.Error.WriteLine($"bench consistency: bpg with delay {tau}...");
+                var arguments = new List<string> { "--json", "--app", "logreg", "--data", Path.GetFullPath(file), "--solver", "bpg", "--delay", LocalJob.Inv(tau) };
+                foreach (var option in new Option[] { LogRegAppDefinition.Blocks, LogRegAppDefinition.L1, LogRegAppDefinition.L2, LogRegAppDefinition.MaxIterations, LogRegAppDefinition.Tolerance })
+                {
+                    if (p.GetResult(option) is { Implicit: false } given)
+                    {
+                        arguments.AddRange([option.Name, .. given.Tokens.Select(t => t.Value)]);
+                    }
+                }
+                var run = await LocalJob.RunAsync(QuietJob(p.GetValue(LocalCluster.Servers), p.GetValue(LocalCluster.Workers), arguments), ct);
+                if (run.Failure is not null)
+                {
+                    throw new PsException(PsErrorCode.Internal, $"bpg with delay {tau} failed: {run.Failure}");
+                }
+                var iterations = run.WorkerLines.Select(l => JsonDocument.Parse(l).RootElement).Where(e => e.TryGetProperty("iteration", out _)).ToList();
+                double elapsed = 0;
+                var path = new List<(double, double)>();
+                foreach (var e in iterations)
+                {
+                    elapsed += e.GetProperty("seconds").GetDouble();
+                    path.Add((elapsed, e.GetProperty("objective").GetDouble()));
+                }
+                runs.Add((tau, path));
+            }
+        }
+        finally
+        {
+            if (file != data)
+            {
+                File.Delete(file);
+            }
+        }
+        double best = runs.Min(r => r.Path[^1].Objective);
+        double target = p.GetValue(TargetObjective) ?? best * 1.001;
+        bool json = p.GetValue(PsOptions.Json);
+        if (!json)
+        {
+            Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"bpg: time to objective {target:0.###} (0.1% above the best run) for each delay tau"));
+            Console.Out.WriteLine($"{"tau",-5} {"iterations",10} {"seconds",12} {"final objective",16} {"iterations run",15}");
+        }
+        foreach (var (tau, path) in runs)
+        {
+            int reached = path.FindIndex(x => x.Objective <= target);
+            if (json)
+            {
+                Console.Out.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
+                {
+                    ["bench"] = "consistency_bpg",
+                    ["tau"] = tau,
+                    ["target_objective"] = Math.Round(target, 4),
+                    ["iterations_to_target"] = reached >= 0 ? reached + 1 : null,
+                    ["seconds_to_target"] = reached >= 0 ? Math.Round(path[reached].Seconds, 3) : null,
+                    ["final_objective"] = Math.Round(path[^1].Objective, 4),
+                    ["iterations"] = path.Count,
+                }));
+            }
+            else
+            {
+                Console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{tau,-5} {(reached >= 0 ? (reached + 1).ToString(CultureInfo.InvariantCulture) : "-"),10} {(reached >= 0 ? path[reached].Seconds.ToString("0.00", CultureInfo.InvariantCulture) : "not reached"),12} {path[^1].Objective,16:0.000} {path.Count,15}"));
             }
         }
         return ExitCodes.Ok;

@@ -35,7 +35,7 @@ internal sealed class BlockProximalSolver
     private readonly double[] _margins;
     private readonly float[] _weights;
     private readonly float[] _lastGradients;
-    private readonly int[] _rowCounts;
+    private readonly byte[] _windowCounts;
     private readonly float[][] _pushed;
     private readonly ulong[][] _pushedKeys;
     private readonly float[][] _answers;
@@ -69,7 +69,54 @@ internal sealed class BlockProximalSolver
         _margins = new double[data.Rows];
         _weights = new float[data.Keys.Length];
         _lastGradients = new float[data.Keys.Length];
-        _rowCounts = new int[data.Rows];
+        _windowCounts = CountWindows(data, _blockColumns, delay);
+    }
+
+    /// <summary>
+    /// For every nonzero (in column order), how many of its row's features lie in the blocks that move without
+    /// seeing its block's step: the block and <paramref name="delay"/> blocks on either side. The windows are the
+    /// same every iteration, so this is counted once (capped at 255: a looser bound only shortens steps).
+    /// </summary>
+    private static byte[] CountWindows(ShardMatrix data, int[][] blockColumns, int delay)
+    {
+        var counts = new byte[data.Nonzeros];
+        var perRow = new int[data.Rows];
+        var starts = data.ColumnStarts;
+        var rows = data.RowIndices;
+        void Add(int block, int sign)
+        {
+            foreach (int c in blockColumns[block])
+            {
+                for (int k = starts[c]; k < starts[c + 1]; k++)
+                {
+                    perRow[rows[k]] += sign;
+                }
+            }
+        }
+        int blocks = blockColumns.Length;
+        for (int b = 0; b < Math.Min(blocks, delay + 1); b++)
+        {
+            Add(b, +1);
+        }
+        for (int b = 0; b < blocks; b++)
+        {
+            foreach (int c in blockColumns[b])
+            {
+                for (int k = starts[c]; k < starts[c + 1]; k++)
+                {
+                    counts[k] = (byte)Math.Min(255, perRow[rows[k]]);
+                }
+            }
+            if (b - delay >= 0)
+            {
+                Add(b - delay, -1);
+            }
+            if (b + delay + 1 < blocks)
+            {
+                Add(b + delay + 1, +1);
+            }
+        }
+        return counts;
     }
 
     /// <summary>Which block a key belongs to: the same on every worker.</summary>
@@ -90,11 +137,6 @@ internal sealed class BlockProximalSolver
     {
         int blocks = _blockColumns.Length;
         Skipped = 0;
-        // Blocks b - delay .. b + delay move without seeing each other's steps: the row counts cover that window.
-        for (int b = 0; b < Math.Min(blocks, _delay + 1); b++)
-        {
-            CountRows(b, +1);
-        }
         for (int b = 0; b < blocks; b++)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -104,14 +146,6 @@ internal sealed class BlockProximalSolver
                 Absorb(waitFor);
             }
             Compute(b, filtered);
-            if (b - _delay >= 0)
-            {
-                CountRows(b - _delay, -1);
-            }
-            if (b + _delay + 1 < blocks)
-            {
-                CountRows(b + _delay + 1, +1);
-            }
             int count = _pushedCount[b];
             _tickets[b] = _table.PushPull(_pushedKeys[b].AsSpan(0, count), _pushed[b].AsSpan(0, 2 * count), _answers[b].AsMemory(0, 2 * count));
         }
@@ -134,6 +168,36 @@ internal sealed class BlockProximalSolver
         return sum;
     }
 
+    /// <summary>
+    /// This worker's share of the objective's regulariser (l1 |w|_1 + l2/2 |w|^2), its nonzero weights and its
+    /// largest KKT violation (the distance of a coordinate's subgradient from zero, at the gradient the servers last
+    /// applied), over the columns it <paramref name="owns"/>: each key is owned by one worker, so the shares add up.
+    /// </summary>
+    public (double Penalty, long Nonzero, double KktViolation) Regulariser(bool[] owns, double l1, double l2)
+    {
+        double penalty = 0, violation = 0;
+        long nonzero = 0;
+        for (int c = 0; c < _weights.Length; c++)
+        {
+            if (!owns[c])
+            {
+                continue;
+            }
+            double w = _weights[c], g = _lastGradients[c] + (l2 * w);
+            penalty += (l1 * Math.Abs(w)) + (l2 / 2 * w * w);
+            if (w != 0)
+            {
+                nonzero++;
+                violation = Math.Max(violation, Math.Abs(g + (l1 * Math.Sign(w))));
+            }
+            else
+            {
+                violation = Math.Max(violation, Math.Abs(g) - l1);
+            }
+        }
+        return (penalty, nonzero, violation);
+    }
+
     private void Compute(int block, bool filtered)
     {
         var columns = _blockColumns[block];
@@ -141,6 +205,7 @@ internal sealed class BlockProximalSolver
         var rows = _data.RowIndices;
         var values = _data.Values;
         var labels = _data.Labels;
+        var windowCounts = _windowCounts;
         var pushed = _pushed[block];
         var keys = _pushedKeys[block];
         var pushedColumns = _pushedColumns[block];
@@ -157,10 +222,10 @@ internal sealed class BlockProximalSolver
             for (int k = starts[c]; k < starts[c + 1]; k++)
             {
                 int i = rows[k];
-                double p = 1 / (1 + Math.Exp(-_margins[i]));
-                double x = values[k];
+                float p = 1f / (1f + MathF.Exp((float)-_margins[i]));
+                float x = values[k];
                 g += (p - labels[i]) * x;
-                u += p * (1 - p) * x * x * _rowCounts[i];
+                u += p * (1 - p) * x * x * windowCounts[k];
             }
             keys[count] = _data.Keys[c];
             pushedColumns[count] = c;
@@ -169,20 +234,6 @@ internal sealed class BlockProximalSolver
             count++;
         }
         _pushedCount[block] = count;
-    }
-
-    /// <summary>Adds (or with -1 removes) a block's nonzeros to each row's count of features in the moving window.</summary>
-    private void CountRows(int block, int sign)
-    {
-        var starts = _data.ColumnStarts;
-        var rows = _data.RowIndices;
-        foreach (int c in _blockColumns[block])
-        {
-            for (int k = starts[c]; k < starts[c + 1]; k++)
-            {
-                _rowCounts[rows[k]] += sign;
-            }
-        }
     }
 
     /// <summary>Waits for a block's answer (its round applied on every server) and moves the margins by its weight changes.</summary>

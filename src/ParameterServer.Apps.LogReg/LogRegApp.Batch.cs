@@ -11,8 +11,11 @@ namespace ParameterServer.Apps.LogReg;
 /// <summary>`--solver bpg`: iterations of <see cref="BlockProximalSolver"/> until the objective stops falling.</summary>
 public sealed partial class LogRegApp
 {
-    /// <summary>Fixed point of the loss sums the workers add on the servers (int64, exact, order-free).</summary>
+    /// <summary>Fixed point of the objective's parts the workers add on the servers: 2^-24 resolution.</summary>
     private const double LossScale = 1 << 24;
+
+    /// <summary>Control keys per iteration: the objective, the nonzero weights, rank 0's decision.</summary>
+    private const int ControlKeys = 3;
 
     /// <summary>What rank 0 tells the workers after an iteration.</summary>
     private enum Next : long
@@ -26,7 +29,9 @@ public sealed partial class LogRegApp
     {
         var client = context.Client;
         var weightsTable = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.weights", 2) { Handler = options.HandlerSpec, Mode = UpdateMode.Sync, KeyCaching = options.KeyCaching, Compression = options.Compression }, cancellationToken).ConfigureAwait(false);
-        var control = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.objective") { DenseSize = (ulong)(2 * (options.MaxIterations + 1)), ElementType = ElementType.Int64 }, cancellationToken).ConfigureAwait(false);
+        var control = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.objective") { DenseSize = (ulong)(ControlKeys * (options.MaxIterations + 1)), ElementType = ElementType.Int64 }, cancellationToken).ConfigureAwait(false);
+        var largest = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.kkt") { DenseSize = (ulong)(options.MaxIterations + 1), ElementType = ElementType.Int64, Handler = "max" }, cancellationToken).ConfigureAwait(false);
+        var holders = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.holders") { ElementType = ElementType.Int32, Handler = "max" }, cancellationToken).ConfigureAwait(false);
         var metricsTable = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.metrics") { DenseSize = BinaryMetrics.VectorLength, BlockKeys = BinaryMetrics.VectorLength }, cancellationToken).ConfigureAwait(false);
         var readerOptions = new LibSvmOptions { HashBits = options.HashBits, SkipBadLines = options.SkipBadLines };
 
@@ -45,11 +50,11 @@ public sealed partial class LogRegApp
         {
             // Auto: about two blocks per feature of a mean row, so a row has rarely more than one feature in a block
             // (its curvature bound stays tight); the same on every worker, from the sums over all shards.
-            var sums = new long[2];
+            var shape = new long[2];
             await client.WaitAsync(control.PushInt64([0, 1], [data.Nonzeros, data.Rows]), cancellationToken).ConfigureAwait(false);
             await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
-            await client.WaitAsync(control.PullInt64([0, 1], sums), cancellationToken).ConfigureAwait(false);
-            blocks = LogRegOptions.AutoBlocks(sums[0], sums[1]);
+            await client.WaitAsync(control.PullInt64([0, 1], shape), cancellationToken).ConfigureAwait(false);
+            blocks = LogRegOptions.AutoBlocks(shape[0], shape[1]);
         }
         int delay = Math.Min(options.Delay, blocks - 1);
         weightsTable.Consistency = Consistency.BoundedDelay(delay);
@@ -57,6 +62,14 @@ public sealed partial class LogRegApp
             context.Rank, context.WorkerCount, data.Rows, data.Keys.Length, data.Nonzeros, options.Data, load.Elapsed.TotalSeconds, blocks, delay, options.EffectiveL1, options.L2, options.Tolerance);
 
         var solver = new BlockProximalSolver(data, weightsTable, blocks, delay, options.EffectiveL1);
+        // Each key's regulariser is counted by one worker, the lowest rank holding it: the workers then add up the
+        // objective among themselves, and nobody reads the whole model per iteration.
+        var rankMarks = new int[data.Keys.Length];
+        Array.Fill(rankMarks, context.WorkerCount - context.Rank);
+        await client.WaitAsync(holders.PushInt32(data.Keys, rankMarks), cancellationToken).ConfigureAwait(false);
+        await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
+        await client.WaitAsync(holders.PullInt32(data.Keys, rankMarks), cancellationToken).ConfigureAwait(false);
+        var owned = rankMarks.Select(mark => mark == context.WorkerCount - context.Rank).ToArray();
         bool filter = options.EffectiveL1 > 0;
         bool verifying = false;
         double previous = double.NaN;
@@ -65,6 +78,7 @@ public sealed partial class LogRegApp
         bool converged = false;
         var started = Stopwatch.StartNew();
         var answer = new long[1];
+        var sums = new long[2];
         while (iteration < options.MaxIterations)
         {
             iteration++;
@@ -72,15 +86,18 @@ public sealed partial class LogRegApp
             var watch = Stopwatch.StartNew();
             solver.Iterate(filtered: !unfiltered, cancellationToken);
             double computeSeconds = watch.Elapsed.TotalSeconds;
-            ulong key = (ulong)(2 * iteration);
+            ulong key = (ulong)(ControlKeys * iteration);
             double localLoss = solver.Loss();
-            await client.WaitAsync(control.PushInt64([key], [(long)Math.Round(localLoss * LossScale)]), cancellationToken).ConfigureAwait(false);
+            var part = solver.Regulariser(owned, options.EffectiveL1, options.L2);
+            await client.WaitAsync(control.PushInt64([key, key + 1], [ToFixedPoint(localLoss + part.Penalty), part.Nonzero]), cancellationToken).ConfigureAwait(false);
+            await client.WaitAsync(largest.PushInt64([(ulong)iteration], [ToFixedPoint(part.KktViolation)]), cancellationToken).ConfigureAwait(false);
             client.Diagnostics.ReportStep(data.Rows, localLoss / Math.Max(1, data.Rows));
             await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
             if (context.Rank == 0)
             {
-                await client.WaitAsync(control.PullInt64([key], answer), cancellationToken).ConfigureAwait(false);
-                stats = await ReadObjectiveAsync(weightsTable, answer[0] / LossScale, cancellationToken).ConfigureAwait(false);
+                await client.WaitAsync(control.PullInt64([key, key + 1], sums), cancellationToken).ConfigureAwait(false);
+                await client.WaitAsync(largest.PullInt64([(ulong)iteration], answer), cancellationToken).ConfigureAwait(false);
+                stats = new IterationStats(sums[0] / LossScale, answer[0] / LossScale, (int)sums[1]);
                 double decrease = (previous - stats.Objective) / Math.Abs(stats.Objective);
                 var next = Next.Continue;
                 if (decrease >= 0 && decrease < options.Tolerance)
@@ -89,10 +106,10 @@ public sealed partial class LogRegApp
                 }
                 previous = stats.Objective;
                 ReportIteration(context, iteration, stats, decrease, unfiltered ? 0 : solver.Skipped, watch.Elapsed.TotalSeconds, computeSeconds);
-                await client.WaitAsync(control.PushInt64([key + 1], [(long)next]), cancellationToken).ConfigureAwait(false);
+                await client.WaitAsync(control.PushInt64([key + 2], [(long)next]), cancellationToken).ConfigureAwait(false);
             }
             await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
-            await client.WaitAsync(control.PullInt64([key + 1], answer), cancellationToken).ConfigureAwait(false);
+            await client.WaitAsync(control.PullInt64([key + 2], answer), cancellationToken).ConfigureAwait(false);
             var decision = (Next)answer[0];
             if (decision == Next.Stop)
             {
@@ -159,36 +176,14 @@ public sealed partial class LogRegApp
         return 0;
     }
 
-    /// <summary>The regularised objective and the optimality report of an iteration (rank 0).</summary>
+    /// <summary>
+    /// An iteration's report (rank 0): objective = sum of log losses + l1 |w|_1 + l2/2 |w|^2 (liblinear's primal
+    /// divided by its C: C = 1/l2 for -s 0, 1/l1 for -s 6), the largest KKT violation, the nonzero weights.
+    /// </summary>
     private readonly record struct IterationStats(double Objective, double KktViolation, int Nonzero);
 
-    /// <summary>
-    /// objective = sum of log losses + l1 |w|_1 + l2/2 |w|^2 (liblinear's primal divided by its C: C = 1/l2 for -s 0,
-    /// 1/l1 for -s 6); the KKT violation is the largest distance of a coordinate's subgradient from zero, taken at the
-    /// gradients the servers last applied (each one block step old).
-    /// </summary>
-    private async Task<IterationStats> ReadObjectiveAsync(PsTable weightsTable, double loss, CancellationToken cancellationToken)
-    {
-        var (_, rows) = await weightsTable.ReadAllAsync(cancellationToken).ConfigureAwait(false);
-        double l1 = options.EffectiveL1, l2 = options.L2, absSum = 0, squares = 0, violation = 0;
-        int nonzero = 0;
-        for (int i = 0; i + 1 < rows.Length; i += 2)
-        {
-            double w = rows[i], g = rows[i + 1] + (l2 * w);
-            absSum += Math.Abs(w);
-            squares += w * w;
-            if (w != 0)
-            {
-                nonzero++;
-                violation = Math.Max(violation, Math.Abs(g + (l1 * Math.Sign(w))));
-            }
-            else
-            {
-                violation = Math.Max(violation, Math.Abs(g) - l1);
-            }
-        }
-        return new IterationStats(loss + (l1 * absSum) + (l2 / 2 * squares), violation, nonzero);
-    }
+    /// <summary>Fixed point of the sums the workers add on the servers (int64: exact, in any order).</summary>
+    private static long ToFixedPoint(double value) => (long)Math.Round(value * LossScale);
 
     private static void ReportIteration(WorkerContext context, int iteration, IterationStats stats, double decrease, long skipped, double seconds, double computeSeconds)
     {

@@ -92,10 +92,11 @@ internal static class BenchCommands
 
     private static Command Consistency()
     {
-        var command = new Command("consistency", "The paper's Fig. 13: time to reach a test log loss, and time spent waiting, for each bounded delay tau")
+        var command = new Command("consistency", "The paper's Fig. 13: time to reach a test log loss, and time spent waiting, for each bounded delay tau; with --solver bpg, time to a target objective for each delay")
         {
             LogRegAppDefinition.Data, LogRegAppDefinition.Test, LogRegAppDefinition.Epochs, LogRegAppDefinition.Batch, LogRegAppDefinition.Optimizer, LocalCluster.Servers, LocalCluster.Workers,
             BenchTraining.Taus, BenchTraining.Target, BenchTraining.Repeat, PsOptions.Json,
+            LogRegAppDefinition.Solver, LogRegAppDefinition.Blocks, LogRegAppDefinition.L1, LogRegAppDefinition.L2, LogRegAppDefinition.MaxIterations, LogRegAppDefinition.Tolerance, BenchTraining.TargetObjective,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(() => BenchTraining.RunConsistencyAsync(p, ct)));
         return command;

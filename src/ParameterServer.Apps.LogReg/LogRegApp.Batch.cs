@@ -14,8 +14,8 @@ public sealed partial class LogRegApp
     /// <summary>Fixed point of the objective's parts the workers add on the servers: 2^-24 resolution.</summary>
     private const double LossScale = 1 << 24;
 
-    /// <summary>Control keys per iteration: the objective, the nonzero weights, rank 0's decision.</summary>
-    private const int ControlKeys = 3;
+    /// <summary>Control keys per iteration: the objective, the nonzero weights, rank 0's decision, its step, the line's objectives.</summary>
+    private static readonly int ControlKeys = 4 + BlockProximalSolver.StepLengths.Length;
 
     /// <summary>What rank 0 tells the workers after an iteration.</summary>
     private enum Next : long
@@ -79,17 +79,33 @@ public sealed partial class LogRegApp
         var started = Stopwatch.StartNew();
         var answer = new long[1];
         var sums = new long[2];
+        // With L2 alone, each iteration ends with the best of a few longer steps along its whole move (measured
+        // exactly, so the objective still never rises); with L1 a longer step would undo the zeros it set.
+        bool searchLine = options.EffectiveL1 == 0;
+        var lineObjectives = new double[BlockProximalSolver.StepLengths.Length];
+        var lineFixed = new long[lineObjectives.Length];
+        static ulong[] lineKeys(ulong first) => Enumerable.Range(4, BlockProximalSolver.StepLengths.Length).Select(i => first + (ulong)i).ToArray();
         while (iteration < options.MaxIterations)
         {
             iteration++;
             bool unfiltered = BlockProximalSolver.Unfiltered(iteration, filter, verifying);
             var watch = Stopwatch.StartNew();
+            solver.MarkStart();
             solver.Iterate(filtered: !unfiltered, cancellationToken);
             double computeSeconds = watch.Elapsed.TotalSeconds;
             ulong key = (ulong)(ControlKeys * iteration);
             double localLoss = solver.Loss();
             var part = solver.Regulariser(owned, options.EffectiveL1, options.L2);
             await client.WaitAsync(control.PushInt64([key, key + 1], [ToFixedPoint(localLoss + part.Penalty), part.Nonzero]), cancellationToken).ConfigureAwait(false);
+            if (searchLine)
+            {
+                solver.LineObjectives(owned, options.EffectiveL1, options.L2, lineObjectives);
+                for (int a = 0; a < lineObjectives.Length; a++)
+                {
+                    lineFixed[a] = ToFixedPoint(lineObjectives[a]);
+                }
+                await client.WaitAsync(control.PushInt64(lineKeys(key), lineFixed), cancellationToken).ConfigureAwait(false);
+            }
             await client.WaitAsync(largest.PushInt64([(ulong)iteration], [ToFixedPoint(part.KktViolation)]), cancellationToken).ConfigureAwait(false);
             client.Diagnostics.ReportStep(data.Rows, localLoss / Math.Max(1, data.Rows));
             await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
@@ -98,6 +114,18 @@ public sealed partial class LogRegApp
                 await client.WaitAsync(control.PullInt64([key, key + 1], sums), cancellationToken).ConfigureAwait(false);
                 await client.WaitAsync(largest.PullInt64([(ulong)iteration], answer), cancellationToken).ConfigureAwait(false);
                 stats = new IterationStats(sums[0] / LossScale, answer[0] / LossScale, (int)sums[1]);
+                long step = 0;
+                if (searchLine)
+                {
+                    await client.WaitAsync(control.PullInt64(lineKeys(key), lineFixed), cancellationToken).ConfigureAwait(false);
+                    int best = Array.IndexOf(lineFixed, lineFixed.Min());
+                    if (lineFixed[best] < sums[0])
+                    {
+                        step = best + 1;
+                        stats = stats with { Objective = lineFixed[best] / LossScale };
+                    }
+                }
+                await client.WaitAsync(control.PushInt64([key + 3], [step]), cancellationToken).ConfigureAwait(false);
                 double decrease = (previous - stats.Objective) / Math.Abs(stats.Objective);
                 var next = Next.Continue;
                 if (decrease >= 0 && decrease < options.Tolerance)
@@ -109,8 +137,12 @@ public sealed partial class LogRegApp
                 await client.WaitAsync(control.PushInt64([key + 2], [(long)next]), cancellationToken).ConfigureAwait(false);
             }
             await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
-            await client.WaitAsync(control.PullInt64([key + 2], answer), cancellationToken).ConfigureAwait(false);
-            var decision = (Next)answer[0];
+            await client.WaitAsync(control.PullInt64([key + 2, key + 3], sums), cancellationToken).ConfigureAwait(false);
+            var decision = (Next)sums[0];
+            if (sums[1] > 0)
+            {
+                solver.Extrapolate(BlockProximalSolver.StepLengths[sums[1] - 1], owned);
+            }
             if (decision == Next.Stop)
             {
                 converged = true;

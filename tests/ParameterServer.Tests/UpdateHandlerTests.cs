@@ -150,6 +150,10 @@ public class UpdateHandlerTests
         row = [0.7f, 0];
         plain.Apply(row, [0, 0], 2);
         Assert.Equal([0.7f, 0f], row);
+        // [v, -1] sets the weight and keeps the last gradient.
+        row = [0.7f, 0.25f];
+        prox.Apply(row, [-2.5f, -1], 2);
+        Assert.Equal([-2.5f, 0.25f], row);
         var wrongWidth = Assert.Throws<ArgumentException>(() => prox.StateLength(1));
         Assert.Contains("width 2", wrongWidth.Message, StringComparison.Ordinal);
     }

@@ -278,7 +278,7 @@ internal sealed class FtrlHandler(float alpha, float beta, float l1, float l2) :
         $"ftrl:alpha={Spec.F(alpha)},beta={Spec.F(beta)},l1={Spec.F(l1)},l2={Spec.F(l2)}";
 }
 
-/// <summary>See <see cref="UpdateHandlers.ProximalNewton"/>: rows [w, g], pushes [g, u].</summary>
+/// <summary>See <see cref="UpdateHandlers.ProximalNewton"/>: rows [w, g], pushes [g, u] or [v, -1].</summary>
 internal sealed class ProximalNewtonHandler(float l1, float l2) : IUpdateHandler
 {
     public int StateLength(int width)
@@ -294,6 +294,11 @@ internal sealed class ProximalNewtonHandler(float l1, float l2) : IUpdateHandler
     {
         HandlerChecks.Row(row, pushed, width, StateLength(width));
         float g = pushed[0], u = pushed[1];
+        if (u < 0)
+        {
+            row[0] = g; // [v, -1]: set the weight to v (a solver's extrapolation step), keep the last gradient
+            return;
+        }
         float denominator = u + l2;
         if (denominator > 0)
         {

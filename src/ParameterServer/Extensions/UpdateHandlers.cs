@@ -115,7 +115,8 @@ public static class UpdateHandlers
     /// A proximal Newton step per coordinate, for batch solvers whose workers push a feature's gradient g and its
     /// curvature bound u summed over their data (the paper's block proximal gradient): on a width-2 table the
     /// stored row is [w, g] and a pushed row [g, u] sets w to argmin_v g (v - w) + u/2 (v - w)^2 + l1 |v| + l2/2 v^2,
-    /// that is soft(u w - g, l1) / (u + l2), and keeps g (for the KKT filter and the optimality report).
+    /// that is soft(u w - g, l1) / (u + l2), and keeps g (for the KKT filter and the optimality report). A pushed
+    /// row [v, -1] sets w to v instead (a solver's step along a line it searched; one worker pushes each key).
     /// </summary>
     public static IUpdateHandler ProximalNewton(float l1 = 0, float l2 = 0)
     {

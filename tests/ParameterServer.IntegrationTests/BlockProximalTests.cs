@@ -44,6 +44,29 @@ public sealed class BlockProximalTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task Bpg_survives_a_server_killed_mid_training_with_two_copies_and_still_never_raises_the_objective()
+    {
+        using var job = await ProcessCluster.StartAsync(3, 2, 2, "--app", "logreg", "--data", SharedData.A9a, "--test", SharedData.A9aTest, "--json");
+        await Task.WhenAny(job.Workers.Select(w => w.WaitForLineAsync(l => l.Contains("\"iteration\":5,", StringComparison.Ordinal), Limit)));
+        job.Servers[1].Process.Kill();
+        Assert.True(job.Workers.All(w => !w.Process.HasExited), "training ended before the kill");
+        foreach (var worker in job.Workers)
+        {
+            await worker.WaitForExitAsync(Limit);
+            Assert.True(worker.ExitCode == 0, job.Describe());
+        }
+        var rank0 = job.Workers.First(w => w.StdoutLines.Any(l => l.Contains("\"iterations\"", StringComparison.Ordinal)));
+        var final = Lines(rank0, iterations: false).Single();
+        var objectives = Lines(rank0, iterations: true).Select(e => e.GetProperty("objective").GetDouble()).ToArray();
+        output.WriteLine($"objective {final.GetProperty("objective")} after {final.GetProperty("iterations")} iterations, accuracy {final.GetProperty("test_accuracy")}");
+        for (int i = 1; i < objectives.Length; i++)
+        {
+            Assert.True(objectives[i] <= objectives[i - 1] * (1 + 1e-9), $"iteration {i + 1} raised the objective across the failover: {objectives[i - 1]} -> {objectives[i]}");
+        }
+        Assert.True(final.GetProperty("converged").GetBoolean() && final.GetProperty("test_accuracy").GetDouble() >= 0.845, rank0.Stdout);
+    }
+
+    [Fact]
     public async Task A_delay_trades_progress_per_iteration_but_still_lowers_the_objective()
     {
         using var run = await Pserver.RunAsync(Limit, "train", "logreg", "--data", SharedData.A9a, "--solver", "bpg", "--delay", "4", "--blocks", "16", "--max-iterations", "20", "--workers", "2", "--json");

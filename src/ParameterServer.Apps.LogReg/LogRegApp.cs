@@ -40,8 +40,12 @@ public sealed partial class LogRegApp(LogRegOptions options) : IPsApp
         var weightsTable = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.weights") { Handler = options.HandlerSpec, Mode = mode, KeyCaching = options.KeyCaching, Compression = options.Compression, PullFilter = options.PullFilter }, cancellationToken).ConfigureAwait(false);
         weightsTable.Consistency = options.Consistency;
         weightsTable.PushFilter = client.Extensions.CreatePushFilter(options.Filter, () => new KktFilter((float)options.EffectiveL1));
-        var metricsTable = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.metrics") { DenseSize = (ulong)((options.Epochs + 1) * Stride), BlockKeys = Stride, Mode = UpdateMode.Sync }, cancellationToken).ConfigureAwait(false);
-        var readerOptions = new LibSvmOptions { HashBits = options.HashBits, SkipBadLines = options.SkipBadLines };
+        var metricsTable = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.metrics") { DenseSize = (ulong)((options.EpochLimit + 1) * Stride), BlockKeys = Stride, Mode = UpdateMode.Sync }, cancellationToken).ConfigureAwait(false);
+        // --epochs auto: a fixed part of the rows is held out, and training stops when its log loss stops improving.
+        var readerOptions = new LibSvmOptions { HashBits = options.HashBits, SkipBadLines = options.SkipBadLines, HoldoutFraction = options.AutoEpochs ? options.ValidationFraction : 0 };
+        var validationOptions = readerOptions with { ReadHeldOut = true };
+        double bestValidation = double.PositiveInfinity;
+        int epochsRun = 0;
 
         int rounds = 0;
         if (sequential)
@@ -50,20 +54,21 @@ public sealed partial class LogRegApp(LogRegOptions options) : IPsApp
         }
         var trainer = new LogRegTrainer(new ServerWeights(client, weightsTable), options.Batch, prefetch: !sequential, kkt: options.UsesKkt);
         context.Log.LogInformation("logreg rank {Rank}/{Workers}: {Data}, {Epochs} epochs, batch {Batch}, {Handler}, {Consistency} ({Mode})",
-            context.Rank, context.WorkerCount, options.Data, options.Epochs, options.Batch, options.HandlerSpec, options.Consistency, mode.ToString().ToLowerInvariant());
+            context.Rank, context.WorkerCount, options.Data, options.AutoEpochs ? $"auto (at most {options.EpochLimit}, {options.ValidationFraction:P0} held out)" : options.Epochs, options.Batch, options.HandlerSpec, options.Consistency, mode.ToString().ToLowerInvariant());
 
         var summary = new Dictionary<string, object?>();
         double trainSecondsTotal = 0;
         long trainRowsTotal = 0;
-        for (int epoch = 1; epoch <= options.Epochs; epoch++)
+        for (int epoch = 1; epoch <= options.EpochLimit; epoch++)
         {
+            epochsRun = epoch;
             var waitBefore = client.WaitTime;
             var watch = Stopwatch.StartNew();
             EpochResult result;
             using (var reader = new LibSvmReader(options.Data, context.Rank, context.WorkerCount, readerOptions))
             {
                 int e = epoch;
-                Action<double>? progress = context.Rank == 0 ? f => context.Progress.Report(new JobProgress($"epoch {e}/{options.Epochs}", f)) : null;
+                Action<double>? progress = context.Rank == 0 ? f => context.Progress.Report(new JobProgress($"epoch {e}/{(options.AutoEpochs ? "auto" : options.Epochs)}", f)) : null;
                 result = trainer.Train(reader, rounds, progress, cancellationToken);
                 if (epoch == 1 && result.Rows == 0)
                 {
@@ -87,6 +92,14 @@ public sealed partial class LogRegApp(LogRegOptions options) : IPsApp
             var vector = new float[Stride];
             metrics.WriteTo(vector);
             int x = BinaryMetrics.VectorLength;
+            if (options.AutoEpochs)
+            {
+                var validation = new BinaryMetrics();
+                using var validationReader = new LibSvmReader(options.Data, context.Rank, context.WorkerCount, validationOptions);
+                trainer.Evaluate(validationReader, validation, cancellationToken);
+                vector[x + 4] = (float)validation.LossSum;
+                vector[x + 5] = (float)validation.Count;
+            }
             vector[x] = (float)result.LossSum;
             vector[x + 1] = result.Rows;
             vector[x + 2] = (float)trainSeconds;
@@ -97,6 +110,7 @@ public sealed partial class LogRegApp(LogRegOptions options) : IPsApp
             JobTraffic.Publish(client);
             await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
 
+            bool stop = false;
             if (context.Rank == 0)
             {
                 var all = new float[Stride];
@@ -120,6 +134,14 @@ public sealed partial class LogRegApp(LogRegOptions options) : IPsApp
                     ["wait_fraction"] = Round(all[x + 3] / Math.Max(all[x + 2], 1e-9)),
                     ["seconds"] = Math.Round(seconds, 3),
                 };
+                if (options.AutoEpochs)
+                {
+                    double validationLoss = all[x + 4] / Math.Max(1, all[x + 5]);
+                    line["validation_logloss"] = Round(validationLoss);
+                    bool improved = validationLoss < bestValidation * (1 - 1e-4);
+                    bestValidation = Math.Min(bestValidation, validationLoss);
+                    stop = !improved;
+                }
                 JobTraffic.AddTo(line, workerTraffic, serverTraffic);
                 summary = line;
                 if (context.Json)
@@ -130,9 +152,22 @@ public sealed partial class LogRegApp(LogRegOptions options) : IPsApp
                 {
                     string testPart = options.Test is null ? "" : string.Create(CultureInfo.InvariantCulture, $"  test logloss {job.LogLoss:0.0000}  accuracy {job.Accuracy * 100:0.00}%  AUC {job.Auc:0.0000}");
                     context.Output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"epoch {epoch}/{options.Epochs}  train logloss {all[x] / Math.Max(1, rows):0.0000}{testPart}  {rows / Math.Max(seconds, 1e-9):N0} examples/s  sent {Megabytes((long)line["bytes_sent"]!)}  received {Megabytes((long)line["bytes_received"]!)}"));
+                        $"epoch {epoch}/{(options.AutoEpochs ? "auto" : options.Epochs)}  train logloss {all[x] / Math.Max(1, rows):0.0000}{(options.AutoEpochs ? $"  validation logloss {line["validation_logloss"]:0.0000}" : "")}{testPart}  {rows / Math.Max(seconds, 1e-9):N0} examples/s  sent {Megabytes((long)line["bytes_sent"]!)}  received {Megabytes((long)line["bytes_received"]!)}"));
                 }
                 context.Output.Flush();
+            }
+            if (options.AutoEpochs)
+            {
+                // Everyone learns rank 0's decision (the held-out loss stopped improving): a sync round of the metrics
+                // table, every worker pushing, only rank 0 a nonzero flag; its answer comes once all have pushed.
+                ulong flagKey = first + (ulong)(x + 7);
+                await client.WaitAsync(metricsTable.PushRange(flagKey, [stop ? 1f : 0f]), cancellationToken).ConfigureAwait(false);
+                var flag = new float[1];
+                await client.WaitAsync(metricsTable.PullRange(flagKey, flag), cancellationToken).ConfigureAwait(false);
+                if (flag[0] > 0)
+                {
+                    break;
+                }
             }
         }
 
@@ -156,7 +191,7 @@ public sealed partial class LogRegApp(LogRegOptions options) : IPsApp
                 ["bytes_sent"] = summary.GetValueOrDefault("bytes_sent", 0L),
                 ["bytes_received"] = summary.GetValueOrDefault("bytes_received", 0L),
                 ["traffic"] = summary.GetValueOrDefault("traffic"),
-                ["epochs"] = options.Epochs,
+                ["epochs"] = epochsRun,
                 ["workers"] = context.WorkerCount,
                 ["servers"] = client.ServerCount,
             };

@@ -39,6 +39,9 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
     /// <summary>--solver.</summary>
     public static readonly Option<string?> Solver = PsOptions.Create<string?>("--solver", null, "logreg: bpg (the default: the paper's delayed block proximal gradient, trains to the regularised optimum and stops) or online (minibatch epochs, the servers run --optimizer; the default when --epochs, --batch, --optimizer, --lr, --filter or --pull-filter is given; for data larger than the workers' memory)");
 
+    /// <summary>--validation-fraction.</summary>
+    public static readonly Option<double> ValidationFraction = PsOptions.Create("--validation-fraction", 0.1, "logreg online with --epochs auto: the fraction of training rows held out; training stops when their log loss stops improving");
+
     /// <summary>--blocks.</summary>
     public static readonly Option<int> Blocks = PsOptions.Create("--blocks", 0, "logreg bpg: feature blocks per iteration (0: twice a mean row's features, 32 to 1024)");
 
@@ -81,7 +84,7 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
     public string Name => "logreg";
 
     /// <inheritdoc/>
-    public IReadOnlyList<Option> Options { get; } = [Data, Test, Epochs, Batch, Optimizer, LearningRate, L1, L2, Solver, Blocks, Delay, Tolerance, MaxIterations, HashBits, ModelOut, SkipBadLines, KeyCache, Compress, Filter, PullFilter];
+    public IReadOnlyList<Option> Options { get; } = [Data, Test, Epochs, Batch, Optimizer, LearningRate, L1, L2, Solver, Blocks, Delay, Tolerance, MaxIterations, ValidationFraction, HashBits, ModelOut, SkipBadLines, KeyCache, Compress, Filter, PullFilter];
 
     /// <inheritdoc/>
     public string TrainDescription => "Train L1-regularised logistic regression on a local cluster of real processes";
@@ -102,12 +105,13 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
         AppRegistry.AddArgument(args, Test.Name, FullPath(p.GetValue(Test)));
         if (online)
         {
-            AppRegistry.AddArgument(args, Epochs.Name, p.GetValue(Epochs));
+            AppRegistry.AddArgument(args, Epochs.Name, p.GetValue(Epochs) == AppOptions.AutoEpochs ? "auto" : p.GetValue(Epochs));
             AppRegistry.AddArgument(args, Batch.Name, p.GetValue(Batch));
             AppRegistry.AddArgument(args, Optimizer.Name, p.GetValue(Optimizer));
             AppRegistry.AddArgument(args, LearningRate.Name, p.GetValue(LearningRate));
             AppRegistry.AddArgument(args, Filter.Name, p.GetValue(Filter));
             AppRegistry.AddArgument(args, PullFilter.Name, p.GetValue(PullFilter));
+            AppRegistry.AddArgument(args, ValidationFraction.Name, p.GetValue(ValidationFraction));
         }
         AppRegistry.AddArgument(args, L1.Name, p.GetValue(L1));
         AppRegistry.AddArgument(args, L2.Name, p.GetValue(L2));
@@ -133,7 +137,7 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
     private static string? FullPath(string? path) => path is null ? null : Path.GetFullPath(path);
 
     /// <summary>Options only the online solver has: giving one without --solver means --solver online.</summary>
-    private static readonly Option[] OnlineOnly = [Epochs, Batch, Optimizer, LearningRate, Filter, PullFilter];
+    private static readonly Option[] OnlineOnly = [Epochs, Batch, Optimizer, LearningRate, Filter, PullFilter, ValidationFraction];
 
     /// <summary>--solver as given; else online if an online-only option was given, else bpg.</summary>
     private static string SolverOf(ParseResult p)
@@ -165,6 +169,7 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
             Data = p.GetValue(Data) ?? throw new ArgumentException("logreg needs --data FILE (LIBSVM text, gzip accepted)"),
             Test = p.GetValue(Test),
             Epochs = p.GetValue(Epochs),
+            ValidationFraction = p.GetValue(ValidationFraction),
             Batch = p.GetValue(Batch) ?? 100,
             Optimizer = (p.GetValue(Optimizer) ?? "ftrl").ToLowerInvariant(),
             LearningRate = p.GetValue(LearningRate),

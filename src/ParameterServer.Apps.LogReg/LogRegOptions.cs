@@ -11,7 +11,19 @@ public sealed record LogRegOptions
 
     public string? Test { get; init; }
 
+    /// <summary>Online: passes over the data; <see cref="Hosting.AppOptions.AutoEpochs"/> (`--epochs auto`) stops when the held-out log loss stops improving.</summary>
     public int Epochs { get; init; } = 10;
+
+    /// <summary>Online with `--epochs auto`: the fraction of rows held out to decide when to stop.</summary>
+    public double ValidationFraction { get; init; } = 0.1;
+
+    /// <summary>Online with `--epochs auto`: the most epochs it runs.</summary>
+    public const int MaxAutoEpochs = 100;
+
+    internal bool AutoEpochs => Epochs == Hosting.AppOptions.AutoEpochs;
+
+    /// <summary>The epochs the online solver may run.</summary>
+    internal int EpochLimit => AutoEpochs ? MaxAutoEpochs : Epochs;
 
     /// <summary>Rows per minibatch.</summary>
     public int Batch { get; init; } = 100;
@@ -100,9 +112,13 @@ public sealed record LogRegOptions
         {
             throw new ArgumentException("--data is required: a LIBSVM file (optionally gzip) to train on");
         }
-        if (Epochs < 1 || Batch < 1)
+        if ((Epochs < 1 && !AutoEpochs) || Batch < 1)
         {
-            throw new ArgumentException($"--epochs and --batch must be at least 1 (got {Epochs} and {Batch})");
+            throw new ArgumentException($"--epochs must be at least 1 or auto and --batch at least 1 (got {Epochs} and {Batch})");
+        }
+        if (AutoEpochs && !(ValidationFraction is > 0 and <= 0.5))
+        {
+            throw new ArgumentException($"--validation-fraction must be in (0, 0.5], got {ValidationFraction}");
         }
         if (Solver is not ("online" or "bpg"))
         {

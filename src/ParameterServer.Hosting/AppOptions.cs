@@ -11,8 +11,30 @@ public static class AppOptions
     /// <summary>--data.</summary>
     public static readonly Option<string?> Data = PsOptions.Create<string?>("--data", null, "Training data: logreg a LIBSVM text file (gzip accepted), mnist a directory of the idx files");
 
-    /// <summary>--epochs.</summary>
-    public static readonly Option<int> Epochs = PsOptions.Create("--epochs", 10, "Passes over the training data");
+    /// <summary>--epochs; "auto" reads as <see cref="AutoEpochs"/>.</summary>
+    public static readonly Option<int> Epochs = AcceptAuto(PsOptions.Create("--epochs", 10, "Passes over the training data (logreg online: auto stops when the log loss of a held-out part, --validation-fraction, stops improving)"));
+
+    /// <summary>The value of `--epochs auto`: apps that cannot stop on their own refuse it.</summary>
+    public const int AutoEpochs = 0;
+
+    private static Option<int> AcceptAuto(Option<int> option)
+    {
+        option.CustomParser = result =>
+        {
+            string text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+            if (text.Equals("auto", StringComparison.OrdinalIgnoreCase))
+            {
+                return AutoEpochs;
+            }
+            if (int.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int epochs))
+            {
+                return epochs;
+            }
+            result.AddError($"--epochs takes a whole number or auto, not '{text}'");
+            return default;
+        };
+        return option;
+    }
 
     /// <summary>--batch.</summary>
     public static readonly Option<int?> Batch = PsOptions.Create<int?>("--batch", null, "Examples per minibatch (logreg 100, mnist 64; mnist --optimizer lbfgs: examples per half of an iteration's batch, 2000)");

@@ -133,6 +133,25 @@ public sealed class LogRegClusterTests : IDisposable
     }
 
     [Fact]
+    public async Task Epochs_auto_stops_when_the_held_out_loss_stops_improving()
+    {
+        using var run = await Pserver.RunAsync(Limit, "train", "logreg", "--data", SharedData.A9a, "--test", SharedData.A9aTest, "--epochs", "auto", "--json");
+        Assert.True(run.ExitCode == 0, run.Describe());
+        var epochs = run.StdoutLines.Where(l => l.Contains("\"epoch\"", StringComparison.Ordinal)).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        var losses = epochs.Select(e => e.GetProperty("validation_logloss").GetDouble()).ToList();
+        Assert.InRange(epochs.Count, 2, 99);
+        // It stops at the first epoch that does not beat the best so far by 0.01%, and not before.
+        for (int i = 1; i < losses.Count; i++)
+        {
+            bool improved = losses[i] < losses.Take(i).Min() * (1 - 1e-4);
+            Assert.True(improved == (i < losses.Count - 1), $"epoch {i + 1} of {losses.Count}: {string.Join(", ", losses)}");
+        }
+        var final = Final(run);
+        Assert.Equal(epochs.Count, final.GetProperty("epochs").GetInt32());
+        Assert.True(final.GetProperty("test_accuracy").GetDouble() >= 0.845, run.Stdout);
+    }
+
+    [Fact]
     public async Task An_online_option_given_to_bpg_exits_2_naming_it()
     {
         using var run = await Pserver.RunAsync(Limit, "train", "logreg", "--data", SharedData.A9a, "--solver", "bpg", "--epochs", "3", "--optimizer", "sgd");

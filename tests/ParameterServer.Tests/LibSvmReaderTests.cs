@@ -101,6 +101,29 @@ public sealed class LibSvmReaderTests : IDisposable
         }).QuickCheckThrowOnFailure();
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_holdout_splits_every_shard_into_the_same_disjoint_parts_every_pass(bool gzip)
+    {
+        var text = new StringBuilder();
+        for (int i = 0; i < 5000; i++)
+        {
+            text.Append(i % 2 == 0 ? "+1" : "-1").Append(' ').Append(i + 1).Append(":1\n");
+        }
+        string path = Write("holdout.txt" + (gzip ? ".gz" : ""), text.ToString(), gzip);
+        var train = new LibSvmOptions { HoldoutFraction = 0.1, Bias = false };
+        var heldOut = train with { ReadHeldOut = true };
+        List<ulong> Keys(LibSvmOptions options) => Enumerable.Range(0, 3).SelectMany(s => ReadAll(path, s, 3, options)).Select(r => r.Features[0].Key).ToList();
+        var trained = Keys(train);
+        var validated = Keys(heldOut);
+        Assert.Empty(trained.Intersect(validated));
+        Assert.Equal(Enumerable.Range(1, 5000).Select(i => (ulong)i), trained.Concat(validated).Order());
+        Assert.InRange(validated.Count, 400, 600);
+        Assert.Equal(validated, Keys(heldOut)); // the same rows on every pass
+        Assert.Equal(trained.Count, Enumerable.Range(0, 3).Sum(s => LibSvmReader.CountRows(path, s, 3, train)));
+    }
+
     [Fact]
     public void Gzip_files_are_sharded_by_line_interleaving()
     {

@@ -17,6 +17,19 @@ public sealed record LibSvmOptions
 
     /// <summary>Add a constant feature (key <see cref="LibSvmReader.BiasKey"/>, value 1) to every row.</summary>
     public bool Bias { get; init; } = true;
+
+    /// <summary>
+    /// The fraction of rows held out for validation (0: none), chosen by a hash of each line's position in the file,
+    /// so the same rows every pass and whatever the sharding.
+    /// </summary>
+    public double HoldoutFraction { get; init; }
+
+    /// <summary>With a holdout: read the held-out rows instead of the others.</summary>
+    public bool ReadHeldOut { get; init; }
+
+    /// <summary>Whether the line at byte <paramref name="offset"/> is on the side this reader reads.</summary>
+    internal bool Reads(long offset) =>
+        HoldoutFraction <= 0 || (ParameterServer.Core.Cluster.Hashing.Mix64((ulong)offset) % 1_000_000 < HoldoutFraction * 1_000_000) == ReadHeldOut;
 }
 
 /// <summary>
@@ -162,7 +175,7 @@ public sealed class LibSvmReader : IDisposable
         batch.Clear();
         while (batch.Rows < maxRows && TryReadLine(out var line, out long lineOffset))
         {
-            if (_gzip && (_lineNumber - 1) % _shards != _shard)
+            if ((_gzip && (_lineNumber - 1) % _shards != _shard) || !_options.Reads(lineOffset))
             {
                 continue;
             }
@@ -364,9 +377,9 @@ public sealed class LibSvmReader : IDisposable
     {
         using var reader = new LibSvmReader(path, shard, shards, options with { SkipBadLines = true });
         long rows = 0;
-        while (reader.TryReadLine(out var line, out _))
+        while (reader.TryReadLine(out var line, out long offset))
         {
-            if (reader._gzip && (reader._lineNumber - 1) % shards != shard)
+            if ((reader._gzip && (reader._lineNumber - 1) % shards != shard) || !options.Reads(offset))
             {
                 continue;
             }

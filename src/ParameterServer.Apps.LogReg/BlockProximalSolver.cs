@@ -160,7 +160,7 @@ internal sealed class BlockProximalSolver
     }
 
     /// <summary>Step lengths tried along an iteration's whole move (1 is where the iteration ended).</summary>
-    public static readonly double[] StepLengths = [1.5, 2, 3, 5, 8, 13];
+    public static readonly double[] StepLengths = [2, 4, 8];
 
     /// <summary>Remembers where an iteration starts, for <see cref="LineObjectives"/>.</summary>
     public void MarkStart()

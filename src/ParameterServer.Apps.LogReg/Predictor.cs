@@ -10,6 +10,35 @@ public static class Predictor
     {
         var metrics = new BinaryMetrics();
         var unknown = new HashSet<ulong>();
+        long rows = ForEachRow(model, dataPath, skipBadLines, (label, z) => metrics.Add(label, 1 / (1 + Math.Exp(-z))), unknown);
+        return (metrics, rows, unknown.Count);
+    }
+
+    /// <summary>
+    /// The regularised objective of the model on the data: sum of log losses + l1 |w|_1 + l2/2 |w|^2 (what
+    /// `--solver bpg` minimises; liblinear's primal divided by its C), for comparing solvers on the same footing.
+    /// </summary>
+    public static double Objective(ModelFile model, string dataPath, double l1, double l2)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        double loss = 0;
+        ForEachRow(model, dataPath, skipBadLines: false, (label, z) =>
+        {
+            double m = label > 0 ? z : -z;
+            loss += m > 0 ? Math.Log(1 + Math.Exp(-m)) : -m + Math.Log(1 + Math.Exp(m));
+        }, unknown: null);
+        double absSum = 0, squares = 0;
+        foreach (float w in model.Weights.Values)
+        {
+            absSum += Math.Abs(w);
+            squares += (double)w * w;
+        }
+        return loss + (l1 * absSum) + (l2 / 2 * squares);
+    }
+
+    /// <summary>Calls <paramref name="row"/> with each row's label and margin w.x; returns the rows read.</summary>
+    private static long ForEachRow(ModelFile model, string dataPath, bool skipBadLines, Action<float, double> row, HashSet<ulong>? unknown)
+    {
         using var reader = new LibSvmReader(dataPath, 0, 1, new LibSvmOptions { HashBits = model.HashBits, SkipBadLines = skipBadLines });
         var batch = new MiniBatch();
         long rows = 0;
@@ -29,49 +58,14 @@ public static class Predictor
                     }
                     else if (keys[j] != LibSvmReader.BiasKey)
                     {
-                        unknown.Add(keys[j]);
+                        unknown?.Add(keys[j]);
                     }
                 }
-                metrics.Add(batch.Labels[r], 1 / (1 + Math.Exp(-z)));
+                row(batch.Labels[r], z);
             }
             rows += batch.Rows;
         }
-        return (metrics, rows, unknown.Count);
-    }
-
-    /// <summary>
-    /// The regularised objective of the model on the data: sum of log losses + l1 |w|_1 + l2/2 |w|^2 (what
-    /// `--solver bpg` minimises; liblinear's primal divided by its C), for comparing solvers on the same footing.
-    /// </summary>
-    public static double Objective(ModelFile model, string dataPath, double l1, double l2)
-    {
-        ArgumentNullException.ThrowIfNull(model);
-        using var reader = new LibSvmReader(dataPath, 0, 1, new LibSvmOptions { HashBits = model.HashBits });
-        var batch = new MiniBatch();
-        double loss = 0;
-        while (reader.ReadBatch(batch, 1024))
-        {
-            var starts = batch.RowStarts;
-            var keys = batch.Keys;
-            var values = batch.Values;
-            for (int r = 0; r < batch.Rows; r++)
-            {
-                double z = 0;
-                for (int j = starts[r]; j < starts[r + 1]; j++)
-                {
-                    z += model.Weights.GetValueOrDefault(keys[j]) * (double)values[j];
-                }
-                double m = batch.Labels[r] > 0 ? z : -z;
-                loss += m > 0 ? Math.Log(1 + Math.Exp(-m)) : -m + Math.Log(1 + Math.Exp(m));
-            }
-        }
-        double absSum = 0, squares = 0;
-        foreach (float w in model.Weights.Values)
-        {
-            absSum += Math.Abs(w);
-            squares += (double)w * w;
-        }
-        return loss + (l1 * absSum) + (l2 / 2 * squares);
+        return rows;
     }
 
     /// <summary>Cosine similarity of two weight vectors over the union of their keys.</summary>

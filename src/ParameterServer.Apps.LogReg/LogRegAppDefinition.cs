@@ -37,7 +37,7 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
     public static readonly Option<double?> L2 = PsOptions.Create<double?>("--l2", null, "logreg: L2 regularisation (ftrl, sgd default 1; bpg default 1, the objective's l2/2 |w|^2: liblinear -s 0 with C = 1/l2)");
 
     /// <summary>--solver.</summary>
-    public static readonly Option<string?> Solver = PsOptions.Create<string?>("--solver", null, "logreg: bpg (the default: the paper's delayed block proximal gradient, trains to the regularised optimum and stops) or online (minibatch epochs, the servers run --optimizer; the default when --epochs, --batch, --optimizer, --lr, --filter or --pull-filter is given; for data larger than the workers' memory)");
+    public static readonly Option<string?> Solver = PsOptions.Create<string?>("--solver", null, "logreg: bpg (the default: the paper's delayed block proximal gradient, trains to the regularised optimum and stops) or online (minibatch epochs, the servers run --optimizer; the default when --epochs, --batch, --optimizer, --lr, --filter, --pull-filter or --validation-fraction is given; for data larger than the workers' memory)");
 
     /// <summary>--validation-fraction.</summary>
     public static readonly Option<double> ValidationFraction = PsOptions.Create("--validation-fraction", 0.1, "logreg online with --epochs auto: the fraction of training rows held out; training stops when their log loss stops improving");
@@ -87,7 +87,7 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
     public IReadOnlyList<Option> Options { get; } = [Data, Test, Epochs, Batch, Optimizer, LearningRate, L1, L2, Solver, Blocks, Delay, Tolerance, MaxIterations, ValidationFraction, HashBits, ModelOut, SkipBadLines, KeyCache, Compress, Filter, PullFilter];
 
     /// <inheritdoc/>
-    public string TrainDescription => "Train L1-regularised logistic regression on a local cluster of real processes";
+    public string TrainDescription => "Train L1/L2-regularised logistic regression on a local cluster of real processes (to the optimum by default)";
 
     /// <inheritdoc/>
     public IEnumerable<Option> TrainOptions => [Synthetic, SyntheticRows];

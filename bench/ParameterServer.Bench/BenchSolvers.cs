@@ -64,6 +64,7 @@ public static class BenchSolvers
             {
                 ("bpg", ["--solver", "bpg", .. regularisation]),
                 ("bpg --delay 4", ["--solver", "bpg", "--delay", "4", .. regularisation]),
+                ("owlqn", ["--solver", "owlqn", .. regularisation]),
                 ("online ftrl (10 epochs)", ["--solver", "online"]),
             };
             foreach (var (name, arguments) in ourRuns)

@@ -25,26 +25,49 @@ public sealed partial class LogRegApp
         VerifyUnfiltered = 2, // converged with the KKT filter on: one more iteration without it decides
     }
 
-    private async Task<int> RunBatchAsync(WorkerContext context, CancellationToken cancellationToken)
+    private Task<int> RunBatchAsync(WorkerContext context, CancellationToken cancellationToken) =>
+        options.Solver == "owlqn" ? RunOwlqnAsync(context, cancellationToken) : RunBlockProximalAsync(context, cancellationToken);
+
+    /// <summary>This worker's shard of the training rows, by column, logged with how long it took to load.</summary>
+    private ShardMatrix LoadShard(WorkerContext context, CancellationToken cancellationToken)
+    {
+        var load = Stopwatch.StartNew();
+        using var reader = new LibSvmReader(options.Data, context.Rank, context.WorkerCount, ReaderOptions);
+        var data = ShardMatrix.Load(reader, cancellationToken);
+        if (reader.BadLines > 0)
+        {
+            context.Log.LogWarning("Skipped {Bad} malformed lines in rank {Rank}'s shard of {Data}", reader.BadLines, context.Rank, options.Data);
+        }
+        context.Log.LogInformation("logreg {Solver} rank {Rank}/{Workers}: {Rows:N0} rows, {Features:N0} features, {Nonzeros:N0} nonzeros of {Data} loaded in {Seconds:0.00} s",
+            options.Solver, context.Rank, context.WorkerCount, data.Rows, data.Keys.Length, data.Nonzeros, options.Data, load.Elapsed.TotalSeconds);
+        return data;
+    }
+
+    private LibSvmOptions ReaderOptions => new() { HashBits = options.HashBits, SkipBadLines = options.SkipBadLines };
+
+    /// <summary>
+    /// Which of this worker's columns it owns: those no lower rank holds. Each key's regulariser is counted by its
+    /// owner, so the workers add up the objective among themselves and nobody reads the whole model per iteration.
+    /// </summary>
+    private async Task<bool[]> OwnedColumnsAsync(WorkerContext context, ShardMatrix data, CancellationToken cancellationToken)
+    {
+        var client = context.Client;
+        var holders = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.holders") { ElementType = ElementType.Int32, Handler = "max" }, cancellationToken).ConfigureAwait(false);
+        var rankMarks = new int[data.Keys.Length];
+        Array.Fill(rankMarks, context.WorkerCount - context.Rank);
+        await client.WaitAsync(holders.PushInt32(data.Keys, rankMarks), cancellationToken).ConfigureAwait(false);
+        await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
+        await client.WaitAsync(holders.PullInt32(data.Keys, rankMarks), cancellationToken).ConfigureAwait(false);
+        return rankMarks.Select(mark => mark == context.WorkerCount - context.Rank).ToArray();
+    }
+
+    private async Task<int> RunBlockProximalAsync(WorkerContext context, CancellationToken cancellationToken)
     {
         var client = context.Client;
         var weightsTable = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.weights", 2) { Handler = options.HandlerSpec, Mode = UpdateMode.Sync, KeyCaching = options.KeyCaching, Compression = options.Compression }, cancellationToken).ConfigureAwait(false);
         var control = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.objective") { DenseSize = (ulong)(ControlKeys * (options.MaxIterations + 1)), ElementType = ElementType.Int64 }, cancellationToken).ConfigureAwait(false);
         var largest = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.kkt") { DenseSize = (ulong)(options.MaxIterations + 1), ElementType = ElementType.Int64, Handler = "max" }, cancellationToken).ConfigureAwait(false);
-        var holders = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.holders") { ElementType = ElementType.Int32, Handler = "max" }, cancellationToken).ConfigureAwait(false);
-        var metricsTable = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.metrics") { DenseSize = BinaryMetrics.VectorLength, BlockKeys = BinaryMetrics.VectorLength }, cancellationToken).ConfigureAwait(false);
-        var readerOptions = new LibSvmOptions { HashBits = options.HashBits, SkipBadLines = options.SkipBadLines };
-
-        var load = Stopwatch.StartNew();
-        ShardMatrix data;
-        using (var reader = new LibSvmReader(options.Data, context.Rank, context.WorkerCount, readerOptions))
-        {
-            data = ShardMatrix.Load(reader, cancellationToken);
-            if (reader.BadLines > 0)
-            {
-                context.Log.LogWarning("Skipped {Bad} malformed lines in rank {Rank}'s shard of {Data}", reader.BadLines, context.Rank, options.Data);
-            }
-        }
+        var data = LoadShard(context, cancellationToken);
         int blocks = options.Blocks;
         if (blocks == 0)
         {
@@ -58,18 +81,10 @@ public sealed partial class LogRegApp
         }
         int delay = Math.Min(options.Delay, blocks - 1);
         weightsTable.Consistency = Consistency.BoundedDelay(delay);
-        context.Log.LogInformation("logreg bpg rank {Rank}/{Workers}: {Rows:N0} rows, {Features:N0} features, {Nonzeros:N0} nonzeros of {Data} loaded in {Seconds:0.00} s; {Blocks} blocks, delay {Delay}, l1 {L1}, l2 {L2}, tol {Tol}",
-            context.Rank, context.WorkerCount, data.Rows, data.Keys.Length, data.Nonzeros, options.Data, load.Elapsed.TotalSeconds, blocks, delay, options.EffectiveL1, options.L2, options.Tolerance);
+        context.Log.LogInformation("logreg bpg: {Blocks} blocks, delay {Delay}, l1 {L1}, l2 {L2}, tol {Tol}", blocks, delay, options.EffectiveL1, options.L2, options.Tolerance);
 
         var solver = new BlockProximalSolver(data, weightsTable, blocks, delay, options.EffectiveL1);
-        // Each key's regulariser is counted by one worker, the lowest rank holding it: the workers then add up the
-        // objective among themselves, and nobody reads the whole model per iteration.
-        var rankMarks = new int[data.Keys.Length];
-        Array.Fill(rankMarks, context.WorkerCount - context.Rank);
-        await client.WaitAsync(holders.PushInt32(data.Keys, rankMarks), cancellationToken).ConfigureAwait(false);
-        await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
-        await client.WaitAsync(holders.PullInt32(data.Keys, rankMarks), cancellationToken).ConfigureAwait(false);
-        var owned = rankMarks.Select(mark => mark == context.WorkerCount - context.Rank).ToArray();
+        var owned = await OwnedColumnsAsync(context, data, cancellationToken).ConfigureAwait(false);
         bool filter = options.EffectiveL1 > 0;
         bool verifying = false;
         double previous = double.NaN;
@@ -133,7 +148,7 @@ public sealed partial class LogRegApp
                     next = unfiltered ? Next.Stop : Next.VerifyUnfiltered;
                 }
                 previous = stats.Objective;
-                ReportIteration(context, iteration, stats, decrease, unfiltered ? 0 : solver.Skipped, watch.Elapsed.TotalSeconds, computeSeconds);
+                ReportIteration(context, "bpg", iteration, stats, decrease, unfiltered ? 0 : solver.Skipped, watch.Elapsed.TotalSeconds, computeSeconds);
                 await client.WaitAsync(control.PushInt64([key + 2], [(long)next]), cancellationToken).ConfigureAwait(false);
             }
             await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
@@ -151,13 +166,32 @@ public sealed partial class LogRegApp
             verifying = decision == Next.VerifyUnfiltered;
             context.Progress.Report(new JobProgress($"iteration {iteration}/{options.MaxIterations}", (double)iteration / options.MaxIterations));
         }
-        double trainSeconds = started.Elapsed.TotalSeconds;
+        var result = new BatchResult("bpg", stats.Objective, iteration, converged, started.Elapsed.TotalSeconds, stats.Nonzero);
+        return await FinishBatchAsync(context, new ProximalWeights(weightsTable), async ct =>
+        {
+            var (keys, rows) = await weightsTable.ReadAllAsync(ct).ConfigureAwait(false);
+            var weights = new float[keys.Length];
+            for (int i = 0; i < keys.Length; i++)
+            {
+                weights[i] = rows[2 * i];
+            }
+            return (keys, weights);
+        }, result, cancellationToken).ConfigureAwait(false);
+    }
 
+    /// <summary>How a batch solver ended (rank 0's view).</summary>
+    private readonly record struct BatchResult(string Solver, double Objective, int Iterations, bool Converged, double Seconds, int Nonzero);
+
+    /// <summary>After a batch solver: the test metrics over every worker's share of --test, the model file, the final line.</summary>
+    private async Task<int> FinishBatchAsync(WorkerContext context, IWeightStore weights, Func<CancellationToken, Task<(ulong[] Keys, float[] Weights)>> readModel, BatchResult result, CancellationToken cancellationToken)
+    {
+        var client = context.Client;
+        var metricsTable = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.metrics") { DenseSize = BinaryMetrics.VectorLength, BlockKeys = BinaryMetrics.VectorLength }, cancellationToken).ConfigureAwait(false);
         var metrics = new BinaryMetrics();
         if (options.Test is { } test)
         {
-            using var testReader = new LibSvmReader(test, context.Rank, context.WorkerCount, readerOptions);
-            new LogRegTrainer(new ProximalWeights(weightsTable), options.Batch, prefetch: false).Evaluate(testReader, metrics, cancellationToken);
+            using var testReader = new LibSvmReader(test, context.Rank, context.WorkerCount, ReaderOptions);
+            new LogRegTrainer(weights, options.Batch, prefetch: false).Evaluate(testReader, metrics, cancellationToken);
         }
         var vector = new float[BinaryMetrics.VectorLength];
         metrics.WriteTo(vector);
@@ -168,30 +202,25 @@ public sealed partial class LogRegApp
         {
             await client.WaitAsync(metricsTable.PullRange(0, vector), cancellationToken).ConfigureAwait(false);
             var job = BinaryMetrics.ReadFrom(vector);
-            var (keys, rows) = await weightsTable.ReadAllAsync(cancellationToken).ConfigureAwait(false);
-            var weights = new float[keys.Length];
-            for (int i = 0; i < keys.Length; i++)
-            {
-                weights[i] = rows[2 * i];
-            }
+            var (keys, model) = await readModel(cancellationToken).ConfigureAwait(false);
             if (options.ModelOut is { } path)
             {
-                ModelFile.Write(path, options.HashBits, keys, weights);
-                context.Log.LogInformation("Wrote {Nonzero} nonzero weights to {Path}", stats.Nonzero, path);
+                ModelFile.Write(path, options.HashBits, keys, model);
+                context.Log.LogInformation("Wrote {Nonzero} nonzero weights to {Path}", result.Nonzero, path);
             }
             var (workerTraffic, serverTraffic) = await JobTraffic.CollectAsync(client, cancellationToken).ConfigureAwait(false);
             var final = new Dictionary<string, object?>
             {
                 ["app"] = "logreg",
-                ["solver"] = "bpg",
+                ["solver"] = result.Solver,
                 ["test_accuracy"] = Round(job.Accuracy),
                 ["test_auc"] = Round(job.Auc),
                 ["test_logloss"] = Round(job.LogLoss),
-                ["objective"] = Math.Round(stats.Objective, 6),
-                ["iterations"] = iteration,
-                ["converged"] = converged,
-                ["seconds"] = Math.Round(trainSeconds, 3),
-                ["nonzero_weights"] = stats.Nonzero,
+                ["objective"] = Math.Round(result.Objective, 6),
+                ["iterations"] = result.Iterations,
+                ["converged"] = result.Converged,
+                ["seconds"] = Math.Round(result.Seconds, 3),
+                ["nonzero_weights"] = result.Nonzero,
                 ["workers"] = context.WorkerCount,
                 ["servers"] = client.ServerCount,
             };
@@ -202,7 +231,7 @@ public sealed partial class LogRegApp
             }
             context.Output.WriteLine(context.Json
                 ? JsonSerializer.Serialize(final)
-                : string.Create(CultureInfo.InvariantCulture, $"done: test accuracy {Percent(final["test_accuracy"])}, AUC {Fixed(final["test_auc"])}, logloss {Fixed(final["test_logloss"])}, objective {stats.Objective:0.####} after {iteration} iterations ({trainSeconds:0.00} s), {stats.Nonzero} nonzero weights{(options.ModelOut is null ? "" : $", model in {options.ModelOut}")}"));
+                : string.Create(CultureInfo.InvariantCulture, $"done: test accuracy {Percent(final["test_accuracy"])}, AUC {Fixed(final["test_auc"])}, logloss {Fixed(final["test_logloss"])}, objective {result.Objective:0.####} after {result.Iterations} iterations ({result.Seconds:0.00} s), {result.Nonzero} nonzero weights{(options.ModelOut is null ? "" : $", model in {options.ModelOut}")}"));
         }
         await client.BarrierAsync(cancellationToken).ConfigureAwait(false); // keep the job up until rank 0 has read the model
         return 0;
@@ -217,14 +246,14 @@ public sealed partial class LogRegApp
     /// <summary>Fixed point of the sums the workers add on the servers (int64: exact, in any order).</summary>
     private static long ToFixedPoint(double value) => (long)Math.Round(value * LossScale);
 
-    private static void ReportIteration(WorkerContext context, int iteration, IterationStats stats, double decrease, long skipped, double seconds, double computeSeconds)
+    private static void ReportIteration(WorkerContext context, string solver, int iteration, IterationStats stats, double decrease, long skipped, double seconds, double computeSeconds)
     {
         if (context.Json)
         {
             context.Output.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object?>
             {
                 ["app"] = "logreg",
-                ["solver"] = "bpg",
+                ["solver"] = solver,
                 ["iteration"] = iteration,
                 ["objective"] = Math.Round(stats.Objective, 6),
                 ["relative_decrease"] = double.IsFinite(decrease) ? decrease : null,

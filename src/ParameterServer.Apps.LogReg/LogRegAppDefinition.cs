@@ -31,13 +31,13 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
     public static readonly Option<double?> LearningRate = AppOptions.LearningRate;
 
     /// <summary>--l1.</summary>
-    public static readonly Option<double?> L1 = PsOptions.Create<double?>("--l1", null, "logreg: L1 regularisation (ftrl default 0.5; bpg default 0, the objective's l1 |w|_1)");
+    public static readonly Option<double?> L1 = PsOptions.Create<double?>("--l1", null, "logreg: L1 regularisation (ftrl default 0.5; bpg, owlqn default 0, the objective's l1 |w|_1)");
 
     /// <summary>--l2.</summary>
-    public static readonly Option<double?> L2 = PsOptions.Create<double?>("--l2", null, "logreg: L2 regularisation (ftrl, sgd default 1; bpg default 1, the objective's l2/2 |w|^2: liblinear -s 0 with C = 1/l2)");
+    public static readonly Option<double?> L2 = PsOptions.Create<double?>("--l2", null, "logreg: L2 regularisation (ftrl, sgd default 1; bpg, owlqn default 1, the objective's l2/2 |w|^2: liblinear -s 0 with C = 1/l2)");
 
     /// <summary>--solver.</summary>
-    public static readonly Option<string?> Solver = PsOptions.Create<string?>("--solver", null, "logreg: bpg (the default: the paper's delayed block proximal gradient, trains to the regularised optimum and stops) or online (minibatch epochs, the servers run --optimizer; the default when --epochs, --batch, --optimizer, --lr, --filter, --pull-filter or --validation-fraction is given; for data larger than the workers' memory)");
+    public static readonly Option<string?> Solver = PsOptions.Create<string?>("--solver", null, "logreg: bpg (the default: the paper's delayed block proximal gradient, trains to the regularised optimum and stops), owlqn (L-BFGS/OWL-QN with its vectors on the servers, the same optimum; feature ids up to 2^25) or online (minibatch epochs, the servers run --optimizer; the default when --epochs, --batch, --optimizer, --lr, --filter, --pull-filter or --validation-fraction is given; for data larger than the workers' memory)");
 
     /// <summary>--validation-fraction.</summary>
     public static readonly Option<double> ValidationFraction = PsOptions.Create("--validation-fraction", 0.1, "logreg online with --epochs auto: the fraction of training rows held out; training stops when their log loss stops improving");
@@ -49,10 +49,10 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
     public static readonly Option<int> Delay = PsOptions.Create("--delay", 0, "logreg bpg: blocks a worker may start before the servers answered an earlier one (the paper's tau; 0: sequential, the objective never rises)");
 
     /// <summary>--tol.</summary>
-    public static readonly Option<double> Tolerance = PsOptions.Create("--tol", 1e-6, "logreg bpg: stop when an iteration lowers the objective by less than this fraction");
+    public static readonly Option<double> Tolerance = PsOptions.Create("--tol", 1e-6, "logreg bpg, owlqn: stop when an iteration lowers the objective by less than this fraction");
 
     /// <summary>--max-iterations.</summary>
-    public static readonly Option<int> MaxIterations = PsOptions.Create("--max-iterations", 500, "logreg bpg: stop after this many iterations even if not converged");
+    public static readonly Option<int> MaxIterations = PsOptions.Create("--max-iterations", 500, "logreg bpg, owlqn: stop after this many iterations even if not converged");
 
     /// <summary>--hash-bits.</summary>
     public static readonly Option<int> HashBits = PsOptions.Create("--hash-bits", 0, "logreg: hash feature ids into 2^BITS keys (0: use ids as keys)");
@@ -146,9 +146,9 @@ public sealed class LogRegAppDefinition : IPsAppDefinition, IPsTrainable
         if (p.GetValue(Solver) is { } named)
         {
             string solver = named.Trim().ToLowerInvariant();
-            if (solver == "bpg" && given.Count > 0)
+            if (solver != "online" && given.Count > 0)
             {
-                throw new ArgumentException($"{string.Join(", ", given)} {(given.Count == 1 ? "applies" : "apply")} to --solver online, not bpg (bpg runs until converged: --tol, --max-iterations)");
+                throw new ArgumentException($"{string.Join(", ", given)} {(given.Count == 1 ? "applies" : "apply")} to --solver online, not {solver} ({solver} runs until converged: --tol, --max-iterations)");
             }
             return solver;
         }

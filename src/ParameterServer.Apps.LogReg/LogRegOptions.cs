@@ -30,7 +30,8 @@ public sealed record LogRegOptions
 
     /// <summary>
     /// bpg (the default): the paper's delayed block proximal gradient, a batch method that converges to the optimum of
-    /// the regularised objective; online: minibatch passes with the servers running <see cref="Optimizer"/>.
+    /// the regularised objective; owlqn: L-BFGS/OWL-QN with its vectors on the servers (the same optimum); online:
+    /// minibatch passes with the servers running <see cref="Optimizer"/>.
     /// </summary>
     public string Solver { get; init; } = "bpg";
 
@@ -40,13 +41,13 @@ public sealed record LogRegOptions
     /// <summary>bpg: blocks a worker may start before the servers answered an earlier one (the paper's tau; 0: sequential).</summary>
     public int Delay { get; init; }
 
-    /// <summary>bpg: stop when an iteration lowers the objective by less than this fraction of it.</summary>
+    /// <summary>bpg, owlqn: stop when an iteration lowers the objective by less than this fraction of it.</summary>
     public double Tolerance { get; init; } = 1e-6;
 
-    /// <summary>bpg: stop after this many iterations even if not converged.</summary>
+    /// <summary>bpg, owlqn: stop after this many iterations even if not converged.</summary>
     public int MaxIterations { get; init; } = 500;
 
-    internal bool IsBatch => Solver == "bpg";
+    internal bool IsBatch => Solver is "bpg" or "owlqn";
 
     /// <summary>bpg's block count for data with this many nonzeros in this many rows: twice a mean row's features, 32 to 1024.</summary>
     public static int AutoBlocks(long nonzeros, long rows) => (int)Math.Clamp(2 * nonzeros / Math.Max(1, rows), 32, 1024);
@@ -57,7 +58,7 @@ public sealed record LogRegOptions
     /// <summary>Learning rate (FTRL's alpha); null picks the optimizer's default.</summary>
     public double? LearningRate { get; init; }
 
-    /// <summary>L1 regularisation; null: 0 for bpg (liblinear -s 0's objective), 0.5 for ftrl.</summary>
+    /// <summary>L1 regularisation; null: 0 for bpg and owlqn (liblinear -s 0's objective), 0.5 for ftrl.</summary>
     public double? L1 { get; init; }
 
     /// <summary><see cref="L1"/> or its solver's default.</summary>
@@ -120,9 +121,9 @@ public sealed record LogRegOptions
         {
             throw new ArgumentException($"--validation-fraction must be in (0, 0.5], got {ValidationFraction}");
         }
-        if (Solver is not ("online" or "bpg"))
+        if (Solver is not ("online" or "bpg" or "owlqn"))
         {
-            throw new ArgumentException($"--solver must be online or bpg, got '{Solver}'");
+            throw new ArgumentException($"--solver must be bpg, owlqn or online, got '{Solver}'");
         }
         if (IsBatch && (Blocks < 0 || MaxIterations < 1 || Delay < 0 || !(Tolerance >= 0)))
         {
@@ -130,7 +131,7 @@ public sealed record LogRegOptions
         }
         if (IsBatch && EffectiveL1 == 0 && L2 == 0)
         {
-            throw new ArgumentException("--solver bpg needs --l1 or --l2 above 0: unregularised logistic regression has no optimum on separable data");
+            throw new ArgumentException($"--solver {Solver} needs --l1 or --l2 above 0: unregularised logistic regression has no optimum on separable data");
         }
         if (HashBits is < 0 or > 62)
         {

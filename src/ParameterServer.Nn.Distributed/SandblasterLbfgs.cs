@@ -83,9 +83,8 @@ public sealed class SandblasterLbfgs
     private readonly int _unitsPerHalf;
     private readonly int _maxAttempts;
     private PsTable _go = null!, _gn = null!, _gp = null!, _g = null!, _d = null!, _stats = null!, _control = null!;
-    private PsTable[] _s = [], _y = [];
-    private readonly double[] _rho;
-    private int _newest = -1, _count;
+    private LbfgsMemory _memory = null!;
+    private PsTable? _pendingY;
     private readonly int[] _permutation;
     private int _permutationEpoch = -1;
 
@@ -99,7 +98,6 @@ public sealed class SandblasterLbfgs
         _gradient = gradient;
         _unitsPerHalf = (options.HalfBatch + options.UnitExamples - 1) / options.UnitExamples;
         _maxAttempts = (int)(options.ExampleBudget / options.HalfBatch) + 64; // iterations, plus rounds run again
-        _rho = new double[options.History];
         _permutation = new int[exampleCount];
     }
 
@@ -135,24 +133,19 @@ public sealed class SandblasterLbfgs
     private async Task DeclareTablesAsync(string group, CancellationToken cancellationToken)
     {
         var layout = _bound.Layout;
-        Task<PsTable> Vector(string name) => _client.DeclareTableAsync(new TableSpec($"{_options.Name}.lbfgs.{name}", layout.RowWidth)
+        var like = new TableSpec($"{_options.Name}.lbfgs", layout.RowWidth)
         {
             DenseSize = (ulong)layout.Rows,
             BlockKeys = DistributedModel.BlockKeys(layout),
             PlacementGroup = group,
-        }, cancellationToken);
+        };
+        Task<PsTable> Vector(string name) => _client.DeclareTableAsync(like.WithName($"{_options.Name}.lbfgs.{name}"), cancellationToken);
         _go = await Vector("grad-overlap").ConfigureAwait(false);
         _gn = await Vector("grad-fresh").ConfigureAwait(false);
         _gp = await Vector("grad-previous").ConfigureAwait(false);
         _g = await Vector("grad").ConfigureAwait(false);
         _d = await Vector("direction").ConfigureAwait(false);
-        _s = new PsTable[_options.History];
-        _y = new PsTable[_options.History];
-        for (int i = 0; i < _options.History; i++)
-        {
-            _s[i] = await Vector($"s{i}").ConfigureAwait(false);
-            _y[i] = await Vector($"y{i}").ConfigureAwait(false);
-        }
+        _memory = await LbfgsMemory.DeclareAsync(_client, $"{_options.Name}.lbfgs", like, _options.History, cancellationToken).ConfigureAwait(false);
         _stats = await _client.DeclareTableAsync(new TableSpec($"{_options.Name}.lbfgs.stats", StatsWidth) { DenseSize = (ulong)_maxAttempts, BlockKeys = 64 }, cancellationToken).ConfigureAwait(false);
         _control = await _client.DeclareTableAsync(new TableSpec($"{_options.Name}.lbfgs.control", ControlWidth) { DenseSize = (ulong)_maxAttempts, BlockKeys = 64 }, cancellationToken).ConfigureAwait(false);
     }
@@ -327,7 +320,7 @@ public sealed class SandblasterLbfgs
                 // The step made the overlap's loss much worse: take half of it back and measure again.
                 state.Backtracks++;
                 state.StepsHalved++;
-                await RunAsync(ct, VectorOp.Axpy(_bound.Table, -0.5, _s[_newest]), VectorOp.Scale(_s[_newest], 0.5),
+                await RunAsync(ct, VectorOp.Axpy(_bound.Table, -0.5, _memory.ReservedStep), VectorOp.Scale(_memory.ReservedStep, 0.5),
                     VectorOp.Scale(_go, 0), VectorOp.Scale(_gn, 0)).ConfigureAwait(false);
             }
             else
@@ -355,62 +348,33 @@ public sealed class SandblasterLbfgs
     private async Task StepAsync(int iteration, double overlapCount, double freshCount, CancellationToken ct)
     {
         double wd = _options.WeightDecay;
-        int m = _options.History;
         var x = _bound.Table;
         var init = _bound.InitTable!;
-        if (iteration > 0 && _newest >= 0)
+        if (iteration > 0)
         {
             // y = change of the overlap's gradient across the last step (plus the regulariser's), s = that step.
-            var yNew = _y[_newest];
-            var sNew = _s[_newest];
-            var sy = await RunAsync(ct, VectorOp.Axpby(yNew, 0, _go, 1 / overlapCount), VectorOp.Axpy(yNew, -1 / overlapCount, _gp),
-                VectorOp.Axpy(yNew, wd, sNew), VectorOp.Dot(sNew, yNew)).ConfigureAwait(false);
-            if (sy[0] > 1e-10)
-            {
-                _rho[_newest] = 1 / sy[0];
-                _count = Math.Min(_count + 1, m);
-            }
-            else
-            {
-                _newest = (_newest + m - 1) % m; // curvature not positive: forget this pair
-            }
+            var (sNew, yNew) = (_memory.ReservedStep, _pendingY!);
+            await RunAsync(ct, VectorOp.Axpby(yNew, 0, _go, 1 / overlapCount), VectorOp.Axpy(yNew, -1 / overlapCount, _gp),
+                VectorOp.Axpy(yNew, wd, sNew)).ConfigureAwait(false);
+            await _memory.CommitAsync(ct).ConfigureAwait(false);
         }
         // g = mean gradient over both halves + wd * (init + offset); the fresh half's sum becomes the next overlap's reference.
         double scale = 1 / (overlapCount + freshCount);
         var first = await RunAsync(ct, VectorOp.Axpby(_g, 0, _go, scale), VectorOp.Axpy(_g, scale, _gn), VectorOp.Axpy(_g, wd, init), VectorOp.Axpy(_g, wd, x),
             VectorOp.Copy(_gp, _gn), VectorOp.Scale(_go, 0), VectorOp.Scale(_gn, 0), VectorOp.Copy(_d, _g), VectorOp.Dot(_g, _g)).ConfigureAwait(false);
         double gg = first[0];
-        // Two-loop recursion with q in the direction table: newest pair first, then oldest first.
-        var alpha = new double[m];
-        for (int j = 0; j < _count; j++)
-        {
-            int i = (_newest - j + m) % m;
-            double sq = (await RunAsync(ct, VectorOp.Dot(_s[i], _d)).ConfigureAwait(false))[0];
-            alpha[i] = _rho[i] * sq;
-            await RunAsync(ct, VectorOp.Axpy(_d, -alpha[i], _y[i])).ConfigureAwait(false);
-        }
-        if (_count > 0)
-        {
-            var scaling = await RunAsync(ct, VectorOp.Dot(_s[_newest], _y[_newest]), VectorOp.Dot(_y[_newest], _y[_newest])).ConfigureAwait(false);
-            await RunAsync(ct, VectorOp.Scale(_d, scaling[0] / scaling[1])).ConfigureAwait(false);
-        }
-        for (int j = _count - 1; j >= 0; j--)
-        {
-            int i = (_newest - j + m) % m;
-            double yq = (await RunAsync(ct, VectorOp.Dot(_y[i], _d)).ConfigureAwait(false))[0];
-            await RunAsync(ct, VectorOp.Axpy(_d, alpha[i] - (_rho[i] * yq), _s[i])).ConfigureAwait(false);
-        }
+        await _memory.ApplyInverseHessianAsync(_d, ct).ConfigureAwait(false);
         double gd = (await RunAsync(ct, VectorOp.Dot(_g, _d)).ConfigureAwait(false))[0];
-        if (_count == 0 || gd <= 0)
+        if (_memory.Count == 0 || gd <= 0)
         {
             // No curvature yet, or not a descent direction: a gradient step no longer than 1, and a fresh memory.
-            _count = 0;
+            _memory.Clear();
             await RunAsync(ct, VectorOp.Axpby(_d, 0, _g, Math.Min(1, 1 / Math.Sqrt(gg)))).ConfigureAwait(false);
         }
-        // The step: x -= d; the new pair's s = -d, in the oldest pair's slot when the memory is full.
-        _newest = (_newest + 1) % m;
-        _count = Math.Min(_count, m - 1);
-        await RunAsync(ct, VectorOp.Axpy(x, -1, _d), VectorOp.Axpby(_s[_newest], 0, _d, -1)).ConfigureAwait(false);
+        // The step: x -= d; the new pair's s = -d (its y comes with the next round's gradients).
+        var (s, y) = _memory.Reserve();
+        _pendingY = y;
+        await RunAsync(ct, VectorOp.Axpy(x, -1, _d), VectorOp.Axpby(s, 0, _d, -1)).ConfigureAwait(false);
     }
 
     private Task<double[]> RunAsync(CancellationToken ct, params VectorOp[] ops) => _client.RunVectorOpsAsync(ops, ct);

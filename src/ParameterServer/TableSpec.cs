@@ -29,10 +29,7 @@ public sealed record TableSpec
 {
     public TableSpec(string name, int width = 1)
     {
-        if (string.IsNullOrWhiteSpace(name) || name.Length > 128)
-        {
-            throw new ArgumentException($"table name must be 1..128 characters, got '{name}'", nameof(name));
-        }
+        CheckName(name);
         if (width < 1 || width > 1 << 24)
         {
             throw new ArgumentOutOfRangeException(nameof(width), width, "row width must be in [1, 16777216]");
@@ -41,7 +38,22 @@ public sealed record TableSpec
         Width = width;
     }
 
-    public string Name { get; }
+    public string Name { get; private init; }
+
+    /// <summary>The same definition under another name (tables cut alike, e.g. a solver's vectors).</summary>
+    public TableSpec WithName(string name)
+    {
+        CheckName(name);
+        return this with { Name = name };
+    }
+
+    private static void CheckName(string name)
+    {
+        if (string.IsNullOrWhiteSpace(name) || name.Length > 128)
+        {
+            throw new ArgumentException($"table name must be 1..128 characters, got '{name}'", nameof(name));
+        }
+    }
 
     /// <summary>Values per key: 1 for a weight vector, d for an embedding row.</summary>
     public int Width { get; }

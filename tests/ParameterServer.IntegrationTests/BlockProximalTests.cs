@@ -107,7 +107,7 @@ public sealed class BlockProximalTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public async Task The_solver_comparison_with_l1_puts_bpg_within_a_tenth_of_a_percent_of_liblinears_optimum()
+    public async Task The_solver_comparison_with_l1_puts_bpg_and_owlqn_within_a_tenth_of_a_percent_of_liblinears_optimum()
     {
         if (LibLinear.Unavailable is { } why)
         {
@@ -122,6 +122,7 @@ public sealed class BlockProximalTests(ITestOutputHelper output) : IDisposable
         var bpg = rows["bpg"];
         Assert.InRange(bpg.GetProperty("above_optimum").GetDouble(), -1e-5, 0.001);
         Assert.InRange(bpg.GetProperty("test_accuracy").GetDouble() - rows["liblinear -s 6 -c 1"].GetProperty("test_accuracy").GetDouble(), -0.002, 1);
+        Assert.InRange(rows["owlqn"].GetProperty("above_optimum").GetDouble(), -1e-5, 0.001);
         Assert.True(rows.ContainsKey("online ftrl (10 epochs)") && rows.ContainsKey("bpg --delay 4"), run.Stdout);
     }
 }

@@ -53,6 +53,81 @@ public sealed class VectorOpsTests
     }
 
     [Fact]
+    public async Task Norms_and_owlqns_elementwise_operations_match_the_same_rules_applied_locally()
+    {
+        var (cluster, clients) = await InProcessCluster.StartAsync(servers: 3, workers: 1);
+        await using var _ = cluster;
+        await using var client = clients[0];
+        var w = await client.DeclareTableAsync(Vector("w"));
+        var g = await client.DeclareTableAsync(Vector("g"));
+        var d = await client.DeclareTableAsync(Vector("d"));
+        var t = await client.DeclareTableAsync(Vector("t"));
+        // A third of the weights at zero, so every branch of the pseudo-gradient runs.
+        float[] vw = Random(1).Select((x, i) => i % 3 == 0 ? 0 : x).ToArray(), vg = Random(2), vd = Random(3), vt = Random(4);
+        await client.WaitAsync(w.PushRange(0, vw));
+        await client.WaitAsync(g.PushRange(0, vg));
+        await client.WaitAsync(d.PushRange(0, vd));
+        await client.WaitAsync(t.PushRange(0, vt));
+        const float l1 = 0.2f;
+
+        var results = await client.RunVectorOpsAsync([
+            VectorOp.Norm1(w),
+            VectorOp.MaxAbs(g),
+            VectorOp.PseudoGradient(g, w, l1),
+            VectorOp.ProjectDescent(d, g),
+            VectorOp.ProjectOrthant(t, w),
+            VectorOp.Dot(d, g),
+        ]);
+
+        var pg = vg.Select((x, i) => vw[i] > 0 ? x + l1 : vw[i] < 0 ? x - l1 : x + l1 < 0 ? x + l1 : x - l1 > 0 ? x - l1 : 0).ToArray();
+        var descent = vd.Select((x, i) => x * pg[i] < 0 ? x : 0).ToArray();
+        var orthant = vt.Select((x, i) => x * vw[i] < 0 ? 0 : x).ToArray();
+        Assert.Equal(3, results.Length);
+        Assert.Equal(vw.Sum(x => (double)Math.Abs(x)), results[0], 2);
+        Assert.Equal(vg.Max(x => Math.Abs(x)), results[1], 6);
+        Assert.Equal(descent.Select((x, i) => (double)x * pg[i]).Sum(), results[2], 3);
+        Assert.True(results[2] < 0, "a projected direction descends");
+        Assert.Contains(pg, x => x == 0); // some zero weights sit inside [-l1, l1]
+        var (_, rg) = await g.ReadAllAsync();
+        var (_, rd) = await d.ReadAllAsync();
+        var (_, rt) = await t.ReadAllAsync();
+        Assert.Equal(pg, rg, (x, y) => Math.Abs(x - y) < 1e-6f);
+        Assert.Equal(descent, rd);
+        Assert.Equal(orthant, rt);
+    }
+
+    [Fact]
+    public async Task Lbfgs_memory_inverts_a_known_curvature_and_forgets_a_pair_whose_curvature_is_not_positive()
+    {
+        var (cluster, clients) = await InProcessCluster.StartAsync(servers: 2, workers: 1);
+        await using var _ = cluster;
+        await using var client = clients[0];
+        var memory = await LbfgsMemory.DeclareAsync(client, "mem", Vector("mem.like"), history: 3);
+        var q = await client.DeclareTableAsync(Vector("q"));
+        float[] vs = Random(5), vq = Random(6);
+
+        // A pair of the quadratic 2|x|^2 / 2 (Hessian 2I): y = 2s. H q is then exactly q / 2.
+        var (s, y) = memory.Reserve();
+        await client.WaitAsync(s.PushRange(0, vs));
+        await client.WaitAsync(y.PushRange(0, vs.Select(x => 2 * x).ToArray()));
+        Assert.True(await memory.CommitAsync());
+        Assert.Equal(1, memory.Count);
+        await client.WaitAsync(q.PushRange(0, vq));
+        await memory.ApplyInverseHessianAsync(q);
+        var (_, hq) = await q.ReadAllAsync();
+        Assert.Equal(vq.Select(x => x / 2).ToArray(), hq, (a, b) => Math.Abs(a - b) < 1e-5f);
+
+        // Negative curvature (y = -s) would break positive definiteness: refused, the memory keeps its one pair.
+        (s, y) = memory.Reserve();
+        await client.WaitAsync(s.PushRange(0, vs));
+        await client.WaitAsync(y.PushRange(0, vs.Select(x => -x).ToArray()));
+        Assert.False(await memory.CommitAsync());
+        Assert.Equal(1, memory.Count);
+        memory.Clear();
+        Assert.Equal(0, memory.Count);
+    }
+
+    [Fact]
     public async Task Tables_that_are_not_cut_alike_are_refused_before_anything_changes()
     {
         var (cluster, clients) = await InProcessCluster.StartAsync(servers: 2, workers: 1);

@@ -455,28 +455,25 @@ public sealed class PsClient : IAsyncDisposable
     /// <summary>Asks every server for its counters (JSON objects, one per server).</summary>
     public Task<string[]> GetServerStatsAsync(CancellationToken cancellationToken = default) => _queries.GetServerStatsAsync(cancellationToken);
 
-    /// <summary>Every row the servers hold for a table, sorted by key (a bulk read: model export, checks).</summary>
     /// <summary>
     /// Runs vector operations on the servers, in order, over whole tables of one placement group (see <see cref="VectorOp"/>),
-    /// and returns the value of each <see cref="VectorOp.Dot"/> in order. Wait for this worker's pushes to those tables
+    /// and returns the value of each reduction (<see cref="VectorOp.Dot"/>, <see cref="VectorOp.Norm1"/>, <see cref="VectorOp.MaxAbs"/>) in order. Wait for this worker's pushes to those tables
     /// first. A program is not sent again after a server fails mid-way (some copies may have run it): the call throws.
     /// </summary>
     public Task<double[]> RunVectorOpsAsync(IReadOnlyList<VectorOp> ops, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(ops);
         var wire = new WireVectorOp[ops.Count];
-        int dots = 0;
         for (int i = 0; i < ops.Count; i++)
         {
             var op = ops[i];
             if (op.Target is null || op.Source is null)
             {
-                throw new ArgumentException($"vector operation {i} is empty: build it with VectorOp.Axpby, Axpy, Copy, Scale or Dot", nameof(ops));
+                throw new ArgumentException($"vector operation {i} is empty: build it with one of VectorOp's factories (Axpby, Dot, ...)", nameof(ops));
             }
             wire[i] = new WireVectorOp(op.Kind, op.Target.Info.Id, op.Source.Info.Id, op.Alpha, op.Beta);
-            dots += op.Kind == VectorOpKind.Dot ? 1 : 0;
         }
-        return _queries.RunVectorOpsAsync(wire, dots, cancellationToken);
+        return _queries.RunVectorOpsAsync(wire, cancellationToken);
     }
 
     internal Task<(ulong[] Keys, float[] Values)> ReadAllAsync(PsTable table, CancellationToken cancellationToken) => _queries.ReadAllAsync(table.Info, cancellationToken);

@@ -44,4 +44,23 @@ public readonly record struct VectorOp
 
     /// <summary>The sum of a[i] * b[i] over every value (in float64 across blocks); its result comes back in order.</summary>
     public static VectorOp Dot(PsTable a, PsTable b) => new(VectorOpKind.Dot, a, b, 0, 0);
+
+    /// <summary>The sum of |a[i]| over every value; its result comes back in order, like <see cref="Dot"/>'s.</summary>
+    public static VectorOp Norm1(PsTable a) => new(VectorOpKind.Norm1, a, a, 0, 0);
+
+    /// <summary>The largest |a[i]|; its result comes back in order, like <see cref="Dot"/>'s.</summary>
+    public static VectorOp MaxAbs(PsTable a) => new(VectorOpKind.MaxAbs, a, a, 0, 0);
+
+    /// <summary>
+    /// gradient (of a smooth f, at <paramref name="weights"/>) becomes the pseudo-gradient of f + l1 |weights|_1
+    /// (OWL-QN, Andrew and Gao 2007): g + l1 sign(w) where w is not 0; where it is, the one-sided derivative that
+    /// descends (g + l1 when that is below 0, g - l1 when that is above 0), else 0.
+    /// </summary>
+    public static VectorOp PseudoGradient(PsTable gradient, PsTable weights, double l1) => new(VectorOpKind.PseudoGradient, gradient, weights, l1, 0);
+
+    /// <summary>target[i] = 0 where its sign is opposite to reference[i]'s: a point kept in the orthant of another (OWL-QN's step).</summary>
+    public static VectorOp ProjectOrthant(PsTable target, PsTable reference) => new(VectorOpKind.SignMask, target, reference, 1, 0);
+
+    /// <summary>direction[i] = 0 unless its sign is opposite to gradient[i]'s: only coordinates that descend move (OWL-QN's direction).</summary>
+    public static VectorOp ProjectDescent(PsTable direction, PsTable gradient) => new(VectorOpKind.SignMask, direction, gradient, -1, 1);
 }

@@ -8,6 +8,24 @@ internal enum VectorOpKind : byte
 
     /// <summary>The sum over every value of target * source; each server answers its share (the blocks it is primary for).</summary>
     Dot = 2,
+
+    /// <summary>The sum of |target| (a reduction, like Dot).</summary>
+    Norm1 = 3,
+
+    /// <summary>The largest |target| (a reduction: the client keeps the largest share).</summary>
+    MaxAbs = 4,
+
+    /// <summary>target (a smooth gradient) becomes OWL-QN's pseudo-gradient of target + alpha |source|_1 at source.</summary>
+    PseudoGradient = 5,
+
+    /// <summary>target = 0 where alpha * target * source is negative (beta 0) or not positive (beta 1).</summary>
+    SignMask = 6,
+}
+
+/// <summary>Which operations answer with a value.</summary>
+internal static class VectorOpKinds
+{
+    public static bool IsReduction(this VectorOpKind kind) => kind is VectorOpKind.Dot or VectorOpKind.Norm1 or VectorOpKind.MaxAbs;
 }
 
 /// <summary>One operation of a program: table ids as the view numbers them.</summary>
@@ -15,7 +33,7 @@ internal readonly record struct WireVectorOp(VectorOpKind Kind, int Target, int 
 
 /// <summary>
 /// The payload of a VectorOps request: [u32 count] then per operation [u8 kind][i32 target][i32 source][f64 alpha][f64 beta].
-/// The answer: one f64 per Dot, in order.
+/// The answer: one f64 per reduction (Dot, Norm1, MaxAbs), in order.
 /// </summary>
 internal static class VectorProgramCodec
 {
@@ -44,7 +62,7 @@ internal static class VectorProgramCodec
         for (int i = 0; i < count; i++)
         {
             var kind = (VectorOpKind)r.ReadByte();
-            if (kind is not (VectorOpKind.Axpby or VectorOpKind.Dot))
+            if (kind is < VectorOpKind.Axpby or > VectorOpKind.SignMask)
             {
                 throw new ProtocolException($"vector operation {i} has unknown kind {(byte)kind}");
             }

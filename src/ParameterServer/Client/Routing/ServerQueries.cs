@@ -31,8 +31,10 @@ internal sealed class ServerQueries(int nodeId, WorkerOptions options, RouteTabl
     /// servers' shares of each dot product. Sent again only when every server refused it before running anything (the
     /// placement was changing); a program that ran on some servers and failed on others is an error.
     /// </summary>
-    public async Task<double[]> RunVectorOpsAsync(IReadOnlyList<WireVectorOp> ops, int dots, CancellationToken cancellationToken)
+    public async Task<double[]> RunVectorOpsAsync(IReadOnlyList<WireVectorOp> ops, CancellationToken cancellationToken)
     {
+        var reductions = ops.Where(o => o.Kind.IsReduction()).Select(o => o.Kind).ToArray();
+        int dots = reductions.Length;
         byte[] payload = VectorProgramCodec.Write(ops);
         long deadline = Environment.TickCount64 + (long)options.RequestTimeout.TotalMilliseconds;
         while (true)
@@ -79,12 +81,13 @@ internal sealed class ServerQueries(int nodeId, WorkerOptions options, RouteTabl
                 var answer = call.Result.Payload;
                 if (answer.Length != dots * sizeof(double))
                 {
-                    throw new PsException(PsErrorCode.MalformedPayload, $"a server answered a vector program with {answer.Length} bytes for {dots} dot products");
+                    throw new PsException(PsErrorCode.MalformedPayload, $"a server answered a vector program with {answer.Length} bytes for {dots} reductions");
                 }
                 var shares = MemoryMarshal.Cast<byte, double>(answer);
                 for (int d = 0; d < dots; d++)
                 {
-                    sums[d] += shares[d];
+                    // Each server answers for the blocks it is primary for: sums add up, maxima take the largest.
+                    sums[d] = reductions[d] == VectorOpKind.MaxAbs ? Math.Max(sums[d], shares[d]) : sums[d] + shares[d];
                 }
             }
             return sums;

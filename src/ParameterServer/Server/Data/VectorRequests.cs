@@ -8,9 +8,9 @@ using ParameterServer.Transport;
 namespace ParameterServer.Server.Data;
 
 /// <summary>
-/// Server-side vector operations (axpby and dot products) on the tables of one placement group, so that a solver such
+/// Server-side vector operations (axpby, elementwise masks, dot products and norms) on the tables of one placement group, so that a solver such
 /// as L-BFGS combines parameter-sized vectors where they live. A program runs over every block this server holds,
-/// primary or replica, so every copy of a block changes alike; a dot product counts only the blocks this server is
+/// primary or replica, so every copy of a block changes alike; a reduction (dot product, norm) counts only the blocks this server is
 /// primary for, so the shares the client adds up count every block once.
 /// </summary>
 internal sealed class VectorRequests(LocalServer self, ViewGate gate, Answers answers, TableSet tables)
@@ -35,7 +35,7 @@ internal sealed class VectorRequests(LocalServer self, ViewGate gate, Answers an
             answers.SendError(connection, header, problem.Code, problem.Message);
             return;
         }
-        int dotCount = ops.Count(o => o.Kind == VectorOpKind.Dot);
+        int dotCount = ops.Count(o => o.Kind.IsReduction());
         var dots = new double[dotCount];
         string? moved = null;
         gate.EnterApply(); // no view is installed while a program runs
@@ -139,28 +139,67 @@ internal sealed class VectorRequests(LocalServer self, ViewGate gate, Answers an
                     {
                         var t = target.DenseBlockValues(b);
                         var s = source.DenseBlockValues(b);
-                        if (op.Kind == VectorOpKind.Dot)
+                        switch (op.Kind)
                         {
-                            if (primary)
-                            {
-                                dots[dot] += TensorPrimitives.Dot(t, s);
-                            }
-                            dot++;
-                        }
-                        else if (op.Alpha == 0)
-                        {
-                            TensorPrimitives.Multiply(s, (float)op.Beta, t);
-                        }
-                        else
-                        {
-                            if (op.Alpha != 1)
-                            {
-                                TensorPrimitives.Multiply(t, (float)op.Alpha, t);
-                            }
-                            TensorPrimitives.MultiplyAdd(s, (float)op.Beta, t, t);
+                            case VectorOpKind.Dot or VectorOpKind.Norm1 or VectorOpKind.MaxAbs:
+                                if (primary && t.Length > 0)
+                                {
+                                    dots[dot] = op.Kind switch
+                                    {
+                                        VectorOpKind.Dot => dots[dot] + TensorPrimitives.Dot(t, s),
+                                        VectorOpKind.Norm1 => dots[dot] + TensorPrimitives.SumOfMagnitudes(t),
+                                        _ => Math.Max(dots[dot], Math.Abs(TensorPrimitives.MaxMagnitude(t))),
+                                    };
+                                }
+                                dot++;
+                                break;
+                            case VectorOpKind.PseudoGradient:
+                                PseudoGradient(t, s, (float)op.Alpha);
+                                break;
+                            case VectorOpKind.SignMask:
+                                SignMask(t, s, (float)op.Alpha, strict: op.Beta != 0);
+                                break;
+                            default:
+                                Axpby(t, s, (float)op.Alpha, (float)op.Beta);
+                                break;
                         }
                     }
                 }
+            }
+        }
+    }
+
+    private static void Axpby(Span<float> t, ReadOnlySpan<float> s, float alpha, float beta)
+    {
+        if (alpha == 0)
+        {
+            TensorPrimitives.Multiply(s, beta, t);
+            return;
+        }
+        if (alpha != 1)
+        {
+            TensorPrimitives.Multiply(t, alpha, t);
+        }
+        TensorPrimitives.MultiplyAdd(s, beta, t, t);
+    }
+
+    private static void PseudoGradient(Span<float> g, ReadOnlySpan<float> w, float l1)
+    {
+        for (int i = 0; i < g.Length; i++)
+        {
+            float x = w[i], d = g[i];
+            g[i] = x > 0 ? d + l1 : x < 0 ? d - l1 : d + l1 < 0 ? d + l1 : d - l1 > 0 ? d - l1 : 0;
+        }
+    }
+
+    private static void SignMask(Span<float> t, ReadOnlySpan<float> s, float sign, bool strict)
+    {
+        for (int i = 0; i < t.Length; i++)
+        {
+            float product = sign * t[i] * s[i];
+            if (strict ? product <= 0 : product < 0)
+            {
+                t[i] = 0;
             }
         }
     }

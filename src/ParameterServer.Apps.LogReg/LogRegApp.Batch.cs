@@ -49,15 +49,15 @@ public sealed partial class LogRegApp
     /// Which of this worker's columns it owns: those no lower rank holds. Each key's regulariser is counted by its
     /// owner, so the workers add up the objective among themselves and nobody reads the whole model per iteration.
     /// </summary>
-    private async Task<bool[]> OwnedColumnsAsync(WorkerContext context, ShardMatrix data, CancellationToken cancellationToken)
+    private async Task<bool[]> OwnedColumnsAsync(WorkerContext context, ulong[] keys, CancellationToken cancellationToken)
     {
         var client = context.Client;
         var holders = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.holders") { ElementType = ElementType.Int32, Handler = "max" }, cancellationToken).ConfigureAwait(false);
-        var rankMarks = new int[data.Keys.Length];
+        var rankMarks = new int[keys.Length];
         Array.Fill(rankMarks, context.WorkerCount - context.Rank);
-        await client.WaitAsync(holders.PushInt32(data.Keys, rankMarks), cancellationToken).ConfigureAwait(false);
+        await client.WaitAsync(holders.PushInt32(keys, rankMarks), cancellationToken).ConfigureAwait(false);
         await client.BarrierAsync(cancellationToken).ConfigureAwait(false);
-        await client.WaitAsync(holders.PullInt32(data.Keys, rankMarks), cancellationToken).ConfigureAwait(false);
+        await client.WaitAsync(holders.PullInt32(keys, rankMarks), cancellationToken).ConfigureAwait(false);
         return rankMarks.Select(mark => mark == context.WorkerCount - context.Rank).ToArray();
     }
 
@@ -84,7 +84,7 @@ public sealed partial class LogRegApp
         context.Log.LogInformation("logreg bpg: {Blocks} blocks, delay {Delay}, l1 {L1}, l2 {L2}, tol {Tol}", blocks, delay, options.EffectiveL1, options.L2, options.Tolerance);
 
         var solver = new BlockProximalSolver(data, weightsTable, blocks, delay, options.EffectiveL1);
-        var owned = await OwnedColumnsAsync(context, data, cancellationToken).ConfigureAwait(false);
+        var owned = await OwnedColumnsAsync(context, data.Keys, cancellationToken).ConfigureAwait(false);
         bool filter = options.EffectiveL1 > 0;
         bool verifying = false;
         double previous = double.NaN;

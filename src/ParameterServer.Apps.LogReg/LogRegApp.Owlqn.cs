@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
+using ParameterServer.Apps.LogReg.Data;
 using ParameterServer.Client;
 using ParameterServer.Hosting;
 
@@ -17,7 +18,7 @@ public sealed partial class LogRegApp
     private async Task<int> RunOwlqnAsync(WorkerContext context, CancellationToken cancellationToken)
     {
         var client = context.Client;
-        var data = LoadShard(context, cancellationToken);
+        var data = RowShard.From(LoadShard(context, cancellationToken)); // the columns are not kept: one copy in memory
         // The vectors are dense over feature ids: their size is the largest id of any shard, plus one.
         var size = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.features") { DenseSize = 1, ElementType = ElementType.Int64, Handler = "max" }, cancellationToken).ConfigureAwait(false);
         var largest = new long[] { data.Keys.Length == 0 ? 0 : (long)Math.Min(data.Keys.Max(), long.MaxValue - 1) + 1 };
@@ -32,12 +33,12 @@ public sealed partial class LogRegApp
         int maxRounds = (2 * options.MaxIterations) + 64;
         var control = await client.DeclareTableAsync(new TableSpec($"{options.TablePrefix}.rounds") { DenseSize = (ulong)(OwlqnRoundKeys * maxRounds), ElementType = ElementType.Int64 }, cancellationToken).ConfigureAwait(false);
         var solver = await OwlqnSolver.DeclareAsync(client, options.TablePrefix, (ulong)Math.Max(1, features), options.EffectiveL1, options.L2, cancellationToken).ConfigureAwait(false);
-        var owned = await OwnedColumnsAsync(context, data, cancellationToken).ConfigureAwait(false);
+        var owned = await OwnedColumnsAsync(context, data.Keys, cancellationToken).ConfigureAwait(false);
         context.Log.LogInformation("logreg owlqn: {Features:N0} feature ids, history {History}, l1 {L1}, l2 {L2}, tol {Tol}", features, OwlqnSolver.History, options.EffectiveL1, options.L2, options.Tolerance);
 
         var weights = new float[data.Keys.Length];
         var gradient = new float[data.Keys.Length];
-        var margins = new double[data.Rows];
+        var partials = Enumerable.Range(0, Environment.ProcessorCount).Select(_ => new double[data.Keys.Length]).ToArray();
         var sums = new long[2];
         var decision = new long[2];
         var last = new OwlqnSolver.Decision(false, false, double.NaN, double.NaN, double.NaN, false);
@@ -48,7 +49,7 @@ public sealed partial class LogRegApp
         {
             await client.WaitAsync(solver.Trial.Pull(data.Keys, weights), cancellationToken).ConfigureAwait(false);
             var compute = Stopwatch.StartNew();
-            double loss = OwlqnSolver.Evaluate(data, weights, margins, gradient);
+            double loss = OwlqnSolver.Evaluate(data, weights, gradient, partials);
             double computeSeconds = compute.Elapsed.TotalSeconds;
             int ownedNonzero = 0;
             for (int c = 0; c < weights.Length; c++)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ParameterServer.Apps.LogReg.Data;
 using ParameterServer.Client;
 
@@ -96,43 +97,60 @@ internal sealed class OwlqnSolver
 
     /// <summary>
     /// A worker's part of a round: its rows' summed log loss at <paramref name="weights"/> (one per column) and its
-    /// gradient per column; <paramref name="margins"/> is scratch, one per row.
+    /// gradient per column, over row ranges on every core (each with its own gradient, added up at the end).
     /// </summary>
-    public static double Evaluate(ShardMatrix data, ReadOnlySpan<float> weights, Span<double> margins, Span<float> gradient)
+    public static double Evaluate(RowShard data, float[] weights, float[] gradient, double[][] partials)
     {
-        var starts = data.ColumnStarts;
-        var rows = data.RowIndices;
-        var values = data.Values;
-        var labels = data.Labels;
-        margins.Clear();
-        for (int c = 0; c < weights.Length; c++)
+        int parts = partials.Length;
+        var losses = new double[parts];
+        Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, part =>
         {
-            float w = weights[c];
-            if (w == 0)
-            {
-                continue;
-            }
-            for (int k = starts[c]; k < starts[c + 1]; k++)
-            {
-                margins[rows[k]] += w * values[k];
-            }
-        }
-        double loss = 0;
-        for (int i = 0; i < margins.Length; i++)
-        {
-            double m = margins[i];
-            double z = labels[i] > 0 ? m : -m;
-            loss += z > 0 ? Math.Log(1 + Math.Exp(-z)) : -z + Math.Log(1 + Math.Exp(z));
-            margins[i] = (1 / (1 + Math.Exp(-m))) - labels[i]; // from here on: d loss / d margin
-        }
+            int first = (int)((long)data.Rows * part / parts), end = (int)((long)data.Rows * (part + 1) / parts);
+            losses[part] = EvaluateRows(data, first, end, weights, partials[part]);
+        });
         for (int c = 0; c < gradient.Length; c++)
         {
-            double g = 0;
-            for (int k = starts[c]; k < starts[c + 1]; k++)
+            double sum = 0;
+            for (int part = 0; part < parts; part++)
             {
-                g += margins[rows[k]] * values[k];
+                sum += partials[part][c];
             }
-            gradient[c] = (float)g;
+            gradient[c] = (float)sum;
+        }
+        return losses.Sum();
+    }
+
+    /// <summary>Rows [first, end): their summed loss, their gradient added into <paramref name="g"/> (cleared first).</summary>
+    /// <remarks>
+    /// One pass: a row's margin m, then e = exp(-|m|), its loss max(-z, 0) + log(1 + e) (z: m signed by the label)
+    /// and its sigmoid 1 / (1 + e) or e / (1 + e), then its nonzeros again (still in cache) for the gradient. Scalar
+    /// MathF here: TensorPrimitives.Exp measured 3.7x slower than MathF.Exp on this machine's CPUs.
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // called once per round: optimised before its first long loop
+    private static double EvaluateRows(RowShard data, int first, int end, float[] weights, double[] g)
+    {
+        var starts = data.RowStarts;
+        var columns = data.Columns;
+        var values = data.Values;
+        var labels = data.Labels;
+        Array.Clear(g);
+        double loss = 0;
+        for (int i = first; i < end; i++)
+        {
+            int from = starts[i], to = starts[i + 1];
+            float m = 0;
+            for (int k = from; k < to; k++)
+            {
+                m += weights[columns[k]] * values[k];
+            }
+            float e = MathF.Exp(-MathF.Abs(m));
+            float z = labels[i] > 0 ? m : -m;
+            loss += MathF.Max(-z, 0) + MathF.Log(1 + e);
+            float slope = ((m >= 0 ? 1 : e) / (1 + e)) - labels[i]; // d loss / d margin
+            for (int k = from; k < to; k++)
+            {
+                g[columns[k]] += slope * values[k];
+            }
         }
         return loss;
     }

@@ -88,31 +88,38 @@ public sealed class LbfgsMemory
 
     /// <summary>
     /// q becomes H q, the inverse Hessian estimate times q (the two-loop recursion, newest pair first, with the
-    /// newest pair's s.y / y.y as the initial scaling); unchanged while the memory is empty.
+    /// newest pair's s.y / y.y as the initial scaling); unchanged while the memory is empty. Each update of q goes in
+    /// one program with the next dot product: 2m + 2 round trips to the servers.
     /// </summary>
     public async Task ApplyInverseHessianAsync(PsTable q, CancellationToken cancellationToken = default)
     {
-        int m = _s.Length;
-        for (int j = 0; j < Count; j++)
-        {
-            int i = (_newest - j + m) % m;
-            double sq = (await Run(cancellationToken, VectorOp.Dot(_s[i], q)).ConfigureAwait(false))[0];
-            _alpha[i] = _rho[i] * sq;
-            await Run(cancellationToken, VectorOp.Axpy(q, -_alpha[i], _y[i])).ConfigureAwait(false);
-        }
         if (Count == 0)
         {
             return;
         }
-        var scaling = await Run(cancellationToken, VectorOp.Dot(_s[_newest], _y[_newest]), VectorOp.Dot(_y[_newest], _y[_newest])).ConfigureAwait(false);
-        await Run(cancellationToken, VectorOp.Scale(q, scaling[0] / scaling[1])).ConfigureAwait(false);
+        int m = _s.Length;
+        VectorOp? pending = null;
+        for (int j = 0; j < Count; j++)
+        {
+            int i = (_newest - j + m) % m;
+            double sq = (await RunAfter(pending, cancellationToken, VectorOp.Dot(_s[i], q)).ConfigureAwait(false))[0];
+            _alpha[i] = _rho[i] * sq;
+            pending = VectorOp.Axpy(q, -_alpha[i], _y[i]);
+        }
+        var scaling = await RunAfter(pending, cancellationToken, VectorOp.Dot(_s[_newest], _y[_newest]), VectorOp.Dot(_y[_newest], _y[_newest])).ConfigureAwait(false);
+        pending = VectorOp.Scale(q, scaling[0] / scaling[1]);
         for (int j = Count - 1; j >= 0; j--)
         {
             int i = (_newest - j + m) % m;
-            double yq = (await Run(cancellationToken, VectorOp.Dot(_y[i], q)).ConfigureAwait(false))[0];
-            await Run(cancellationToken, VectorOp.Axpy(q, _alpha[i] - (_rho[i] * yq), _s[i])).ConfigureAwait(false);
+            double yq = (await RunAfter(pending, cancellationToken, VectorOp.Dot(_y[i], q)).ConfigureAwait(false))[0];
+            pending = VectorOp.Axpy(q, _alpha[i] - (_rho[i] * yq), _s[i]);
         }
+        await RunAfter(pending, cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>Runs <paramref name="first"/> (when there is one) and the rest in one program.</summary>
+    private Task<double[]> RunAfter(VectorOp? first, CancellationToken ct, params VectorOp[] rest) =>
+        _client.RunVectorOpsAsync(first is { } op ? [op, .. rest] : rest, ct);
 
     private Task<double[]> Run(CancellationToken ct, params VectorOp[] ops) => _client.RunVectorOpsAsync(ops, ct);
 }

@@ -30,6 +30,15 @@ if (parsed.Errors.Count > 0)
     Console.Error.WriteLine($"run `{string.Join(' ', names)} --help` for its options");
     return ExitCodes.Usage;
 }
+try
+{
+    PsOptions.ExportSecurity(parsed);
+}
+catch (ArgumentException ex)
+{
+    Console.Error.WriteLine($"error: {ex.Message}");
+    return ExitCodes.Usage;
+}
 // Termination handles Ctrl-C and SIGTERM (a SIGTERM drains a server or worker first), not System.CommandLine.
 Termination.Install();
 return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }, Termination.Token);

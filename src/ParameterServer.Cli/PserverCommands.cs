@@ -27,10 +27,15 @@ internal static class PserverCommands
         };
         // `pserver launch` works out this process's role from its launcher's environment and runs that command line.
         root.Subcommands.Add(LaunchCommand.Create(arguments => root.Parse(arguments).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }, Termination.Token)));
+        root.Subcommands.Add(SecretCommand.Create());
         root.Options.Add(PsOptions.Config);
         root.Options.Add(PsOptions.LogLevel);
+        root.Options.Add(PsOptions.SecretFile);
+        root.Options.Add(PsOptions.Insecure);
         PsOptions.Config.Recursive = true;
         PsOptions.LogLevel.Recursive = true;
+        PsOptions.SecretFile.Recursive = true;
+        PsOptions.Insecure.Recursive = true;
         return root;
     }
 }

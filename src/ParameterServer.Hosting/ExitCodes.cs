@@ -26,12 +26,17 @@ public static class ExitCodes
         catch (PsException ex)
         {
             await Console.Error.WriteLineAsync($"error: {ex.Message}");
-            return ex.Code is PsErrorCode.Unreachable or PsErrorCode.Timeout or PsErrorCode.ConnectionLost or PsErrorCode.ShuttingDown ? Network : Failed;
+            return ex.Code switch
+            {
+                PsErrorCode.Unreachable or PsErrorCode.Timeout or PsErrorCode.ConnectionLost or PsErrorCode.ShuttingDown => Network,
+                PsErrorCode.Unauthenticated => Usage, // the configuration: give every node the same --secret-file
+                _ => Failed,
+            };
         }
         catch (TransportException ex)
         {
             await Console.Error.WriteLineAsync($"error: {ex.Message}");
-            return Network;
+            return ex.IsAuthentication ? Usage : Network;
         }
         catch (UsageException ex)
         {

@@ -122,6 +122,7 @@ public sealed class ProcessGroup : IDisposable
             info.ArgumentList.Add(a);
         }
         info.Environment[ParentWatch.Variable] = "1";
+        info.Environment[Transport.JobSecret.Variable] = Transport.JobSecret.EnsureForLocalJob(); // the job's members, and only they, hold it
         info.Environment[ProgressEvents.Variable] = "1";
         return Process.Start(info) ?? throw new InvalidOperationException($"could not start {file}");
     }

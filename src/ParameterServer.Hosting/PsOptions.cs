@@ -32,6 +32,12 @@ public static class PsOptions
     /// <summary>--config.</summary>
     public static readonly Option<string?> Config = Create<string?>("--config", null, "JSON file with option values (keys are option names without dashes)");
 
+    /// <summary>--secret-file (every command: nodes prove it to each other, tools to the scheduler).</summary>
+    public static readonly Option<string?> SecretFile = Create<string?>("--secret-file", null, "The job's shared secret (a file of 16 bytes or more, made by `pserver secret`): every connection starts with a mutual HMAC-SHA256 challenge-response over it; `pserver local` and `train` make one for their job");
+
+    /// <summary>--insecure.</summary>
+    public static readonly Option<bool> Insecure = Create("--insecure", false, "Listen on a non-loopback address without --secret-file: anyone who reaches the port can read and change the model");
+
     /// <summary>--heartbeat-ms.</summary>
     public static readonly Option<int> HeartbeatMs = Create("--heartbeat-ms", 100, "Heartbeat interval in milliseconds");
 
@@ -153,5 +159,24 @@ public static class PsOptions
     }
 
     /// <summary>The transport options from --max-frame-mb.</summary>
-    public static Transport.TransportOptions Transport(ParseResult p) => new() { MaxFrameBytes = checked(p.GetValue(MaxFrameMb) * (1 << 20)) };
+    public static Transport.TransportOptions Transport(ParseResult p) => new() { MaxFrameBytes = checked(p.GetValue(MaxFrameMb) * (1 << 20)), AllowInsecure = p.GetValue(Insecure) };
+
+    /// <summary>
+    /// Makes --secret-file (or PS_SECRET_FILE) this process's job secret and its children's: the variable, with a full
+    /// path, is what <see cref="Transport.TransportOptions.Secret"/> reads; --insecure likewise goes to PS_INSECURE.
+    /// Throws <see cref="ArgumentException"/> when the file cannot serve as a secret.
+    /// </summary>
+    public static void ExportSecurity(ParseResult p)
+    {
+        if (p.GetValue(SecretFile) is { Length: > 0 } path)
+        {
+            string full = Path.GetFullPath(path);
+            _ = ParameterServer.Transport.JobSecret.Read(full); // say now, not at the first connection, what is wrong with it
+            Environment.SetEnvironmentVariable(ParameterServer.Transport.JobSecret.Variable, full);
+        }
+        if (p.GetValue(Insecure))
+        {
+            Environment.SetEnvironmentVariable(Settings.EnvironmentName(Insecure.Name), "true");
+        }
+    }
 }

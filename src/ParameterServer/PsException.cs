@@ -30,6 +30,8 @@ public enum PsErrorCode
     ShuttingDown = 103,
     /// <summary>An operation this one depended on failed.</summary>
     DependencyFailed = 104,
+    /// <summary>This node or tool and its peer do not share the job's secret (--secret-file).</summary>
+    Unauthenticated = 105,
 }
 
 /// <summary>A failed parameter server operation; <see cref="Exception.Message"/> names the node and the cause.</summary>

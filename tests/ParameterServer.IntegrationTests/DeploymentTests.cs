@@ -99,6 +99,20 @@ public sealed class DeploymentTests
     }
 
     [Fact]
+    public void Every_pod_mounts_the_job_secret_the_config_map_names()
+    {
+        var manifests = Manifests();
+        string file = Manifests().OfType<V1ConfigMap>().Single().Data["PS_SECRET_FILE"];
+        foreach (var (owner, pod) in Pods(manifests))
+        {
+            var mount = pod.Spec.Containers.Single().VolumeMounts?.SingleOrDefault(m => file.StartsWith(m.MountPath + "/", StringComparison.Ordinal));
+            Assert.True(mount is not null, $"{owner} does not mount {file}");
+            var volume = pod.Spec.Volumes.Single(v => v.Name == mount.Name);
+            Assert.Equal("pserver-secret", volume.Secret?.SecretName);
+        }
+    }
+
+    [Fact]
     public void The_config_map_sets_only_options_pserver_has()
     {
         var config = Manifests().OfType<V1ConfigMap>().Single();

@@ -21,7 +21,7 @@ public sealed class InMemoryTransportTests
     {
         var (options, pipes) = Options();
         var server = new FrameRecorder { Expected = (4 * 300) + 1 };
-        using var listener = new Listener("127.0.0.1", 0, s => new Connection(s, server, options, null, "test peer"), null, pipes);
+        using var listener = new Listener("127.0.0.1", 0, s => new Connection(s, server, options, null, "test peer"), null, options);
         var client = Connection.Connect("127.0.0.1", listener.Port, new FrameRecorder(), options, null, "server");
         var threads = Enumerable.Range(0, 4).Select(t => Task.Run(() =>
         {
@@ -50,7 +50,7 @@ public sealed class InMemoryTransportTests
     {
         var (options, pipes) = Options();
         var server = new FrameRecorder();
-        using var listener = new Listener("127.0.0.1", 0, s => new Connection(s, server, options, null, "test peer"), null, pipes);
+        using var listener = new Listener("127.0.0.1", 0, s => new Connection(s, server, options, null, "test peer"), null, options);
         var clientSide = new FrameRecorder();
         var client = Connection.Connect("127.0.0.1", listener.Port, clientSide, options, null, "server 7");
         client.Send(new FrameHeader { Type = MessageType.Heartbeat }, []);

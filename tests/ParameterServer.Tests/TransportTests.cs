@@ -14,7 +14,7 @@ public sealed class TransportTests : IDisposable
 
     public TransportTests()
     {
-        _listener = new Listener("127.0.0.1", 0, s => new Connection(s, _serverSide, _options, null, "test peer"), null);
+        _listener = new Listener("127.0.0.1", 0, s => new Connection(s, _serverSide, _options, null, "test peer"), null, _options);
     }
 
     public void Dispose() => _listener.Dispose();

@@ -2,6 +2,7 @@ using System.Text.Json;
 using ParameterServer.Client.Diagnostics;
 using ParameterServer.Client.JobControl;
 using ParameterServer.Core.Cluster;
+using ParameterServer.Protocol;
 using ParameterServer.Transport;
 
 namespace ParameterServer.Client;

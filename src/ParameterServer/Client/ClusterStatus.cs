@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using ParameterServer.Core.Cluster;
 using ParameterServer.Core.Diagnostics;
+using ParameterServer.Protocol;
 using ParameterServer.Transport;
 
 namespace ParameterServer.Client;

@@ -1,4 +1,3 @@
-using ParameterServer.Core.Cluster;
 using ParameterServer.Protocol;
 using ParameterServer.Scheduler.Membership;
 

@@ -1,5 +1,5 @@
 using ParameterServer.Core.Diagnostics;
-using ParameterServer.Core.Cluster;
+using ParameterServer.Protocol;
 
 namespace ParameterServer.Scheduler;
 

@@ -52,7 +52,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         _store = options.StateStore is { } shared ? new SnapshotMetadataStore(shared) : options.StateDirectory is { } dir ? new FileMetadataStore(dir) : null;
         OpenRestore();
         LoadState(); // before listening: a node rejoining a resumed job must find itself
-        _listener = new Listener(options.Host, options.Port, stream => new Connection(stream, new Handler(this), options.Transport, _log, $"node at {stream.RemoteAddress}", _traffic), _log, options.Transport.Connections);
+        _listener = new Listener(options.Host, options.Port, stream => new Connection(stream, new Handler(this), options.Transport, _log, $"node at {stream.RemoteAddress}", _traffic), _log, options.Transport);
         _view = BuildView();
         StartStateWriter();
         StartMetrics();

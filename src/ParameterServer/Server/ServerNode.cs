@@ -61,7 +61,7 @@ public sealed class ServerNode : IAsyncDisposable
         _refiller = new Refiller(_self, _gate, _tables, _links, view => ReportToScheduler(MessageType.RefillDone, [], view));
         _checkpoints = new ServerCheckpoints(_self, _gate, _tables, (epoch, result) => ReportToScheduler(MessageType.CheckpointDone, result, epoch));
         _listener = new Listener(options.Host, options.Port, stream =>
-            new Connection(stream, new DataHandler(this), options.Transport, _self.Log, $"worker at {stream.RemoteAddress}", _self.Traffic), _self.Log, options.Transport.Connections);
+            new Connection(stream, new DataHandler(this), options.Transport, _self.Log, $"worker at {stream.RemoteAddress}", _self.Traffic), _self.Log, options.Transport);
         _metrics = new NodeMetrics("server", () => _self.Id, _self.Traffic, ReportMetric);
     }
 
@@ -100,7 +100,7 @@ public sealed class ServerNode : IAsyncDisposable
 
     private async Task RegisterAsync(CancellationToken cancellationToken)
     {
-        _scheduler = await ControlChannel.ConnectAsync(Options.Scheduler, Options.Transport, Log, OnSchedulerFrame, OnSchedulerLost, _self.Traffic, Options.RegisterTimeout, cancellationToken).ConfigureAwait(false);
+        _scheduler = await ControlChannel.ConnectAsync(Options.Scheduler, Options.Transport.As(NodeRole.Server), Log, OnSchedulerFrame, OnSchedulerLost, _self.Traffic, Options.RegisterTimeout, cancellationToken).ConfigureAwait(false);
         var w = new PayloadWriter();
         ControlMessages.WriteRegister(w, NodeRole.Server, Options.AdvertisedHost ?? Options.Host, Port, Options.HandlerNames, Options.Join, Options.MaxMemoryBytes, Options.JobId);
         var reply = await _scheduler.CallAsync(MessageType.Register, w.WrittenSpan.ToArray(), "the registration of this server", Options.RegisterTimeout, cancellationToken: cancellationToken).ConfigureAwait(false);

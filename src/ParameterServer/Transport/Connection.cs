@@ -89,6 +89,9 @@ internal sealed partial class Connection
     /// <summary>State owned by the handler (for example the peer's node id).</summary>
     public object? Tag { get; set; }
 
+    /// <summary>The role the peer proved with the job's secret (accepted connections of a node with a secret), else null.</summary>
+    public NodeRole? AuthenticatedRole { get; set; }
+
     /// <summary>The peer's address, if the stream knows it.</summary>
     public string? RemoteAddress => _stream.RemoteAddress;
 
@@ -106,6 +109,18 @@ internal sealed partial class Connection
     public static Connection Connect(string host, int port, IFrameHandler handler, TransportOptions options, ILogger? logger, string peer, TrafficMeter? meter = null, CancellationToken cancellation = default)
     {
         var stream = options.Connections.Connect(host, port, options.ConnectTimeout, peer, cancellation);
+        if (options.Secret is { } secret)
+        {
+            try
+            {
+                Handshake.Connect(stream, secret, options.Role, options.HandshakeTimeout, peer);
+            }
+            catch
+            {
+                stream.Dispose();
+                throw;
+            }
+        }
         var connection = new Connection(stream, handler, options, logger, peer, meter);
         connection.Start();
         return connection;

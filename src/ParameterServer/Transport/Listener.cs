@@ -1,28 +1,41 @@
 using Microsoft.Extensions.Logging;
+using ParameterServer.Protocol;
 using ParameterServer.Transport.Streams;
 
 namespace ParameterServer.Transport;
 
-/// <summary>Accepts connections on one address (TCP, or in-process: <see cref="TransportOptions"/>) and starts a <see cref="Connection"/> for each.</summary>
+/// <summary>
+/// Accepts connections on one address (TCP, or in-process: <see cref="TransportOptions"/>) and starts a
+/// <see cref="Connection"/> for each; with a job secret, only after the peer has proved it (<see cref="Handshake"/>),
+/// on a thread of its own with a deadline, so a slow or silent peer holds neither the accept loop nor the thread pool.
+/// </summary>
 internal sealed class Listener : IDisposable
 {
     private readonly IAcceptor _acceptor;
     private readonly Func<IConnectionStream, Connection> _accept;
     private readonly ILogger? _logger;
+    private readonly TransportOptions _options;
+    private int _pendingHandshakes;
+    private long _refused;
     private volatile bool _disposed;
 
-    /// <summary>Listens on HOST:PORT (0: any free port) through <paramref name="connections"/> (TCP when null).</summary>
-    public Listener(string host, int port, Func<IConnectionStream, Connection> accept, ILogger? logger, IConnectionFactory? connections = null)
+    /// <summary>Listens on HOST:PORT (0: any free port) with <paramref name="options"/>' connections, secret and limits.</summary>
+    public Listener(string host, int port, Func<IConnectionStream, Connection> accept, ILogger? logger, TransportOptions options)
     {
+        options.CheckListen(host, port);
         _accept = accept;
         _logger = logger;
-        _acceptor = (connections ?? TcpConnections.Instance).Listen(host, port);
+        _options = options;
+        _acceptor = options.Connections.Listen(host, port);
         var thread = new Thread(AcceptLoop) { IsBackground = true, Name = "ps-accept" };
         thread.Start();
     }
 
     /// <summary>The bound port (the chosen one when 0 was asked for).</summary>
     public int Port => _acceptor.Port;
+
+    /// <summary>Connections closed because the peer failed authentication (or too many were pending).</summary>
+    public long Refused => Interlocked.Read(ref _refused);
 
     private void AcceptLoop()
     {
@@ -41,15 +54,58 @@ internal sealed class Listener : IDisposable
                 }
                 continue;
             }
-            try
+            if (_options.Secret is null)
             {
-                _accept(client).Start();
+                Start(client, role: null);
             }
-            catch (Exception ex)
+            else if (Interlocked.Increment(ref _pendingHandshakes) > TransportOptions.MaxPendingHandshakes)
             {
-                _logger?.LogConnectionStartFailed(ex, client.RemoteAddress);
-                client.Dispose();
+                Interlocked.Decrement(ref _pendingHandshakes);
+                Refuse(client, $"{client.RemoteAddress} connected while {TransportOptions.MaxPendingHandshakes} others were still authenticating");
             }
+            else
+            {
+                new Thread(() => Authenticate(client)) { IsBackground = true, Name = "ps-handshake" }.Start();
+            }
+        }
+    }
+
+    private void Authenticate(IConnectionStream client)
+    {
+        try
+        {
+            var role = Handshake.Accept(client, _options.Secret!, _options.HandshakeTimeout);
+            Start(client, role);
+        }
+        catch (TransportException ex)
+        {
+            Refuse(client, ex.Message);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _pendingHandshakes);
+        }
+    }
+
+    private void Refuse(IConnectionStream client, string why)
+    {
+        Interlocked.Increment(ref _refused);
+        _logger?.LogPeerRefused(why);
+        client.Dispose();
+    }
+
+    private void Start(IConnectionStream client, NodeRole? role)
+    {
+        try
+        {
+            var connection = _accept(client);
+            connection.AuthenticatedRole = role;
+            connection.Start();
+        }
+        catch (Exception ex)
+        {
+            _logger?.LogConnectionStartFailed(ex, client.RemoteAddress);
+            client.Dispose();
         }
     }
 

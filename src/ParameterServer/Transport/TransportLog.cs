@@ -22,4 +22,7 @@ internal static partial class TransportLog
 
     [LoggerMessage(EventId = 4011, Level = LogLevel.Error, Message = "Could not start a connection from {Remote}")]
     public static partial void LogConnectionStartFailed(this ILogger logger, Exception exception, string? remote);
+
+    [LoggerMessage(EventId = 4012, Level = LogLevel.Warning, Message = "Refused a connection: {Why}")]
+    public static partial void LogPeerRefused(this ILogger logger, string why);
 }

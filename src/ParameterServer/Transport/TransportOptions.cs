@@ -1,4 +1,7 @@
+using System.Net;
+using ParameterServer.Protocol;
 using ParameterServer.Transport.Streams;
+
 namespace ParameterServer.Transport;
 
 /// <summary>Limits and timeouts of one node's connections.</summary>
@@ -22,6 +25,48 @@ public sealed class TransportOptions
     /// <summary>Initial receive buffer per connection; it grows to the largest frame seen. Defaults to 256 KiB.</summary>
     public int ReceiveBufferBytes { get; set; } = 256 << 10;
 
+    /// <summary>
+    /// The job's shared secret (16 bytes or more): every connection starts with a mutual HMAC-SHA256
+    /// challenge-response proving both ends hold it. Defaults to the file the PS_SECRET_FILE environment variable
+    /// names (<see cref="JobSecret"/>); null: connections are not authenticated, which a node allows only on a
+    /// loopback address unless <see cref="AllowInsecure"/>.
+    /// </summary>
+    public byte[]? Secret
+    {
+        get
+        {
+            if (!_secretResolved)
+            {
+                _secret = JobSecret.FromEnvironment();
+                _secretResolved = true;
+            }
+            return _secret;
+        }
+        set
+        {
+            _secret = value is null || value.Length >= MinSecretBytes ? value : throw new ArgumentException($"a job secret needs at least {MinSecretBytes} bytes, got {value.Length}", nameof(value));
+            _secretResolved = true;
+        }
+    }
+
+    private byte[]? _secret;
+    private bool _secretResolved;
+
+    /// <summary>The shortest secret accepted.</summary>
+    public const int MinSecretBytes = 16;
+
+    /// <summary>Listen on a non-loopback address without a <see cref="Secret"/> (`--insecure`): anyone who reaches the port is a member.</summary>
+    public bool AllowInsecure { get; set; }
+
+    /// <summary>How long a new connection has to complete authentication before it is closed. Defaults to 5 s.</summary>
+    public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>The role this node states when it connects (the MACs cover it): servers and tools set theirs.</summary>
+    internal NodeRole Role { get; private set; } = NodeRole.Worker;
+
+    /// <summary>Connections being authenticated at once on one listener; more are closed at once (each holds a thread until done).</summary>
+    internal const int MaxPendingHandshakes = 64;
+
     /// <summary>How connections are opened and accepted: TCP (the default), or in-process for test clusters.</summary>
     internal IConnectionFactory Connections { get; set; } = TcpConnections.Instance;
 
@@ -40,6 +85,33 @@ public sealed class TransportOptions
             throw new ArgumentOutOfRangeException(nameof(SendQueueHighWaterBytes), SendQueueHighWaterBytes, "SendQueueHighWaterBytes must be at least 4096");
         }
     }
+
+    /// <summary>A copy for connections opened by a node of <paramref name="role"/>.</summary>
+    internal TransportOptions As(NodeRole role)
+    {
+        if (Role == role)
+        {
+            return this;
+        }
+        var copy = (TransportOptions)MemberwiseClone();
+        copy.Role = role;
+        return copy;
+    }
+
+    /// <summary>
+    /// Refuses an unauthenticated listener on an address other hosts can reach, unless the user said so: a job is
+    /// closed by default once it leaves loopback.
+    /// </summary>
+    internal void CheckListen(string host, int port)
+    {
+        if (Secret is null && !AllowInsecure && !IsLoopback(host))
+        {
+            throw new ArgumentException($"refusing to listen on {host}:{port} without authentication: anyone who reaches that port could read and change the model or shut the job down. Give every node the same --secret-file (or PS_SECRET_FILE; `pserver secret --out FILE` makes one), or say --insecure");
+        }
+    }
+
+    private static bool IsLoopback(string host) =>
+        host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || (IPAddress.TryParse(host, out var address) && IPAddress.IsLoopback(address));
 
     /// <summary>A copy that gives up connecting after <paramref name="timeout"/> (reconnecting among standby schedulers).</summary>
     internal TransportOptions WithConnectTimeout(TimeSpan timeout)

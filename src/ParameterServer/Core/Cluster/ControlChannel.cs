@@ -149,6 +149,10 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
             channel._connection = channel.ConnectAny(endpoints, options);
             channel._endpointCount = endpoints.Length;
         }
+        catch (TransportException ex) when (ex.IsAuthentication)
+        {
+            throw new PsException(PsErrorCode.Unauthenticated, ex.Message, ex);
+        }
         catch (TransportException ex)
         {
             throw new PsException(PsErrorCode.Unreachable, $"{ex.Message}. Is `pserver scheduler` running there? Check --scheduler / PS_SCHEDULER.", ex);
@@ -197,7 +201,7 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
     /// <summary>The scheduler's current view and its migrations (done and in progress), one line each.</summary>
     public static async Task<StatusReply> FetchStatusAsync(string address, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        using var channel = Connect(address, new TransportOptions { ConnectTimeout = timeout }, null, (_, _) => { });
+        using var channel = Connect(address, new TransportOptions { ConnectTimeout = timeout }.As(NodeRole.Observer), null, (_, _) => { });
         var reply = await channel.CallAsync(MessageType.Status, ReadOnlyMemory<byte>.Empty, "a status request", timeout, cancellationToken: cancellationToken).ConfigureAwait(false);
         return ReadStatus(reply.Payload);
     }
@@ -244,7 +248,7 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
     /// <summary>An operator's request to the scheduler (drain, rebalance); returns its answer, or throws <see cref="PsException"/> with the refusal.</summary>
     private static async Task<string> AdminCallAsync(string address, MessageType type, byte[] payload, string what, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        using var channel = Connect(address, new TransportOptions { ConnectTimeout = timeout }, null, (_, _) => { });
+        using var channel = Connect(address, new TransportOptions { ConnectTimeout = timeout }.As(NodeRole.Observer), null, (_, _) => { });
         var reply = await channel.CallAsync(type, payload, what, timeout, cancellationToken: cancellationToken).ConfigureAwait(false);
         return Encoding.UTF8.GetString(reply.Payload);
     }
@@ -455,7 +459,8 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
         }
         foreach (var call in pending)
         {
-            call.Reply.TrySetException(new PsException(PsErrorCode.ConnectionLost, $"lost the scheduler at {Address}: {reason}"));
+            string hint = _transport.Secret is null ? " (if the job runs with --secret-file, this process needs the same file)" : "";
+            call.Reply.TrySetException(new PsException(PsErrorCode.ConnectionLost, $"lost the scheduler at {Address}: {reason}{hint}"));
         }
         _onClosed?.Invoke(reason);
     }

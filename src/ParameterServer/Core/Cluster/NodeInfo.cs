@@ -1,14 +1,6 @@
-namespace ParameterServer.Core.Cluster;
+using ParameterServer.Protocol;
 
-/// <summary>Role of a node in a job. Wire values: never renumber.</summary>
-internal enum NodeRole : byte
-{
-    Scheduler = 0,
-    Server = 1,
-    Worker = 2,
-    /// <summary>A tool (pserver status) that talks to the scheduler without joining the job.</summary>
-    Observer = 3,
-}
+namespace ParameterServer.Core.Cluster;
 
 /// <summary>
 /// A node as the scheduler sees it. <see cref="Rank"/> numbers servers and workers separately from 0.

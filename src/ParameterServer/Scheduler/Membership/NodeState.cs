@@ -1,5 +1,6 @@
 using ParameterServer.Core.Cluster;
 using ParameterServer.Core.Diagnostics;
+using ParameterServer.Protocol;
 using ParameterServer.Transport;
 
 namespace ParameterServer.Scheduler.Membership;

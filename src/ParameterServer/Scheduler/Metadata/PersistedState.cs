@@ -1,4 +1,5 @@
 using ParameterServer.Core.Cluster;
+using ParameterServer.Protocol;
 using ParameterServer.Scheduler.JobControl;
 
 namespace ParameterServer.Scheduler.Metadata;

@@ -109,7 +109,7 @@ internal sealed class PeerLinks(LocalServer self, ViewGate gate)
             var link = new PeerLink(this, server.Id);
             try
             {
-                link.Connection = Connection.Connect(server.Host, server.Port, link, _self.Options.Transport, _self.Log, server.Describe(), _self.Traffic, slot.DeclaredDead.Token);
+                link.Connection = Connection.Connect(server.Host, server.Port, link, _self.Options.Transport.As(NodeRole.Server), _self.Log, server.Describe(), _self.Traffic, slot.DeclaredDead.Token);
             }
             catch (TransportException)
             {

@@ -19,6 +19,8 @@ public enum PsErrorCode
     Conflict = ErrorCode.Conflict,
     Internal = ErrorCode.Internal,
     KeyCacheMiss = ErrorCode.KeyCacheMiss,
+    /// <summary>The role this node proved with the job's secret may not send that message.</summary>
+    Forbidden = ErrorCode.Forbidden,
 
     /// <summary>A peer did not answer in time; the message says what was waited for.</summary>
     Timeout = 100,

@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using ParameterServer.Client;
 using ParameterServer.Protocol;
+using ParameterServer.Transport;
 
 namespace ParameterServer.IntegrationTests;
 
@@ -158,6 +159,35 @@ public sealed class BadInputTests : IAsyncLifetime
         new FrameHeader { Type = MessageType.Push, PayloadLength = int.MaxValue - 100 }.Write(header);
         peer.Write(header);
         Assert.Null(peer.ReadFrame(TimeSpan.FromSeconds(10)));
+        await AssertStillServes();
+    }
+
+    [Fact]
+    public async Task A_member_may_send_only_what_its_proven_role_may_and_is_told_why()
+    {
+        Assert.NotNull(JobSecret.FromEnvironment()); // roles are proven only with a secret (JobSecretSetup)
+        (ErrorCode Code, string Message) Ask(int port, NodeRole role, MessageType type, byte[]? payload = null)
+        {
+            using var peer = new RawPeer(port, role);
+            peer.WriteFrame(new FrameHeader { Type = type, RequestId = 5, RowWidth = 1, ElementType = WireElementType.Float32 }, payload ?? []);
+            var reply = peer.ReadFrame(TimeSpan.FromSeconds(10)) ?? throw new Xunit.Sdk.XunitException($"the node closed the connection instead of answering {type}");
+            return (reply.Header.Error, Encoding.UTF8.GetString(reply.Payload));
+        }
+
+        // A worker cannot act as a server: no replicate, no refill.
+        foreach (var type in new[] { MessageType.Replicate, MessageType.Refill })
+        {
+            var (code, message) = Ask(ServerPort, NodeRole.Worker, type);
+            Assert.Equal(ErrorCode.Forbidden, code);
+            Assert.Contains($"refuses {type} frames", message, StringComparison.Ordinal);
+            Assert.Contains("proved the role worker", message, StringComparison.Ordinal);
+        }
+        // A tool reads, and nothing more.
+        Assert.Equal(ErrorCode.None, Ask(ServerPort, NodeRole.Observer, MessageType.ServerStats).Code);
+        Assert.Equal(ErrorCode.Forbidden, Ask(ServerPort, NodeRole.Observer, MessageType.Push).Code);
+        Assert.Equal(ErrorCode.Forbidden, Ask(_cluster.Scheduler.Port, NodeRole.Observer, MessageType.Barrier).Code);
+        Assert.Equal(ErrorCode.Forbidden, Ask(_cluster.Scheduler.Port, NodeRole.Observer, MessageType.DeclareTable).Code);
+        Assert.Equal(ErrorCode.None, Ask(_cluster.Scheduler.Port, NodeRole.Observer, MessageType.Status).Code);
         await AssertStillServes();
     }
 

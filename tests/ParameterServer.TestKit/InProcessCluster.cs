@@ -4,6 +4,8 @@ using ParameterServer.Client;
 using ParameterServer.Protocol;
 using ParameterServer.Scheduler;
 using ParameterServer.Server;
+using ParameterServer.Transport;
+using ParameterServer.Transport.Streams;
 
 namespace ParameterServer.TestKit;
 
@@ -46,15 +48,22 @@ internal sealed class InProcessCluster : IAsyncDisposable
     }
 }
 
-/// <summary>A hand-driven TCP peer that writes raw bytes and reads raw frames, to attack a node's parser.</summary>
+/// <summary>
+/// A hand-driven TCP peer that writes raw bytes and reads raw frames, to attack a node's parser. When this process has
+/// a job secret (PS_SECRET_FILE) it first proves it in the role given, as a member gone wrong would.
+/// </summary>
 internal sealed class RawPeer : IDisposable
 {
     private readonly TcpClient _client = new();
 
-    public RawPeer(int port)
+    public RawPeer(int port, NodeRole role = NodeRole.Worker)
     {
         _client.NoDelay = true; // each Write leaves as written: tests control how a frame is split
         _client.Connect(IPAddress.Loopback, port);
+        if (JobSecret.FromEnvironment() is { } secret)
+        {
+            Handshake.Connect(new SocketStream(_client.Client), secret, role, TimeSpan.FromSeconds(10), $"the node on port {port}");
+        }
     }
 
     public void Write(ReadOnlySpan<byte> bytes) => _client.GetStream().Write(bytes);

@@ -19,4 +19,6 @@ internal enum ErrorCode : ushort
     Internal = 12,
     /// <summary>The request named its keys by a signature the receiver does not hold (never sent, or evicted): send the keys.</summary>
     KeyCacheMiss = 13,
+    /// <summary>The sender's proven role may not send this message (a worker's replicate, an observer's push).</summary>
+    Forbidden = 14,
 }

@@ -166,6 +166,11 @@ public sealed partial class SchedulerNode
     private void OnRejoin(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload, List<Outgoing> outbox)
     {
         int[] fields = ControlMessages.ReadInts(payload, payload.Length / sizeof(int));
+        if (fields.Length >= 2 && connection.AuthenticatedRole is { } proven && (int)proven != fields[1])
+        {
+            outbox.Add(Error(connection, header, ErrorCode.Forbidden, $"{connection.Peer} proved the role {proven.ToString().ToLowerInvariant()} and rejoins as a {((NodeRole)fields[1]).ToString().ToLowerInvariant()}"));
+            return;
+        }
         if (fields.Length >= 2 && _nodes.TryGetValue(fields[0], out var dead) && (int)dead.Role == fields[1] && !dead.Alive && !dead.Info.Left)
         {
             // Fencing: a node that was frozen or cut off past the heartbeat timeout was replaced; it must not come back as itself.

@@ -94,6 +94,11 @@ public sealed partial class SchedulerNode : IAsyncDisposable
 
     private void OnFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload)
     {
+        if (connection.AuthenticatedRole is { } role && !RolePolicy.SchedulerAccepts(role, header.Type))
+        {
+            Flush([Error(connection, header, ErrorCode.Forbidden, RolePolicy.Refusal("the scheduler", role, header.Type, connection.Peer))]);
+            return;
+        }
         var outbox = new List<Outgoing>();
         lock (_lock)
         {
@@ -219,6 +224,11 @@ public sealed partial class SchedulerNode : IAsyncDisposable
         {
             outbox.Add(Error(connection, header, ErrorCode.Conflict,
                 $"this scheduler runs job '{_options.JobId}'; this {role.ToString().ToLowerInvariant()} was started for job '{jobId}' (--job-id): check --scheduler and --job-id"));
+            return;
+        }
+        if (connection.AuthenticatedRole is { } proven && proven != role)
+        {
+            outbox.Add(Error(connection, header, ErrorCode.Forbidden, $"{connection.Peer} proved the role {proven.ToString().ToLowerInvariant()} and registers as a {role.ToString().ToLowerInvariant()}"));
             return;
         }
         if (role == NodeRole.Observer)

@@ -227,7 +227,8 @@ public sealed class ServerNode : IAsyncDisposable
 
         public void OnFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload) => server.OnDataFrame(connection, header, payload);
 
-        public bool TryBeginChunks(Connection connection, in FrameHeader header, ReadOnlySpan<byte> first) => _chunks.TryBegin(connection, header, first);
+        public bool TryBeginChunks(Connection connection, in FrameHeader header, ReadOnlySpan<byte> first) =>
+            (connection.AuthenticatedRole is not { } role || RolePolicy.ServerAccepts(role, header.Type)) && _chunks.TryBegin(connection, header, first); // a refusal is answered whole
 
         public void OnChunk(Connection connection, in FrameHeader header, ReadOnlySpan<byte> chunk) => _chunks.Add(chunk);
 
@@ -244,6 +245,11 @@ public sealed class ServerNode : IAsyncDisposable
     private void OnDataFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload)
     {
         _data.CountRequest();
+        if (connection.AuthenticatedRole is { } role && !RolePolicy.ServerAccepts(role, header.Type))
+        {
+            _answers.SendError(connection, header, ErrorCode.Forbidden, RolePolicy.Refusal($"server {Id}", role, header.Type, connection.Peer));
+            return;
+        }
         var session = _sessions.Of(connection, header, _gate.Current);
         switch (header.Type)
         {

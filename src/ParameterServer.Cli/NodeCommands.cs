@@ -41,7 +41,7 @@ internal static class NodeCommands
     {
         var command = new Command("scheduler", "Run the scheduler: membership, key ranges (consistent hashing), views, barriers, shutdown")
         {
-            Host, Port, Advertise, ExpectedServers, ExpectedWorkers, PsOptions.VirtualNodes, PsOptions.Replication, PsOptions.HeartbeatMs, PsOptions.HeartbeatTimeoutMs, StartupTimeoutS, PsOptions.MaxFrameMb,
+            Host, Port, Advertise, ExpectedServers, ExpectedWorkers, PsOptions.VirtualNodes, PsOptions.Replication, PsOptions.HeartbeatMs, PsOptions.HeartbeatTimeoutMs, StartupTimeoutS, PsOptions.MaxFrameMb, PsOptions.FrameTimeoutS, PsOptions.MaxConnectionsPerAddress,
             PsOptions.CheckpointDir, PsOptions.CheckpointEvery, PsOptions.Restore, PsOptions.OnWorkerFailure, PsOptions.BackupAfter, PsOptions.StateDir,
             PsOptions.MetricsPort, PsOptions.MetricsHost, PsOptions.DashboardPort, Etcd, PsOptions.JobId, EtcdLeaseS,
         };
@@ -101,7 +101,7 @@ internal static class NodeCommands
         var serverPort = PsOptions.Create("--port", 0, "Port to listen on for workers (0: any free port)");
         var command = new Command("server", "Run a server: holds a share of the parameters and applies updates")
         {
-            PsOptions.Scheduler, Host, serverPort, Advertise, PsOptions.Json, PsOptions.MaxFrameMb, Join, PsOptions.KeyCacheMb, PsOptions.PullFilterMb, PsOptions.MaxMemoryMb,
+            PsOptions.Scheduler, Host, serverPort, Advertise, PsOptions.Json, PsOptions.MaxFrameMb, PsOptions.FrameTimeoutS, PsOptions.MaxConnectionsPerAddress, Join, PsOptions.KeyCacheMb, PsOptions.PullFilterMb, PsOptions.MaxMemoryMb,
             PsOptions.MetricsPort, PsOptions.MetricsHost, PsOptions.Trace, StartupTimeoutS, DrainOnSigterm.DrainTimeoutS, PsOptions.JobId,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(async () =>
@@ -142,7 +142,7 @@ internal static class NodeCommands
     {
         var command = new Command("worker", "Run a worker: runs an app that pushes and pulls parameters")
         {
-            PsOptions.Scheduler, PsOptions.Json, PsOptions.RequestTimeoutS, StartupTimeoutS, PsOptions.MaxFrameMb, Join, PsOptions.MetricsPort, PsOptions.MetricsHost,
+            PsOptions.Scheduler, PsOptions.Json, PsOptions.RequestTimeoutS, StartupTimeoutS, PsOptions.MaxFrameMb, PsOptions.FrameTimeoutS, Join, PsOptions.MetricsPort, PsOptions.MetricsHost,
             PsOptions.Trace, PsOptions.TraceSteps, DrainOnSigterm.DrainTimeoutS, PsOptions.JobId,
         };
         foreach (var option in AppRegistry.AllOptions)

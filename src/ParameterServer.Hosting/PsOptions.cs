@@ -117,6 +117,12 @@ public static class PsOptions
     /// <summary>--max-frame-mb.</summary>
     public static readonly Option<int> MaxFrameMb = Create("--max-frame-mb", 512, "Largest frame accepted, in MiB");
 
+    /// <summary>--frame-timeout.</summary>
+    public static readonly Option<double> FrameTimeoutS = Create("--frame-timeout", 10.0, "Seconds a peer has to finish a frame it started, plus 1 s per MiB of it; then its connection is closed (slow senders)");
+
+    /// <summary>--max-connections-per-address.</summary>
+    public static readonly Option<int> MaxConnectionsPerAddress = Create("--max-connections-per-address", 256, "Connections one remote address may hold open to this node; more are closed at once");
+
     /// <summary>--key-cache-mb.</summary>
     public static readonly Option<double> KeyCacheMb = Create("--key-cache-mb", 64.0, "Servers: MiB of key lists kept per worker connection for key caching (least recently used dropped first)");
 
@@ -159,7 +165,21 @@ public static class PsOptions
     }
 
     /// <summary>The transport options from --max-frame-mb.</summary>
-    public static Transport.TransportOptions Transport(ParseResult p) => new() { MaxFrameBytes = checked(p.GetValue(MaxFrameMb) * (1 << 20)), AllowInsecure = p.GetValue(Insecure) };
+    public static Transport.TransportOptions Transport(ParseResult p)
+    {
+        double frameTimeout = p.GetValue(FrameTimeoutS);
+        if (!(frameTimeout > 0) || frameTimeout > 86_400 || p.GetValue(MaxConnectionsPerAddress) < 1)
+        {
+            throw new ArgumentException($"--frame-timeout must be in (0, 86400] s and --max-connections-per-address at least 1 (got {frameTimeout} and {p.GetValue(MaxConnectionsPerAddress)})");
+        }
+        return new()
+        {
+            MaxFrameBytes = checked(p.GetValue(MaxFrameMb) * (1 << 20)),
+            AllowInsecure = p.GetValue(Insecure),
+            FrameTimeout = TimeSpan.FromSeconds(frameTimeout),
+            MaxConnectionsPerAddress = p.GetValue(MaxConnectionsPerAddress),
+        };
+    }
 
     /// <summary>
     /// Makes --secret-file (or PS_SECRET_FILE) this process's job secret and its children's: the variable, with a full

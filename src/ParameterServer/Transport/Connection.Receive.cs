@@ -49,6 +49,8 @@ internal sealed partial class Connection
                 }
                 end += read;
                 Interlocked.Add(ref _bytesReceived, read);
+                int before = start;
+                _handling = true;
                 BeginBatch();
                 try
                 {
@@ -60,10 +62,16 @@ internal sealed partial class Connection
                 finally
                 {
                     EndBatch();
+                    _handling = false;
                 }
                 if (start == end)
                 {
                     start = end = 0;
+                    Volatile.Write(ref _frameSinceMs, 0);
+                }
+                else if (start != before || Volatile.Read(ref _frameSinceMs) == 0)
+                {
+                    Volatile.Write(ref _frameSinceMs, Environment.TickCount64); // a new partial frame: its clock starts now
                 }
             }
         }
@@ -97,6 +105,7 @@ internal sealed partial class Connection
             var status = FrameHeader.TryRead(buffer.AsSpan(start, end - start), _options.MaxFrameBytes, out var header, out var problem);
             if (status == HeaderStatus.Incomplete)
             {
+                _pendingFrameBytes = 0;
                 return true;
             }
             if (status == HeaderStatus.Corrupt)
@@ -108,6 +117,7 @@ internal sealed partial class Connection
             int frameLength = header.FrameLength;
             if (end - start < frameLength)
             {
+                _pendingFrameBytes = frameLength;
                 if (frameLength >= LargeFrameBytes)
                 {
                     return ReceiveLarge(ref buffer, ref start, ref end, header);
@@ -146,12 +156,16 @@ internal sealed partial class Connection
     {
         EndBatch(); // what earlier frames of the batch queued goes out before this thread blocks again
         Traffic.CountIn((byte)header.Type, header.FrameLength);
+        Volatile.Write(ref _frameSinceMs, Environment.TickCount64); // the frame's clock runs while this thread waits for it
+        _handling = false;
         try
         {
             return ReceiveLargeFrame(ref buffer, ref start, ref end, header);
         }
         finally
         {
+            _handling = true;
+            Volatile.Write(ref _frameSinceMs, 0);
             BeginBatch();
         }
     }
@@ -186,6 +200,7 @@ internal sealed partial class Connection
             }
             finally
             {
+                StopFrameClock();
                 _handler.EndDirect(this, header, received);
             }
             start = end = 0;
@@ -205,6 +220,7 @@ internal sealed partial class Connection
             Close("the peer closed the connection");
             return false;
         }
+        StopFrameClock();
         _handler.OnFrame(this, header, buffer.AsSpan(start + FrameHeader.Size, header.PayloadLength));
         start = end = 0;
         return true;
@@ -232,6 +248,7 @@ internal sealed partial class Connection
         }
         finally
         {
+            StopFrameClock();
             _handler.EndChunks(this, header, received);
         }
         start = end = 0;
@@ -240,5 +257,12 @@ internal sealed partial class Connection
             Close("the peer closed the connection");
         }
         return received;
+    }
+
+    /// <summary>The frame is in: what the handler does with it is not the sender's time.</summary>
+    private void StopFrameClock()
+    {
+        _handling = true;
+        Volatile.Write(ref _frameSinceMs, 0);
     }
 }

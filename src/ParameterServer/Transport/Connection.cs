@@ -49,6 +49,9 @@ internal sealed partial class Connection
     private bool _receiving; // the receive thread is handling a batch of frames and will flush what is queued after it
     private int _awaited; // answers the handler still awaits on this connection (see ExpectAnswer)
     private string? _closeReason;
+    private long _frameSinceMs; // when the receive thread began waiting for the rest of a frame (Environment.TickCount64), 0: none
+    private int _pendingFrameBytes; // that frame's length, 0 while its header is incomplete
+    private volatile bool _handling; // the receive thread is in the handler: not the sender's time
     private long _bytesSent;
     private long _bytesReceived;
 
@@ -128,8 +131,40 @@ internal sealed partial class Connection
 
     public void Start()
     {
+        s_open.TryAdd(this, 0);
         var thread = new Thread(ReceiveLoop) { IsBackground = true, Name = "ps-recv" };
         thread.Start();
+    }
+
+    /// <summary>Runs once when the connection closes (a listener's count of connections per address).</summary>
+    internal Action? Released { get; set; }
+
+    /// <summary>A sender must finish a frame within <see cref="TransportOptions.FrameTimeout"/> plus 1 ms per this many bytes of it.</summary>
+    private const int MinFrameBytesPerMs = 1 << 10;
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<Connection, byte> s_open = new();
+
+    /// <summary>Once a second: closes connections whose partial frame is overdue (a slow-loris sender holds a thread and a buffer).</summary>
+    private static readonly Timer s_frameWatchdog = new(_ => CloseOverdueFrames(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+
+    private static void CloseOverdueFrames()
+    {
+        long now = Environment.TickCount64;
+        foreach (var connection in s_open.Keys)
+        {
+            long since = Volatile.Read(ref connection._frameSinceMs);
+            if (since == 0 || connection._handling)
+            {
+                continue;
+            }
+            long allowed = (long)connection._options.FrameTimeout.TotalMilliseconds + (connection._pendingFrameBytes / MinFrameBytesPerMs);
+            if (now - since > allowed)
+            {
+                string why = $"a frame from {connection.Peer} did not complete within {allowed / 1000.0:0.#} s (--frame-timeout and 1 s per MiB): a slow or stuck sender";
+                connection._logger?.LogProtocolError(connection.Peer, why);
+                connection.Close(why);
+            }
+        }
     }
 
     /// <summary>
@@ -176,12 +211,14 @@ internal sealed partial class Connection
         {
             return;
         }
+        s_open.TryRemove(this, out _);
         _stream.Shutdown();
         _stream.Dispose();
         lock (_sendLock)
         {
             Monitor.PulseAll(_sendLock);
         }
+        Released?.Invoke();
         try
         {
             _handler.OnClosed(this, reason);

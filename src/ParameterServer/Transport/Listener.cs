@@ -16,6 +16,7 @@ internal sealed class Listener : IDisposable
     private readonly ILogger? _logger;
     private readonly TransportOptions _options;
     private int _pendingHandshakes;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _perAddress = new();
     private long _refused;
     private volatile bool _disposed;
 
@@ -54,31 +55,40 @@ internal sealed class Listener : IDisposable
                 }
                 continue;
             }
+            string address = AddressOf(client.RemoteAddress);
+            if (_perAddress.AddOrUpdate(address, 1, (_, n) => n + 1) > _options.MaxConnectionsPerAddress)
+            {
+                Release(address);
+                Refuse(client, $"{address} already holds {_options.MaxConnectionsPerAddress} connections (the limit per address)");
+                continue;
+            }
             if (_options.Secret is null)
             {
-                Start(client, role: null);
+                Start(client, role: null, address);
             }
             else if (Interlocked.Increment(ref _pendingHandshakes) > TransportOptions.MaxPendingHandshakes)
             {
                 Interlocked.Decrement(ref _pendingHandshakes);
+                Release(address);
                 Refuse(client, $"{client.RemoteAddress} connected while {TransportOptions.MaxPendingHandshakes} others were still authenticating");
             }
             else
             {
-                new Thread(() => Authenticate(client)) { IsBackground = true, Name = "ps-handshake" }.Start();
+                new Thread(() => Authenticate(client, address)) { IsBackground = true, Name = "ps-handshake" }.Start();
             }
         }
     }
 
-    private void Authenticate(IConnectionStream client)
+    private void Authenticate(IConnectionStream client, string address)
     {
         try
         {
             var role = Handshake.Accept(client, _options.Secret!, _options.HandshakeTimeout);
-            Start(client, role);
+            Start(client, role, address);
         }
         catch (TransportException ex)
         {
+            Release(address);
             Refuse(client, ex.Message);
         }
         finally
@@ -94,19 +104,37 @@ internal sealed class Listener : IDisposable
         client.Dispose();
     }
 
-    private void Start(IConnectionStream client, NodeRole? role)
+    private void Start(IConnectionStream client, NodeRole? role, string address)
     {
         try
         {
             var connection = _accept(client);
             connection.AuthenticatedRole = role;
+            connection.Released = () => Release(address);
             connection.Start();
         }
         catch (Exception ex)
         {
+            Release(address);
             _logger?.LogConnectionStartFailed(ex, client.RemoteAddress);
             client.Dispose();
         }
+    }
+
+    /// <summary>Connections open from <paramref name="address"/> now.</summary>
+    public int ConnectionsFrom(string address) => _perAddress.TryGetValue(address, out int n) ? n : 0;
+
+    private void Release(string address) => _perAddress.AddOrUpdate(address, 0, (_, n) => Math.Max(0, n - 1));
+
+    /// <summary>The host part of "host:port" ("[::1]:5000" too): connections are counted per remote host.</summary>
+    private static string AddressOf(string? remote)
+    {
+        if (remote is null)
+        {
+            return "unknown";
+        }
+        int colon = remote.LastIndexOf(':');
+        return colon > 0 && !remote.EndsWith(']') ? remote[..colon] : remote;
     }
 
     public void Dispose()

@@ -58,6 +58,15 @@ public sealed class TransportOptions
     /// <summary>Listen on a non-loopback address without a <see cref="Secret"/> (`--insecure`): anyone who reaches the port is a member.</summary>
     public bool AllowInsecure { get; set; }
 
+    /// <summary>
+    /// How long a peer has to finish a frame once its first bytes arrived, plus 1 s per MiB of the frame; then the
+    /// connection is closed (a slow-loris sender holds a thread and a buffer). Defaults to 10 s.
+    /// </summary>
+    public TimeSpan FrameTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Connections one remote address may hold open to a listener at once; more are closed at once. Defaults to 256.</summary>
+    public int MaxConnectionsPerAddress { get; set; } = 256;
+
     /// <summary>How long a new connection has to complete authentication before it is closed. Defaults to 5 s.</summary>
     public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
@@ -79,6 +88,10 @@ public sealed class TransportOptions
         if (ReceiveBufferBytes < 4096)
         {
             throw new ArgumentOutOfRangeException(nameof(ReceiveBufferBytes), ReceiveBufferBytes, "ReceiveBufferBytes must be at least 4096");
+        }
+        if (MaxConnectionsPerAddress < 1 || FrameTimeout <= TimeSpan.Zero || HandshakeTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxConnectionsPerAddress), "MaxConnectionsPerAddress must be at least 1, FrameTimeout and HandshakeTimeout above 0");
         }
         if (SendQueueHighWaterBytes < 4096)
         {

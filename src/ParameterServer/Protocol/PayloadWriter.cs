@@ -81,14 +81,29 @@ internal ref struct PayloadReader
     public double ReadDouble() => BinaryPrimitives.ReadDoubleLittleEndian(Take(8));
 
     /// <summary>Reads a count that must be at most <paramref name="max"/>, so a corrupt count cannot make the caller allocate.</summary>
+    /// <summary>
+    /// A count of elements that follow, each at least a byte: never more than the bytes left, so a lying count costs
+    /// no memory (an array is sized by it before its elements are read).
+    /// </summary>
     public int ReadCount(int max)
     {
-        int count = ReadInt32();
-        if (count < 0 || count > max)
+        int count = ReadBounded(max);
+        if (count > Remaining)
         {
-            throw new ProtocolException($"count {count} out of range [0, {max}]");
+            throw new ProtocolException($"count {count} of elements, but only {Remaining} bytes follow");
         }
         return count;
+    }
+
+    /// <summary>An int32 in [0, <paramref name="max"/>].</summary>
+    public int ReadBounded(int max)
+    {
+        int value = ReadInt32();
+        if (value < 0 || value > max)
+        {
+            throw new ProtocolException($"count {value} out of range [0, {max}]");
+        }
+        return value;
     }
 
     public string ReadString(int maxBytes = 1 << 20)

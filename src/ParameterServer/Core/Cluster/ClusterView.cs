@@ -185,7 +185,7 @@ internal sealed class ClusterView
     {
         uint number = (uint)r.ReadInt64();
         bool ready = r.ReadBool();
-        int vnodes = r.ReadCount(1 << 16);
+        int vnodes = r.ReadBounded(1 << 16); // a value, not a count of what follows
         int expectedServers = r.ReadInt32();
         int expectedWorkers = r.ReadInt32();
         int nodeCount = r.ReadCount(1 << 20);

@@ -39,10 +39,19 @@ internal static class ControlMessages
 
     public static void WriteTableSpec(PayloadWriter w, TableSpec spec) => TableInfo.From(0, spec).WriteDefinition(w);
 
+    /// <summary>A declared table's definition; one that no <see cref="TableSpec"/> can hold is a malformed payload.</summary>
     public static TableSpec ReadTableSpec(ReadOnlySpan<byte> payload)
     {
         var r = new PayloadReader(payload);
-        return TableInfo.ReadDefinition(ref r, 0).ToSpec();
+        var info = TableInfo.ReadDefinition(ref r, 0);
+        try
+        {
+            return info.ToSpec();
+        }
+        catch (ArgumentException ex)
+        {
+            throw new ProtocolException($"table definition: {ex.Message}");
+        }
     }
 
     public static byte[] Ints(params int[] values)

@@ -36,9 +36,10 @@ internal static class WireEncoding
         int count = header.KeyCount;
         int width = header.RowWidth;
         bool values = DataPayload.CarriesValues(header.Type);
-        if (count < 0 || width <= 0 || !ElementTypes.IsKnown(header.ElementType))
+        // Bounds first, so that no size below can overflow: the plain frame must fit MaxFrameBytes anyway.
+        if (count < 0 || width <= 0 || count > maxFrameBytes / sizeof(ulong) || width > maxFrameBytes / sizeof(float) || !ElementTypes.IsKnown(header.ElementType))
         {
-            problem = $"encoded frame with {count} keys of width {width} ({header.ElementType}): not a valid data frame";
+            problem = $"encoded frame with {count} keys of width {width} ({header.ElementType}): not a valid data frame under the {maxFrameBytes}-byte frame limit";
             return DecodeResult.Malformed;
         }
         bool range = (header.Flags & FrameFlags.KeyRange) != 0;
@@ -60,10 +61,12 @@ internal static class WireEncoding
             problem = "packed keys must be a key list sent in full";
             return DecodeResult.Malformed;
         }
-        int wireKeyBytes = cached ? KeySignature.Bytes : packed ? KeyPacking.SectionLength(payload) : (int)DataPayload.KeySectionBytes(count, range);
-        if (wireKeyBytes < 0 || (packed && (long)count * sizeof(ulong) > maxFrameBytes))
+        long keySectionBytes = cached ? KeySignature.Bytes : packed ? KeyPacking.SectionLength(payload) : DataPayload.KeySectionBytes(count, range);
+        int wireKeyBytes = keySectionBytes <= payload.Length ? (int)keySectionBytes : -1;
+        // A packed key takes at least a byte: more keys than bytes is a lie that would only cost memory.
+        if (wireKeyBytes < 0 || (packed && count > wireKeyBytes))
         {
-            problem = $"packed key section of {count} keys does not fit its {payload.Length}-byte frame";
+            problem = $"the key section of {count} keys does not fit its {payload.Length}-byte frame";
             return DecodeResult.Malformed;
         }
         int maskBytes = masked ? MaskBytes(count) : 0;

@@ -122,7 +122,10 @@ public sealed class ProcessGroup : IDisposable
             info.ArgumentList.Add(a);
         }
         info.Environment[ParentWatch.Variable] = "1";
-        info.Environment[Transport.JobSecret.Variable] = Transport.JobSecret.EnsureForLocalJob(); // the job's members, and only they, hold it
+        if (!Settings.Get(PsOptions.Insecure.Name, false)) // --insecure: a local job without authentication (to measure what it costs)
+        {
+            info.Environment[Transport.JobSecret.Variable] = Transport.JobSecret.EnsureForLocalJob(); // the job's members, and only they, hold it
+        }
         info.Environment[ProgressEvents.Variable] = "1";
         return Process.Start(info) ?? throw new InvalidOperationException($"could not start {file}");
     }

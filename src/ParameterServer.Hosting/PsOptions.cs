@@ -167,18 +167,20 @@ public static class PsOptions
     /// <summary>The transport options from --max-frame-mb.</summary>
     public static Transport.TransportOptions Transport(ParseResult p)
     {
-        double frameTimeout = p.GetValue(FrameTimeoutS);
-        if (!(frameTimeout > 0) || frameTimeout > 86_400 || p.GetValue(MaxConnectionsPerAddress) < 1)
+        // Commands without an option (a worker listens to nobody) keep the transport's default for it.
+        T Value<T>(Option<T> option, T fallback) => p.CommandResult.Command.Options.Contains(option) ? p.GetValue(option)! : fallback;
+        var defaults = new Transport.TransportOptions();
+        double frameTimeout = Value(FrameTimeoutS, defaults.FrameTimeout.TotalSeconds);
+        int perAddress = Value(MaxConnectionsPerAddress, defaults.MaxConnectionsPerAddress);
+        if (!(frameTimeout > 0) || frameTimeout > 86_400 || perAddress < 1)
         {
-            throw new ArgumentException($"--frame-timeout must be in (0, 86400] s and --max-connections-per-address at least 1 (got {frameTimeout} and {p.GetValue(MaxConnectionsPerAddress)})");
+            throw new ArgumentException($"--frame-timeout must be in (0, 86400] s and --max-connections-per-address at least 1 (got {frameTimeout} and {perAddress})");
         }
-        return new()
-        {
-            MaxFrameBytes = checked(p.GetValue(MaxFrameMb) * (1 << 20)),
-            AllowInsecure = p.GetValue(Insecure),
-            FrameTimeout = TimeSpan.FromSeconds(frameTimeout),
-            MaxConnectionsPerAddress = p.GetValue(MaxConnectionsPerAddress),
-        };
+        defaults.MaxFrameBytes = checked(Value(MaxFrameMb, defaults.MaxFrameBytes >> 20) * (1 << 20));
+        defaults.AllowInsecure = p.GetValue(Insecure);
+        defaults.FrameTimeout = TimeSpan.FromSeconds(frameTimeout);
+        defaults.MaxConnectionsPerAddress = perAddress;
+        return defaults;
     }
 
     /// <summary>

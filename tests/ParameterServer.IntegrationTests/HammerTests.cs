@@ -20,7 +20,7 @@ public sealed class HammerTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(180);
 
-    /// <summary>Resident memory a node may reach while hammered (a quiet one of these runs stays near 100 MB).</summary>
+    /// <summary>Resident memory a node may reach while hammered (seen: 96-108 MB for the scheduler and servers).</summary>
     private const long MaxRssBytes = 600L << 20;
 
     private static int Seconds => int.TryParse(Environment.GetEnvironmentVariable("PS_HAMMER_SECONDS"), out int s) ? s : 15;

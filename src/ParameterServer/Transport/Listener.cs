@@ -106,16 +106,20 @@ internal sealed class Listener : IDisposable
 
     private void Start(IConnectionStream client, NodeRole? role, string address)
     {
+        Connection? connection = null;
         try
         {
-            var connection = _accept(client);
+            connection = _accept(client);
             connection.AuthenticatedRole = role;
             connection.Released = () => Release(address);
             connection.Start();
         }
         catch (Exception ex)
         {
-            Release(address);
+            if (connection?.Released is null)
+            {
+                Release(address);
+            }
             _logger?.LogConnectionStartFailed(ex, client.RemoteAddress);
             client.Dispose();
         }
@@ -124,7 +128,12 @@ internal sealed class Listener : IDisposable
     /// <summary>Connections open from <paramref name="address"/> now.</summary>
     public int ConnectionsFrom(string address) => _perAddress.TryGetValue(address, out int n) ? n : 0;
 
-    private void Release(string address) => _perAddress.AddOrUpdate(address, 0, (_, n) => Math.Max(0, n - 1));
+    /// <summary>One connection from <paramref name="address"/> fewer; an address with none left is forgotten (no entry per address ever seen).</summary>
+    private void Release(string address)
+    {
+        _perAddress.AddOrUpdate(address, 0, (_, n) => Math.Max(0, n - 1));
+        _perAddress.TryRemove(new KeyValuePair<string, int>(address, 0));
+    }
 
     /// <summary>The host part of "host:port" ("[::1]:5000" too): connections are counted per remote host.</summary>
     private static string AddressOf(string? remote)

@@ -452,7 +452,7 @@ public sealed class PsClient : IAsyncDisposable
     /// <summary>Blocks until every call issued so far has completed (errors are reported by Wait on their timestamps).</summary>
     public void WaitAll() => _calls.WaitAll();
 
-    /// <summary>Asks every server for its counters (JSON objects, one per server).</summary>
+    /// <summary>Asks every server for its counters (JSON objects, one per server; a server that dies during the call is left out).</summary>
     public Task<string[]> GetServerStatsAsync(CancellationToken cancellationToken = default) => _queries.GetServerStatsAsync(cancellationToken);
 
     /// <summary>

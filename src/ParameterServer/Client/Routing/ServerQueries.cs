@@ -16,14 +16,21 @@ internal sealed class ServerQueries(int nodeId, WorkerOptions options, RouteTabl
     public async Task<string[]> GetServerStatsAsync(CancellationToken cancellationToken)
     {
         var links = routeTable.Connected.BySlot;
-        var results = new string[links.Length];
+        var results = new List<string>(links.Length);
         for (int i = 0; i < links.Length; i++)
         {
             var request = new FrameHeader { Type = MessageType.ServerStats, SenderId = nodeId, RequestId = routeTable.NextRequestId(), RowWidth = 1, ElementType = WireElementType.Float32 };
-            var (_, payload) = await links[i].CallAsync(request, "a stats request", options.RequestTimeout, cancellationToken).ConfigureAwait(false);
-            results[i] = Encoding.UTF8.GetString(payload);
+            try
+            {
+                var (_, payload) = await links[i].CallAsync(request, "a stats request", options.RequestTimeout, cancellationToken).ConfigureAwait(false);
+                results.Add(Encoding.UTF8.GetString(payload));
+            }
+            catch (PsException ex) when (ex.Code == PsErrorCode.ConnectionLost)
+            {
+                // The server died during the call: its counters died with it, and the job goes on without it.
+            }
         }
-        return results;
+        return [.. results];
     }
 
     /// <summary>

@@ -28,6 +28,7 @@ internal static class PserverCommands
         // `pserver launch` works out this process's role from its launcher's environment and runs that command line.
         root.Subcommands.Add(LaunchCommand.Create(arguments => root.Parse(arguments).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null }, Termination.Token)));
         root.Subcommands.Add(SecretCommand.Create());
+        root.Subcommands.Add(SecretCommand.CreateTlsCert());
         root.Options.Add(PsOptions.Config);
         root.Options.Add(PsOptions.LogLevel);
         root.Options.Add(PsOptions.SecretFile);
@@ -36,6 +37,11 @@ internal static class PserverCommands
         PsOptions.LogLevel.Recursive = true;
         PsOptions.SecretFile.Recursive = true;
         PsOptions.Insecure.Recursive = true;
+        foreach (var option in PsOptions.TlsOptions)
+        {
+            root.Options.Add(option);
+            option.Recursive = true;
+        }
         return root;
     }
 }

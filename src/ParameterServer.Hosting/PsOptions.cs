@@ -38,6 +38,24 @@ public static class PsOptions
     /// <summary>--insecure.</summary>
     public static readonly Option<bool> Insecure = Create("--insecure", false, "Listen on a non-loopback address without --secret-file: anyone who reaches the port can read and change the model");
 
+    /// <summary>--tls (every command): encrypt every connection; a local job without --tls-cert makes a throwaway job certificate.</summary>
+    public static readonly Option<bool> Tls = Create("--tls", false, "Encrypt every connection with TLS; a job started here (local, train, bench) makes a throwaway certificate, nodes started on their own need --tls-cert and --tls-key");
+
+    /// <summary>--tls-cert.</summary>
+    public static readonly Option<string?> TlsCert = Create<string?>("--tls-cert", null, "This node's TLS certificate (PEM; `pserver tls-cert --out DIR` makes a job certificate): implies --tls");
+
+    /// <summary>--tls-key.</summary>
+    public static readonly Option<string?> TlsKey = Create<string?>("--tls-key", null, "The private key of --tls-cert (PEM; not needed when the certificate file holds it)");
+
+    /// <summary>--tls-ca.</summary>
+    public static readonly Option<string?> TlsCa = Create<string?>("--tls-ca", null, "Trust peers whose certificates chain to these CA certificates (PEM; default: --tls-cert itself, a self-signed job certificate)");
+
+    /// <summary>--tls-client-certs.</summary>
+    public static readonly Option<bool> TlsClientCerts = Create("--tls-client-certs", false, "Accept only peers that present a certificate from the trusted CA (mutual TLS); every node presents its own anyway");
+
+    /// <summary>The TLS options every command takes (recursive on the root command).</summary>
+    public static IReadOnlyList<Option> TlsOptions => [Tls, TlsCert, TlsKey, TlsCa, TlsClientCerts];
+
     /// <summary>--heartbeat-ms.</summary>
     public static readonly Option<int> HeartbeatMs = Create("--heartbeat-ms", 100, "Heartbeat interval in milliseconds");
 
@@ -200,5 +218,44 @@ public static class PsOptions
         {
             Environment.SetEnvironmentVariable(Settings.EnvironmentName(Insecure.Name), "true");
         }
+        ExportTls(p);
+    }
+
+    /// <summary>Commands that start a whole job of their own: with --tls and no certificate, they make one for it.</summary>
+    private static readonly string[] s_jobStarters = ["local", "train", "bench"];
+
+    private static void ExportTls(ParseResult p)
+    {
+        foreach (var (option, variable) in new[] { (TlsCert, ParameterServer.Transport.TlsOptions.CertificateVariable), (TlsKey, ParameterServer.Transport.TlsOptions.KeyVariable), (TlsCa, ParameterServer.Transport.TlsOptions.CaVariable) })
+        {
+            if (p.GetValue(option) is { Length: > 0 } path)
+            {
+                Environment.SetEnvironmentVariable(variable, Path.GetFullPath(path));
+            }
+        }
+        if (p.GetValue(TlsClientCerts))
+        {
+            Environment.SetEnvironmentVariable(ParameterServer.Transport.TlsOptions.ClientCertificatesVariable, "true");
+        }
+        bool hasCertificate = Environment.GetEnvironmentVariable(ParameterServer.Transport.TlsOptions.CertificateVariable) is { Length: > 0 };
+        if (hasCertificate)
+        {
+            _ = ParameterServer.Transport.TlsOptions.FromEnvironment(); // say now, not at the first connection, what is wrong with the files
+            return;
+        }
+        if (!p.GetValue(Tls))
+        {
+            return;
+        }
+        var top = p.CommandResult;
+        while (top.Parent is System.CommandLine.Parsing.CommandResult parent && parent.Parent is not null)
+        {
+            top = parent;
+        }
+        if (!s_jobStarters.Contains(top.Command.Name))
+        {
+            throw new ArgumentException($"--tls needs this node's certificate: give --tls-cert and --tls-key (the same job certificate on every node: `pserver tls-cert --out DIR` makes one)");
+        }
+        ParameterServer.Transport.TlsOptions.EnsureForLocalJob();
     }
 }

@@ -61,4 +61,35 @@ public sealed class SecurityTests : IDisposable
         Assert.True(bad.ExitCode == 2, bad.Describe());
         Assert.Contains("at least 16", bad.Stderr, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_job_runs_over_TLS_and_a_tool_without_the_job_certificate_is_kept_out()
+    {
+        // `local --tls` makes a throwaway job certificate for its children; the counters must come out exact over it.
+        using (var local = await Pserver.RunAsync(Limit, "local", "--tls", "--servers", "2", "--workers", "2", "--app", "counter", "--json", "--keys", "300", "--rounds", "10"))
+        {
+            Assert.True(local.ExitCode == 0, local.Describe());
+            Assert.Equal(2, local.StdoutLines.Count(l => l.Contains("{\"app\":\"counter\",\"ok\":true,\"rank\"", StringComparison.Ordinal)));
+        }
+
+        // A node started on its own with --tls needs a certificate, and says how to make one.
+        using var missing = await RunWithAsync(new(), "scheduler", "--tls", "--port", "0", "--servers", "1", "--workers", "1");
+        Assert.True(missing.ExitCode == 2, missing.Describe());
+        Assert.Contains("pserver tls-cert --out DIR", missing.Stderr, StringComparison.Ordinal);
+
+        using (var made = await Pserver.RunAsync(Limit, "tls-cert", "--out", _dir))
+        {
+            Assert.True(made.ExitCode == 0, made.Describe());
+        }
+        var tls = new Dictionary<string, string> { [TlsOptions.CertificateVariable] = Path.Combine(_dir, "job.crt"), [TlsOptions.KeyVariable] = Path.Combine(_dir, "job.key") };
+        using var scheduler = Pserver.StartWith(tls, "scheduler", "--port", "0", "--servers", "1", "--workers", "1");
+        string line = await scheduler.WaitForLineAsync(l => l.StartsWith("scheduler listening on ", StringComparison.Ordinal), Limit);
+        string address = line["scheduler listening on ".Length..];
+
+        using var plain = await RunWithAsync(new(), "status", "--scheduler", address);
+        Assert.NotEqual(0, plain.ExitCode);
+        using var right = await RunWithAsync(tls, "status", "--scheduler", address, "--json");
+        Assert.True(right.ExitCode == 0, right.Describe());
+        await scheduler.WaitForLineAsync(l => l.Contains("Refused a connection", StringComparison.Ordinal) && l.Contains("TLS", StringComparison.Ordinal), Limit, stderr: true);
+    }
 }

@@ -112,6 +112,10 @@ internal sealed partial class Connection
     public static Connection Connect(string host, int port, IFrameHandler handler, TransportOptions options, ILogger? logger, string peer, TrafficMeter? meter = null, CancellationToken cancellation = default)
     {
         var stream = options.Connections.Connect(host, port, options.ConnectTimeout, peer, cancellation);
+        if (options.Tls is { } tls)
+        {
+            stream = TlsStream.Connect(stream, tls, host, options.HandshakeTimeout, peer);
+        }
         if (options.Secret is { } secret)
         {
             try

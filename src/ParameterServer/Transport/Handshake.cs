@@ -135,7 +135,7 @@ internal static class Handshake
         }
     }
 
-    private static TransportException Refused(string peer, string message, DeadlineTimer deadline) =>
+    private static TransportException Refused(string peer, string message, HandshakeDeadline deadline) =>
         deadline.Expired ? new TransportException($"authentication with {peer} did not complete within {deadline.Timeout.TotalSeconds:0.#} s (a slow or stuck peer)") : new TransportException(message);
 
     private static void Mac(byte[] secret, byte[] label, NodeRole role, ReadOnlySpan<byte> nc, ReadOnlySpan<byte> ns, Span<byte> mac)
@@ -163,29 +163,29 @@ internal static class Handshake
         return true;
     }
 
-    /// <summary>Shuts the stream down when the handshake overruns: blocked reads and writes return.</summary>
-    private static DeadlineTimer Deadline(IConnectionStream stream, TimeSpan timeout) => new(stream, timeout);
+    private static HandshakeDeadline Deadline(IConnectionStream stream, TimeSpan timeout) => new(stream, timeout);
+}
 
-    private sealed class DeadlineTimer : IDisposable
+/// <summary>Shuts a stream down when its handshake (TLS or the secret's) overruns: blocked reads and writes return.</summary>
+internal sealed class HandshakeDeadline : IDisposable
+{
+    private readonly Timer _timer;
+    private readonly long _start = Stopwatch.GetTimestamp();
+    private volatile bool _expired;
+
+    public HandshakeDeadline(IConnectionStream stream, TimeSpan timeout)
     {
-        private readonly Timer _timer;
-        private readonly long _start = Stopwatch.GetTimestamp();
-        private volatile bool _expired;
-
-        public DeadlineTimer(IConnectionStream stream, TimeSpan timeout)
+        Timeout = timeout;
+        _timer = new Timer(_ =>
         {
-            Timeout = timeout;
-            _timer = new Timer(_ =>
-            {
-                _expired = true;
-                stream.Shutdown();
-            }, null, timeout, System.Threading.Timeout.InfiniteTimeSpan);
-        }
-
-        public TimeSpan Timeout { get; }
-
-        public bool Expired => _expired || Stopwatch.GetElapsedTime(_start) >= Timeout;
-
-        public void Dispose() => _timer.Dispose();
+            _expired = true;
+            stream.Shutdown();
+        }, null, timeout, System.Threading.Timeout.InfiniteTimeSpan);
     }
+
+    public TimeSpan Timeout { get; }
+
+    public bool Expired => _expired || Stopwatch.GetElapsedTime(_start) >= Timeout;
+
+    public void Dispose() => _timer.Dispose();
 }

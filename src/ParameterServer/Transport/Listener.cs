@@ -6,8 +6,8 @@ namespace ParameterServer.Transport;
 
 /// <summary>
 /// Accepts connections on one address (TCP, or in-process: <see cref="TransportOptions"/>) and starts a
-/// <see cref="Connection"/> for each; with a job secret, only after the peer has proved it (<see cref="Handshake"/>),
-/// on a thread of its own with a deadline, so a slow or silent peer holds neither the accept loop nor the thread pool.
+/// <see cref="Connection"/> for each; with TLS, once the TLS handshake is done; with a job secret, only after the peer
+/// has proved it (<see cref="Handshake"/>); both on a thread of its own with a deadline, so a slow or silent peer holds neither the accept loop nor the thread pool.
 /// </summary>
 internal sealed class Listener : IDisposable
 {
@@ -62,7 +62,7 @@ internal sealed class Listener : IDisposable
                 Refuse(client, $"{address} already holds {_options.MaxConnectionsPerAddress} connections (the limit per address)");
                 continue;
             }
-            if (_options.Secret is null)
+            if (_options.Secret is null && _options.Tls is null)
             {
                 Start(client, role: null, address);
             }
@@ -83,7 +83,11 @@ internal sealed class Listener : IDisposable
     {
         try
         {
-            var role = Handshake.Accept(client, _options.Secret!, _options.HandshakeTimeout);
+            if (_options.Tls is { } tls)
+            {
+                client = TlsStream.Accept(client, tls, _options.HandshakeTimeout);
+            }
+            NodeRole? role = _options.Secret is { } secret ? Handshake.Accept(client, secret, _options.HandshakeTimeout) : null;
             Start(client, role, address);
         }
         catch (TransportException ex)

@@ -55,6 +55,32 @@ public sealed class TransportOptions
     /// <summary>The shortest secret accepted.</summary>
     public const int MinSecretBytes = 16;
 
+    /// <summary>
+    /// TLS on every connection (encryption, and peers' certificates checked against the job's CA), under the
+    /// secret's handshake. Defaults to the files the PS_TLS_* variables name (<see cref="TlsOptions.FromEnvironment"/>);
+    /// null: connections are not encrypted.
+    /// </summary>
+    public TlsOptions? Tls
+    {
+        get
+        {
+            if (!_tlsResolved)
+            {
+                _tls = TlsOptions.FromEnvironment();
+                _tlsResolved = true;
+            }
+            return _tls;
+        }
+        set
+        {
+            _tls = value;
+            _tlsResolved = true;
+        }
+    }
+
+    private TlsOptions? _tls;
+    private bool _tlsResolved;
+
     /// <summary>Listen on a non-loopback address without a <see cref="Secret"/> (`--insecure`): anyone who reaches the port is a member.</summary>
     public bool AllowInsecure { get; set; }
 

@@ -33,6 +33,8 @@ internal static class PserverCommands
         root.Options.Add(PsOptions.LogLevel);
         root.Options.Add(PsOptions.SecretFile);
         root.Options.Add(PsOptions.Insecure);
+        root.Options.Add(PsOptions.TokenFile);
+        PsOptions.TokenFile.Recursive = true;
         PsOptions.Config.Recursive = true;
         PsOptions.LogLevel.Recursive = true;
         PsOptions.SecretFile.Recursive = true;

@@ -9,12 +9,28 @@ internal static class SecretCommand
 {
     private static readonly Option<string> Out = new("--out") { Description = "Where to write it (created, readable by its owner only; an existing file is not overwritten)", Required = true };
 
+    private static readonly Option<bool> ReadToken = new("--read-token") { Description = "Write the job's read-only token instead, derived from --secret-file: for tools that may only look (status, dashboard, /metrics)" };
+
     public static Command Create()
     {
-        var command = new Command("secret", "Write a new random job secret (32 bytes as hex) for --secret-file: give the same file to every node and tool of the job") { Out };
+        var command = new Command("secret", "Write a new random job secret (32 bytes as hex) for --secret-file: give the same file to every node and tool of the job") { Out, ReadToken };
         command.SetAction((p, ct) => ExitCodes.Guard(() =>
         {
             string path = p.GetValue(Out)!;
+            if (p.GetValue(ReadToken))
+            {
+                var secret = JobSecret.FromEnvironment() ?? throw new ArgumentException("--read-token derives the token from the job's secret: give --secret-file");
+                try
+                {
+                    JobSecret.WriteReadToken(secret, path);
+                }
+                catch (IOException ex)
+                {
+                    throw new ArgumentException($"cannot write the token to '{path}': {ex.Message}", ex);
+                }
+                Console.Error.WriteLine($"wrote the job's read-only token to {path}: tools given --token-file {path} may ask for status and statistics; HTTP clients send it as 'Authorization: Bearer TOKEN' (a browser opens the dashboard once with ?token=TOKEN)");
+                return Task.FromResult(ExitCodes.Ok);
+            }
             try
             {
                 JobSecret.Generate(path);

@@ -175,7 +175,9 @@ public static partial class LocalJob
                 }
                 else if (line.StartsWith("dashboard at ", StringComparison.Ordinal))
                 {
-                    Console.Error.WriteLine($"pserver: the job's {line}");
+                    // The job's secret is this process's own: the link carries the read-only token the dashboard asks for.
+                    string token = Transport.JobSecret.FromEnvironment() is { } secret ? "?token=" + System.Text.Encoding.ASCII.GetString(Transport.JobSecret.ReadTokenOf(secret)) : "";
+                    Console.Error.WriteLine($"pserver: the job's {line}{token}");
                     return false;
                 }
                 return echo;

@@ -35,6 +35,9 @@ public static class PsOptions
     /// <summary>--secret-file (every command: nodes prove it to each other, tools to the scheduler).</summary>
     public static readonly Option<string?> SecretFile = Create<string?>("--secret-file", null, "The job's shared secret (a file of 16 bytes or more, made by `pserver secret`): every connection starts with a mutual HMAC-SHA256 challenge-response over it; `pserver local` and `train` make one for their job");
 
+    /// <summary>--token-file (tools): the job's read-only token instead of the secret.</summary>
+    public static readonly Option<string?> TokenFile = Create<string?>("--token-file", null, "The job's read-only token (`pserver secret --read-token` derives it from the secret): tools may look (status, dashboard, /metrics), not change anything");
+
     /// <summary>--insecure.</summary>
     public static readonly Option<bool> Insecure = Create("--insecure", false, "Listen on a non-loopback address without --secret-file: anyone who reaches the port can read and change the model");
 
@@ -213,6 +216,12 @@ public static class PsOptions
             string full = Path.GetFullPath(path);
             _ = ParameterServer.Transport.JobSecret.Read(full); // say now, not at the first connection, what is wrong with it
             Environment.SetEnvironmentVariable(ParameterServer.Transport.JobSecret.Variable, full);
+        }
+        if (p.GetValue(TokenFile) is { Length: > 0 } token)
+        {
+            string full = Path.GetFullPath(token);
+            _ = ParameterServer.Transport.JobSecret.Read(full);
+            Environment.SetEnvironmentVariable(ParameterServer.Transport.JobSecret.TokenVariable, full);
         }
         if (p.GetValue(Insecure))
         {

@@ -188,6 +188,13 @@ public sealed class BadInputTests : IAsyncLifetime
         Assert.Equal(ErrorCode.Forbidden, Ask(_cluster.Scheduler.Port, NodeRole.Observer, MessageType.Barrier).Code);
         Assert.Equal(ErrorCode.Forbidden, Ask(_cluster.Scheduler.Port, NodeRole.Observer, MessageType.DeclareTable).Code);
         Assert.Equal(ErrorCode.None, Ask(_cluster.Scheduler.Port, NodeRole.Observer, MessageType.Status).Code);
+        // The read-only token: statistics and status, no parameters and no operations.
+        Assert.Equal(ErrorCode.None, Ask(ServerPort, NodeRole.Reader, MessageType.ServerStats).Code);
+        Assert.Equal(ErrorCode.Forbidden, Ask(ServerPort, NodeRole.Reader, MessageType.Scan).Code);
+        Assert.Equal(ErrorCode.Forbidden, Ask(ServerPort, NodeRole.Reader, MessageType.Pull).Code);
+        Assert.Equal(ErrorCode.None, Ask(_cluster.Scheduler.Port, NodeRole.Reader, MessageType.Status).Code);
+        Assert.Equal(ErrorCode.Forbidden, Ask(_cluster.Scheduler.Port, NodeRole.Reader, MessageType.Drain).Code);
+        Assert.Equal(ErrorCode.Forbidden, Ask(_cluster.Scheduler.Port, NodeRole.Reader, MessageType.Rebalance).Code);
         await AssertStillServes();
     }
 

@@ -31,7 +31,8 @@ public sealed class DashboardTests(ITestOutputHelper output)
         page.SetDefaultTimeout((float)Limit.TotalMilliseconds);
 
         // Loaded: from the start of navigation to the first drawing of the job's status (the page's own clock).
-        await page.GotoAsync(url);
+        // The job has a secret (JobSecretSetup): the page asks for its read-only token once, as `pserver local` prints it.
+        await page.GotoAsync(url + "?token=" + System.Text.Encoding.ASCII.GetString(ParameterServer.Transport.JobSecret.ReadTokenOf(ParameterServer.Transport.JobSecret.FromEnvironment()!)));
         await page.WaitForFunctionAsync("() => window.psDashboard.updates >= 1");
         double loadMs = await page.EvaluateAsync<double>("() => window.psDashboard.firstRenderMs");
         output.WriteLine($"the dashboard drew the job {loadMs:0} ms after navigation started");

@@ -10,7 +10,61 @@ namespace ParameterServer.IntegrationTests;
 public sealed partial class MetricsTests
 {
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(60);
-    private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(10) };
+    private static readonly HttpClient Http = WithToken(new HttpClient { Timeout = TimeSpan.FromSeconds(10) });
+
+    /// <summary>The job's read-only token (derived from the tests' secret, JobSecretSetup), which every HTTP endpoint but the probes asks for.</summary>
+    private static string Token => System.Text.Encoding.ASCII.GetString(ParameterServer.Transport.JobSecret.ReadTokenOf(ParameterServer.Transport.JobSecret.FromEnvironment()!));
+
+    private static HttpClient WithToken(HttpClient client)
+    {
+        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", Token);
+        return client;
+    }
+
+    [Fact]
+    public async Task The_HTTP_side_of_a_job_with_a_secret_needs_its_read_only_token_except_for_the_probes()
+    {
+        using var scheduler = Pserver.Start("scheduler", "--port", "0", "--servers", "1", "--workers", "1", "--metrics-port", "0");
+        string metrics = await MetricsUrlAsync(scheduler);
+        using var anonymous = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false, UseCookies = false }) { Timeout = TimeSpan.FromSeconds(10) };
+
+        using (var refused = await anonymous.GetAsync(metrics))
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+            Assert.Contains("pserver secret --read-token", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+        using (var wrong = new HttpRequestMessage(HttpMethod.Get, metrics))
+        {
+            wrong.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", new string('0', Token.Length));
+            using var answer = await anonymous.SendAsync(wrong);
+            Assert.Equal(HttpStatusCode.Unauthorized, answer.StatusCode);
+        }
+        using (var probe = await anonymous.GetAsync(metrics.Replace("/metrics", "/health/live", StringComparison.Ordinal)))
+        {
+            Assert.Equal(HttpStatusCode.OK, probe.StatusCode); // orchestrators' probes need no token
+        }
+        using (var health = await anonymous.GetAsync(metrics.Replace("/metrics", "/health", StringComparison.Ordinal)))
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, health.StatusCode);
+        }
+        // A browser: ?token= once sets a cookie and sends it back to the page without the token in the address.
+        using var once = await anonymous.GetAsync(metrics + "?token=" + Token);
+        Assert.Equal(HttpStatusCode.Redirect, once.StatusCode);
+        Assert.Equal("/metrics", once.Headers.Location?.OriginalString);
+        string cookie = once.Headers.GetValues("Set-Cookie").Single();
+        Assert.Contains("httponly", cookie, StringComparison.OrdinalIgnoreCase);
+        using (var withCookie = new HttpRequestMessage(HttpMethod.Get, metrics))
+        {
+            withCookie.Headers.Add("Cookie", cookie.Split(';')[0]);
+            using var answer = await anonymous.SendAsync(withCookie);
+            Assert.Equal(HttpStatusCode.OK, answer.StatusCode);
+            Assert.Contains("ps_scheduler_nodes", await answer.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+        using (var bearer = await Http.GetAsync(metrics))
+        {
+            Assert.Equal(HttpStatusCode.OK, bearer.StatusCode);
+        }
+    }
 
     [Fact]
     public async Task Every_node_serves_prometheus_metrics_and_health_while_a_job_runs()

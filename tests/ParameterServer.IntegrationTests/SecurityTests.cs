@@ -39,6 +39,19 @@ public sealed class SecurityTests : IDisposable
         using var right = await Pserver.RunAsync(Limit, "status", "--scheduler", address, "--json");
         Assert.True(right.ExitCode == 0, right.Describe());
 
+        // The read-only token, made from the secret: status yes, drain no.
+        string token = Path.Combine(_dir, "read-token");
+        using (var made = await Pserver.RunAsync(Limit, "secret", "--read-token", "--out", token))
+        {
+            Assert.True(made.ExitCode == 0, made.Describe());
+        }
+        var reader = new Dictionary<string, string> { [JobSecret.Variable] = "", [JobSecret.TokenVariable] = token };
+        using var look = await RunWithAsync(reader, "status", "--scheduler", address, "--json");
+        Assert.True(look.ExitCode == 0, look.Describe());
+        using var drain = await RunWithAsync(reader, "drain", "--scheduler", address, "--node", "1");
+        Assert.NotEqual(0, drain.ExitCode);
+        Assert.Contains("proved the role reader", drain.Stderr, StringComparison.Ordinal);
+
         await scheduler.WaitForLineAsync(l => l.Contains("Refused a connection: 127.0.0.1:", StringComparison.Ordinal) && l.Contains("does not hold the same one", StringComparison.Ordinal), Limit, stderr: true);
         await scheduler.WaitForLineAsync(l => l.Contains("sent no authentication hello", StringComparison.Ordinal), Limit, stderr: true);
     }

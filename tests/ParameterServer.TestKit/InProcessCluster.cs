@@ -62,7 +62,8 @@ internal sealed class RawPeer : IDisposable
         _client.Connect(IPAddress.Loopback, port);
         if (JobSecret.FromEnvironment() is { } secret)
         {
-            Handshake.Connect(new SocketStream(_client.Client), secret, role, TimeSpan.FromSeconds(10), $"the node on port {port}");
+            byte[] key = role == NodeRole.Reader ? JobSecret.ReadTokenOf(secret) : secret; // a reader holds only the read-only token
+            Handshake.Connect(new SocketStream(_client.Client), key, role, TimeSpan.FromSeconds(10), $"the node on port {port}");
         }
     }
 

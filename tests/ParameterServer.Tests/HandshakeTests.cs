@@ -85,6 +85,29 @@ public sealed class HandshakeTests : IDisposable
     }
 
     [Fact]
+    public async Task A_tool_with_only_the_read_only_token_gets_in_as_a_reader_and_a_token_is_no_secret()
+    {
+        var observer = new TransportOptions { Secret = null, ReadToken = JobSecret.ReadTokenOf(Secret) }.As(NodeRole.Observer);
+        var tool = Connection.Connect("127.0.0.1", _listener.Port, new FrameRecorder(), observer, null, "the test server");
+        client_Send(tool);
+        await _serverSide.AllReceived.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(NodeRole.Reader, _accepted.Single().AuthenticatedRole);
+        tool.Close("done");
+
+        // The token proves nothing as a node: used as a secret, the MACs do not match.
+        Assert.Throws<TransportException>(() => Connection.Connect("127.0.0.1", _listener.Port, new FrameRecorder(), new TransportOptions { Secret = JobSecret.ReadTokenOf(Secret) }, null, "the test server"));
+        // Another job's token is refused.
+        var foreign = new TransportOptions { Secret = null, ReadToken = JobSecret.ReadTokenOf(OtherSecret) }.As(NodeRole.Observer);
+        Assert.Throws<TransportException>(() => Connection.Connect("127.0.0.1", _listener.Port, new FrameRecorder(), foreign, null, "the test server"));
+        await WaitForRefusalsAsync(2);
+        Assert.Single(_accepted);
+        Assert.NotEqual(Secret, JobSecret.ReadTokenOf(Secret));
+        Assert.Equal(64, JobSecret.ReadTokenOf(Secret).Length);
+
+        static void client_Send(Connection c) => c.Send(new FrameHeader { Type = MessageType.Heartbeat }, [9]);
+    }
+
+    [Fact]
     public async Task A_recorded_handshake_replayed_on_a_new_connection_is_refused()
     {
         // A legitimate exchange, spoken by hand from the documented format: hello, challenge, proof, verdict.

@@ -30,7 +30,9 @@ public sealed class NodeStatus(string role)
 /// <summary>
 /// A node's HTTP side, on its own port and threads, off the data path (`--metrics-port`): /metrics in the Prometheus
 /// text format (every <see cref="PsMetrics"/> instrument and the runtime's memory and GC), /health, /health/live and
-/// /health/ready for orchestrators.
+/// /health/ready for orchestrators. In a job with a secret every endpoint but /health/live and /health/ready needs
+/// the job's read-only token (<see cref="ParameterServer.Transport.JobSecret.ReadTokenOf"/>): as a bearer token, or
+/// once as ?token=, which a browser keeps as a cookie.
 /// </summary>
 public sealed class NodeHttp : IAsyncDisposable
 {
@@ -69,6 +71,11 @@ public sealed class NodeHttp : IAsyncDisposable
     public static async Task<NodeHttp> StartAsync(string host, int port, NodeStatus status, Action<IEndpointRouteBuilder>? routes = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(status);
+        byte[]? secret = ParameterServer.Transport.JobSecret.FromEnvironment();
+        if (secret is null && !Settings.Get(PsOptions.Insecure.Name, false) && !IsLoopback(host))
+        {
+            throw new ArgumentException($"refusing to serve HTTP on {host}:{port} without authentication: anyone who reaches it could read the job's status and metrics. Give the node --secret-file (its HTTP side then needs the job's read-only token), or say --insecure");
+        }
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.ClearProviders();
         builder.WebHost.UseKestrel(kestrel =>
@@ -82,6 +89,11 @@ public sealed class NodeHttp : IAsyncDisposable
             .AddMeter(PsMetrics.MeterName, "System.Runtime")
             .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0));
         var app = builder.Build();
+        if (secret is not null)
+        {
+            var token = ParameterServer.Transport.JobSecret.ReadTokenOf(secret);
+            app.Use((context, next) => RequireToken(context, next, token));
+        }
         app.MapPrometheusScrapingEndpoint();
         app.MapGet("/health", () => Results.Json(new Dictionary<string, object>
         {
@@ -109,6 +121,44 @@ public sealed class NodeHttp : IAsyncDisposable
             .Select(a => new Uri(a.Replace("*", "localhost", StringComparison.Ordinal).Replace("+", "localhost", StringComparison.Ordinal)).Port).First();
         return new NodeHttp(app, bound);
     }
+
+    private const string TokenCookie = "pserver_token";
+
+    /// <summary>Lets a request through with the token (bearer header, cookie, or ?token= once, which sets the cookie); probes need none.</summary>
+    private static Task RequireToken(HttpContext context, RequestDelegate next, byte[] token)
+    {
+        var path = context.Request.Path;
+        if (path.Equals("/health/live", StringComparison.Ordinal) || path.Equals("/health/ready", StringComparison.Ordinal))
+        {
+            return next(context); // orchestrators' probes: they say alive or ready, nothing more
+        }
+        if (context.Request.Query.TryGetValue("token", out var query) && Matches(query.ToString(), token))
+        {
+            context.Response.Cookies.Append(TokenCookie, query.ToString(), new CookieOptions { HttpOnly = true, SameSite = SameSiteMode.Strict, Path = "/" });
+            context.Response.Redirect(path.HasValue ? path.Value! : "/"); // the token leaves the address bar (and the history)
+            return Task.CompletedTask;
+        }
+        string authorization = context.Request.Headers.Authorization.ToString();
+        string? presented = authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? authorization[7..].Trim()
+            : context.Request.Cookies.TryGetValue(TokenCookie, out var cookie) ? cookie : null;
+        if (presented is not null && Matches(presented, token))
+        {
+            return next(context);
+        }
+        context.Response.StatusCode = StatusCodes.Status401Unauthorized;
+        context.Response.Headers.WWWAuthenticate = "Bearer";
+        return context.Response.WriteAsync("this job's HTTP endpoints need its read-only token: make it with `pserver secret --read-token --secret-file SECRET --out FILE`, then send 'Authorization: Bearer TOKEN' (Prometheus: authorization.credentials_file), or open the dashboard once with ?token=TOKEN\n");
+    }
+
+    private static bool Matches(string presented, byte[] token)
+    {
+        Span<byte> bytes = stackalloc byte[64];
+        return presented.Length == token.Length && System.Text.Encoding.ASCII.GetBytes(presented, bytes) == token.Length
+            && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(bytes[..token.Length], token);
+    }
+
+    private static bool IsLoopback(string host) =>
+        host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || (IPAddress.TryParse(host, out var address) && IPAddress.IsLoopback(address));
 
     public async ValueTask DisposeAsync()
     {

@@ -8,4 +8,6 @@ internal enum NodeRole : byte
     Worker = 2,
     /// <summary>A tool (pserver status) that talks to the scheduler without joining the job.</summary>
     Observer = 3,
+    /// <summary>A tool holding only the job's read-only token (<see cref="Transport.JobSecret.ReadTokenOf"/>): status and statistics, nothing else.</summary>
+    Reader = 4,
 }

@@ -12,6 +12,7 @@ internal static class RolePolicy
     {
         NodeRole.Server => true,
         NodeRole.Worker => type is not (MessageType.Replicate or MessageType.Refill),
+        NodeRole.Reader => type is MessageType.ServerStats or MessageType.Heartbeat, // the read-only token: statistics, no parameters
         _ => type is MessageType.ServerStats or MessageType.Scan or MessageType.Heartbeat, // tools read
     };
 
@@ -19,6 +20,7 @@ internal static class RolePolicy
     public static bool SchedulerAccepts(NodeRole role, MessageType type) => role switch
     {
         NodeRole.Server or NodeRole.Worker => true,
+        NodeRole.Reader => type is MessageType.Register or MessageType.Status or MessageType.Heartbeat,
         _ => type is MessageType.Register or MessageType.Status or MessageType.Drain or MessageType.Rebalance or MessageType.Heartbeat,
     };
 

@@ -226,7 +226,7 @@ public sealed partial class SchedulerNode : IAsyncDisposable
                 $"this scheduler runs job '{_options.JobId}'; this {role.ToString().ToLowerInvariant()} was started for job '{jobId}' (--job-id): check --scheduler and --job-id"));
             return;
         }
-        if (connection.AuthenticatedRole is { } proven && proven != role)
+        if (connection.AuthenticatedRole is { } proven && proven != role && !(proven == NodeRole.Reader && role == NodeRole.Observer))
         {
             outbox.Add(Error(connection, header, ErrorCode.Forbidden, $"{connection.Peer} proved the role {proven.ToString().ToLowerInvariant()} and registers as a {role.ToString().ToLowerInvariant()}"));
             return;

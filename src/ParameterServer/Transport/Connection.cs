@@ -116,11 +116,14 @@ internal sealed partial class Connection
         {
             stream = TlsStream.Connect(stream, tls, host, options.HandshakeTimeout, peer);
         }
-        if (options.Secret is { } secret)
+        var (key, role) = options.Secret is { } secret ? (secret, options.Role)
+            : options.Role == NodeRole.Observer && options.ReadToken is { } token ? (token, NodeRole.Reader) // a tool with only the read-only token
+            : (null, options.Role);
+        if (key is not null)
         {
             try
             {
-                Handshake.Connect(stream, secret, options.Role, options.HandshakeTimeout, peer);
+                Handshake.Connect(stream, key, role, options.HandshakeTimeout, peer);
             }
             catch
             {

@@ -108,11 +108,12 @@ internal static class Handshake
                 throw new TransportException($"{peer} claimed unknown role {hello[8]}");
             }
             var nc = hello.Slice(9, NonceBytes);
+            byte[] key = role == NodeRole.Reader ? JobSecret.ReadTokenOf(secret) : secret; // a reader proves the token derived from the secret
             Span<byte> challenge = stackalloc byte[8 + NonceBytes + MacBytes];
             Magic.CopyTo(challenge);
             var ns = challenge.Slice(8, NonceBytes);
             RandomNumberGenerator.Fill(ns);
-            Mac(secret, ServerLabel, role, nc, ns, challenge.Slice(8 + NonceBytes, MacBytes));
+            Mac(key, ServerLabel, role, nc, ns, challenge.Slice(8 + NonceBytes, MacBytes));
             stream.Write(challenge);
             Span<byte> proof = stackalloc byte[MacBytes];
             if (!ReadExactly(stream, proof))
@@ -120,7 +121,7 @@ internal static class Handshake
                 throw new TransportException($"{peer} closed the connection instead of proving the job's secret (it does not hold the same one)");
             }
             Span<byte> expected = stackalloc byte[MacBytes];
-            Mac(secret, ClientLabel, role, nc, ns, expected);
+            Mac(key, ClientLabel, role, nc, ns, expected);
             bool ok = CryptographicOperations.FixedTimeEquals(expected, proof);
             stream.Write([ok ? (byte)1 : (byte)0]);
             if (!ok)

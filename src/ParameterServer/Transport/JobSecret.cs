@@ -12,6 +12,29 @@ public static class JobSecret
     /// <summary>The environment variable naming the secret file.</summary>
     public const string Variable = "PS_SECRET_FILE";
 
+    /// <summary>The environment variable naming the read-only token file (tools that may only look).</summary>
+    public const string TokenVariable = "PS_TOKEN_FILE";
+
+    /// <summary>
+    /// The job's read-only token: 64 hex digits derived from the secret (HMAC-SHA256 over a fixed label), so nodes
+    /// need nothing more to accept it and it does not reveal the secret. It lets a tool ask for status and statistics
+    /// over the job's port, and opens every HTTP endpoint (dashboard, /metrics): it changes nothing in the job.
+    /// </summary>
+    public static byte[] ReadTokenOf(byte[] secret)
+    {
+        ArgumentNullException.ThrowIfNull(secret);
+        Span<byte> mac = stackalloc byte[32];
+        HMACSHA256.HashData(secret, "pserver read-only token v1"u8, mac);
+        return System.Text.Encoding.ASCII.GetBytes(Convert.ToHexStringLower(mac));
+    }
+
+    /// <summary>The read-only token in the file <see cref="TokenVariable"/> names, or null when it is unset.</summary>
+    public static byte[]? TokenFromEnvironment() =>
+        Environment.GetEnvironmentVariable(TokenVariable) is { Length: > 0 } path ? Read(path, $"{TokenVariable} names") : null;
+
+    /// <summary>Writes <paramref name="secret"/>'s read-only token to <paramref name="path"/>, readable by its owner only.</summary>
+    public static void WriteReadToken(byte[] secret, string path) => WritePrivate(path, System.Text.Encoding.ASCII.GetString(ReadTokenOf(secret)) + "\n");
+
     /// <summary>The secret in the file <see cref="Variable"/> names, or null when it is unset.</summary>
     public static byte[]? FromEnvironment() =>
         Environment.GetEnvironmentVariable(Variable) is { Length: > 0 } path ? Read(path, $"{Variable} names") : null;
@@ -78,7 +101,12 @@ public static class JobSecret
     /// <summary>Writes a new random secret (32 bytes as 64 hex digits) readable by its owner only.</summary>
     public static void Generate(string path)
     {
-        string text = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32)) + "\n";
+        WritePrivate(path, Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32)) + "\n");
+    }
+
+    /// <summary>Writes a new file readable by its owner only (secrets, tokens, keys).</summary>
+    internal static void WritePrivate(string path, string text)
+    {
         var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
         if (!OperatingSystem.IsWindows())
         {

@@ -111,7 +111,7 @@ public sealed class TlsOptions
         san.AddDnsName("pserver");
         request.CertificateExtensions.Add(san.Build());
         using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(days));
-        WritePrivate(keyFile, key.ExportPkcs8PrivateKeyPem());
+        JobSecret.WritePrivate(keyFile, key.ExportPkcs8PrivateKeyPem() + "\n");
         File.WriteAllText(certificateFile, certificate.ExportCertificatePem() + "\n");
     }
 
@@ -147,17 +147,6 @@ public sealed class TlsOptions
     }
 
     private static readonly Lock s_localLock = new();
-
-    private static void WritePrivate(string path, string text)
-    {
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-        if (!OperatingSystem.IsWindows())
-        {
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-        using var file = new FileStream(path, options);
-        file.Write(System.Text.Encoding.ASCII.GetBytes(text + "\n"));
-    }
 
     internal SslClientAuthenticationOptions ClientOptions(string host, Action<string> rejected) => new()
     {

@@ -52,6 +52,31 @@ public sealed class TransportOptions
     private byte[]? _secret;
     private bool _secretResolved;
 
+    /// <summary>
+    /// The job's read-only token (<see cref="JobSecret.ReadTokenOf"/>), used by tools that have no <see cref="Secret"/>:
+    /// they may ask for status and statistics, nothing more. Defaults to the file PS_TOKEN_FILE names.
+    /// </summary>
+    public byte[]? ReadToken
+    {
+        get
+        {
+            if (!_tokenResolved)
+            {
+                _token = JobSecret.TokenFromEnvironment();
+                _tokenResolved = true;
+            }
+            return _token;
+        }
+        set
+        {
+            _token = value;
+            _tokenResolved = true;
+        }
+    }
+
+    private byte[]? _token;
+    private bool _tokenResolved;
+
     /// <summary>The shortest secret accepted.</summary>
     public const int MinSecretBytes = 16;
 

@@ -459,7 +459,7 @@ internal sealed class ControlChannel : IFrameHandler, IDisposable
         }
         foreach (var call in pending)
         {
-            string hint = _transport.Secret is null ? " (if the job runs with --secret-file, this process needs the same file)" : "";
+            string hint = _transport.Secret is null ? " (if the job runs with --secret-file, this process needs the same file, or --token-file with its read-only token to look)" : "";
             call.Reply.TrySetException(new PsException(PsErrorCode.ConnectionLost, $"lost the scheduler at {Address}: {reason}{hint}"));
         }
         _onClosed?.Invoke(reason);

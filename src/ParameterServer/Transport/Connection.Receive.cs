@@ -223,6 +223,12 @@ internal sealed partial class Connection
         StopFrameClock();
         _handler.OnFrame(this, header, buffer.AsSpan(start + FrameHeader.Size, header.PayloadLength));
         start = end = 0;
+        if (buffer.Length > _options.ReceiveBufferBytes)
+        {
+            // Back to the initial size: a connection holds a large frame's bytes only while it receives one.
+            ArrayPool<byte>.Shared.Return(buffer);
+            buffer = ArrayPool<byte>.Shared.Rent(_options.ReceiveBufferBytes);
+        }
         return true;
     }
 

@@ -22,7 +22,10 @@ public sealed class TransportOptions
     /// <summary>How long to try to open a TCP connection. Defaults to 10 s.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>Initial receive buffer per connection; it grows to the largest frame seen. Defaults to 256 KiB.</summary>
+    /// <summary>
+    /// Receive buffer per connection. A larger frame that the handler does not take in pieces or into its own memory
+    /// is received in a buffer of its size, given back once handled. Defaults to 256 KiB.
+    /// </summary>
     public int ReceiveBufferBytes { get; set; } = 256 << 10;
 
     /// <summary>

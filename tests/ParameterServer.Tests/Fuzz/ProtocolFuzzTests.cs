@@ -93,7 +93,20 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
         await FuzzCorpus.DeclareTablesAsync(client); // the recorded frames name these tables: mutations reach the handlers
 
         int cases = Setting("PS_FUZZ_LIVE_CASES", 20_000);
-        var random = new Random(Setting("PS_FUZZ_SEED", 1));
+        SendMutated(corpus, server.Port, cases, new Random(Setting("PS_FUZZ_SEED", 1)), logs);
+
+        // Still serving, correctly.
+        var check = await client.DeclareTableAsync(new TableSpec("after-fuzz", 2));
+        await client.WaitAsync(check.Push([3, 7], [1, 2, 3, 4]));
+        var values = new float[4];
+        await client.WaitAsync(check.Pull([3, 7], values));
+        Assert.Equal([1f, 2, 3, 4], values);
+        Assert.True(logs.Errors.IsEmpty, "errors logged:\n" + string.Join("\n", logs.Errors));
+    }
+
+    /// <summary>Sends <paramref name="cases"/> mutated frames of <paramref name="corpus"/> to the node on <paramref name="port"/>, reconnecting whenever it closes the connection.</summary>
+    private void SendMutated(List<byte[]> corpus, int port, int cases, Random random, CountingLoggers logs)
+    {
         TcpClient? peer = null;
         int reconnects = 0;
         var watch = Stopwatch.StartNew();
@@ -105,7 +118,7 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
                 if (peer is null)
                 {
                     peer = new TcpClient { NoDelay = true };
-                    await peer.ConnectAsync(IPAddress.Loopback, server.Port);
+                    peer.Connect(IPAddress.Loopback, port);
                     reconnects++;
                 }
                 try
@@ -116,20 +129,35 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
                 }
                 catch (IOException) when (attempt < 3)
                 {
-                    peer.Dispose(); // the server closed it (a protocol error): a new connection for the next frame
+                    peer.Dispose(); // the node closed it (a protocol error): a new connection for the next frame
                     peer = null;
                 }
             }
         }
         peer?.Dispose();
         output.WriteLine($"{cases:N0} live cases in {watch.Elapsed.TotalSeconds:0.0} s over {reconnects:N0} connections; warnings logged: {logs.Warnings}");
+    }
 
-        // Still serving, correctly.
-        var check = await client.DeclareTableAsync(new TableSpec("after-fuzz", 2));
-        await client.WaitAsync(check.Push([3, 7], [1, 2, 3, 4]));
-        var values = new float[4];
-        await client.WaitAsync(check.Pull([3, 7], values));
-        Assert.Equal([1f, 2, 3, 4], values);
+    [Fact]
+    public async Task Mutated_control_frames_sent_to_a_live_scheduler_leave_it_answering_with_no_error_logged()
+    {
+        var corpus = (await FuzzCorpus.RecordAsync()).Where(f => TypeOf(f) is MessageType.Register or MessageType.Heartbeat or MessageType.Barrier
+            or MessageType.DeclareTable or MessageType.DeclareWork or MessageType.ClaimWork or MessageType.CompleteWork or MessageType.Status).ToList();
+        Assert.NotEmpty(corpus);
+        var logs = new CountingLoggers();
+        var transport = new TransportOptions { Secret = null, MaxFrameBytes = MaxFrameBytes };
+        await using var scheduler = SchedulerNode.Start(new SchedulerOptions { Port = 0, Servers = 1, Workers = 1, Transport = transport, HeartbeatTimeout = TimeSpan.FromSeconds(30) }, logs);
+        string address = $"127.0.0.1:{scheduler.Port}";
+        await using var server = await ServerNode.StartAsync(new ServerOptions { Scheduler = address, Transport = transport }, logs);
+        await using var client = await PsClient.ConnectAsync(new WorkerOptions { Scheduler = address, Transport = transport });
+        await FuzzCorpus.DeclareTablesAsync(client);
+
+        SendMutated(corpus, scheduler.Port, Setting("PS_FUZZ_LIVE_CASES", 20_000) / 2, new Random(Setting("PS_FUZZ_SEED", 1) + 1), logs);
+
+        // Still answering; the real server and worker still members. (Mutated registrations may have added nodes of their own.)
+        var status = await ParameterServer.Client.ClusterAdmin.StatusAsync(address, TimeSpan.FromSeconds(10), CancellationToken.None);
+        using var json = System.Text.Json.JsonDocument.Parse(status.ToJson());
+        Assert.Contains(json.RootElement.GetProperty("nodes").EnumerateArray(), n => n.GetProperty("id").GetInt32() == server.Id && n.GetProperty("alive").GetBoolean());
         Assert.True(logs.Errors.IsEmpty, "errors logged:\n" + string.Join("\n", logs.Errors));
     }
 

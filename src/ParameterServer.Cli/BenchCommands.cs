@@ -24,6 +24,7 @@ internal static class BenchCommands
         command.Subcommands.Add(Traffic());
         command.Subcommands.Add(Kv());
         command.Subcommands.Add(Chaos());
+        command.Subcommands.Add(Memory());
         command.Subcommands.Add(Worker());
         command.Subcommands.Add(LoopbackSink());
         command.Subcommands.Add(LoopbackSource());
@@ -58,6 +59,16 @@ internal static class BenchCommands
             AppOptions.Data, LdaAppDefinition.Vocabulary, LdaAppDefinition.Format, LdaAppDefinition.Alpha, LdaAppDefinition.Beta, LdaAppDefinition.HoldOut, BenchLda.Topics, BenchLda.Iterations, PsOptions.Json,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(() => BenchLda.RunAsync(p, ct)));
+        return command;
+    }
+
+    private static Command Memory()
+    {
+        var command = new Command("memory", "Fills a real server with --keys keys through the push path and reports its resident memory and bytes per key against the raw bytes (key + row + optimizer state)")
+        {
+            BenchMemory.Keys, BenchMemory.Width, BenchMemory.Handler, BenchMemory.Dense, PsOptions.Json,
+        };
+        command.SetAction((p, ct) => ExitCodes.Guard(() => BenchMemory.RunAsync(p, ct)));
         return command;
     }
 

@@ -8,10 +8,10 @@ using ParameterServer.Protocol;
 using ParameterServer.Server.Checkpoints;
 using ParameterServer.Server.Data;
 using ParameterServer.Server.Migration;
+using ParameterServer.Server.Store;
 using ParameterServer.Server.Filters;
 using ParameterServer.Server.Replication;
 using ParameterServer.Server.Sessions;
-using ParameterServer.Server.Store;
 using ParameterServer.Server.Sync;
 using ParameterServer.Transport;
 
@@ -333,6 +333,12 @@ public sealed class ServerNode : IAsyncDisposable
             ["key_cache"] = _sessions.KeyCacheJson(),
             ["pull_filter"] = new Dictionary<string, long> { ["rows"] = _filtered.Counts.Rows, ["rows_left_out"] = _filtered.Counts.LeftOut },
             ["tables"] = tables,
+            ["process"] = new Dictionary<string, long>
+            {
+                ["rss_bytes"] = Environment.WorkingSet,
+                ["managed_heap_bytes"] = GC.GetTotalMemory(forceFullCollection: false),
+                ["native_table_bytes"] = SparseRowStore.NativeBytes,
+            },
         });
     }
 

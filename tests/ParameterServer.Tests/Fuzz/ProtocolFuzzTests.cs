@@ -154,10 +154,11 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
 
         SendMutated(corpus, scheduler.Port, Setting("PS_FUZZ_LIVE_CASES", 20_000) / 2, new Random(Setting("PS_FUZZ_SEED", 1) + 1), logs);
 
-        // Still answering; the real server and worker still members. (Mutated registrations may have added nodes of their own.)
+        // Still answering, with the real server among its nodes. Without a secret every peer is a member, so a mutated
+        // frame may legitimately register nodes, or drain or shut down the real ones: what is checked is the scheduler.
         var status = await ParameterServer.Client.ClusterAdmin.StatusAsync(address, TimeSpan.FromSeconds(10), CancellationToken.None);
         using var json = System.Text.Json.JsonDocument.Parse(status.ToJson());
-        Assert.Contains(json.RootElement.GetProperty("nodes").EnumerateArray(), n => n.GetProperty("id").GetInt32() == server.Id && n.GetProperty("alive").GetBoolean());
+        Assert.Contains(json.RootElement.GetProperty("nodes").EnumerateArray(), n => n.GetProperty("id").GetInt32() == server.Id);
         Assert.True(logs.Errors.IsEmpty, "errors logged:\n" + string.Join("\n", logs.Errors));
     }
 

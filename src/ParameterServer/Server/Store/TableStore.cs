@@ -298,15 +298,25 @@ internal sealed class TableStore
     /// <summary>Forgets a block's rows (it moved to other servers); a later write starts it afresh.</summary>
     public void DropBlock(long index)
     {
+        Block? dropped;
         if (_hugeBlocks is not null)
         {
             lock (_hugeBlocks)
             {
-                _hugeBlocks.Remove(index);
+                _hugeBlocks.Remove(index, out dropped);
             }
-            return;
         }
-        Volatile.Write(ref _blocks[index], null);
+        else
+        {
+            dropped = Interlocked.Exchange(ref _blocks[index], null);
+        }
+        if (dropped?.Sparse is { } sparse)
+        {
+            lock (dropped.Gate)
+            {
+                sparse.Dispose(); // its memory back now, after any request that holds the block's lock
+            }
+        }
     }
 
     /// <summary>Indexes of the blocks that hold rows (or storage), ascending.</summary>

@@ -336,10 +336,30 @@ public sealed class ServerNode : IAsyncDisposable
             ["process"] = new Dictionary<string, long>
             {
                 ["rss_bytes"] = Environment.WorkingSet,
+                ["peak_rss_bytes"] = PeakResidentBytes(),
                 ["managed_heap_bytes"] = GC.GetTotalMemory(forceFullCollection: false),
                 ["native_table_bytes"] = SparseRowStore.NativeBytes,
             },
         });
+    }
+
+    /// <summary>The most memory this process has held resident (VmHWM on Linux; elsewhere the current figure).</summary>
+    private static long PeakResidentBytes()
+    {
+        try
+        {
+            foreach (string line in File.ReadLines("/proc/self/status"))
+            {
+                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                {
+                    return long.Parse(line.AsSpan(6).Trim().TrimEnd("kB").Trim(), System.Globalization.CultureInfo.InvariantCulture) * 1024;
+                }
+            }
+        }
+        catch (IOException)
+        {
+        }
+        return Environment.WorkingSet;
     }
 
     /// <summary>This server's values of the <see cref="PsMetrics"/> instruments of its role, read when a collector asks.</summary>

@@ -148,6 +148,8 @@ internal static class FuzzCorpus
             set => inner.WriteStallTimeout = value;
         }
 
+        public bool BytesWaiting => inner.BytesWaiting;
+
         public int Read(Span<byte> buffer)
         {
             int n = inner.Read(buffer);

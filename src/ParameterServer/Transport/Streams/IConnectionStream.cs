@@ -13,6 +13,12 @@ internal interface IConnectionStream : IDisposable
     /// <summary>Whether <see cref="TryWriteNow"/> and <see cref="WriteUntil"/> can send part of their data.</summary>
     bool SupportsPartialWrites { get; }
 
+    /// <summary>
+    /// Whether bytes wait to be read, cheaply (no blocking); true when the stream cannot tell (a caller about to spin
+    /// for bytes then reads at once, blocking as before).
+    /// </summary>
+    bool BytesWaiting { get; }
+
     /// <summary>Reads what is there (at least one byte, waiting for it); 0 when the peer closed.</summary>
     int Read(Span<byte> buffer);
 

@@ -182,6 +182,8 @@ internal sealed class InMemoryConnections(int pipeBytes = 1 << 20) : IConnection
 
         public bool SupportsPartialWrites => true;
 
+        public bool BytesWaiting => true;
+
         public int Read(Span<byte> buffer) => input.Read(buffer);
 
         public TimeSpan WriteStallTimeout { get; set; } = Timeout.InfiniteTimeSpan;

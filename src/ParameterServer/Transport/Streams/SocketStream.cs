@@ -10,6 +10,8 @@ internal sealed class SocketStream(Socket socket) : IConnectionStream
 
     public bool SupportsPartialWrites => NativeSend.IsSupported;
 
+    public bool BytesWaiting => socket.Available > 0;
+
     public int Read(Span<byte> buffer) => socket.Receive(buffer, SocketFlags.None);
 
     /// <summary>SO_SNDTIMEO: the kernel ends a blocking send that made no progress for this long (EAGAIN).</summary>

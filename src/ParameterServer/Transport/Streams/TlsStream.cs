@@ -69,6 +69,8 @@ internal sealed class TlsStream : IConnectionStream
         set => _inner.WriteStallTimeout = value;
     }
 
+    public bool BytesWaiting => true; // decrypted bytes may wait inside SslStream: read at once
+
     public int Read(Span<byte> buffer) => _ssl.Read(buffer);
 
     public void Write(ReadOnlySpan<byte> data) => _ssl.Write(data);

@@ -41,6 +41,15 @@ public sealed class ExtensionRegistry
         return this;
     }
 
+    /// <summary>What a server's registration lists before a registered pull filter's name (handler names have no ':').</summary>
+    internal const string PullFilterPrefix = "pull-filter:";
+
+    /// <summary>
+    /// What a server tells the scheduler it can run: the update handlers it knows, then its registered pull filters
+    /// (as <see cref="PullFilterPrefix"/>NAME), so a table naming one it lacks is refused when declared.
+    /// </summary>
+    internal IReadOnlyCollection<string> AdvertisedNames => [.. HandlerNames, .. _pullFilters.Keys.Select(n => PullFilterPrefix + n)];
+
     /// <summary>The handler names this registry knows: the built-ins, then the registered ones.</summary>
     public IReadOnlyCollection<string> HandlerNames => UpdateHandlers.BuiltInNames.Concat(_handlers.Keys).ToArray();
 

@@ -45,8 +45,19 @@ public sealed partial class SchedulerNode
         if (lacking.Count > 0)
         {
             outbox.Add(Error(connection, header, ErrorCode.InvalidArgument,
-                $"update handler '{handlerName}' of table '{spec.Name}' is unknown to {string.Join(", ", lacking.Select(n => n.Info.Describe()))}; they know: {string.Join(", ", lacking[0].Handlers)}"));
+                $"update handler '{handlerName}' of table '{spec.Name}' is unknown to {string.Join(", ", lacking.Select(n => n.Info.Describe()))}; they know: {string.Join(", ", lacking[0].Handlers.Where(h => !h.StartsWith(Extensions.ExtensionRegistry.PullFilterPrefix, StringComparison.Ordinal)))}"));
             return;
+        }
+        if (!Extensions.PullFilters.IsBuiltIn(spec.PullFilter))
+        {
+            string filterName = spec.PullFilter.Split(':', 2)[0].Trim();
+            var without = _nodes.Values.Where(n => n.Role == NodeRole.Server && n.Alive && !n.Handlers.Contains(Extensions.ExtensionRegistry.PullFilterPrefix + filterName)).ToList();
+            if (without.Count > 0)
+            {
+                outbox.Add(Error(connection, header, ErrorCode.InvalidArgument,
+                    $"pull filter '{filterName}' of table '{spec.Name}' is not registered on {string.Join(", ", without.Select(n => n.Info.Describe()))} (ServerOptions.AddPullFilter; built in: none, sigmod:THRESHOLD)"));
+                return;
+            }
         }
         var table = TableInfo.From(_tables.Count == 0 ? 1 : _tables.Max(t => t.Id) + 1, spec);
         if (OverMemoryCap(table) is { } refusal)

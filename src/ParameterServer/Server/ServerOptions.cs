@@ -68,7 +68,7 @@ public sealed class ServerOptions
         return this;
     }
 
-    internal IReadOnlyCollection<string> HandlerNames => Extensions.HandlerNames;
+    internal IReadOnlyCollection<string> HandlerNames => Extensions.AdvertisedNames;
 
     internal IUpdateHandler CreateHandler(string spec) => Extensions.CreateHandler(spec);
 

@@ -139,7 +139,7 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task Mutated_control_frames_sent_to_a_live_scheduler_leave_it_answering_with_no_error_logged()
+    public async Task Mutated_control_frames_sent_to_a_live_scheduler_leave_it_answering_with_nothing_failed_inside()
     {
         var corpus = (await FuzzCorpus.RecordAsync()).Where(f => TypeOf(f) is MessageType.Register or MessageType.Heartbeat or MessageType.Barrier
             or MessageType.DeclareTable or MessageType.DeclareWork or MessageType.ClaimWork or MessageType.CompleteWork or MessageType.Status).ToList();
@@ -154,12 +154,24 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
 
         SendMutated(corpus, scheduler.Port, Setting("PS_FUZZ_LIVE_CASES", 20_000) / 2, new Random(Setting("PS_FUZZ_SEED", 1) + 1), logs);
 
-        // Still answering, with the real server among its nodes. Without a secret every peer is a member, so a mutated
-        // frame may legitimately register nodes, or drain or shut down the real ones: what is checked is the scheduler.
-        var status = await ParameterServer.Client.ClusterAdmin.StatusAsync(address, TimeSpan.FromSeconds(10), CancellationToken.None);
-        using var json = System.Text.Json.JsonDocument.Parse(status.ToJson());
-        Assert.Contains(json.RootElement.GetProperty("nodes").EnumerateArray(), n => n.GetProperty("id").GetInt32() == server.Id);
-        Assert.True(logs.Errors.IsEmpty, "errors logged:\n" + string.Join("\n", logs.Errors));
+        // Still answering, with the real server among its nodes, unless the job ended: without a secret every peer is a
+        // member, so a mutated frame may legitimately register nodes (whose loss ends the job, logged as an error), or
+        // drain or shut down the real ones. What is checked is that nothing failed inside the scheduler.
+        ParameterServer.Client.ClusterStatus? status;
+        try
+        {
+            status = await ParameterServer.Client.ClusterAdmin.StatusAsync(address, TimeSpan.FromSeconds(10), CancellationToken.None);
+        }
+        catch (PsException) when (scheduler.Completion.IsCompleted)
+        {
+            status = null; // the job ended (a fake member's loss ends an open job): the scheduler stopped on purpose
+        }
+        if (status is not null)
+        {
+            using var json = System.Text.Json.JsonDocument.Parse(status.ToJson());
+            Assert.Contains(json.RootElement.GetProperty("nodes").EnumerateArray(), n => n.GetProperty("id").GetInt32() == server.Id);
+        }
+        Assert.True(logs.Failures.IsEmpty, "failures logged:\n" + string.Join("\n", logs.Failures));
     }
 
     [Fact]
@@ -213,6 +225,9 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
     {
         public System.Collections.Concurrent.ConcurrentQueue<string> Errors { get; } = new();
 
+        /// <summary>Errors that carry an exception, or critical ones: something failed inside, not a refusal or a job's fate.</summary>
+        public System.Collections.Concurrent.ConcurrentQueue<string> Failures { get; } = new();
+
         private int _warnings;
 
         public int Warnings => _warnings;
@@ -237,6 +252,10 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
             if (logLevel >= LogLevel.Error)
             {
                 Errors.Enqueue($"{eventId}: {formatter(state, exception)} {exception}");
+                if (exception is not null || logLevel == LogLevel.Critical)
+                {
+                    Failures.Enqueue($"{eventId}: {formatter(state, exception)} {exception}");
+                }
             }
             else if (logLevel == LogLevel.Warning)
             {

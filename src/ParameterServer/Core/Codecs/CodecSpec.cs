@@ -22,7 +22,7 @@ internal enum CodecStages : byte
     None = 0,
     /// <summary>Rows whose bits are all zero are not sent: a bitmap says which rows are present. Lossless (-0.0 is kept).</summary>
     ZeroSuppress = 1,
-    /// <summary>The encoded bytes are compressed with a fast general codec (Brotli at quality 1); kept only when smaller.</summary>
+    /// <summary>The encoded bytes are compressed with a fast general codec (Zstandard at level 1); kept only when smaller.</summary>
     Lz = 2,
 }
 

@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Buffers;
-using System.IO.Compression;
 using System.Numerics;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
@@ -12,26 +11,35 @@ namespace ParameterServer.Core.Codecs;
 /// Encodes and decodes a value section (<see cref="FrameFlags.Compressed"/>). Layout:
 /// <code>
 /// [u8 stages][u8 quantization][u16 0][u32 value count]
-/// with Lz:  [u32 inner length][u32 compressed length][Brotli bytes] -- the inner bytes are what follows without Lz
+/// with Lz:  [u32 inner length][u32 compressed length][Zstandard bytes, level 1] -- the inner bytes are what follows without Lz
 /// inner:    ZeroSuppress: [u32 rows present][bitmap: ceil(rows / 64) u64] then the present rows' values, quantized
 ///           else: all values, quantized
 /// quantized n values: None n x f32 | Float16, BFloat16 n x u16 (padded to 4) | TopK [u32 k][k x u32 index][k x f32]
 ///                     | OneBit [f32 positive mean][f32 negative mean][ceil(n / 8) bytes, padded to 4]
 /// </code>
-/// Nothing is allocated: scratch comes from the array pool. Decoding checks every count against the bytes there.
+/// Nothing is allocated: scratch comes from the array pool, and each thread keeps one Zstandard context for each
+/// direction. Decoding checks every count against the bytes there. Zstandard at level 1 rather than Brotli at quality
+/// 1: smaller and faster on both payloads `LosslessBenchmarks` measures (integer counts 7.6x vs 6.7x in 17 + 9 us vs
+/// 22 + 14; zero-suppressed gradients 1.06x vs 1.05x in 12 + 5 us vs 18 + 15); LZ4 was 2-6x faster still but
+/// compressed the counts only 3.0x.
 /// </summary>
 internal static partial class ValueCodec
 {
     private const int PrefixBytes = 8;
-    private const int LzQuality = 1;
-    private const int LzWindow = 22;
+    private const int LzLevel = 1;
+
+    [ThreadStatic]
+    private static ZstdSharp.Compressor? t_compressor;
+
+    [ThreadStatic]
+    private static ZstdSharp.Decompressor? t_decompressor;
 
     /// <summary>The most bytes <see cref="Encode"/> can write for these values.</summary>
     public static int MaxEncodedBytes(int valueCount, int width)
     {
         int rows = width > 0 ? valueCount / width : 0;
         long inner = 4 + ((rows + 63) / 64 * 8L) + 8 + (valueCount * 8L) + 8; // top-k's indices make it at most 8 bytes a value
-        return checked((int)(PrefixBytes + 8 + Math.Max(inner, BrotliEncoder.GetMaxCompressedLength((int)Math.Min(inner, int.MaxValue / 2))) + 8));
+        return checked((int)(PrefixBytes + 8 + Math.Max(inner, ZstdSharp.Compressor.GetCompressBound((int)Math.Min(inner, int.MaxValue / 2))) + 8));
     }
 
     /// <summary>Encodes <paramref name="values"/> (rows of <paramref name="width"/>) into <paramref name="destination"/>; returns the bytes written.</summary>
@@ -51,7 +59,8 @@ internal static partial class ValueCodec
         {
             int inner = EncodeInner(spec, values, width, scratch);
             var body = destination[(PrefixBytes + 8)..];
-            if (BrotliEncoder.TryCompress(scratch.AsSpan(0, inner), body, out int compressed, LzQuality, LzWindow) && compressed + 8 < inner)
+            var compressor = t_compressor ??= new ZstdSharp.Compressor(LzLevel);
+            if (compressor.TryWrap(scratch.AsSpan(0, inner), body, out int compressed) && compressed + 8 < inner)
             {
                 destination[0] |= (byte)CodecStages.Lz;
                 BinaryPrimitives.WriteInt32LittleEndian(destination[PrefixBytes..], inner);
@@ -108,7 +117,17 @@ internal static partial class ValueCodec
         byte[] scratch = ArrayPool<byte>.Shared.Rent(Math.Max(inner, 1));
         try
         {
-            if (!BrotliDecoder.TryDecompress(source.Slice(PrefixBytes + 8, compressed), scratch.AsSpan(0, inner), out int written) || written != inner)
+            int written;
+            try
+            {
+                var decompressor = t_decompressor ??= new ZstdSharp.Decompressor();
+                written = decompressor.TryUnwrap(source.Slice(PrefixBytes + 8, compressed), scratch.AsSpan(0, inner), out int w) ? w : -1;
+            }
+            catch (ZstdSharp.ZstdException ex)
+            {
+                throw new ProtocolException($"compressed value section is not valid Zstandard: {ex.Message}");
+            }
+            if (written != inner)
             {
                 throw new ProtocolException("compressed value section does not decompress to its declared length");
             }

@@ -82,15 +82,9 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
     [Fact]
     public async Task Mutated_frames_sent_to_a_live_server_leave_it_serving_with_no_error_logged()
     {
-        var corpus = (await FuzzCorpus.RecordAsync()).Where(f => TypeOf(f) is not (MessageType.Register or MessageType.Heartbeat or MessageType.Barrier
-            or MessageType.DeclareTable or MessageType.DeclareWork or MessageType.ClaimWork or MessageType.CompleteWork or MessageType.Status)).ToList();
-        var logs = new CountingLoggers();
-        var transport = new TransportOptions { Secret = null, MaxFrameBytes = MaxFrameBytes };
-        await using var scheduler = SchedulerNode.Start(new SchedulerOptions { Port = 0, Servers = 1, Workers = 1, Transport = transport, HeartbeatTimeout = TimeSpan.FromSeconds(30) }, logs);
-        string address = $"127.0.0.1:{scheduler.Port}";
-        await using var server = await ServerNode.StartAsync(new ServerOptions { Scheduler = address, Transport = transport }, logs);
-        await using var client = await PsClient.ConnectAsync(new WorkerOptions { Scheduler = address, Transport = transport });
-        await FuzzCorpus.DeclareTablesAsync(client); // the recorded frames name these tables: mutations reach the handlers
+        var corpus = (await FuzzCorpus.RecordAsync()).Where(f => !IsControl(f)).ToList();
+        await using var job = await LiveJob.StartAsync();
+        var (server, client, logs) = (job.Server, job.Client, job.Logs);
 
         int cases = Setting("PS_FUZZ_LIVE_CASES", 20_000);
         SendMutated(corpus, server.Port, cases, new Random(Setting("PS_FUZZ_SEED", 1)), logs);
@@ -102,6 +96,43 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
         await client.WaitAsync(check.Pull([3, 7], values));
         Assert.Equal([1f, 2, 3, 4], values);
         Assert.True(logs.Errors.IsEmpty, "errors logged:\n" + string.Join("\n", logs.Errors));
+    }
+
+    /// <summary>Frames a worker sends the scheduler (the rest go to servers).</summary>
+    private static bool IsControl(byte[] frame) => TypeOf(frame) is MessageType.Register or MessageType.Heartbeat or MessageType.Barrier
+        or MessageType.DeclareTable or MessageType.DeclareWork or MessageType.ClaimWork or MessageType.CompleteWork or MessageType.Status;
+
+    /// <summary>A scheduler, a server and a worker in this process, without a secret, the corpus's tables declared.</summary>
+    private sealed class LiveJob : IAsyncDisposable
+    {
+        public required SchedulerNode Scheduler { get; init; }
+
+        public required ServerNode Server { get; init; }
+
+        public required PsClient Client { get; init; }
+
+        public required CountingLoggers Logs { get; init; }
+
+        public string Address => $"127.0.0.1:{Scheduler.Port}";
+
+        public static async Task<LiveJob> StartAsync()
+        {
+            var logs = new CountingLoggers();
+            var transport = new TransportOptions { Secret = null, MaxFrameBytes = MaxFrameBytes };
+            var scheduler = SchedulerNode.Start(new SchedulerOptions { Port = 0, Servers = 1, Workers = 1, Transport = transport, HeartbeatTimeout = TimeSpan.FromSeconds(30) }, logs);
+            string address = $"127.0.0.1:{scheduler.Port}";
+            var server = await ServerNode.StartAsync(new ServerOptions { Scheduler = address, Transport = transport }, logs);
+            var client = await PsClient.ConnectAsync(new WorkerOptions { Scheduler = address, Transport = transport });
+            await FuzzCorpus.DeclareTablesAsync(client); // the recorded frames name these tables: mutations reach the handlers
+            return new LiveJob { Scheduler = scheduler, Server = server, Client = client, Logs = logs };
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await Client.DisposeAsync();
+            await Server.DisposeAsync();
+            await Scheduler.DisposeAsync();
+        }
     }
 
     /// <summary>Sends <paramref name="cases"/> mutated frames of <paramref name="corpus"/> to the node on <paramref name="port"/>, reconnecting whenever it closes the connection.</summary>
@@ -141,16 +172,10 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
     [Fact]
     public async Task Mutated_control_frames_sent_to_a_live_scheduler_leave_it_answering_with_nothing_failed_inside()
     {
-        var corpus = (await FuzzCorpus.RecordAsync()).Where(f => TypeOf(f) is MessageType.Register or MessageType.Heartbeat or MessageType.Barrier
-            or MessageType.DeclareTable or MessageType.DeclareWork or MessageType.ClaimWork or MessageType.CompleteWork or MessageType.Status).ToList();
+        var corpus = (await FuzzCorpus.RecordAsync()).Where(IsControl).ToList();
         Assert.NotEmpty(corpus);
-        var logs = new CountingLoggers();
-        var transport = new TransportOptions { Secret = null, MaxFrameBytes = MaxFrameBytes };
-        await using var scheduler = SchedulerNode.Start(new SchedulerOptions { Port = 0, Servers = 1, Workers = 1, Transport = transport, HeartbeatTimeout = TimeSpan.FromSeconds(30) }, logs);
-        string address = $"127.0.0.1:{scheduler.Port}";
-        await using var server = await ServerNode.StartAsync(new ServerOptions { Scheduler = address, Transport = transport }, logs);
-        await using var client = await PsClient.ConnectAsync(new WorkerOptions { Scheduler = address, Transport = transport });
-        await FuzzCorpus.DeclareTablesAsync(client);
+        await using var job = await LiveJob.StartAsync();
+        var (scheduler, server, logs, address) = (job.Scheduler, job.Server, job.Logs, job.Address);
 
         SendMutated(corpus, scheduler.Port, Setting("PS_FUZZ_LIVE_CASES", 20_000) / 2, new Random(Setting("PS_FUZZ_SEED", 1) + 1), logs);
 

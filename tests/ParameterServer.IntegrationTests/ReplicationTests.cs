@@ -94,4 +94,73 @@ public class ReplicationTests
             }
         }
     }
+
+    [Fact]
+    public async Task With_three_copies_a_late_copy_of_a_resent_push_is_not_applied_again()
+    {
+        // Worker 77's frame 600 went to a primary that was lost; the worker resent it as frame 601. With three copies
+        // the lost primary's own forward of frame 600 may reach a replica after the resend's forward did (they come on
+        // different connections): the replica must not count it twice. Nor may a second resend (602) after that.
+        var (cluster, clients) = await InProcessCluster.StartAsync(servers: 3, workers: 1, replication: 3);
+        await using (cluster)
+        {
+            await using var client = clients[0];
+            Assert.Equal(3, client.View.ChainLength);
+            await client.DeclareTableAsync(new TableSpec("r3", 2));
+            var info = client.View.FindTable("r3")!;
+            var placement = client.View.PlacementOf(info);
+            const ulong key = 5;
+            var primary = cluster.Servers.Single(s => s.Id == client.View.Servers[placement.SlotOf(key)].Id);
+            uint view = client.View.Number;
+
+            byte[] Payload()
+            {
+                var payload = new byte[8 + 8];
+                MemoryMarshal.Write(payload, key);
+                MemoryMarshal.Cast<byte, float>(payload.AsSpan(8)).Fill(1.5f);
+                return payload;
+            }
+            void Expect(RawPeer peer)
+            {
+                var answer = peer.ReadFrame(TimeSpan.FromSeconds(10))!.Value;
+                Assert.Equal(ErrorCode.None, answer.Header.Error);
+            }
+
+            using (var worker = new RawPeer(primary.Port))
+            {
+                worker.WriteFrame(new FrameHeader
+                {
+                    Type = MessageType.Push, Flags = FrameFlags.Resend, SenderId = 77, RequestId = 601, Round = 600, Aux = view, TableId = info.Id,
+                    KeyCount = 1, RowWidth = 2, ElementType = WireElementType.Float32,
+                }, Payload());
+                Expect(worker); // acknowledged once every copy applied it
+            }
+            foreach (var server in cluster.Servers)
+            {
+                // The lost primary's forward of frame 600 arrives late, at every copy.
+                using var lostPrimary = new RawPeer(server.Port, NodeRole.Server);
+                lostPrimary.WriteFrame(new FrameHeader
+                {
+                    Type = MessageType.Replicate, SenderId = 99, RequestId = 1, Aux = 77, Round = 600, ViewNumber = view, TableId = info.Id,
+                    KeyCount = 1, RowWidth = 2, ElementType = WireElementType.Float32,
+                }, Payload());
+                Expect(lostPrimary);
+            }
+            using (var worker = new RawPeer(primary.Port))
+            {
+                worker.WriteFrame(new FrameHeader
+                {
+                    Type = MessageType.Push, Flags = FrameFlags.Resend, SenderId = 77, RequestId = 602, Round = 600, Aux = view, TableId = info.Id,
+                    KeyCount = 1, RowWidth = 2, ElementType = WireElementType.Float32,
+                }, Payload());
+                Expect(worker);
+            }
+            var row = new float[2];
+            foreach (var server in cluster.Servers)
+            {
+                server.TableStoreOf(info.Id)!.Read([key], row);
+                Assert.Equal([1.5f, 1.5f], row);
+            }
+        }
+    }
 }

@@ -20,13 +20,13 @@ internal sealed class InProcessCluster : IAsyncDisposable
 
     public string Address => $"127.0.0.1:{Scheduler.Port}";
 
-    public static async Task<(InProcessCluster Cluster, PsClient[] Clients)> StartAsync(int servers, int workers, Action<ServerOptions>? configure = null)
+    public static async Task<(InProcessCluster Cluster, PsClient[] Clients)> StartAsync(int servers, int workers, Action<ServerOptions>? configure = null, int replication = 0)
     {
         var cluster = new InProcessCluster();
         // These nodes share the test process with tests that run clusters of processes in parallel: on a loaded machine a
         // heartbeat thread can starve for longer than the default 0.8 s, and a node declared dead would fail a test
         // that is not about failure detection (those kill processes or close connections, which is seen at once).
-        cluster.Scheduler = SchedulerNode.Start(new SchedulerOptions { Port = 0, Servers = servers, Workers = workers, HeartbeatTimeout = TimeSpan.FromSeconds(5) });
+        cluster.Scheduler = SchedulerNode.Start(new SchedulerOptions { Port = 0, Servers = servers, Workers = workers, Replication = replication, HeartbeatTimeout = TimeSpan.FromSeconds(5) });
         for (int i = 0; i < servers; i++)
         {
             var options = new ServerOptions { Scheduler = cluster.Address };

@@ -68,60 +68,61 @@ internal sealed class ChainReplicator
 
     /// <summary>
     /// Applies a frame once: false when this frame (sender, request id) was applied before. A resend names the frame it
-    /// replaces (<paramref name="predecessor"/>, cut by view <paramref name="predecessorView"/>): keys this server held
-    /// under that view are skipped when it has that frame recorded, since it applied them then (returned in
-    /// <paramref name="skipped"/>). <paramref name="asPrimary"/>: the frame came from the worker; with chains of two
-    /// the resend's keys here are exactly those of the replaced frame, which is then recorded too, so a late copy of
-    /// it from the lost primary is ignored.
+    /// replaces (<paramref name="predecessor"/>, cut by view <paramref name="predecessorView"/>): its keys this server
+    /// held under that view are skipped when it has that frame recorded, since it applied them then, and so are keys an
+    /// earlier resend of it applied here (see <see cref="AppliedRequests"/>); the skipped keys are returned in
+    /// <paramref name="skipped"/>. An original frame arriving after its resends skips the keys they applied.
     /// </summary>
-    private bool ApplyOnce(int sender, ulong requestId, bool resend, ulong predecessor, uint predecessorView, bool asPrimary,
+    private bool ApplyOnce(int sender, ulong requestId, bool resend, ulong predecessor, uint predecessorView,
         TableStore table, KeyList keys, ReadOnlySpan<float> values, out HashSet<ulong>? skipped)
     {
-        skipped = null;
-        if (!_applied.TryRecord(sender, requestId))
+        bool first = resend
+            ? _applied.TryRecordResend(sender, requestId, predecessor, keys, HeldUnder(predecessorView, table, keys), out skipped)
+            : _applied.TryRecord(sender, requestId, keys, out skipped);
+        if (!first)
         {
             return false;
         }
-        if (!resend)
+        if (skipped is null)
         {
             table.Apply(keys, values);
             return true;
         }
-        var old = _gate.Recent(predecessorView);
-        bool applied = _applied.Contains(sender, predecessor);
-        if (asPrimary && old is not null && old.ChainLength <= 2)
-        {
-            _applied.TryRecord(sender, predecessor);
-        }
-        int oldSlot = old?.SlotOfServer(_self.Id) ?? -1;
-        if (!applied || old is null || oldSlot < 0 || old.FindTable(table.Info.Id) is null)
-        {
-            table.Apply(keys, values); // nothing of it applied here before
-            return true;
-        }
-        // The rare path (a failover): apply only the keys this server did not hold under the predecessor's view.
-        var placement = old.PlacementOf(table.Info);
-        Span<int> chain = stackalloc int[Math.Max(1, placement.ChainLength)];
+        // The rare path (a failover): apply only the keys not applied here before.
         int width = table.Width;
         var keep = new List<ulong>();
         var keepValues = new List<float>();
-        skipped = new HashSet<ulong>();
         for (int i = 0; i < keys.Count; i++)
         {
-            int n = placement.ChainOfBlock(table.Info.BlockOf(keys[i]), chain);
-            if (chain[..n].Contains(oldSlot))
-            {
-                skipped.Add(keys[i]);
-            }
-            else
+            if (!skipped.Contains(keys[i]))
             {
                 keep.Add(keys[i]);
                 keepValues.AddRange(values.Slice(i * width, width));
             }
         }
-        Interlocked.Add(ref _resendRowsSkipped, skipped.Count);
-        table.Apply(KeyList.Of(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(keep)), System.Runtime.InteropServices.CollectionsMarshal.AsSpan(keepValues));
+        Interlocked.Add(ref _resendRowsSkipped, keys.Count - keep.Count);
+        table.Apply(KeyList.Of(CollectionsMarshal.AsSpan(keep)), CollectionsMarshal.AsSpan(keepValues));
         return true;
+    }
+
+    /// <summary>Per key, whether this server held it under view <paramref name="viewNumber"/>; null when it held none (or the view is unknown).</summary>
+    private bool[]? HeldUnder(uint viewNumber, TableStore table, KeyList keys)
+    {
+        var old = _gate.Recent(viewNumber);
+        int oldSlot = old?.SlotOfServer(_self.Id) ?? -1;
+        if (old is null || oldSlot < 0 || old.FindTable(table.Info.Id) is null)
+        {
+            return null;
+        }
+        var placement = old.PlacementOf(table.Info);
+        Span<int> chain = stackalloc int[Math.Max(1, placement.ChainLength)];
+        var held = new bool[keys.Count];
+        for (int i = 0; i < keys.Count; i++)
+        {
+            int n = placement.ChainOfBlock(table.Info.BlockOf(keys[i]), chain);
+            held[i] = chain[..n].Contains(oldSlot);
+        }
+        return held;
     }
 
     /// <summary>
@@ -146,7 +147,7 @@ internal sealed class ChainReplicator
     public bool ApplyAndForward(Connection connection, in FrameHeader header, TableStore table, KeyList keys, ReadOnlySpan<float> values)
     {
         bool resend = (header.Flags & FrameFlags.Resend) != 0;
-        if (!ApplyOnce(header.SenderId, header.RequestId, resend, (ulong)header.Round, header.Aux, asPrimary: true, table, keys, values, out var skipped))
+        if (!ApplyOnce(header.SenderId, header.RequestId, resend, (ulong)header.Round, header.Aux, table, keys, values, out var skipped))
         {
             return false; // this very frame was applied before: acknowledge only
         }
@@ -187,9 +188,12 @@ internal sealed class ChainReplicator
             for (int j = 1; j <= copies; j++)
             {
                 int slot = j < n ? chain[j] : -1;
-                if (slot >= 0 && skipped is not null && skipped.Contains(keys[i]) && !_gate.HeldUnder(header.Aux, table, keys[i], view.Servers[slot].Id))
+                if (slot >= 0 && skipped is not null && skipped.Contains(keys[i])
+                    && ((header.Flags & FrameFlags.Resend) == 0 || !_gate.HeldUnder(header.Aux, table, keys[i], view.Servers[slot].Id)))
                 {
-                    slot = -1; // skipped here as applied before; a copy new to the chain got it in its refill from this server
+                    // Skipped here as applied before: a copy new to the chain got it in its refill from this server; one
+                    // that held it under the replaced frame's view gets it and decides for itself.
+                    slot = -1;
                 }
                 successors[(i * copies) + j - 1] = slot;
                 if (slot >= 0 && !distinct.Contains(slot))
@@ -342,7 +346,7 @@ internal sealed class ChainReplicator
             return;
         }
         _links.NoteInbound(connection, header.SenderId);
-        ApplyOnce((int)header.Aux, (ulong)header.Round, (header.Flags & FrameFlags.Resend) != 0, (ulong)header.Timestamp, header.ViewNumber, asPrimary: false,
+        ApplyOnce((int)header.Aux, (ulong)header.Round, (header.Flags & FrameFlags.Resend) != 0, (ulong)header.Timestamp, header.ViewNumber,
             table, keys, MemoryMarshal.Cast<byte, float>(DataPayload.Values(header, payload)), out _);
         _answers.SendAck(connection, header);
     }

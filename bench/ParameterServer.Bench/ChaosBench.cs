@@ -23,7 +23,10 @@ public static class ChaosBench
     public static readonly Option<double> KillEvery = PsOptions.Create("--kill-every", 5.0, "Seconds between kills");
     /// <summary>--seed.</summary>
     public static readonly Option<int> Seed = PsOptions.Create("--seed", 0, "Random seed for the victims (0: a new one each run)");
+    /// <summary>--victims.</summary>
+    public static readonly Option<string> Victims = PsOptions.Create("--victims", "scheduler,server,worker", "Kinds of node that may be killed or stopped, comma-separated (e.g. server, to soak replication)");
     private const int PauseMs = 20;
+    private static readonly string[] Kinds = ["scheduler", "server", "worker"];
 
     /// <summary>`pserver bench chaos`: runs the counter while killing random nodes; exit code 1 when a counter is off.</summary>
     public static async Task<int> RunAsync(ParseResult p, CancellationToken ct)
@@ -37,6 +40,11 @@ public static class ChaosBench
         if (servers < 2 || replication < 2 || replication > servers || workers < 1 || duration < 1 || killEvery < 0.5)
         {
             throw new ArgumentException("bench chaos needs --servers >= 2, --replication in [2, servers], --workers >= 1, --duration >= 1 and --kill-every >= 0.5");
+        }
+        var victims = (p.GetValue(Victims) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet();
+        if (victims.Count == 0 || victims.Any(v => !Kinds.Contains(v)))
+        {
+            throw new ArgumentException($"--victims takes a comma-separated list of {string.Join(", ", Kinds)} (got '{p.GetValue(Victims)}')");
         }
         int seed = p.GetValue(Seed) is not 0 and var s ? s : Environment.TickCount;
         var random = new Random(seed);
@@ -73,7 +81,7 @@ public static class ChaosBench
             // The workers the job started with check the counters at the end (one that joins later cannot know the
             // starting values): one of them always stays up.
             var originals = workerProcesses.Select(w => w.Process).ToHashSet();
-            Console.Error.WriteLine($"chaos: {servers} servers (replication {replication}), {workers} workers, {units} work units; a kill every {killEvery:0.#} s for {duration} s (seed {seed})");
+            Console.Error.WriteLine($"chaos: {servers} servers (replication {replication}), {workers} workers, {units} work units; a kill every {killEvery:0.#} s for {duration} s among {string.Join(", ", Kinds.Where(victims.Contains))} (seed {seed})");
 
             var kills = new Dictionary<string, int> { ["scheduler"] = 0, ["server"] = 0, ["worker"] = 0 };
             var stops = new Dictionary<string, int> { ["scheduler"] = 0, ["server"] = 0, ["worker"] = 0 };
@@ -119,6 +127,12 @@ public static class ChaosBench
                 if (liveWorkers.Count > 1 && expendable.Count > 0)
                 {
                     kinds.Add("worker");
+                }
+                kinds.RemoveAll(k => !victims.Contains(k));
+                if (kinds.Count == 0)
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(Math.Min(killEvery, 1)), ct); // no allowed victim may go down now
+                    continue;
                 }
                 string kind = kinds[random.Next(kinds.Count)];
                 bool stopInstead = random.Next(4) == 0 && stopped.Count == 0;

@@ -143,7 +143,7 @@ internal static class BenchCommands
     {
         var command = new Command("chaos", "Soak test: a job runs while random processes are killed (scheduler, servers, workers); the counters must stay exact")
         {
-            LocalCluster.Servers, LocalCluster.Workers, PsOptions.Replication, ChaosBench.Duration, ChaosBench.KillEvery, ChaosBench.Seed, PsOptions.Json,
+            LocalCluster.Servers, LocalCluster.Workers, PsOptions.Replication, ChaosBench.Duration, ChaosBench.KillEvery, ChaosBench.Seed, ChaosBench.Victims, PsOptions.Json,
         };
         command.SetAction((p, ct) => ExitCodes.Guard(() => ChaosBench.RunAsync(p, ct)));
         return command;

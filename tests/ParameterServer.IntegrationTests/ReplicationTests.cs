@@ -163,4 +163,120 @@ public class ReplicationTests
             }
         }
     }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    public async Task A_large_push_is_streamed_to_its_copies_and_lands_once_on_each(int copies)
+    {
+        var (cluster, clients) = await InProcessCluster.StartAsync(servers: 3, workers: 1, replication: copies);
+        await using (cluster)
+        {
+            await using var client = clients[0];
+            const int width = 256 << 10; // one 1 MiB row: passed on while it arrives
+            var wide = await client.DeclareTableAsync(new TableSpec("wide", width) { DenseSize = 8, BlockKeys = 1 });
+            var narrow = await client.DeclareTableAsync(new TableSpec("narrow", 4));
+            var values = Enumerable.Range(0, width).Select(i => (float)(i % 1000)).ToArray();
+            ulong[] small = Enumerable.Range(0, 50).Select(k => (ulong)k).ToArray();
+            var ones = Enumerable.Repeat(1f, small.Length * 4).ToArray();
+            var calls = new List<long>();
+            for (int round = 0; round < 5; round++)
+            {
+                for (ulong key = 0; key < 8; key++)
+                {
+                    calls.Add(wide.Push([key], values));
+                    calls.Add(narrow.Push(small, ones)); // small forwards interleave with the streamed parts
+                }
+            }
+            foreach (long call in calls)
+            {
+                wide.Wait(call);
+            }
+            var info = client.View.FindTable("wide")!;
+            var row = new float[width];
+            for (ulong key = 0; key < 8; key++)
+            {
+                int holders = 0;
+                foreach (var server in cluster.Servers)
+                {
+                    server.TableStoreOf(info.Id)!.Read([key], row);
+                    if (row[1] != 0)
+                    {
+                        holders++;
+                        for (int i = 0; i < width; i += 997)
+                        {
+                            Assert.Equal(5 * values[i], row[i]);
+                        }
+                    }
+                }
+                Assert.Equal(copies, holders);
+            }
+            var narrowInfo = client.View.FindTable("narrow")!;
+            var narrowRow = new float[4];
+            foreach (var server in cluster.Servers)
+            {
+                server.TableStoreOf(narrowInfo.Id)!.Read([small[0]], narrowRow);
+                Assert.True(narrowRow[0] is 0 or 40, $"server {server.Id} holds {narrowRow[0]}");
+            }
+            long streamed = cluster.Servers.Sum(s => System.Text.Json.JsonDocument.Parse(s.StatsJson()).RootElement.GetProperty("replicated_streamed").GetInt64());
+            Assert.Equal(40L * (copies - 1), streamed); // every large push went by cut-through, to every other copy
+        }
+    }
+
+    [Fact]
+    public async Task A_replica_applies_a_streamed_forward_only_on_its_commit()
+    {
+        var (cluster, clients) = await InProcessCluster.StartAsync(servers: 2, workers: 1);
+        await using (cluster)
+        {
+            await using var client = clients[0];
+            await client.DeclareTableAsync(new TableSpec("s", 2));
+            var info = client.View.FindTable("s")!;
+            var server = cluster.Servers[0];
+            using var primary = new RawPeer(server.Port, NodeRole.Server);
+
+            // A Replicate frame of one key (worker 77's request 700, key 9, values 2.5) cut into parts.
+            byte[] Replicate(ulong id, ulong key, long workerRequest)
+            {
+                var frame = new byte[FrameHeader.Size + 16];
+                new FrameHeader
+                {
+                    Type = MessageType.Replicate, SenderId = 99, RequestId = id, Aux = 77, Round = workerRequest, ViewNumber = client.View.Number,
+                    TableId = info.Id, KeyCount = 1, RowWidth = 2, ElementType = WireElementType.Float32, PayloadLength = 16,
+                }.Write(frame);
+                MemoryMarshal.Write(frame.AsSpan(FrameHeader.Size), key);
+                MemoryMarshal.Cast<byte, float>(frame.AsSpan(FrameHeader.Size + 8)).Fill(2.5f);
+                return frame;
+            }
+            void Part(ulong id, int length, int offset, ReplicatePartKind kind, ReadOnlySpan<byte> bytes) => primary.WriteFrame(new FrameHeader
+            {
+                Type = MessageType.ReplicatePart, SenderId = 99, RequestId = id, Timestamp = length, Round = offset, Aux = (uint)kind,
+                RowWidth = 1, ElementType = WireElementType.Float32,
+            }, bytes);
+            float Row(ulong key)
+            {
+                var row = new float[2];
+                server.TableStoreOf(info.Id)!.Read([key], row);
+                return row[0];
+            }
+
+            var committed = Replicate(1, 9, 700);
+            Part(1, committed.Length, 0, ReplicatePartKind.Data, committed.AsSpan(0, 70));
+            Part(1, committed.Length, 70, ReplicatePartKind.Data, committed.AsSpan(70));
+            Assert.Equal(0f, Row(9)); // not before its commit
+            Part(1, committed.Length, committed.Length, ReplicatePartKind.Commit, default);
+            var answer = primary.ReadFrame(TimeSpan.FromSeconds(10))!.Value;
+            Assert.Equal((ErrorCode.None, 1UL), (answer.Header.Error, answer.Header.RequestId));
+            Assert.Equal(2.5f, Row(9));
+
+            var aborted = Replicate(2, 10, 701);
+            Part(2, aborted.Length, 0, ReplicatePartKind.Data, aborted);
+            Part(2, aborted.Length, aborted.Length, ReplicatePartKind.Abort, default);
+            Part(3, 200, 8, ReplicatePartKind.Data, new byte[8]); // no stream 3 began
+            answer = primary.ReadFrame(TimeSpan.FromSeconds(10))!.Value; // the abort is not answered: this answers part 3
+            Assert.Equal((ErrorCode.MalformedPayload, 3UL), (answer.Header.Error, answer.Header.RequestId));
+            Assert.Contains("begins at byte 8", System.Text.Encoding.UTF8.GetString(answer.Payload));
+            Assert.Equal(0f, Row(10));
+        }
+    }
 }

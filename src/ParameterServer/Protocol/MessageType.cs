@@ -56,6 +56,14 @@ internal enum MessageType : byte
     /// the block (the replica clears the block first). Not answered: frames on one connection arrive in order.
     /// </summary>
     Refill = 25,
+    /// <summary>
+    /// A primary streams a large push to a replica while the push still arrives (cut-through): the parts of one
+    /// Replicate frame (its header first), in order, all with the same RequestId. Timestamp = the Replicate frame's
+    /// length, Round = this part's offset in it, Aux = <see cref="ReplicatePartKind"/>. The replica assembles them and
+    /// applies the frame, and answers it, only on the commit part, which the primary sends once it applied the push
+    /// itself; an abort discards it. Parts of different streams may interleave on a connection.
+    /// </summary>
+    ReplicatePart = 23,
 
     // Control plane again (numbers above the data plane's so that no two types share one).
     /// <summary>
@@ -129,4 +137,15 @@ internal static class ElementTypes
     public const int WordBytes = 4;
 
     public static bool IsKnown(WireElementType type) => type is WireElementType.Float32 or WireElementType.Float64 or WireElementType.Int32 or WireElementType.Int64;
+}
+
+/// <summary>What a <see cref="MessageType.ReplicatePart"/> frame does (its Aux).</summary>
+internal enum ReplicatePartKind : uint
+{
+    /// <summary>The next bytes of the frame.</summary>
+    Data = 0,
+    /// <summary>The last bytes (maybe none): apply the frame and answer it.</summary>
+    Commit = 1,
+    /// <summary>Discard the frame: the push will not be applied, or comes again whole.</summary>
+    Abort = 2,
 }

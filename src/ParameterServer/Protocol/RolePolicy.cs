@@ -11,7 +11,7 @@ internal static class RolePolicy
     public static bool ServerAccepts(NodeRole role, MessageType type) => role switch
     {
         NodeRole.Server => true,
-        NodeRole.Worker => type is not (MessageType.Replicate or MessageType.Refill),
+        NodeRole.Worker => type is not (MessageType.Replicate or MessageType.ReplicatePart or MessageType.Refill),
         NodeRole.Reader => type is MessageType.ServerStats or MessageType.Heartbeat, // the read-only token: statistics, no parameters
         _ => type is MessageType.ServerStats or MessageType.Scan or MessageType.Heartbeat, // tools read
     };

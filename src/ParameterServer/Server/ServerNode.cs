@@ -224,20 +224,75 @@ public sealed class ServerNode : IAsyncDisposable
     private sealed class DataHandler(ServerNode server) : IFrameHandler
     {
         private readonly ChunkedPush _chunks = new(server._data, server._gate, server._answers);
+        private readonly CutThroughPush _cutThrough = new(server._data, server._replication, server.Id);
+        private readonly ReplicaAssembly _assembly = new(server._replication, server._answers, server.Id);
+        private bool _streaming; // the chunked frame under way is a replicated push passed on as it arrives
 
-        public void OnFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload) => server.OnDataFrame(connection, header, payload);
+        public void OnFrame(Connection connection, in FrameHeader header, ReadOnlySpan<byte> payload)
+        {
+            if (header.Type == MessageType.ReplicatePart && Accepts(connection, header))
+            {
+                _assembly.OnPart(connection, header, payload);
+                return;
+            }
+            server.OnDataFrame(connection, header, payload); // refusals included
+        }
 
-        public bool TryBeginChunks(Connection connection, in FrameHeader header, ReadOnlySpan<byte> first) =>
-            (connection.AuthenticatedRole is not { } role || RolePolicy.ServerAccepts(role, header.Type)) && _chunks.TryBegin(connection, header, first); // a refusal is answered whole
+        public bool TryBeginChunks(Connection connection, in FrameHeader header, ReadOnlySpan<byte> first)
+        {
+            if (!Accepts(connection, header))
+            {
+                return false; // a refusal is answered whole
+            }
+            if (_chunks.TryBegin(connection, header, first))
+            {
+                _streaming = false;
+                return true;
+            }
+            _streaming = _cutThrough.TryBegin(connection, header, first);
+            return _streaming;
+        }
 
-        public void OnChunk(Connection connection, in FrameHeader header, ReadOnlySpan<byte> chunk) => _chunks.Add(chunk);
+        public void OnChunk(Connection connection, in FrameHeader header, ReadOnlySpan<byte> chunk)
+        {
+            if (_streaming)
+            {
+                _cutThrough.Add(chunk);
+            }
+            else
+            {
+                _chunks.Add(chunk);
+            }
+        }
 
-        public void EndChunks(Connection connection, in FrameHeader header, bool received) => _chunks.End(connection, header, received);
+        public void EndChunks(Connection connection, in FrameHeader header, bool received)
+        {
+            if (_streaming)
+            {
+                _cutThrough.End(connection, header, received);
+            }
+            else
+            {
+                _chunks.End(connection, header, received);
+            }
+        }
+
+        public bool TryBeginDirect(Connection connection, in FrameHeader header, out Span<byte> target)
+        {
+            target = default;
+            return header.Type == MessageType.ReplicatePart && Accepts(connection, header) && _assembly.TryBeginDirect(connection, header, out target);
+        }
+
+        public void EndDirect(Connection connection, in FrameHeader header, bool received) => _assembly.EndDirect(connection, header, received);
+
+        private static bool Accepts(Connection connection, in FrameHeader header) =>
+            connection.AuthenticatedRole is not { } role || RolePolicy.ServerAccepts(role, header.Type);
 
         public void OnClosed(Connection connection, string reason)
         {
             server._links.ForgetInbound(connection);
             server._sessions.Close(connection);
+            _assembly.Clear();
             server.Log.LogPeerDisconnected(server.Id, connection.Peer, reason);
         }
     }
@@ -324,6 +379,7 @@ public sealed class ServerNode : IAsyncDisposable
             ["server"] = _self.Id,
             ["requests"] = _data.Requests,
             ["replicated"] = _replication.Replicated,
+            ["replicated_streamed"] = _replication.Streamed,
             ["resend_rows_skipped"] = _replication.ResendRowsSkipped,
             ["refill_blocks_sent"] = _refiller.BlocksSent,
             ["refill_blocks_received"] = _refiller.BlocksReceived,

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using ParameterServer.Core.Cluster;
 using ParameterServer.Core.Codecs;
 using ParameterServer.Protocol;
 using ParameterServer.Transport;
@@ -30,6 +31,7 @@ internal sealed class ChainReplicator
     private readonly Dictionary<ulong, (PendingAck Ack, int PeerId)> _pendingReplicas = new();
     private readonly Stack<PendingAck> _pendingPool = new();
     private long _replicated;
+    private long _streamed;
     private long _resendRowsSkipped;
 
     public ChainReplicator(LocalServer self, ViewGate gate, Answers answers, TableSet tables, PeerLinks links)
@@ -45,6 +47,9 @@ internal sealed class ChainReplicator
 
     /// <summary>Replicate frames sent to other copies.</summary>
     public long Replicated => Interlocked.Read(ref _replicated);
+
+    /// <summary>Forwards streamed to a copy while the push arrived (cut-through), a subset of <see cref="Replicated"/>.</summary>
+    public long Streamed => Interlocked.Read(ref _streamed);
 
     /// <summary>Rows of resends skipped because this copy had applied them before.</summary>
     public long ResendRowsSkipped => Interlocked.Read(ref _resendRowsSkipped);
@@ -156,24 +161,99 @@ internal sealed class ChainReplicator
 
     /// <summary>
     /// Forwards what this primary applied to the other copies of its blocks (under the newest view); the acknowledgement
-    /// (one worker's, or a sync round's <paramref name="syncAcks"/>) waits for them. Returns true when it does.
+    /// (one worker's, or a sync round's <paramref name="syncAcks"/>) waits for them. Returns true when it does. When the
+    /// push was streamed to its copies as it arrived (<see cref="t_stream"/>, set by the caller) and the stream still
+    /// goes to the right copies, they are only told to commit it; otherwise the stream is aborted and the push goes whole.
     /// </summary>
     public bool ForwardApplied(Connection? connection, in FrameHeader header, TableStore table, KeyList keys, ReadOnlySpan<float> values,
         HashSet<ulong>? skipped, List<SyncAggregator.PendingAck>? syncAcks)
     {
+        var stream = t_stream;
+        t_stream = null;
         var view = _gate.Current!; // the newest: a refill started for it copies blocks after every push forwarded by an older one
-        var placement = view.PlacementOf(table.Info);
-        int copies = placement.ChainLength - 1;
-        if (copies <= 0)
+        int copies = Successors(view, header, table, keys, skipped, out var successors, out var distinct);
+        if (stream is not null && (stream.View != view || skipped is not null || !stream.Healthy || !stream.GoesTo(distinct)))
         {
+            stream.Close(); // the copies changed since it began (or one link failed): forwarded whole below
+            stream = null;
+        }
+        if (distinct.Count == 0)
+        {
+            stream?.Close();
             return false;
         }
-        // Successor slots per key (copies per key, -1 where a chain is shorter) and the distinct successors, in
-        // buffers reused by this receive thread: the steady state allocates nothing.
+        var pending = RentPending(connection!, header, table, keys, distinct.Count + 1); // + 1: this thread, until all are sent
+        pending.SyncAcks = syncAcks;
+        foreach (int slot in distinct)
+        {
+            var successor = view.Servers[slot];
+            ulong id = stream?.IdOf(slot) ?? _links.NextRequestId();
+            lock (_pendingLock)
+            {
+                _pendingReplicas[id] = (pending, successor.Id); // before sending (or connecting): a failure must count it as answered
+            }
+            try
+            {
+                Connection peer;
+                if (stream is not null)
+                {
+                    peer = stream.Commit(slot);
+                    Interlocked.Increment(ref _streamed);
+                }
+                else
+                {
+                    peer = _links.GetPeer(successor).Connection;
+                    ReplicaFrames.SendReplicate(_self.Id, view.Number, peer, id, header, table, keys, values, successors, copies, slot);
+                }
+                Interlocked.Increment(ref _replicated);
+                if (peer.IsClosed)
+                {
+                    // Closed while we registered: its loss handler may have run before our entry existed.
+                    throw new TransportException($"{successor.Describe()} closed the connection");
+                }
+            }
+            catch (TransportException ex)
+            {
+                // The successor is gone: the copies that remain have the push; the next view fills a new replica.
+                _self.Log.LogReplicateFailed(_self.Id, successor.Describe(), ex.Message);
+                bool mine;
+                lock (_pendingLock)
+                {
+                    mine = _pendingReplicas.Remove(id);
+                }
+                if (mine)
+                {
+                    Interlocked.Decrement(ref pending.Remaining);
+                }
+            }
+        }
+        stream?.Close();
+        if (Interlocked.Decrement(ref pending.Remaining) == 0)
+        {
+            ReturnPending(pending);
+            return false; // every replica answered already (or none could be reached): acknowledge now
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// Successor slots per key (<paramref name="successors"/>: copies per key, -1 where a chain is shorter or the copy
+    /// needs no forward) and the distinct successors, in buffers reused by this thread (the steady state allocates
+    /// nothing). Returns the copies per key beyond this one (0: not replicated).
+    /// </summary>
+    private int Successors(ClusterView view, in FrameHeader header, TableStore table, KeyList keys, HashSet<ulong>? skipped, out Span<int> successors, out List<int> distinct)
+    {
+        var placement = view.PlacementOf(table.Info);
+        int copies = Math.Max(0, placement.ChainLength - 1);
         int needed = keys.Count * copies;
-        var successors = t_successors is { } buffer && buffer.Length >= needed ? buffer : t_successors = new int[Math.Max(needed, 256)];
-        var distinct = t_distinct ??= new List<int>();
+        var buffer = t_successors is { } reused && reused.Length >= needed ? reused : t_successors = new int[Math.Max(needed, 256)];
+        successors = buffer.AsSpan(0, needed);
+        distinct = t_distinct ??= new List<int>();
         distinct.Clear();
+        if (copies == 0)
+        {
+            return 0;
+        }
         Span<int> chain = stackalloc int[placement.ChainLength];
         long chainBlock = -1;
         int n = 0;
@@ -202,53 +282,47 @@ internal sealed class ChainReplicator
                 }
             }
         }
-        if (distinct.Count == 0)
+        return copies;
+    }
+
+    /// <summary>
+    /// Opens <paramref name="stream"/> for a large push checked under <paramref name="view"/>, when every key of it goes
+    /// to the same copies (one block, the usual large push): each gets the whole frame, so the worker's payload can be
+    /// passed on as it arrives. False when the push is forwarded whole instead.
+    /// </summary>
+    public bool TryOpenStream(ForwardStream stream, ClusterView view, in FrameHeader request, TableStore table, KeyList keys)
+    {
+        if (_gate.Current != view || (request.Flags & FrameFlags.Resend) != 0 || _applied.Contains(request.SenderId, request.RequestId))
         {
             return false;
         }
-        var pending = RentPending(connection!, header, table, keys, distinct.Count + 1); // + 1: this thread, until all are sent
-        pending.SyncAcks = syncAcks;
-        foreach (int slot in distinct)
+        int copies = Successors(view, request, table, keys, null, out var successors, out var distinct);
+        if (copies == 0 || distinct.Count != copies || successors.Contains(-1))
         {
-            var successor = view.Servers[slot];
-            ulong id = _links.NextRequestId();
-            lock (_pendingLock)
+            return false; // keys with different chains: each copy gets its own keys, whole
+        }
+        var replicate = ReplicaFrames.ReplicateHeader(_self.Id, view.Number, 0, request, keys.Count, table.Width);
+        replicate.Flags |= request.Flags & FrameFlags.KeyRange; // the worker's payload, as it is
+        replicate.PayloadLength = request.PayloadLength;
+        stream.Open(view, replicate);
+        try
+        {
+            foreach (int slot in distinct)
             {
-                _pendingReplicas[id] = (pending, successor.Id); // before connecting: a failed connect must count it as answered
-            }
-            try
-            {
-                var peer = _links.GetPeer(successor);
-                ReplicaFrames.SendReplicate(_self.Id, _gate.Current?.Number ?? 0, peer.Connection, id, header, table, keys, values, successors.AsSpan(0, needed), copies, slot);
-                Interlocked.Increment(ref _replicated);
-                if (peer.Connection.IsClosed)
-                {
-                    // Closed while we registered: its loss handler may have run before our entry existed.
-                    throw new TransportException($"{successor.Describe()} closed the connection");
-                }
-            }
-            catch (TransportException ex)
-            {
-                // The successor is gone: the copies that remain have the push; the next view fills a new replica.
-                _self.Log.LogReplicateFailed(_self.Id, successor.Describe(), ex.Message);
-                bool mine;
-                lock (_pendingLock)
-                {
-                    mine = _pendingReplicas.Remove(id);
-                }
-                if (mine)
-                {
-                    Interlocked.Decrement(ref pending.Remaining);
-                }
+                stream.AddTarget(slot, _links.GetPeer(view.Servers[slot]).Connection, _links.NextRequestId());
             }
         }
-        if (Interlocked.Decrement(ref pending.Remaining) == 0)
+        catch (TransportException)
         {
-            ReturnPending(pending);
-            return false; // every replica answered already (or none could be reached): acknowledge now
+            stream.Close();
+            return false; // a copy cannot be reached: the whole-frame path reports it
         }
         return true;
     }
+
+    /// <summary>The stream of the push being served on this thread, for <see cref="ForwardApplied"/> to commit (set by the caller, cleared there).</summary>
+    [ThreadStatic]
+    public static ForwardStream? t_stream;
 
     /// <summary>Applies a push that is not replicated; under the update gate so a checkpoint's snapshot sees it whole or not at all. False: acknowledge now.</summary>
     public bool ApplyPlain(TableStore table, KeyList keys, ReadOnlySpan<float> values)

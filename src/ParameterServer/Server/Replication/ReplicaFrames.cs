@@ -13,8 +13,6 @@ namespace ParameterServer.Server.Replication;
 /// </summary>
 internal static class ReplicaFrames
 {
-
-
     /// <summary>Forwards the keys whose chains include <paramref name="slot"/>, with their values, as one Replicate frame.</summary>
     public static void SendReplicate(int self, uint viewNumber, Connection peer, ulong id, in FrameHeader request, TableStore table, KeyList keys, ReadOnlySpan<float> values, ReadOnlySpan<int> successors, int copies, int slot)
     {
@@ -24,25 +22,8 @@ internal static class ReplicaFrames
             count += successors.Slice(i * copies, copies).Contains(slot) ? 1 : 0;
         }
         int width = table.Width;
-        // Aux: the worker; Round: the worker's request id. A resend also carries what it replaces: Timestamp holds the
-        // predecessor's request id and ViewNumber the view it was cut by (a replica does not route, so needs no view).
-        bool resend = (request.Flags & FrameFlags.Resend) != 0;
-        var header = new FrameHeader
-        {
-            Type = MessageType.Replicate,
-            Flags = resend ? FrameFlags.Resend : FrameFlags.None,
-            SenderId = self,
-            RequestId = id,
-            Timestamp = resend ? request.Round : request.Timestamp,
-            ViewNumber = resend ? request.Aux : viewNumber,
-            TableId = request.TableId,
-            KeyCount = count,
-            RowWidth = width,
-            ElementType = request.ElementType,
-            Aux = (uint)request.SenderId,
-            Round = (long)request.RequestId,
-            PayloadLength = checked(count * (sizeof(ulong) + (width * sizeof(float)))),
-        };
+        var header = ReplicateHeader(self, viewNumber, id, request, count, width);
+        header.PayloadLength = checked(count * (sizeof(ulong) + (width * sizeof(float))));
         int length = header.FrameLength;
         if (t_forwardCodec is { } codec && count >= TableTraffic.MinCachedKeys)
         {
@@ -68,6 +49,29 @@ internal static class ReplicaFrames
         using var frame = peer.Reserve(length);
         FillReplicate(frame.Span, header, keys, values, successors, copies, slot, width);
         frame.Commit();
+    }
+
+    /// <summary>The header of a Replicate frame forwarding <paramref name="count"/> keys of <paramref name="request"/> (PayloadLength left to the caller).</summary>
+    public static FrameHeader ReplicateHeader(int self, uint viewNumber, ulong id, in FrameHeader request, int count, int width)
+    {
+        // Aux: the worker; Round: the worker's request id. A resend also carries what it replaces: Timestamp holds the
+        // predecessor's request id and ViewNumber the view it was cut by (a replica does not route, so needs no view).
+        bool resend = (request.Flags & FrameFlags.Resend) != 0;
+        return new FrameHeader
+        {
+            Type = MessageType.Replicate,
+            Flags = resend ? FrameFlags.Resend : FrameFlags.None,
+            SenderId = self,
+            RequestId = id,
+            Timestamp = resend ? request.Round : request.Timestamp,
+            ViewNumber = resend ? request.Aux : viewNumber,
+            TableId = request.TableId,
+            KeyCount = count,
+            RowWidth = width,
+            ElementType = request.ElementType,
+            Aux = (uint)request.SenderId,
+            Round = (long)request.RequestId,
+        };
     }
 
     /// <summary>The value encoding of the push being served when it came encoded (set on its receive thread), else null.</summary>

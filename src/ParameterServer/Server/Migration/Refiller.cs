@@ -129,6 +129,11 @@ internal sealed class Refiller(LocalServer self, ViewGate gate, TableSet tables,
     /// <summary>Sends one block to a new replica: the copy and the frames carrying it are made under the update gate.</summary>
     private void CopyBlock(TableStore table, long block, NodeInfo member, List<ulong> keys, List<float> rows)
     {
+        if (!_self.Lease.IsHeld(out long lapsedMs))
+        {
+            // This server may have been declared dead meanwhile (frozen, cut off): its blocks are someone else's now.
+            throw new PsException(PsErrorCode.ShuttingDown, $"the scheduler's lease ended {lapsedMs} ms ago");
+        }
         var peer = _links.GetPeer(member);
         int stride = table.RowStride;
         int rowBytes = sizeof(ulong) + (stride * sizeof(float));
@@ -180,6 +185,15 @@ internal sealed class Refiller(LocalServer self, ViewGate gate, TableSet tables,
         if (table is null || header.RowWidth != table.RowStride || DataPayload.Validate(header) is { } problem && problem.Length > 0)
         {
             _self.Log.LogMalformedRefillIgnored(_self.Id, header.TableId, header.SenderId);
+            return;
+        }
+        if (_gate.Current is { } current && current.Number >= header.ViewNumber
+            && (current.SlotOfServer(header.SenderId) < 0 || current.IsDeclaredDead(header.SenderId)))
+        {
+            // A server declared dead (frozen, cut off) may go on copying once it runs again: its copy is stale, and
+            // would wipe what the block's new primary has sent here since.
+            _self.Log.LogRefillIgnored(_self.Id, header.SenderId,
+                $"it copied block {header.Round} under view {header.ViewNumber} but is not a live server of view {current.Number}");
             return;
         }
         var keys = DataPayload.Keys(header, payload);

@@ -56,9 +56,14 @@ public sealed partial class SchedulerNode
 
     private uint _lastServerLossView;
 
-    /// <summary>Whether every live server has refilled its copies since the last server died (the status tells operators and the chaos bench).</summary>
-    private bool CopiesComplete() =>
-        _nodes.Values.Where(n => n.Role == NodeRole.Server && n.Alive).All(n => n.RefilledView >= _lastServerLossView);
+    /// <summary>Whether every live server holding ranges has refilled its copies since the last server died (the status tells operators and the chaos bench).</summary>
+    private bool CopiesComplete() => LiveHolders().All(n => n.RefilledView >= _lastServerLossView);
+
+    /// <summary>
+    /// The live servers that hold ranges. A server still joining holds none (its points come with its migration), so it
+    /// has no copies to restore: counting it would call the copies incomplete until it happened to report a refill.
+    /// </summary>
+    private IEnumerable<NodeState> LiveHolders() => _nodes.Values.Where(n => n.Role == NodeRole.Server && n.Alive && n.Points != 0);
     private int _serversLostSinceHealthy;
 
     /// <summary>
@@ -68,14 +73,14 @@ public sealed partial class SchedulerNode
     /// </summary>
     private bool LosesData(NodeState node, List<Outgoing> outbox)
     {
-        var live = _nodes.Values.Where(n => n.Role == NodeRole.Server && n.Alive).ToList();
+        var live = LiveHolders().ToList();
         if (_serversLostSinceHealthy > 0 && live.All(n => n.RefilledView >= _lastServerLossView))
         {
             _serversLostSinceHealthy = 0;
         }
         _serversLostSinceHealthy++;
         int copies = _options.EffectiveReplication;
-        if (_serversLostSinceHealthy < copies || live.Count == 0)
+        if (_serversLostSinceHealthy < copies || !_nodes.Values.Any(n => n.Role == NodeRole.Server && n.Alive))
         {
             return false;
         }

@@ -279,4 +279,56 @@ public class ReplicationTests
             Assert.Equal(0f, Row(10));
         }
     }
+
+    [Fact]
+    public async Task Forwards_and_block_copies_from_a_server_declared_dead_are_refused()
+    {
+        // A server declared dead while frozen may send what it had queued once it runs again: a late forward or a
+        // stale block copy must not change the survivors (its worker resends what it did not acknowledge).
+        var (cluster, clients) = await InProcessCluster.StartAsync(servers: 3, workers: 1);
+        await using (cluster)
+        {
+            await using var client = clients[0];
+            await client.DeclareTableAsync(new TableSpec("d", 2));
+            var info = client.View.FindTable("d")!;
+            var victim = cluster.Servers[2];
+            await victim.DisposeAsync(); // its connections drop: declared dead
+            var live = cluster.Servers[0];
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+            while (live.View?.IsDeclaredDead(victim.Id) != true)
+            {
+                Assert.True(DateTime.UtcNow < deadline, $"server {live.Id} never saw server {victim.Id} declared dead");
+                await Task.Delay(20);
+            }
+            uint view = live.View!.Number;
+            var payload = new byte[8 + 8];
+            MemoryMarshal.Write(payload, 11UL);
+            MemoryMarshal.Cast<byte, float>(payload.AsSpan(8)).Fill(4f);
+            using var ghost = new RawPeer(live.Port, NodeRole.Server);
+            ghost.WriteFrame(new FrameHeader
+            {
+                Type = MessageType.Replicate, SenderId = victim.Id, RequestId = 5, Aux = 77, Round = 900, ViewNumber = view, TableId = info.Id,
+                KeyCount = 1, RowWidth = 2, ElementType = WireElementType.Float32,
+            }, payload);
+            var answer = ghost.ReadFrame(TimeSpan.FromSeconds(10))!.Value;
+            Assert.Equal(ErrorCode.Conflict, answer.Header.Error);
+            Assert.Contains("declared dead", System.Text.Encoding.UTF8.GetString(answer.Payload));
+
+            var store = live.TableStoreOf(info.Id)!;
+            long block = info.BlockOf(11);
+            var copy = new byte[8 + (store.RowStride * 4)];
+            MemoryMarshal.Write(copy, 11UL);
+            MemoryMarshal.Cast<byte, float>(copy.AsSpan(8)).Fill(9f);
+            ghost.WriteFrame(new FrameHeader
+            {
+                Type = MessageType.Refill, SenderId = victim.Id, Timestamp = 1, Round = block, ViewNumber = view - 1, TableId = info.Id,
+                KeyCount = 1, RowWidth = store.RowStride, ElementType = WireElementType.Float32,
+            }, copy); // not answered: a stats round trip after it shows it was handled
+            ghost.WriteFrame(new FrameHeader { Type = MessageType.ServerStats, SenderId = victim.Id, RequestId = 6, RowWidth = 1, ElementType = WireElementType.Float32 }, default);
+            Assert.Equal(6UL, ghost.ReadFrame(TimeSpan.FromSeconds(10))!.Value.Header.RequestId);
+            var row = new float[2];
+            store.Read([11UL], row);
+            Assert.Equal([0f, 0f], row);
+        }
+    }
 }

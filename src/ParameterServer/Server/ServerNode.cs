@@ -456,6 +456,9 @@ public sealed class ServerNode : IAsyncDisposable
         }
     }
 
+    /// <summary>The newest view this server installed (tests).</summary>
+    internal ClusterView? View => _gate.Current;
+
     public ValueTask DisposeAsync()
     {
         _metrics.Dispose();

@@ -14,6 +14,7 @@ namespace ParameterServer.Server;
 internal sealed class ViewGate
 {
     private readonly ReaderWriterLockSlim _order = new(LockRecursionPolicy.NoRecursion);
+    private readonly ReaderWriterLockSlim _replicaApplies = new(LockRecursionPolicy.NoRecursion);
     private readonly Dictionary<uint, ClusterView> _recent = new();
     private volatile ClusterView? _current;
     private int _streamPauses; // snapshots and view changes under way: no new streamed applies meanwhile
@@ -124,4 +125,20 @@ internal sealed class ViewGate
     }
 
     public void ResumeStreamedApplies() => Interlocked.Decrement(ref _streamPauses);
+
+    /// <summary>
+    /// A replica applies a forward between these, having checked its sender against <see cref="Current"/>. Not the
+    /// update lock: a replica's receive thread must never wait on a view change whose pushes wait on this server's
+    /// forwards to it (each server's forwards would wait on the other's), and nothing here waits on the network.
+    /// </summary>
+    public void EnterReplicaApply() => _replicaApplies.EnterReadLock();
+
+    public void ExitReplicaApply() => _replicaApplies.ExitReadLock();
+
+    /// <summary>Waits for the replica applies begun before it (after a view is installed: those checked the older view).</summary>
+    public void WaitReplicaApplies()
+    {
+        _replicaApplies.EnterWriteLock();
+        _replicaApplies.ExitWriteLock();
+    }
 }

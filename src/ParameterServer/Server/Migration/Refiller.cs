@@ -63,6 +63,7 @@ internal sealed class Refiller(LocalServer self, ViewGate gate, TableSet tables,
         // blocks, or a new replica's copy would lack it while this server has it.
         var lost = previous.Servers.Select(s => s.Id).Where(id => view.SlotOfServer(id) < 0 && !view.Nodes.Any(n => n.Id == id && n.Left)).ToHashSet();
         _links.WaitInboundClosed(lost);
+        _gate.WaitReplicaApplies(); // a forward from a lost server checked under an older view is applied before any copy
         int mySlot = view.SlotOfServer(_self.Id);
         if (mySlot < 0)
         {
@@ -187,13 +188,11 @@ internal sealed class Refiller(LocalServer self, ViewGate gate, TableSet tables,
             _self.Log.LogMalformedRefillIgnored(_self.Id, header.TableId, header.SenderId);
             return;
         }
-        if (_gate.Current is { } current && current.Number >= header.ViewNumber
-            && (current.SlotOfServer(header.SenderId) < 0 || current.IsDeclaredDead(header.SenderId)))
+        if (_gate.Current is { } current && current.IsDeclaredDead(header.SenderId))
         {
             // A server declared dead (frozen, cut off) may go on copying once it runs again: its copy is stale, and
             // would wipe what the block's new primary has sent here since.
-            _self.Log.LogRefillIgnored(_self.Id, header.SenderId,
-                $"it copied block {header.Round} under view {header.ViewNumber} but is not a live server of view {current.Number}");
+            _self.Log.LogRefillIgnored(_self.Id, header.SenderId, $"it copied block {header.Round} under view {header.ViewNumber}, but view {current.Number} declares it dead");
             return;
         }
         var keys = DataPayload.Keys(header, payload);

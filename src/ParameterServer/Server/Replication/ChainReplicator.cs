@@ -420,8 +420,32 @@ internal sealed class ChainReplicator
             return;
         }
         _links.NoteInbound(connection, header.SenderId);
-        ApplyOnce((int)header.Aux, (ulong)header.Round, (header.Flags & FrameFlags.Resend) != 0, (ulong)header.Timestamp, header.ViewNumber,
-            table, keys, MemoryMarshal.Cast<byte, float>(DataPayload.Values(header, payload)), out _);
+        // A primary declared dead (frozen, cut off) may send what it had queued once it runs again: refused from the
+        // view that declares it dead on (its worker resends the push). A refill waits for the applies that checked an
+        // older view, so none lands behind a copy made for a new replica.
+        uint? deadIn = null;
+        _gate.EnterReplicaApply();
+        try
+        {
+            if (_gate.Current is { } current && current.IsDeclaredDead(header.SenderId))
+            {
+                deadIn = current.Number;
+            }
+            else
+            {
+                ApplyOnce((int)header.Aux, (ulong)header.Round, (header.Flags & FrameFlags.Resend) != 0, (ulong)header.Timestamp, header.ViewNumber,
+                    table, keys, MemoryMarshal.Cast<byte, float>(DataPayload.Values(header, payload)), out _);
+            }
+        }
+        finally
+        {
+            _gate.ExitReplicaApply();
+        }
+        if (deadIn is { } view)
+        {
+            _answers.SendError(connection, header, ErrorCode.Conflict, $"server {_self.Id}: server {header.SenderId} was declared dead in view {view}: its forwards are refused");
+            return;
+        }
         _answers.SendAck(connection, header);
     }
 

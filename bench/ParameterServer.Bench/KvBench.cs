@@ -5,6 +5,7 @@ using System.Text.RegularExpressions;
 using ParameterServer.Client;
 using ParameterServer.Hosting;
 using ParameterServer.Hosting.Http;
+using ParameterServer.Hosting.Network;
 
 namespace ParameterServer.Bench;
 
@@ -35,6 +36,9 @@ public static partial class KvBench
     public static readonly Option<double> Duration = PsOptions.Create("--duration", 2.0, "Measured seconds per case (each after a warm-up of a quarter of it, at most 0.5 s)");
     /// <summary>--metrics.</summary>
     public static readonly Option<string> Metrics = PsOptions.Create("--metrics", "off", "Nodes serve /metrics while measured: off, on, or both (each case without and then with, and the ratio)");
+    /// <summary>--link-mbit.</summary>
+    public static readonly Option<int> LinkMbit = PsOptions.Create("--link-mbit", 0,
+        "Put every node on a host of its own (a network namespace) behind a token-bucket link of this many Mbit/s each way, instead of loopback (0); figures are then judged against the link");
     /// <summary>--span.</summary>
     public static readonly Option<int> Span = PsOptions.Create("--span", 0, "Loopback limit: bytes of the buffer the calls cycle through (0: one chunk)", hidden: true);
 
@@ -96,9 +100,16 @@ public static partial class KvBench
         await Console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
             $"bench: {servers} server(s), {workers} worker(s), {cases.Count} cases of {plan.Duration} s (+{plan.Warmup} s warm-up) on {Environment.ProcessorCount} cores"));
 
-        // The limit is measured before and after the cluster runs; the higher of the two is used (the stricter yardstick).
-        double limitBefore = await LoopbackGbpsAsync(plan.Duration, chunk, ct);
-        double? iperf3 = await Iperf3.GbpsAsync(plan.Duration, ct);
+        int mbit = p.GetValue(LinkMbit);
+        if (mbit < 0 || (mbit > 0 && NetworkLab.Unavailable is not null))
+        {
+            throw new ArgumentException(mbit < 0 ? $"--link-mbit must be 0 (loopback) or a rate, got {mbit}"
+                : $"--link-mbit {mbit} puts every node in a network namespace, which needs root and iproute2 here: {NetworkLab.Unavailable}; run without it for loopback");
+        }
+        // On loopback the limit is measured before and after the cluster runs; the higher of the two is used (the
+        // stricter yardstick). Behind links the limit is the link's rate.
+        double limitBefore = mbit > 0 ? mbit / 8000.0 : await LoopbackGbpsAsync(plan.Duration, chunk, ct);
+        double? iperf3 = mbit > 0 ? null : await Iperf3.GbpsAsync(plan.Duration, ct);
 
         // With both, each case is measured without metrics and then with them (every node serving /metrics, its meter
         // listened to): the ratio is what metrics cost on the data path.
@@ -106,23 +117,23 @@ public static partial class KvBench
         if (mode == "both")
         {
             await Console.Error.WriteLineAsync("bench: first without metrics, then with every node serving /metrics");
-            var (off, offFailure) = await RunClusterAsync(p, servers, workers, logLevel, cases, metrics: false, ct);
+            var (off, offFailure) = await RunClusterAsync(p, servers, workers, logLevel, cases, metrics: false, mbit, ct);
             if (offFailure is not null)
             {
                 return await FailedAsync(offFailure.Value, ct);
             }
             withoutMetrics = off;
         }
-        var (report, failure) = await RunClusterAsync(p, servers, workers, logLevel, cases, metrics: mode != "off", ct);
+        var (report, failure) = await RunClusterAsync(p, servers, workers, logLevel, cases, metrics: mode != "off", mbit, ct);
         if (failure is not null)
         {
             return await FailedAsync(failure.Value, ct);
         }
-        double limitAfter = await LoopbackGbpsAsync(plan.Duration, chunk, ct);
+        double limitAfter = mbit > 0 ? limitBefore : await LoopbackGbpsAsync(plan.Duration, chunk, ct);
         double limit = Math.Max(limitBefore, limitAfter);
         // Large values live in memory no cache holds: the same loop over value-sized buffers shows what memory allows.
         var bufferLimits = new Dictionary<int, double>();
-        foreach (int size in cases.Select(c => c.SizeBytes).Where(s => s >= BufferLimitFromBytes).Distinct())
+        foreach (int size in cases.Select(c => c.SizeBytes).Where(s => s >= BufferLimitFromBytes && mbit == 0).Distinct())
         {
             bufferLimits[size] = await LoopbackGbpsAsync(plan.Duration, chunk, ct, span: size);
         }
@@ -134,8 +145,10 @@ public static partial class KvBench
             return ExitCodes.Failed;
         }
         string iperf3Text = iperf3 is { } ip ? string.Create(CultureInfo.InvariantCulture, $"iperf3, one stream: {ip:0.000} GB/s") : "iperf3 not installed";
-        string limitLine = string.Create(CultureInfo.InvariantCulture,
-            $"loopback limit (one TCP stream between two processes, {ByteSizes.Format(chunk)} send/recv loop): {limit:0.000} GB/s (before {limitBefore:0.000}, after {limitAfter:0.000}); {iperf3Text}");
+        string limitLine = mbit > 0
+            ? string.Create(CultureInfo.InvariantCulture, $"link limit: every node on a host of its own behind {mbit} Mbit/s each way: {limit:0.000} GB/s")
+            : string.Create(CultureInfo.InvariantCulture,
+                $"loopback limit (one TCP stream between two processes, {ByteSizes.Format(chunk)} send/recv loop): {limit:0.000} GB/s (before {limitBefore:0.000}, after {limitAfter:0.000}); {iperf3Text}");
         if (json)
         {
             await Console.Error.WriteLineAsync($"bench: {limitLine}");
@@ -178,23 +191,41 @@ public static partial class KvBench
 
     /// <summary>Starts the cluster and the workers, and waits for them to measure every case.</summary>
     private static async Task<(KvBenchReport Report, (string Failure, int Code)? Failure)> RunClusterAsync(ParseResult p, int servers, int workers, string logLevel,
-        List<BenchCase> cases, bool metrics, CancellationToken ct)
+        List<BenchCase> cases, bool metrics, int mbit, CancellationToken ct)
     {
         var report = new KvBenchReport(servers, workers);
         string[] metricsPort = metrics ? ["--metrics-port", "0"] : [];
         (string Failure, int Code)? failure;
+        // Behind links: host 0 the scheduler, then the servers, then the workers, each link shaped both ways.
+        using var lab = mbit > 0 ? NetworkLab.Create(1 + servers + workers) : null;
+        foreach (var host in lab?.Hosts ?? [])
+        {
+            lab!.Slow(host, delayMs: 0, megabits: mbit, lossPercent: 0);
+        }
         using (var children = new ProcessGroup())
         {
+            void Start(int host, string name, string[] arguments, Func<string, bool>? onLine = null)
+            {
+                if (lab is null)
+                {
+                    children.Start(name, arguments, onLine);
+                }
+                else
+                {
+                    // A server listens on its host's address; a worker only connects out.
+                    children.StartOn(lab.Hosts[host], name, arguments[0] == "server" ? [.. arguments, "--host", lab.Hosts[host].Address] : arguments, onLine);
+                }
+            }
             try
             {
-                string address = await LocalCluster.StartSchedulerAsync(children, servers, workers, p, logLevel, echo: false, ct, metricsPort);
+                string address = await LocalCluster.StartSchedulerOnAsync(children, lab?.Hosts[0], servers, workers, p, logLevel, echo: false, ct, metricsPort);
                 for (int i = 0; i < servers; i++)
                 {
-                    children.Start($"server {i}", ["server", "--scheduler", address, "--log-level", logLevel, .. metricsPort]);
+                    Start(1 + i, $"server {i}", ["server", "--scheduler", address, "--log-level", logLevel, .. metricsPort]);
                 }
                 for (int i = 0; i < workers; i++)
                 {
-                    children.Start($"worker {i}",
+                    Start(1 + servers + i, $"worker {i}",
                         ["bench", "worker", "--scheduler", address, "--log-level", logLevel, "--request-timeout", LocalCluster.Inv(p.GetValue(PsOptions.RequestTimeoutS)), .. metricsPort, .. Forward(p)],
                         line => !report.TryAdd(line) || Progress(report, cases, line));
                 }

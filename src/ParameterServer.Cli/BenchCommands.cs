@@ -129,7 +129,7 @@ internal static class BenchCommands
         var command = new Command("kv", "Push / pull throughput and latency on a local cluster of real processes, against the raw loopback limit")
         {
             KvBench.Servers, KvBench.Workers, PsOptions.Json, PsOptions.VirtualNodes, PsOptions.Replication, PsOptions.HeartbeatMs, PsOptions.HeartbeatTimeoutMs, PsOptions.RequestTimeoutS, KvBench.Chunk,
-            KvBench.Metrics,
+            KvBench.Metrics, KvBench.LinkMbit,
         };
         foreach (var option in KvBench.PlanOptions)
         {

@@ -19,9 +19,13 @@ public static class LocalCluster
 
     /// <summary>Starts `pserver scheduler` with the launcher options on a free port; returns its address.</summary>
     public static Task<string> StartSchedulerAsync(ProcessGroup children, int servers, int workers, ParseResult p, string logLevel, bool echo, CancellationToken ct, IEnumerable<string>? moreArguments = null)
+        => StartSchedulerOnAsync(children, null, servers, workers, p, logLevel, echo, ct, moreArguments);
+
+    /// <summary>As <see cref="StartSchedulerAsync"/>, inside <paramref name="host"/>'s network namespace (null: loopback).</summary>
+    public static Task<string> StartSchedulerOnAsync(ProcessGroup children, Network.LabHost? host, int servers, int workers, ParseResult p, string logLevel, bool echo, CancellationToken ct, IEnumerable<string>? moreArguments = null)
     {
         CheckReplication(p, servers);
-        return LocalJob.StartSchedulerAsync(children, servers, workers, [.. SchedulerArguments(p), .. moreArguments ?? []], logLevel, echo, ct);
+        return LocalJob.StartSchedulerOnAsync(children, host, servers, workers, [.. SchedulerArguments(p), .. moreArguments ?? []], logLevel, echo, ct);
     }
 
     /// <summary>An integer as an argument (invariant culture).</summary>

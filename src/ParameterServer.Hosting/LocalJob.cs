@@ -163,11 +163,16 @@ public static partial class LocalJob
 
     /// <summary>Starts `pserver scheduler` on a free port and returns its address once it printed it; <paramref name="echo"/> passes its standard output on.</summary>
     public static async Task<string> StartSchedulerAsync(ProcessGroup children, int servers, int workers, IEnumerable<string> schedulerArguments, string logLevel, bool echo, CancellationToken ct)
+        => await StartSchedulerOnAsync(children, null, servers, workers, schedulerArguments, logLevel, echo, ct).ConfigureAwait(false);
+
+    /// <summary>As <see cref="StartSchedulerAsync"/>, inside <paramref name="host"/>'s network namespace, listening on its address (null: this host, loopback).</summary>
+    public static async Task<string> StartSchedulerOnAsync(ProcessGroup children, Network.LabHost? host, int servers, int workers, IEnumerable<string> schedulerArguments, string logLevel, bool echo, CancellationToken ct)
     {
+        ArgumentNullException.ThrowIfNull(children);
         var listening = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
-        children.Start("scheduler",
-            ["scheduler", "--port", "0", "--servers", Inv(servers), "--workers", Inv(workers), "--log-level", logLevel, .. schedulerArguments],
-            line =>
+        string[] arguments = ["scheduler", "--port", "0", "--servers", Inv(servers), "--workers", Inv(workers), "--log-level", logLevel,
+            .. host is null ? Array.Empty<string>() : ["--host", host.Address], .. schedulerArguments];
+        Func<string, bool> onLine = line =>
             {
                 if (ListeningLine().Match(line) is { Success: true } m)
                 {
@@ -181,7 +186,15 @@ public static partial class LocalJob
                     return false;
                 }
                 return echo;
-            });
+            };
+        if (host is null)
+        {
+            children.Start("scheduler", arguments, onLine);
+        }
+        else
+        {
+            children.StartOn(host, "scheduler", arguments, onLine);
+        }
         try
         {
             return await listening.Task.WaitAsync(TimeSpan.FromSeconds(30), ct);

@@ -131,4 +131,42 @@ public class LargeValueTests
             Assert.Equal(values.Select(v => v * 2), pulled);
         }
     }
+
+    /// <summary>A large push applied piece by piece still keeps NaN out of the table: it stops at the first one and says so.</summary>
+    [Fact]
+    public async Task A_large_push_applied_as_it_arrives_stops_at_a_NaN_and_says_so()
+    {
+        var (cluster, clients) = await InProcessCluster.StartAsync(servers: 1, workers: 1);
+        await using (cluster)
+        {
+            await using var client = clients[0];
+            const int width = 3 * 8192; // 96 KiB rows: applied in slices
+            var table = await client.DeclareTableAsync(new TableSpec("nan", width) { DenseSize = 16, BlockKeys = 4 });
+            ulong[] keys = [5, 6];
+            var values = Enumerable.Repeat(1f, keys.Length * width).ToArray();
+            int bad = width + 100; // in the second row
+            values[bad] = float.NaN;
+            var frame = new byte[FrameHeader.Size + (keys.Length * 8) + (values.Length * 4)];
+            new FrameHeader
+            {
+                Type = MessageType.Push, SenderId = 99, RequestId = 8, TableId = client.View.FindTable("nan")!.Id,
+                KeyCount = keys.Length, RowWidth = width, ElementType = WireElementType.Float32, PayloadLength = frame.Length - FrameHeader.Size,
+            }.Write(frame);
+            MemoryMarshal.AsBytes(keys.AsSpan()).CopyTo(frame.AsSpan(FrameHeader.Size));
+            MemoryMarshal.AsBytes(values.AsSpan()).CopyTo(frame.AsSpan(FrameHeader.Size + (keys.Length * 8)));
+            using (var peer = new RawPeer(cluster.Servers[0].Port))
+            {
+                peer.Write(frame.AsSpan(0, 8192)); // the keys and the first values arrive before the rest: chunked
+                Thread.Sleep(20);
+                peer.Write(frame.AsSpan(8192));
+                var answer = peer.ReadFrame(TimeSpan.FromSeconds(10)) ?? throw new Xunit.Sdk.XunitException("the server closed the connection instead of answering");
+                Assert.Equal(ErrorCode.InvalidArgument, answer.Header.Error);
+                Assert.Contains($"NaN at value {bad}: refused from there on", System.Text.Encoding.UTF8.GetString(answer.Payload));
+            }
+            var pulled = new float[values.Length];
+            table.Wait(table.Pull(keys, pulled));
+            Assert.All(pulled, v => Assert.True(float.IsFinite(v)));
+            Assert.Equal(bad, pulled.Count(v => v == 1f)); // applied up to the NaN, nothing after it
+        }
+    }
 }

@@ -25,6 +25,9 @@ internal sealed class ChunkedPush(DataRequests requests, ViewGate gate, Answers 
     private long _applied; // values applied so far
     private int _carried; // bytes of a value split between two pieces
     private uint _carry;
+    private bool _checkFinite; // a float table: a NaN or infinity stops the push there
+    private long _refusedAt; // the first value not finite (-1: none so far)
+    private float _refusedValue;
 
     public bool TryBegin(Connection connection, in FrameHeader header, ReadOnlySpan<byte> first)
     {
@@ -68,6 +71,8 @@ internal sealed class ChunkedPush(DataRequests requests, ViewGate gate, Answers 
         }
         _applied = 0;
         _carried = 0;
+        _checkFinite = table.Info.Element == ElementType.Float32;
+        _refusedAt = -1;
         Add(first[(int)keyBytes..]);
         return true;
     }
@@ -105,7 +110,14 @@ internal sealed class ChunkedPush(DataRequests requests, ViewGate gate, Answers 
         {
             gate.ExitStreamedApply();
         }
-        if (received && table is not null)
+        if (received && table is not null && _refusedAt >= 0)
+        {
+            // The whole-frame path refuses such a push untouched; here its values before that one were applied as
+            // they arrived. Our client refuses them before sending: this guards the table against any other sender.
+            answers.SendError(connection, header, ErrorCode.InvalidArgument,
+                $"push to table '{table.Info.Name}' holds {_refusedValue} at value {_refusedAt}: refused from there on (the {_refusedAt} values before it were applied as they arrived)");
+        }
+        else if (received && table is not null)
         {
             answers.SendAck(connection, header);
         }
@@ -113,6 +125,16 @@ internal sealed class ChunkedPush(DataRequests requests, ViewGate gate, Answers 
 
     private void Apply(ReadOnlySpan<float> values)
     {
+        if (_refusedAt >= 0)
+        {
+            return;
+        }
+        if (_checkFinite && Extensions.Simd.IndexOfNonFinite(values) is int bad and >= 0)
+        {
+            _refusedAt = _applied + bad;
+            _refusedValue = values[bad];
+            values = values[..bad];
+        }
         var table = _table!;
         while (!values.IsEmpty)
         {

@@ -62,4 +62,33 @@ public class WorkQueueTests
         Assert.Equal(1, queue.Backups);
         Assert.Equal(2, queue.Completions); // both workers pushed the unit
     }
+
+    [Fact]
+    public void A_huge_declaration_costs_nothing_up_front_and_a_restored_queue_hands_out_each_unit_once()
+    {
+        // A declaration of int.MaxValue units (a mutated frame from the fuzzer once took the scheduler's loop for over
+        // a minute listing them) is taken at once.
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var huge = new WorkQueue(int.MaxValue, WorkerFailurePolicy.Reassign, TimeSpan.Zero);
+        Assert.Equal(0, huge.ClaimFor(worker: 1, now: 0).Unit);
+        Assert.Equal(1, huge.ClaimFor(worker: 1, now: 0).Unit);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(1), $"took {watch.Elapsed}");
+
+        // Restored after a scheduler restart: 0 and 2 done, 1 and 3 claimed by worker 7, which rejoins holding only 1.
+        var saved = new WorkQueue(5, WorkerFailurePolicy.Reassign, TimeSpan.Zero);
+        for (int i = 0; i < 4; i++)
+        {
+            saved.ClaimFor(worker: 7, now: 0);
+        }
+        saved.Complete(0, worker: 7);
+        saved.Complete(2, worker: 7);
+        var queue = WorkQueue.Import(saved.Export(), WorkerFailurePolicy.Reassign, TimeSpan.Zero, now: 0);
+        queue.OnWorkerRejoined(7, [1]);
+        var handed = new List<int>();
+        for (var claim = queue.ClaimFor(worker: 8, now: 0); claim.Unit >= 0; claim = queue.ClaimFor(worker: 8, now: 0))
+        {
+            handed.Add(claim.Unit);
+        }
+        Assert.Equal([3, 4], handed.Order().ToArray()); // 3 given back, 4 never handed out; each once
+    }
 }

@@ -17,7 +17,10 @@ internal sealed class WorkQueue(int units, WorkerFailurePolicy policy, TimeSpan 
     /// <summary>Which round of the job's work this is (0 for a job that declares its work once).</summary>
     public int Round { get; } = round;
 
-    private readonly Queue<int> _pending = new(Enumerable.Range(0, units));
+    // Pending units: those given back (a worker died, a restart) and every unit from _nextFresh on that is not done,
+    // dropped or claimed. Counted, not listed: a declaration costs nothing whatever its size.
+    private readonly Queue<int> _returned = new();
+    private int _nextFresh;
     private readonly Dictionary<int, (int Worker, long Since, bool BackedUp)> _claimed = new();
     private readonly HashSet<int> _completed = new();
     private readonly HashSet<int> _dropped = new();
@@ -43,7 +46,7 @@ internal sealed class WorkQueue(int units, WorkerFailurePolicy policy, TimeSpan 
 
     public Claim ClaimFor(int worker, long now)
     {
-        if (_pending.TryDequeue(out int unit))
+        if (TryTakePending(out int unit))
         {
             _claimed[unit] = (worker, now, false);
             return new Claim(unit, false);
@@ -88,7 +91,7 @@ internal sealed class WorkQueue(int units, WorkerFailurePolicy policy, TimeSpan 
             _claimed.Remove(unit);
             if (policy == WorkerFailurePolicy.Reassign)
             {
-                _pending.Enqueue(unit);
+                _returned.Enqueue(unit);
                 Reassigned++;
             }
             else
@@ -118,14 +121,35 @@ internal sealed class WorkQueue(int units, WorkerFailurePolicy policy, TimeSpan 
         {
             queue._claimed[pair[0]] = (pair[1], now, false);
         }
-        var pending = Enumerable.Range(0, saved.Units).Where(u => !queue._completed.Contains(u) && !queue._dropped.Contains(u) && !queue._claimed.ContainsKey(u));
-        queue._pending.Clear();
-        foreach (int u in pending)
-        {
-            queue._pending.Enqueue(u);
-        }
-        return queue;
+        return queue; // the rest are pending: TryTakePending skips what is done, dropped or claimed
     }
+
+    /// <summary>
+    /// The next pending unit: units not yet handed out in order, then those given back, in the order they were. A unit
+    /// given back before the scan reached it (claimed when a restarted scheduler took the queue in) is taken once:
+    /// whichever way comes second finds it claimed or done and skips it.
+    /// </summary>
+    private bool TryTakePending(out int unit)
+    {
+        while (_nextFresh < Units)
+        {
+            unit = _nextFresh++;
+            if (IsPending(unit))
+            {
+                return true;
+            }
+        }
+        while (_returned.TryDequeue(out unit))
+        {
+            if (IsPending(unit))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private bool IsPending(int unit) => !_completed.Contains(unit) && !_dropped.Contains(unit) && !_claimed.ContainsKey(unit);
 
     /// <summary>A worker rejoined a restarted scheduler holding <paramref name="held"/>: its other claims are given out again.</summary>
     public void OnWorkerRejoined(int worker, IReadOnlyCollection<int> held)
@@ -133,7 +157,7 @@ internal sealed class WorkQueue(int units, WorkerFailurePolicy policy, TimeSpan 
         foreach (var (unit, claim) in _claimed.Where(c => c.Value.Worker == worker && !held.Contains(c.Key)).ToList())
         {
             _claimed.Remove(unit);
-            _pending.Enqueue(unit);
+            _returned.Enqueue(unit);
         }
     }
 }

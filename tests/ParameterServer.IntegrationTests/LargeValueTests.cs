@@ -96,14 +96,7 @@ public class LargeValueTests
             var table = await client.DeclareTableAsync(new TableSpec("pieces", width) { DenseSize = 16, BlockKeys = 4 });
             ulong[] keys = [5, 6];
             var values = Enumerable.Range(0, keys.Length * width).Select(i => (i % 977) * 0.5f).ToArray();
-            var frame = new byte[FrameHeader.Size + (keys.Length * 8) + (values.Length * 4)];
-            new FrameHeader
-            {
-                Type = MessageType.Push, SenderId = 99, RequestId = 7, TableId = client.View.FindTable("pieces")!.Id,
-                KeyCount = keys.Length, RowWidth = width, ElementType = WireElementType.Float32, PayloadLength = frame.Length - FrameHeader.Size,
-            }.Write(frame);
-            MemoryMarshal.AsBytes(keys.AsSpan()).CopyTo(frame.AsSpan(FrameHeader.Size));
-            MemoryMarshal.AsBytes(values.AsSpan()).CopyTo(frame.AsSpan(FrameHeader.Size + (keys.Length * 8)));
+            var frame = PushFrame(client.View.FindTable("pieces")!.Id, requestId: 7, keys, values, width);
 
             using (var peer = new RawPeer(cluster.Servers[0].Port))
             {
@@ -146,14 +139,7 @@ public class LargeValueTests
             var values = Enumerable.Repeat(1f, keys.Length * width).ToArray();
             int bad = width + 100; // in the second row
             values[bad] = float.NaN;
-            var frame = new byte[FrameHeader.Size + (keys.Length * 8) + (values.Length * 4)];
-            new FrameHeader
-            {
-                Type = MessageType.Push, SenderId = 99, RequestId = 8, TableId = client.View.FindTable("nan")!.Id,
-                KeyCount = keys.Length, RowWidth = width, ElementType = WireElementType.Float32, PayloadLength = frame.Length - FrameHeader.Size,
-            }.Write(frame);
-            MemoryMarshal.AsBytes(keys.AsSpan()).CopyTo(frame.AsSpan(FrameHeader.Size));
-            MemoryMarshal.AsBytes(values.AsSpan()).CopyTo(frame.AsSpan(FrameHeader.Size + (keys.Length * 8)));
+            var frame = PushFrame(client.View.FindTable("nan")!.Id, requestId: 8, keys, values, width);
             using (var peer = new RawPeer(cluster.Servers[0].Port))
             {
                 peer.Write(frame.AsSpan(0, 8192)); // the keys and the first values arrive before the rest: chunked
@@ -168,5 +154,19 @@ public class LargeValueTests
             Assert.All(pulled, v => Assert.True(float.IsFinite(v)));
             Assert.Equal(bad, pulled.Count(v => v == 1f)); // applied up to the NaN, nothing after it
         }
+    }
+
+    /// <summary>A push frame as a worker (node 99) would send it, to be written in pieces of the test's choosing.</summary>
+    private static byte[] PushFrame(int tableId, ulong requestId, ulong[] keys, float[] values, int width)
+    {
+        var frame = new byte[FrameHeader.Size + (keys.Length * 8) + (values.Length * 4)];
+        new FrameHeader
+        {
+            Type = MessageType.Push, SenderId = 99, RequestId = requestId, TableId = tableId,
+            KeyCount = keys.Length, RowWidth = width, ElementType = WireElementType.Float32, PayloadLength = frame.Length - FrameHeader.Size,
+        }.Write(frame);
+        MemoryMarshal.AsBytes(keys.AsSpan()).CopyTo(frame.AsSpan(FrameHeader.Size));
+        MemoryMarshal.AsBytes(values.AsSpan()).CopyTo(frame.AsSpan(FrameHeader.Size + (keys.Length * 8)));
+        return frame;
     }
 }

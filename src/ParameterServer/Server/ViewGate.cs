@@ -71,6 +71,26 @@ internal sealed class ViewGate
         return chain[..n].Contains(slot);
     }
 
+    /// <summary>Per key, whether <paramref name="server"/> held it under view <paramref name="viewNumber"/>; null when the view is unknown, or it held no block of the table then.</summary>
+    public bool[]? HeldUnder(uint viewNumber, TableStore table, KeyList keys, int server)
+    {
+        var old = Recent(viewNumber);
+        int slot = old?.SlotOfServer(server) ?? -1;
+        if (old is null || slot < 0 || old.FindTable(table.Info.Id) is null)
+        {
+            return null;
+        }
+        var placement = old.PlacementOf(table.Info);
+        Span<int> chain = stackalloc int[Math.Max(1, placement.ChainLength)];
+        var held = new bool[keys.Count];
+        for (int i = 0; i < keys.Count; i++)
+        {
+            int n = placement.ChainOfBlock(table.Info.BlockOf(keys[i]), chain);
+            held[i] = chain[..n].Contains(slot);
+        }
+        return held;
+    }
+
     /// <summary>WrongOwner when server <paramref name="self"/> is not the primary of every key under <paramref name="view"/>.</summary>
     public static (ErrorCode Code, string Message)? OwnerProblem(ClusterView view, int self, TableStore table, KeyList keys)
     {

@@ -82,7 +82,7 @@ internal sealed class ChainReplicator
         TableStore table, KeyList keys, ReadOnlySpan<float> values, out HashSet<ulong>? skipped)
     {
         bool first = resend
-            ? _applied.TryRecordResend(sender, requestId, predecessor, keys, HeldUnder(predecessorView, table, keys), out skipped)
+            ? _applied.TryRecordResend(sender, requestId, predecessor, keys, _gate.HeldUnder(predecessorView, table, keys, _self.Id), out skipped)
             : _applied.TryRecord(sender, requestId, keys, out skipped);
         if (!first)
         {
@@ -108,26 +108,6 @@ internal sealed class ChainReplicator
         Interlocked.Add(ref _resendRowsSkipped, keys.Count - keep.Count);
         table.Apply(KeyList.Of(CollectionsMarshal.AsSpan(keep)), CollectionsMarshal.AsSpan(keepValues));
         return true;
-    }
-
-    /// <summary>Per key, whether this server held it under view <paramref name="viewNumber"/>; null when it held none (or the view is unknown).</summary>
-    private bool[]? HeldUnder(uint viewNumber, TableStore table, KeyList keys)
-    {
-        var old = _gate.Recent(viewNumber);
-        int oldSlot = old?.SlotOfServer(_self.Id) ?? -1;
-        if (old is null || oldSlot < 0 || old.FindTable(table.Info.Id) is null)
-        {
-            return null;
-        }
-        var placement = old.PlacementOf(table.Info);
-        Span<int> chain = stackalloc int[Math.Max(1, placement.ChainLength)];
-        var held = new bool[keys.Count];
-        for (int i = 0; i < keys.Count; i++)
-        {
-            int n = placement.ChainOfBlock(table.Info.BlockOf(keys[i]), chain);
-            held[i] = chain[..n].Contains(oldSlot);
-        }
-        return held;
     }
 
     /// <summary>
